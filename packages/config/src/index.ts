@@ -1,0 +1,111 @@
+// mallee.conf: one file per host in eucalyptus.conf style (KEY="value", # comments), validated with
+// zod; MALLEE_<KEY> environment variables override the file, and explicit overrides win over both.
+import { readFileSync, existsSync } from 'node:fs';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(1).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const ipv4 = z.string().regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/, 'an IPv4 address');
+
+export const configSchema = z.object({
+  MALLEE_HOME: z.string().default('/var/lib/mallee'),
+  CLC_PORT: port.default(8773),
+  CC_PORT: port.default(8774),
+  NC_PORT: port.default(8775),
+  WALRUS_PORT: port.default(8776),
+  SC_PORT: port.default(8777),
+  BIND_ADDRESS: z.string().default('127.0.0.1'),
+  /** Region name reported by DescribeRegions and used in credentials. */
+  REGION: z.string().default('mallee'),
+  /** Availability zone (= cluster name) served by this host's cc. */
+  ZONE: z.string().default('mallee-1a'),
+  /** Seconds between a controller's polls of the component below it. */
+  POLL_INTERVAL: z.coerce.number().positive().default(2),
+  /** Seconds a terminated instance stays visible before it is purged. */
+  TERMINATED_RETENTION: z.coerce.number().nonnegative().default(3600),
+  MAX_CORES: z.coerce.number().int().nonnegative().default(0),
+  MAX_MEM: z.coerce.number().int().nonnegative().default(0),
+  MAX_DISK: z.coerce.number().int().nonnegative().default(0),
+  SCHEDPOLICY: z.enum(['GREEDY', 'ROUNDROBIN', 'POWERSAVE']).default('GREEDY'),
+  HYPERVISOR: z.enum(['simulated', 'libvirt', 'kvm', 'qemu']).default('libvirt'),
+  /** Simulated hypervisor: milliseconds from ncRunInstance until the guest is running. */
+  SIM_BOOT_DELAY: z.coerce.number().int().nonnegative().default(500),
+  /** Simulated hypervisor: physical cores and memory (MiB) it pretends to have. */
+  SIM_CORES: positiveInt.default(4),
+  SIM_MEM: positiveInt.default(8192),
+  SIM_DISK: positiveInt.default(200),
+  INSTANCE_PATH: z.string().default('/var/lib/mallee/instances'),
+  VNET_MODE: z.enum(['MANAGED', 'MANAGED-NOVLAN', 'SYSTEM']).default('MANAGED'),
+  VNET_ENCAP: z.enum(['vlan', 'vxlan']).default('vxlan'),
+  VNET_SUBNET: ipv4.default('172.31.0.0'),
+  VNET_NETMASK: ipv4.default('255.255.0.0'),
+  VNET_ADDRSPERNET: positiveInt.default(32).refine((n) => (n & (n - 1)) === 0 && n >= 16, 'a power of two, at least 16'),
+  VNET_PUBLICIPS: z.string().default(''),
+  VNET_PUBINTERFACE: z.string().default('eth0'),
+  VNET_PRIVINTERFACE: z.string().default('eth1'),
+  VNET_BRIDGE: z.string().default(''),
+  VNET_DNS: z.string().default(''),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type MalleeConfig = z.infer<typeof configSchema>;
+export type ConfigKey = keyof MalleeConfig;
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parse eucalyptus.conf-style text: `KEY="value"`, `KEY=value`, `export KEY=…`, `#` comments. */
+export function parseConfText(text: string, source = 'mallee.conf'): Record<string, string> {
+  const out: Record<string, string> = {};
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) throw new ConfigError(`${source}:${i + 1}: expected KEY="value", got: ${line}`);
+    let value = m[2]!.trim();
+    const quoted = /^"((?:[^"\\]|\\.)*)"\s*(?:#.*)?$/.exec(value) ?? /^'([^']*)'\s*(?:#.*)?$/.exec(value);
+    if (quoted) value = quoted[1]!.replace(/\\(.)/g, '$1');
+    else value = value.replace(/\s+#.*$/, '');
+    out[m[1]!] = value;
+  });
+  return out;
+}
+
+export interface LoadOptions {
+  /** Path of mallee.conf; a missing file means all defaults. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  overrides?: Partial<Record<ConfigKey, string | number>>;
+}
+
+/** Load and validate configuration: defaults < file < MALLEE_* env < overrides. */
+export function loadConfig(opts: LoadOptions = {}): MalleeConfig {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.MALLEE_CONF;
+  const raw: Record<string, unknown> = {};
+  if (file && existsSync(file)) Object.assign(raw, parseConfText(readFileSync(file, 'utf8'), file));
+  for (const key of CONFIG_KEYS) {
+    const v = key === 'MALLEE_HOME' ? env.MALLEE_HOME : env[`MALLEE_${key}`];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  for (const [k, v] of Object.entries(opts.overrides ?? {})) if (v !== undefined) raw[k] = String(v);
+  for (const k of Object.keys(raw)) if (raw[k] === '') delete raw[k];
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const msgs = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(raw[String(i.path[0])])})`);
+    throw new ConfigError(`invalid configuration${file ? ` in ${file}` : ''}:\n  ${msgs.join('\n  ')}`);
+  }
+  return parsed.data;
+}
+
+/** Render a config back to mallee.conf text (used by `mallee up` to write a host's file). */
+export function renderConf(values: Partial<Record<ConfigKey, string | number>>, header = ''): string {
+  const lines = header ? header.split('\n').map((l) => `# ${l}`) : [];
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) lines.push(`${k}="${String(v).replace(/(["\\])/g, '\\$1')}"`);
+  return lines.join('\n') + '\n';
+}

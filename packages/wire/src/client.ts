@@ -1,0 +1,69 @@
+// Wire client: signs a typed request, checks the signed reply, validates it against the operation.
+import { randomUUID } from 'node:crypto';
+import { decodeEnvelope, encodeEnvelope, sign, signaturesEqual, newNonce, HDR, WIRE_PATH, WIRE_VERSION, WireError, type Operation } from './protocol.js';
+import type { WireValue } from './codec.js';
+
+export interface WireClientOptions {
+  /** Base URL of the peer, e.g. http://127.0.0.1:8774 */
+  url: string;
+  /** This component's id as the peer knows it (e.g. "clc", "cc:mallee-1a"). */
+  from: string;
+  /** Shared key, or a function returning the current one (keys can be re-issued). */
+  key: Buffer | string | (() => Buffer | string);
+  timeoutMs?: number;
+}
+
+export class WireClient {
+  constructor(private readonly opts: WireClientOptions) {}
+
+  get url(): string {
+    return this.opts.url;
+  }
+
+  async call<Req, Res>(op: Operation<Req, Res>, req: Req, ctx: { requestId?: string; timeoutMs?: number } = {}): Promise<Res> {
+    const parsedReq = op.request.parse(req);
+    const body = encodeEnvelope(op.name, parsedReq as WireValue, { Version: String(WIRE_VERSION) });
+    const key = typeof this.opts.key === 'function' ? this.opts.key() : this.opts.key;
+    const timestamp = String(Date.now());
+    const nonce = newNonce();
+    const requestId = ctx.requestId ?? randomUUID();
+    let res: Response;
+    try {
+      res = await fetch(new URL(WIRE_PATH, this.opts.url), {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/xml',
+          [HDR.from]: this.opts.from,
+          [HDR.timestamp]: timestamp,
+          [HDR.nonce]: nonce,
+          [HDR.version]: String(WIRE_VERSION),
+          [HDR.requestId]: requestId,
+          [HDR.signature]: sign(key, timestamp, nonce, WIRE_PATH, body),
+        },
+        body,
+        signal: AbortSignal.timeout(ctx.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
+      });
+    } catch (e) {
+      throw new WireError('ServiceUnavailable', `${this.opts.url} unreachable for ${op.name}: ${(e as Error).message}`, 503);
+    }
+    const text = await res.text();
+    const replySig = res.headers.get(HDR.signature) ?? '';
+    const replyTs = res.headers.get(HDR.timestamp) ?? '';
+    // Refusals of our own signature come back unsigned: the peer could not trust us, so it says why plainly.
+    const trusted = signaturesEqual(replySig, sign(key, replyTs, nonce, WIRE_PATH, text));
+    let env;
+    try {
+      env = decodeEnvelope(text);
+    } catch {
+      throw new WireError('InvalidReply', `${op.name}: ${res.status} from ${this.opts.url} with an unreadable body`, 502);
+    }
+    if (env.fault) {
+      if (!trusted && res.status !== 401 && res.status !== 403) throw new WireError('InvalidReply', `${op.name}: unsigned fault from ${this.opts.url}`, 502);
+      throw new WireError(env.fault.code, env.fault.message, res.status);
+    }
+    if (!trusted) throw new WireError('InvalidReply', `${op.name}: reply signature from ${this.opts.url} does not verify`, 502);
+    const parsed = op.response.safeParse(env.body);
+    if (!parsed.success) throw new WireError('InvalidReply', `${op.name}: reply does not match its schema: ${parsed.error.message}`, 502);
+    return parsed.data;
+  }
+}

@@ -1,0 +1,7 @@
+// @mallee/wire: the signed internal protocol (client, fastify plugin) and every operation's contract.
+export * from './codec.js';
+export * from './protocol.js';
+export * from './client.js';
+export * from './plugin.js';
+export * from './keys.js';
+export * from './ops/index.js';

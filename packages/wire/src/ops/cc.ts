@@ -1,0 +1,61 @@
+// Operations a Cluster Controller serves (called by the clc), named as in Eucalyptus.
+import { z } from 'zod';
+import { defineOperation } from '../protocol.js';
+import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty } from './common.js';
+
+export const ccInstance = nodeInstance.extend({ node: z.string() });
+export type CcInstance = z.infer<typeof ccInstance>;
+
+/**
+ * Place and start instances. The cc places as many of `instances` as fit (all of them, or refuses
+ * with InsufficientInstanceCapacity when fewer than minCount fit). Idempotent by instanceId: an
+ * instance the cluster already runs is reported as placed, never started twice.
+ */
+export const RunInstances = defineOperation(
+  'RunInstances',
+  z.object({ instances: z.array(instanceSpec).min(1), minCount: z.number().int().positive() }),
+  z.object({ placed: z.array(z.object({ instanceId: z.string(), node: z.string() })) }),
+);
+
+export const TerminateInstances = defineOperation(
+  'TerminateInstances',
+  z.object({ instanceIds: z.array(z.string()), force: z.boolean().default(false) }),
+  z.object({ instances: z.array(z.object({ instanceId: z.string(), previousState: instanceStateName, state: instanceStateName })) }),
+);
+
+export const DescribeInstances = defineOperation(
+  'DescribeInstances',
+  z.object({ instanceIds: z.array(z.string()).default([]) }),
+  z.object({ instances: z.array(ccInstance) }),
+);
+
+export const RebootInstances = defineOperation('RebootInstances', z.object({ instanceIds: z.array(z.string()) }), empty);
+
+export const GetConsoleOutput = defineOperation(
+  'GetConsoleOutput',
+  z.object({ instanceId: z.string() }),
+  z.object({ instanceId: z.string(), output: z.string(), timestamp: z.string() }),
+);
+
+/** Capacity of the cluster: per node, and how many of each given type still fit (Eucalyptus "verbose"). */
+export const DescribeResources = defineOperation(
+  'DescribeResources',
+  z.object({ vmTypes: z.array(vmType).default([]) }),
+  z.object({
+    nodes: z.array(nodeResources.extend({ node: z.string(), url: z.string(), lastSeen: z.string().optional() })),
+    availability: z.array(z.object({ name: z.string(), max: z.number().int(), available: z.number().int() })),
+  }),
+);
+
+/** Admin: add a node controller to this cluster; the cc issues and returns the node's wire key. */
+export const RegisterNode = defineOperation(
+  'RegisterNode',
+  z.object({ node: z.string(), url: z.string().url() }),
+  z.object({ node: z.string(), key: z.string() }),
+);
+export const DeregisterNode = defineOperation('DeregisterNode', z.object({ node: z.string() }), empty);
+export const DescribeNodes = defineOperation(
+  'DescribeNodes',
+  empty,
+  z.object({ nodes: z.array(z.object({ node: z.string(), url: z.string(), state: z.enum(['ENABLED', 'NOTREADY', 'DISABLED']), lastSeen: z.string().optional(), detail: z.string().optional() })) }),
+);

@@ -1,0 +1,68 @@
+// Shapes shared by several operation sets.
+import { z } from 'zod';
+
+export const instanceStateName = z.enum(['pending', 'running', 'shutting-down', 'terminated', 'stopping', 'stopped']);
+export type InstanceStateName = z.infer<typeof instanceStateName>;
+
+/** An instance type's resources as the clc defines it (admin-editable, e.g. m1.small = 256 MiB). */
+export const vmType = z.object({
+  name: z.string(),
+  cores: z.number().int().positive(),
+  memoryMiB: z.number().int().positive(),
+  diskGiB: z.number().int().nonnegative(),
+});
+export type VmType = z.infer<typeof vmType>;
+
+/** Everything a node needs to launch one instance. */
+export const instanceSpec = z.object({
+  instanceId: z.string(),
+  reservationId: z.string(),
+  ownerId: z.string(),
+  launchIndex: z.number().int().nonnegative(),
+  imageId: z.string(),
+  /** Where the NC fetches the machine image (Walrus manifest / cache URL); empty until images live in Walrus. */
+  imageLocation: z.string().default(''),
+  kernelId: z.string().optional(),
+  ramdiskId: z.string().optional(),
+  vmType,
+  keyName: z.string().optional(),
+  /** OpenSSH public key line of the key pair, handed to the guest. */
+  publicKey: z.string().optional(),
+  /** Base64 user data, as EC2 carries it. */
+  userData: z.string().optional(),
+  groupNames: z.array(z.string()).default([]),
+  macAddress: z.string().optional(),
+  privateIp: z.string().optional(),
+  platform: z.string().optional(),
+});
+export type InstanceSpec = z.infer<typeof instanceSpec>;
+
+/** What a node reports about one of its guests. */
+export const nodeInstance = z.object({
+  instanceId: z.string(),
+  reservationId: z.string(),
+  ownerId: z.string(),
+  imageId: z.string(),
+  state: instanceStateName,
+  vmType,
+  launchTime: z.string(),
+  privateIp: z.string().optional(),
+  publicIp: z.string().optional(),
+  macAddress: z.string().optional(),
+  /** Why the guest is in its state (e.g. boot failure), for DescribeInstances stateReason. */
+  stateReason: z.string().optional(),
+});
+export type NodeInstance = z.infer<typeof nodeInstance>;
+
+export const capacity = z.object({ max: z.number().int().nonnegative(), available: z.number().int() });
+
+export const nodeResources = z.object({
+  status: z.enum(['enabled', 'disabled']),
+  hypervisor: z.string(),
+  cores: capacity,
+  memoryMiB: capacity,
+  diskGiB: capacity,
+});
+export type NodeResources = z.infer<typeof nodeResources>;
+
+export const empty = z.object({}).passthrough();

@@ -1,0 +1,93 @@
+// Fastify plugin serving the wire endpoint: verifies signature, skew, replay and version, decodes
+// the envelope, validates the request against the operation's schema and dispatches to its handler.
+import fp from 'fastify-plugin';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { WireValue } from './codec.js';
+import { WireDecodeError } from './codec.js';
+import { decodeEnvelope, encodeEnvelope, encodeFault, sign, signaturesEqual, HDR, WIRE_PATH, WIRE_VERSION, WIRE_MIN_VERSION, ReplayGuard, WireError, type Operation } from './protocol.js';
+
+export interface WireContext {
+  /** The authenticated sender's component id. */
+  from: string;
+  requestId: string;
+  log: FastifyRequest['log'];
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyOperation = Operation<any, any>;
+
+export interface WireHandler<Req, Res> {
+  op: Operation<Req, Res>;
+  handle(req: Req, ctx: WireContext): Promise<Res> | Res;
+  /** Component ids allowed to call this operation; default: any authenticated sender. */
+  allow?: (from: string) => boolean;
+}
+
+export function handler<Req, Res>(op: Operation<Req, Res>, handle: (req: Req, ctx: WireContext) => Promise<Res> | Res, allow?: (from: string) => boolean): WireHandler<Req, Res> {
+  return allow ? { op, handle, allow } : { op, handle };
+}
+
+export interface WirePluginOptions {
+  /** Key shared with a sender, looked up by the sender's id; undefined refuses the sender. */
+  keyFor: (from: string) => Buffer | string | undefined;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  handlers: readonly WireHandler<any, any>[];
+  maxSkewMs?: number;
+}
+
+async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promise<void> {
+  const table = new Map(opts.handlers.map((h) => [h.op.name, h]));
+  const guard = new ReplayGuard(opts.maxSkewMs ?? 5 * 60_000);
+
+  app.addContentTypeParser(['application/xml', 'text/xml'], { parseAs: 'string', bodyLimit: 8 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+
+  app.post(WIRE_PATH, async (request, reply) => {
+    const h = (name: string) => String(request.headers[name] ?? '');
+    const from = h(HDR.from);
+    const nonce = h(HDR.nonce);
+    const refuse = (status: number, code: string, message: string) => {
+      request.log.warn({ from, code }, `wire request refused: ${message}`);
+      return reply.code(status).type('application/xml').send(encodeFault(code, message));
+    };
+    const version = Number(h(HDR.version));
+    if (!(version >= WIRE_MIN_VERSION && version <= WIRE_VERSION + 1)) {
+      return refuse(400, 'UnsupportedVersion', `wire version ${h(HDR.version) || '(none)'} not supported; this component speaks ${WIRE_MIN_VERSION}..${WIRE_VERSION}`);
+    }
+    const key = from ? opts.keyFor(from) : undefined;
+    if (!key) return refuse(403, 'UnknownComponent', `component ${JSON.stringify(from)} is not registered here`);
+    const body = typeof request.body === 'string' ? request.body : '';
+    const timestamp = h(HDR.timestamp);
+    if (!signaturesEqual(h(HDR.signature), sign(key, timestamp, nonce, WIRE_PATH, body))) {
+      return refuse(403, 'SignatureDoesNotMatch', 'wire signature does not verify with the registered key');
+    }
+    const stale = guard.check(Number(timestamp), nonce);
+    if (stale) return refuse(403, 'StaleRequest', stale);
+
+    const requestId = h(HDR.requestId) || request.id;
+    const log = request.log.child({ requestId, from });
+    const signedReply = (status: number, xml: string) => {
+      const ts = String(Date.now());
+      return reply.code(status).type('application/xml').header(HDR.timestamp, ts).header(HDR.signature, sign(key, ts, nonce, WIRE_PATH, xml)).send(xml);
+    };
+    let op = '(unknown)';
+    try {
+      const env = decodeEnvelope(body);
+      op = env.op;
+      const hd = table.get(op);
+      if (!hd) return signedReply(400, encodeFault('InvalidAction', `operation ${op} is not served by this component`));
+      if (hd.allow && !hd.allow(from)) return signedReply(403, encodeFault('AccessDenied', `${from} may not call ${op}`));
+      const parsed = hd.op.request.safeParse(env.body);
+      if (!parsed.success) return signedReply(400, encodeFault('InvalidParameterValue', `${op}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`));
+      const result = await hd.handle(parsed.data, { from, requestId, log });
+      const checked = hd.op.response.parse(result);
+      return signedReply(200, encodeEnvelope(`${op}Response`, checked as WireValue, { Version: String(WIRE_VERSION) }));
+    } catch (e) {
+      if (e instanceof WireError) return signedReply(e.status, encodeFault(e.code, e.message));
+      if (e instanceof WireDecodeError) return signedReply(400, encodeFault('MalformedEnvelope', e.message));
+      log.error({ err: e, op }, 'wire handler failed');
+      return signedReply(500, encodeFault('InternalError', `${op} failed inside the component; see its log (request ${requestId})`));
+    }
+  });
+}
+
+export const wire = fp(wirePlugin, { name: 'mallee-wire', fastify: '5.x' });

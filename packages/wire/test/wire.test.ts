@@ -1,0 +1,85 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { wire, handler, WireClient, WireError, defineOperation, encodeValue, decodeValue, parseXml, sign, HDR, WIRE_PATH, encodeEnvelope, WIRE_VERSION } from '../src/index.js';
+
+const Echo = defineOperation('Echo',
+  z.object({ text: z.string(), n: z.number(), flag: z.boolean(), list: z.array(z.object({ k: z.string() })), opt: z.string().optional() }),
+  z.object({ text: z.string(), n: z.number(), flag: z.boolean(), list: z.array(z.object({ k: z.string() })) }));
+const Boom = defineOperation('Boom', z.object({}), z.object({}));
+
+const KEY = 'k'.repeat(64);
+let app: FastifyInstance | undefined;
+
+async function serve(): Promise<string> {
+  app = Fastify({ logger: false });
+  await app.register(wire, {
+    keyFor: (from) => (from === 'clc' ? KEY : undefined),
+    handlers: [
+      handler(Echo, (req) => ({ text: req.text, n: req.n, flag: req.flag, list: req.list })),
+      handler(Boom, () => { throw new WireError('InsufficientInstanceCapacity', 'no room'); }),
+    ],
+  });
+  return app.listen({ port: 0, host: '127.0.0.1' });
+}
+
+afterEach(async () => { await app?.close(); app = undefined; });
+
+describe('wire codec', () => {
+  it('round-trips strings with markup, control characters, numbers, booleans, empty and one-element lists', () => {
+    const value = { a: '<b>&"x"\'', ctl: 'bell\u0007\r\n', n: -1.5, t: true, f: false, one: [{ k: '' }], none: [], nested: { deep: ['x'] } };
+    const node = parseXml(encodeValue('V', value))[0]!;
+    expect(decodeValue(node)).toEqual(value);
+  });
+
+  it('refuses DTDs (entity expansion)', () => {
+    expect(() => parseXml('<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')).toThrow(/DTD/);
+  });
+});
+
+describe('wire protocol', () => {
+  it('carries a typed request and a signed, typed reply', async () => {
+    const url = await serve();
+    const client = new WireClient({ url, from: 'clc', key: KEY });
+    const req = { text: 'héllo <x>', n: 42, flag: false, list: [{ k: 'only one' }] };
+    expect(await client.call(Echo, req)).toEqual(req);
+  });
+
+  it('surfaces a handler error code to the caller', async () => {
+    const client = new WireClient({ url: await serve(), from: 'clc', key: KEY });
+    await expect(client.call(Boom, {})).rejects.toMatchObject({ code: 'InsufficientInstanceCapacity' });
+  });
+
+  it('refuses a wrong key and an unknown sender', async () => {
+    const url = await serve();
+    await expect(new WireClient({ url, from: 'clc', key: 'x'.repeat(64) }).call(Boom, {})).rejects.toMatchObject({ code: 'SignatureDoesNotMatch' });
+    await expect(new WireClient({ url, from: 'intruder', key: KEY }).call(Boom, {})).rejects.toMatchObject({ code: 'UnknownComponent' });
+  });
+
+  it('refuses a replayed message and a stale timestamp', async () => {
+    const url = await serve();
+    const body = encodeEnvelope('Boom', {});
+    const post = (ts: string, nonce: string) => fetch(url + WIRE_PATH, {
+      method: 'POST', body,
+      headers: { 'content-type': 'application/xml', [HDR.from]: 'clc', [HDR.timestamp]: ts, [HDR.nonce]: nonce, [HDR.version]: String(WIRE_VERSION), [HDR.signature]: sign(KEY, ts, nonce, WIRE_PATH, body) },
+    });
+    const ts = String(Date.now());
+    const nonce = 'ab'.repeat(16);
+    expect((await post(ts, nonce)).status).toBe(400); // reaches the handler: InsufficientInstanceCapacity
+    const replay = await post(ts, nonce);
+    expect(replay.status).toBe(403);
+    expect(await replay.text()).toContain('replayed');
+    const stale = await post(String(Date.now() - 10 * 60_000), 'cd'.repeat(16));
+    expect(await stale.text()).toContain('clock skew');
+  });
+
+  it('answers malformed envelopes with a fault, not a crash', async () => {
+    const url = await serve();
+    const body = '<Envelope><Body><Echo t="s"><n t="n">oops</n></Echo></Body>';
+    const ts = String(Date.now());
+    const nonce = 'ef'.repeat(16);
+    const res = await fetch(url + WIRE_PATH, { method: 'POST', body, headers: { 'content-type': 'application/xml', [HDR.from]: 'clc', [HDR.timestamp]: ts, [HDR.nonce]: nonce, [HDR.version]: '1', [HDR.signature]: sign(KEY, ts, nonce, WIRE_PATH, body) } });
+    expect(res.status).toBe(400);
+    expect(await res.text()).toMatch(/<Fault/);
+  });
+});

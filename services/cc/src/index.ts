@@ -1,0 +1,2 @@
+// placeholder until this package lands
+export {};

@@ -1,0 +1,42 @@
+// The one interface the Node Controller drives guests through (like Nova's ComputeDriver): the
+// `simulated` and `libvirt` drivers implement it and the NC's logic never knows which it has.
+import type { InstanceSpec, InstanceStateName } from '@mallee/wire';
+
+/** A guest as the hypervisor sees it right now. */
+export interface GuestStatus {
+  instanceId: string;
+  state: Extract<InstanceStateName, 'pending' | 'running' | 'shutting-down' | 'terminated' | 'stopped'>;
+  /** Resources the guest really holds (from the domain definition), for reconciliation. */
+  cores: number;
+  memoryMiB: number;
+  /** Why it is in this state, e.g. a boot failure. */
+  reason?: string;
+}
+
+/** What the host physically has; the NC applies MAX_CORES / MAX_MEM / MAX_DISK on top. */
+export interface HostCapacity {
+  cores: number;
+  memoryMiB: number;
+  diskGiB: number;
+}
+
+export interface Hypervisor {
+  /** e.g. "simulated", "libvirt/qemu" (TCG), "libvirt/kvm". */
+  readonly name: string;
+  /** Prepare (probe KVM, connect, create directories). Called once before anything else. */
+  init(): Promise<void>;
+  capacity(): Promise<HostCapacity>;
+  /**
+   * Build the instance's disks and start it. Must be idempotent by instanceId: a guest that
+   * already exists is left alone. Returns once the guest is defined and starting (not booted).
+   */
+  runInstance(spec: InstanceSpec): Promise<void>;
+  /** Stop the guest (gracefully, then forced after a grace period or at once with force) and delete its disks. */
+  terminateInstance(instanceId: string, opts: { force: boolean }): Promise<void>;
+  rebootInstance(instanceId: string): Promise<void>;
+  /** Every guest this host runs that Mallee created (found by instance id), including ones adopted after a restart. */
+  listGuests(): Promise<GuestStatus[]>;
+  /** The serial console output captured so far (the NC returns its last 64 KiB). */
+  consoleOutput(instanceId: string): Promise<Buffer>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,25 @@
+import { defineConfig } from 'vitest/config';
+import { fileURLToPath } from 'node:url';
+
+const src = (p: string) => fileURLToPath(new URL(`${p}/src/index.ts`, import.meta.url));
+
+// Unit and component tests run on the TypeScript sources; end-to-end suites (test/e2e) run against
+// the built daemons and real clients and have their own config.
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@mallee/store': src('./packages/store'),
+      '@mallee/config': src('./packages/config'),
+      '@mallee/wire': src('./packages/wire'),
+      '@mallee/aws-protocol': src('./packages/aws-protocol'),
+      '@mallee/nc': src('./services/nc'),
+      '@mallee/cc': src('./services/cc'),
+      '@mallee/clc': src('./services/clc'),
+    },
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts'],
+    testTimeout: 30_000,
+    pool: 'forks',
+  },
+});
