@@ -1,2 +1,3 @@
-// placeholder until this package lands
-export {};
+// @mallee/aws-protocol: EC2/S3 Query parsing, SigV2 + SigV4, AWS XML responses and error envelopes.
+export * from './errors.js';
+export * from './action.js';
