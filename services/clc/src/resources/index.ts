@@ -1,58 +1,29 @@
 // Key pairs, security groups, images and tags: the per-account resources instances refer to.
-// CONTRACT STUB: the signatures below are what the rest of the clc codes against; the bodies are
-// being written by the resources engineer (services/clc/src/resources/ is theirs).
-import type { Db, Migration } from '@mallee/store';
-import { Ec2Error, type Ec2Action, type Principal, type Filter } from '@mallee/aws-protocol';
+// The rest of the clc uses the functions below; the EC2 actions are served from `resourceActions`
+// (bound once with bindResourcesDatabase(db)) or `resourceActionsFor(db)`.
+import type { Db } from '@mallee/store';
+import type { Ec2Action } from '@mallee/aws-protocol';
+import { groupActions } from './groups.js';
+import { imageActions } from './images.js';
+import { keyPairActions } from './keypairs.js';
+import { boundDatabase, type ResourceAction } from './params.js';
+import { tagActions } from './tags.js';
 
-export interface KeyPairRecord { accountId: string; name: string; fingerprint: string; /** OpenSSH public key line */ publicKey: string }
-export interface GroupRecord { groupId: string; accountId: string; name: string; description: string }
-export interface ImageRecord {
-  imageId: string; ownerId: string; name: string; location: string;
-  type: 'machine' | 'kernel' | 'ramdisk'; architecture: string; state: 'available' | 'pending' | 'failed' | 'deregistered';
-  isPublic: boolean; kernelId?: string; ramdiskId?: string; platform?: string;
-  rootDeviceType: 'instance-store' | 'ebs'; rootDeviceName?: string; description?: string;
-}
-export interface Tag { key: string; value: string }
+export { resourcesMigration } from './migration.js';
+export { findKeyPair, type KeyPairRecord } from './keypairs.js';
+export { resolveGroups, ensureDefaultGroup, ipPermissionsOf, type GroupRecord } from './groups.js';
+export { findLaunchableImage, findLaunchableKernelOrRamdisk, findVisibleImage, type ImageRecord } from './images.js';
+export { tagSetFor, tagSetsFor, deleteTagsFor, createTags, registerTaggableType, ownerColumn, type Tag, type TaggableType } from './tags.js';
+export { applyFilters, filterPattern, type FieldAccessor } from './filters.js';
+export { bindResourcesDatabase } from './params.js';
+export { newId } from './ids.js';
 
-/** Migration 2 (tables: key_pairs, security_groups, security_group_rules, images, image_launch_permissions, tags). Migration 1 is the core's (accounts, instances, …). */
-export const resourcesMigration: Migration = { id: 2, name: 'resources', up: '' };
+const allActions: ResourceAction[] = [...keyPairActions, ...groupActions, ...imageActions, ...tagActions];
 
-/** Every EC2 action of this module (key pairs, groups, images, tags). */
-export const resourceActions: Ec2Action[] = [];
+/** Every EC2 action of this module, served on the database given to `bindResourcesDatabase(db)` at startup. */
+export const resourceActions: Ec2Action[] = allActions.map((a) => a(boundDatabase));
 
-export function findKeyPair(_db: Db, _accountId: string, _name: string): KeyPairRecord | undefined {
-  return undefined;
-}
-/** The account's groups by name and/or id (InvalidGroup.NotFound otherwise); none given → the account's "default" group. */
-export function resolveGroups(_db: Db, _accountId: string, _ref: { names: string[]; ids: string[] }): GroupRecord[] {
-  throw new Ec2Error('InternalError', 'not implemented yet');
-}
-/** Creates the account's "default" group if missing (called when an account is created). */
-export function ensureDefaultGroup(_db: Db, _accountId: string): GroupRecord {
-  throw new Ec2Error('InternalError', 'not implemented yet');
-}
-/** An image the principal may launch (own, public or launch permission): InvalidAMIID.Malformed / .NotFound otherwise. */
-export function findLaunchableImage(_db: Db, _principal: Principal, _imageId: string): ImageRecord {
-  throw new Ec2Error('InternalError', 'not implemented yet');
-}
-/** Kernel/ramdisk lookup for RunInstances (InvalidKernelID.NotFound / InvalidRAMDiskID.NotFound style errors). */
-export function findLaunchableKernelOrRamdisk(_db: Db, _principal: Principal, _id: string, _type: 'kernel' | 'ramdisk'): ImageRecord {
-  throw new Ec2Error('InternalError', 'not implemented yet');
-}
-export function tagSetFor(_db: Db, _accountId: string, _resourceId: string): Tag[] {
-  return [];
-}
-/** Batch form for Describe* of many resources: resourceId → tags. */
-export function tagSetsFor(_db: Db, _accountId: string, _resourceIds: string[]): Map<string, Tag[]> {
-  return new Map();
-}
-export function deleteTagsFor(_db: Db, _resourceId: string): void {}
-
-/**
- * EC2 Describe* filtering: keeps items matching every filter (values OR'ed, `*` and `?` wildcards).
- * `fields` maps a filter name to the item's value(s); `tag:KEY`, `tag-key`, `tag-value` use tagsOf.
- * An unknown filter name throws InvalidParameterValue ("The filter 'x' is invalid").
- */
-export function applyFilters<T>(items: T[], filters: Filter[], _fields: Record<string, (t: T) => unknown>, _tagsOf?: (t: T) => Tag[]): T[] {
-  return filters.length ? [] : items;
+/** Every EC2 action of this module, on the given database (no global binding). */
+export function resourceActionsFor(db: Db): Ec2Action[] {
+  return allActions.map((a) => a(() => db));
 }

@@ -1,0 +1,70 @@
+// Test harness: a temp clc database with this module's migration, and a way to call an action's
+// handler as the protocol layer would (schema-parsed nested Query params, a principal).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { openDatabase, type Db, type Migration } from '@mallee/store';
+import type { Ec2Action, Ec2Result, Principal } from '@mallee/aws-protocol';
+import { resourceActionsFor, resourcesMigration } from '../../src/resources/index.js';
+
+/**
+ * Stand-in for the core's migration 1, in the tests only: just the accounts and instances tables this
+ * module reads (the core's real migration owns their full shape).
+ */
+export const coreMigrationStandIn: Migration = {
+  id: 1,
+  name: 'core (test stand-in)',
+  up: `
+    CREATE TABLE accounts (account_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE instances (instance_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'running');
+  `,
+};
+
+export const ACCOUNT_A = '111111111111';
+export const ACCOUNT_B = '222222222222';
+
+export function principalOf(accountId: string, isAdmin = false): Principal {
+  return { accountId, accountName: `acct-${accountId}`, userId: accountId, accessKeyId: `AK${accountId}`, isAdmin };
+}
+
+export interface Cloud {
+  db: Db;
+  dir: string;
+  /** Calls an action as `principal` with nested Query params (validated by the action's own schema). */
+  call(name: string, params: Record<string, unknown>, principal?: Principal): Promise<Ec2Result>;
+  close(): void;
+}
+
+const log = pino({ level: 'silent' });
+
+export function openCloud(): Cloud {
+  const dir = mkdtempSync(join(tmpdir(), 'mallee-resources-'));
+  const db = openDatabase(join(dir, 'clc.sqlite'), { migrations: [coreMigrationStandIn, resourcesMigration] });
+  db.prepare('INSERT INTO accounts (account_id, name) VALUES (?, ?), (?, ?)').run(ACCOUNT_A, 'alice', ACCOUNT_B, 'bob');
+  const actions = new Map<string, Ec2Action>(resourceActionsFor(db).map((a) => [a.name, a]));
+  return {
+    db,
+    dir,
+    async call(name, params, principal = principalOf(ACCOUNT_A)) {
+      const action = actions.get(name);
+      if (!action) throw new Error(`no action ${name}`);
+      const input = action.input.parse(params);
+      return action.handler(input, { principal, requestId: 'test', apiVersion: '2016-11-15', log });
+    },
+    close() {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The Ec2Error code a call fails with (or 'no error'). */
+export async function errorCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'no error';
+  } catch (e) {
+    return (e as { code?: string }).code ?? String(e);
+  }
+}
