@@ -1,6 +1,8 @@
 // The one interface the Node Controller drives guests through (like Nova's ComputeDriver): the
 // `simulated` and `libvirt` drivers implement it and the NC's logic never knows which it has.
 import type { InstanceSpec, InstanceStateName } from '@mallee/wire';
+import type { MalleeConfig } from '@mallee/config';
+import type { Logger } from 'pino';
 
 /** A guest as the hypervisor sees it right now. */
 export interface GuestStatus {
@@ -40,3 +42,25 @@ export interface Hypervisor {
   consoleOutput(instanceId: string): Promise<Buffer>;
   close(): Promise<void>;
 }
+
+/** A guest the driver does not have (never created, or already gone). */
+export class GuestNotFoundError extends Error {
+  constructor(public readonly instanceId: string) {
+    super(`no guest for instance ${instanceId} on this hypervisor`);
+    this.name = 'GuestNotFoundError';
+  }
+}
+
+/** What a driver is built from: the host's configuration, the NC's home and a logger. */
+export interface HypervisorContext {
+  config: MalleeConfig;
+  /** The NC's MALLEE_HOME; a driver keeps its own files under it (e.g. `<home>/simulated/`). */
+  home: string;
+  log: Logger;
+}
+
+/**
+ * Every driver module (`hypervisors/simulated.ts`, `hypervisors/libvirt.ts`) exports a
+ * `createHypervisor` of this type; the NC loads the module named by HYPERVISOR and calls it.
+ */
+export type CreateHypervisor = (ctx: HypervisorContext) => Hypervisor | Promise<Hypervisor>;

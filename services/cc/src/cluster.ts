@@ -1,0 +1,345 @@
+// The Cluster Controller's logic: its nodes, polling them, placing instances on them and routing
+// per-instance operations to the node that runs the instance (Eucalyptus cluster/handlers.c).
+import type { Logger } from 'pino';
+import { nc, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeResources, type Operation, type VmType } from '@mallee/wire';
+import { NodeLink } from './node-link.js';
+import type { NodeRegistry } from './registry.js';
+import { Scheduler, fitCount, type Candidate, type Room, type SchedPolicy } from './scheduler.js';
+
+type Req<O> = O extends Operation<infer R, unknown> ? R : never;
+type Res<O> = O extends Operation<unknown, infer R> ? R : never;
+
+export interface ClusterOptions {
+  registry: NodeRegistry;
+  policy: SchedPolicy;
+  pollIntervalMs: number;
+  log: Logger;
+  /** Parallel ncRunInstance calls per RunInstances. */
+  launchConcurrency?: number;
+}
+
+/** Resources promised to a launch the node may not have counted yet. */
+interface Reservation {
+  node: string;
+  vmType: VmType;
+  /** ms when the node acknowledged the launch; resource reports requested later include it. */
+  completedAt?: number;
+}
+
+const NOT_FOUND = 'InvalidInstanceID.NotFound';
+
+export class Cluster {
+  private readonly links = new Map<string, NodeLink>();
+  private readonly reservations = new Map<string, Reservation>();
+  private readonly scheduler: Scheduler;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly o: ClusterOptions) {
+    this.scheduler = new Scheduler(o.policy);
+    this.timeoutMs = Math.max(5000, 2 * o.pollIntervalMs);
+    for (const rec of o.registry.all()) this.links.set(rec.name, new NodeLink(rec, this.timeoutMs));
+  }
+
+  start(): void {
+    void this.pollAll();
+    this.timer = setInterval(() => void this.pollAll(), this.o.pollIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.pollAll(false);
+  }
+
+  /** Poll every node once (ncDescribeResource + ncDescribeInstances). */
+  async pollAll(log = true): Promise<void> {
+    await Promise.all([...this.links.values()].map((l) => this.pollNode(l, log)));
+  }
+
+  private async pollNode(link: NodeLink, log = true): Promise<void> {
+    const before = link.state;
+    await link.poll((l, seen) => this.o.registry.touch(l.name, seen));
+    this.pruneReservations(link);
+    if (log && before !== link.state) {
+      const level = link.state === 'ENABLED' ? 'info' : 'warn';
+      this.o.log[level]({ node: link.name, state: link.state, detail: link.detail }, `node ${link.name} is ${link.state}`);
+    }
+  }
+
+  // --- node registry -------------------------------------------------------------------------
+
+  registerNode(node: string, url: string): { node: string; key: string } {
+    const rec = this.o.registry.upsert(node, url, generateKey());
+    const existing = this.links.get(node);
+    if (existing && existing.record.url === url) existing.record = rec;
+    else this.links.set(node, new NodeLink(rec, this.timeoutMs));
+    this.o.log.info({ node, url }, 'node registered');
+    void this.pollNode(this.links.get(node)!);
+    return { node, key: rec.key };
+  }
+
+  deregisterNode(node: string): void {
+    if (!this.o.registry.remove(node)) throw new WireError('NoSuchNode', `node ${node} is not registered with this cluster`, 404);
+    this.links.delete(node);
+    this.o.log.info({ node }, 'node deregistered');
+  }
+
+  describeNodes(): Res<typeof cc.DescribeNodes> {
+    return {
+      nodes: [...this.links.values()].map((l) => ({
+        node: l.name,
+        url: l.record.url,
+        state: l.state,
+        ...(l.lastSeen !== undefined ? { lastSeen: l.lastSeen } : {}),
+        ...(l.detail !== undefined ? { detail: l.detail } : {}),
+      })),
+    };
+  }
+
+  // --- placing instances ---------------------------------------------------------------------
+
+  async runInstances(req: Req<typeof cc.RunInstances>): Promise<Res<typeof cc.RunInstances>> {
+    const unique = [...new Map(req.instances.map((s) => [s.instanceId, s])).values()];
+    // Fresh numbers first (the only await before placing), then known instances are sorted out.
+    if (unique.some((s) => this.knownNode(s.instanceId) === undefined)) await this.refreshResources();
+    // From here until the reservations are made nothing awaits, so concurrent calls (including
+    // retries of this very request) see each other's reservations and cannot overcommit or duplicate.
+    const placed: { instanceId: string; node: string }[] = [];
+    const todo: InstanceSpec[] = [];
+    for (const spec of unique) {
+      const where = this.knownNode(spec.instanceId);
+      if (where !== undefined) placed.push({ instanceId: spec.instanceId, node: where });
+      else todo.push(spec);
+    }
+    if (todo.length === 0) return { placed };
+    const excluded = new Set<string>();
+    const first = this.schedule(todo, excluded);
+    if (placed.length + first.placed.length < req.minCount) {
+      this.release(first.placed);
+      throw this.insufficient(req.minCount, placed.length + first.placed.length, todo);
+    }
+    const started: { spec: InstanceSpec; node: string }[] = [];
+    let pending = first.placed;
+    // A node may still refuse (its own accounting is final) or fail: retry those on the other nodes.
+    while (pending.length > 0) {
+      const failed = await this.launch(pending, started, excluded);
+      if (failed.length === 0) break;
+      const retry = this.schedule(failed, excluded);
+      pending = retry.placed;
+    }
+    if (placed.length + started.length < req.minCount) {
+      await this.rollback(started);
+      throw this.insufficient(req.minCount, placed.length + started.length, todo);
+    }
+    for (const s of started) placed.push({ instanceId: s.spec.instanceId, node: s.node });
+    return { placed };
+  }
+
+  private schedule(specs: InstanceSpec[], excluded: Set<string>): { placed: { spec: InstanceSpec; node: string }[] } {
+    const candidates: Candidate[] = [];
+    for (const link of this.links.values()) {
+      if (link.state !== 'ENABLED' || !link.resources || excluded.has(link.name)) continue;
+      candidates.push({ node: link.name, free: this.freeRoom(link), busy: link.busy() || this.hasReservations(link.name) });
+    }
+    const nodes = this.scheduler.place(candidates, specs.map((s) => s.vmType));
+    const placed: { spec: InstanceSpec; node: string }[] = [];
+    specs.forEach((spec, i) => {
+      const node = nodes[i];
+      if (node === undefined) return;
+      this.reservations.set(spec.instanceId, { node, vmType: spec.vmType });
+      placed.push({ spec, node });
+    });
+    return { placed };
+  }
+
+  /** Start each placed instance on its node; returns the specs that did not start. */
+  private async launch(batch: { spec: InstanceSpec; node: string }[], started: { spec: InstanceSpec; node: string }[], excluded: Set<string>): Promise<InstanceSpec[]> {
+    const failed: InstanceSpec[] = [];
+    await forEachLimit(batch, this.o.launchConcurrency ?? 16, async ({ spec, node }) => {
+      const link = this.links.get(node);
+      try {
+        if (!link) throw new WireError('NoSuchNode', `node ${node} was deregistered`, 404);
+        const { instance } = await link.client.call(nc.ncRunInstance, spec);
+        link.learn(instance);
+        const r = this.reservations.get(spec.instanceId);
+        if (r) r.completedAt = Date.now();
+        started.push({ spec, node });
+      } catch (err) {
+        this.reservations.delete(spec.instanceId);
+        excluded.add(node);
+        const code = (err as WireError).code;
+        if (code === 'ServiceUnavailable') link?.markDown(err as Error);
+        this.o.log.warn({ err, node, instanceId: spec.instanceId }, 'node did not start the instance; trying another');
+        failed.push(spec);
+      }
+    });
+    return failed;
+  }
+
+  private async rollback(started: { spec: InstanceSpec; node: string }[]): Promise<void> {
+    await forEachLimit(started, this.o.launchConcurrency ?? 16, async ({ spec, node }) => {
+      try {
+        const res = await this.links.get(node)?.client.call(nc.ncTerminateInstance, { instanceId: spec.instanceId, force: true });
+        if (res) this.updateState(node, spec.instanceId, res.state);
+      } catch (err) {
+        this.o.log.error({ err, node, instanceId: spec.instanceId }, 'could not roll back a launch');
+      }
+    });
+  }
+
+  private insufficient(minCount: number, fit: number, todo: InstanceSpec[]): WireError {
+    const types = [...new Set(todo.map((s) => s.vmType.name))].join(', ');
+    return new WireError('InsufficientInstanceCapacity', `only ${fit} of the minimum ${minCount} instances (${types}) fit on this cluster's nodes; none were started`);
+  }
+
+  /** Fresh numbers from every answering node before placing (Eucalyptus refreshes resources per run). */
+  private async refreshResources(): Promise<void> {
+    await Promise.all(
+      [...this.links.values()]
+        .filter((l) => l.state === 'ENABLED')
+        .map(async (l) => {
+          const asOf = Date.now();
+          try {
+            l.setResources(await l.client.call(nc.ncDescribeResource, {}), asOf);
+            this.pruneReservations(l);
+          } catch (err) {
+            l.markDown(err as Error);
+            this.o.log.warn({ node: l.name, detail: l.detail }, `node ${l.name} is NOTREADY`);
+          }
+        }),
+    );
+  }
+
+  private freeRoom(link: NodeLink): Room {
+    const r = link.resources!;
+    const free = { cores: r.cores.available, memoryMiB: r.memoryMiB.available, diskGiB: r.diskGiB.available };
+    for (const res of this.reservations.values()) {
+      if (res.node !== link.name || (res.completedAt !== undefined && res.completedAt < link.resourcesAsOf)) continue;
+      free.cores -= res.vmType.cores;
+      free.memoryMiB -= res.vmType.memoryMiB;
+      free.diskGiB -= res.vmType.diskGiB;
+    }
+    return free;
+  }
+
+  private hasReservations(node: string): boolean {
+    for (const r of this.reservations.values()) if (r.node === node) return true;
+    return false;
+  }
+
+  private pruneReservations(link: NodeLink): void {
+    for (const [id, r] of this.reservations) {
+      if (r.node === link.name && r.completedAt !== undefined && r.completedAt < link.resourcesAsOf) this.reservations.delete(id);
+    }
+  }
+
+  private release(placed: { spec: InstanceSpec }[]): void {
+    for (const p of placed) this.reservations.delete(p.spec.instanceId);
+  }
+
+  // --- per-instance operations ---------------------------------------------------------------
+
+  /** The node an instance runs on or is being launched on (idempotency of RunInstances). */
+  private knownNode(instanceId: string): string | undefined {
+    for (const l of this.links.values()) if (l.instance(instanceId)) return l.name;
+    return this.reservations.get(instanceId)?.node;
+  }
+
+  private linkOf(instanceId: string): NodeLink {
+    for (const l of this.links.values()) if (l.instance(instanceId)) return l;
+    throw new WireError(NOT_FOUND, `instance ${instanceId} is not known to this cluster`, 404);
+  }
+
+  private updateState(node: string, instanceId: string, state: InstanceStateName): void {
+    const link = this.links.get(node);
+    const i = link?.instance(instanceId);
+    if (link && i) link.learn({ ...i, state });
+  }
+
+  async terminateInstances(req: Req<typeof cc.TerminateInstances>): Promise<Res<typeof cc.TerminateInstances>> {
+    const unreachable: string[] = [];
+    const results = await Promise.all(
+      req.instanceIds.map(async (instanceId) => {
+        const link = [...this.links.values()].find((l) => l.instance(instanceId));
+        // Unknown here: already gone (terminated and forgotten by its node), so report it terminated.
+        if (!link) return { instanceId, previousState: 'terminated' as const, state: 'terminated' as const };
+        try {
+          const res = await link.client.call(nc.ncTerminateInstance, { instanceId, force: req.force });
+          this.updateState(link.name, instanceId, res.state);
+          return res;
+        } catch (err) {
+          if ((err as WireError).code === NOT_FOUND) {
+            link.forget(instanceId);
+            return { instanceId, previousState: 'terminated' as const, state: 'terminated' as const };
+          }
+          unreachable.push(`${instanceId} (node ${link.name}: ${(err as Error).message})`);
+          return undefined;
+        }
+      }),
+    );
+    if (unreachable.length > 0) {
+      throw new WireError('ServiceUnavailable', `could not terminate ${unreachable.join(', ')}; the other instances were terminated, retry is safe`, 503);
+    }
+    return { instances: results.filter((r) => r !== undefined) };
+  }
+
+  async rebootInstances(req: Req<typeof cc.RebootInstances>): Promise<Res<typeof cc.RebootInstances>> {
+    const targets = req.instanceIds.map((id) => ({ id, link: this.linkOf(id) }));
+    await Promise.all(targets.map(({ id, link }) => link.client.call(nc.ncRebootInstance, { instanceId: id })));
+    return {};
+  }
+
+  async getConsoleOutput(req: Req<typeof cc.GetConsoleOutput>): Promise<Res<typeof cc.GetConsoleOutput>> {
+    return this.linkOf(req.instanceId).client.call(nc.ncGetConsoleOutput, { instanceId: req.instanceId });
+  }
+
+  describeInstances(req: Req<typeof cc.DescribeInstances>): Res<typeof cc.DescribeInstances> {
+    const wanted = req.instanceIds.length > 0 ? new Set(req.instanceIds) : undefined;
+    const instances: Res<typeof cc.DescribeInstances>['instances'] = [];
+    for (const l of this.links.values()) {
+      for (const i of l.instances()) if (!wanted || wanted.has(i.instanceId)) instances.push({ ...i, node: l.name });
+    }
+    return { instances };
+  }
+
+  describeResources(req: Req<typeof cc.DescribeResources>): Res<typeof cc.DescribeResources> {
+    const nodes: Res<typeof cc.DescribeResources>['nodes'] = [];
+    const availability = req.vmTypes.map((t) => ({ name: t.name, max: 0, available: 0 }));
+    for (const l of this.links.values()) {
+      const enabled = l.state === 'ENABLED' && l.resources !== undefined;
+      const r: NodeResources = l.resources ?? unknownResources();
+      const free = l.resources ? this.freeRoom(l) : { cores: 0, memoryMiB: 0, diskGiB: 0 };
+      nodes.push({
+        node: l.name,
+        url: l.record.url,
+        ...(l.lastSeen !== undefined ? { lastSeen: l.lastSeen } : {}),
+        status: enabled ? r.status : 'disabled',
+        hypervisor: r.hypervisor,
+        cores: { max: r.cores.max, available: free.cores },
+        memoryMiB: { max: r.memoryMiB.max, available: free.memoryMiB },
+        diskGiB: { max: r.diskGiB.max, available: free.diskGiB },
+      });
+      if (!enabled) continue;
+      const max = { cores: r.cores.max, memoryMiB: r.memoryMiB.max, diskGiB: r.diskGiB.max };
+      req.vmTypes.forEach((t, i) => {
+        availability[i]!.max += fitCount(max, t);
+        availability[i]!.available += fitCount(free, t);
+      });
+    }
+    return { nodes, availability };
+  }
+}
+
+function unknownResources(): NodeResources {
+  const zero = { max: 0, available: 0 };
+  return { status: 'disabled', hypervisor: 'unknown', cores: zero, memoryMiB: zero, diskGiB: zero };
+}
+
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

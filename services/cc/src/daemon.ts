@@ -1,0 +1,69 @@
+// Starting and stopping the CC: node registry, polling, wire server, run files. Used by main.ts,
+// the all-in-one launcher and the tests (in-process, port 0).
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { MalleeConfig } from '@mallee/config';
+import { openDatabase } from '@mallee/store';
+import { readKeyFile } from '@mallee/wire';
+import { Cluster } from './cluster.js';
+import { CC_CALLER } from './handlers.js';
+import { NodeRegistry, migrations } from './registry.js';
+import { buildServer } from './server.js';
+
+export interface StartOptions {
+  home: string;
+  config: MalleeConfig;
+  /** Overrides CC_PORT (0 = any free port; the real one is in the returned url and run/cc.url). */
+  port?: number;
+  logger?: Logger;
+}
+
+export interface RunningDaemon {
+  url: string;
+  close(): Promise<void>;
+  /** Poll every node now (tests and the launcher use it instead of waiting POLL_INTERVAL). */
+  pollNow(): Promise<void>;
+}
+
+export function cloudKeyFile(home: string): string {
+  return join(home, 'keys', 'cloud.key');
+}
+
+export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
+  const { home, config } = opts;
+  const log = opts.logger ?? pino({ name: 'cc', level: config.LOG_LEVEL });
+  const runDir = join(home, 'run');
+  mkdirSync(runDir, { recursive: true });
+
+  const db = openDatabase(join(home, 'cc.sqlite'), { migrations });
+  const cluster = new Cluster({ registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log });
+  const keyFile = cloudKeyFile(home);
+  const app = buildServer({ logger: log, cluster, keyFor: (from) => (from === CC_CALLER ? readKeyFile(keyFile) : undefined) });
+  let url: string;
+  try {
+    url = await app.listen({ port: opts.port ?? config.CC_PORT, host: config.BIND_ADDRESS });
+  } catch (err) {
+    await app.close();
+    db.close();
+    throw err;
+  }
+  cluster.start();
+  writeFileSync(join(runDir, 'cc.url'), url + '\n');
+  writeFileSync(join(runDir, 'cc.pid'), `${process.pid}\n`);
+  log.info({ url, home, policy: config.SCHEDPOLICY, zone: config.ZONE }, 'cluster controller listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    pollNow: () => cluster.pollAll(),
+    close: () =>
+      (closing ??= (async () => {
+        await app.close();
+        await cluster.stop();
+        db.close();
+        rmSync(join(runDir, 'cc.url'), { force: true });
+        rmSync(join(runDir, 'cc.pid'), { force: true });
+      })()),
+  };
+}

@@ -1,0 +1,24 @@
+// The cc.* wire operation table: each operation maps to one Cluster method.
+import { cc, handler, type WireHandler } from '@mallee/wire';
+import type { Cluster } from './cluster.js';
+
+/** Only the cloud controller that registered this cluster talks to it. */
+export const CC_CALLER = 'clc';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function ccHandlers(cluster: Cluster): WireHandler<any, any>[] {
+  return [
+    handler(cc.RunInstances, (req) => cluster.runInstances(req)),
+    handler(cc.TerminateInstances, (req) => cluster.terminateInstances(req)),
+    handler(cc.RebootInstances, (req) => cluster.rebootInstances(req)),
+    handler(cc.GetConsoleOutput, (req) => cluster.getConsoleOutput(req)),
+    handler(cc.DescribeInstances, (req) => cluster.describeInstances(req)),
+    handler(cc.DescribeResources, (req) => cluster.describeResources(req)),
+    handler(cc.RegisterNode, (req) => cluster.registerNode(req.node, req.url)),
+    handler(cc.DeregisterNode, (req) => {
+      cluster.deregisterNode(req.node);
+      return {};
+    }),
+    handler(cc.DescribeNodes, () => cluster.describeNodes()),
+  ];
+}

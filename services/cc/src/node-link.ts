@@ -1,0 +1,112 @@
+// One registered NC as the cc sees it: the wire client, whether it answers, and the last resources and
+// instances it reported (kept while it does not answer, so nothing is lost when a node blips).
+import { nc, WireClient, type NodeInstance, type NodeResources } from '@mallee/wire';
+import type { NodeRecord } from './registry.js';
+
+/** The sender id NCs know their cluster controller by. */
+export const CC_SENDER = 'cc';
+
+export type NodeState = 'ENABLED' | 'NOTREADY';
+
+interface CachedInstance {
+  instance: NodeInstance;
+  /** ms when the cc last changed or learned this entry itself (launch, terminate). */
+  touchedAt: number;
+}
+
+export class NodeLink {
+  readonly client: WireClient;
+  state: NodeState = 'NOTREADY';
+  detail: string | undefined = 'not contacted yet';
+  lastSeen: string | undefined;
+  resources: NodeResources | undefined;
+  /** ms when the request that produced `resources` was sent: launches completed before it are counted in it. */
+  resourcesAsOf = 0;
+  private readonly cache = new Map<string, CachedInstance>();
+  private polling: Promise<void> | undefined;
+
+  constructor(
+    public record: NodeRecord,
+    private readonly timeoutMs: number,
+  ) {
+    this.lastSeen = record.lastSeen;
+    this.client = new WireClient({ url: record.url, from: CC_SENDER, key: () => this.record.key, timeoutMs });
+  }
+
+  get name(): string {
+    return this.record.name;
+  }
+
+  instances(): IterableIterator<NodeInstance> {
+    return (function* (cache) {
+      for (const c of cache.values()) yield c.instance;
+    })(this.cache);
+  }
+
+  instance(instanceId: string): NodeInstance | undefined {
+    return this.cache.get(instanceId)?.instance;
+  }
+
+  /** Record what the cc itself just learned about an instance (a launch or terminate reply). */
+  learn(instance: NodeInstance): void {
+    this.cache.set(instance.instanceId, { instance, touchedAt: Date.now() });
+  }
+
+  forget(instanceId: string): void {
+    this.cache.delete(instanceId);
+  }
+
+  /** Busy for POWERSAVE: runs something that still holds resources. */
+  busy(): boolean {
+    for (const c of this.cache.values()) if (c.instance.state !== 'terminated') return true;
+    return false;
+  }
+
+  /** Ask the node for its resources and instances; concurrent callers share one poll. */
+  poll(onSeen: (link: NodeLink, lastSeen: string) => void): Promise<void> {
+    this.polling ??= this.doPoll(onSeen).finally(() => {
+      this.polling = undefined;
+    });
+    return this.polling;
+  }
+
+  private async doPoll(onSeen: (link: NodeLink, lastSeen: string) => void): Promise<void> {
+    const startedAt = Date.now();
+    try {
+      const [resources, described] = await Promise.all([
+        this.client.call(nc.ncDescribeResource, {}),
+        this.client.call(nc.ncDescribeInstances, { instanceIds: [] }),
+      ]);
+      this.setResources(resources, startedAt);
+      const reported = new Map(described.instances.map((i) => [i.instanceId, i]));
+      for (const [id, c] of this.cache) {
+        // Entries the cc changed after this poll was sent are newer than the node's answer.
+        if (c.touchedAt > startedAt) reported.delete(id);
+        else if (!reported.has(id)) this.cache.delete(id);
+      }
+      for (const [id, i] of reported) this.cache.set(id, { instance: i, touchedAt: startedAt });
+      this.markSeen(onSeen);
+    } catch (err) {
+      this.markDown(err as Error);
+    }
+  }
+
+  setResources(resources: NodeResources, asOf: number): void {
+    if (asOf < this.resourcesAsOf) return;
+    this.resources = resources;
+    this.resourcesAsOf = asOf;
+  }
+
+  markSeen(onSeen: (link: NodeLink, lastSeen: string) => void): void {
+    this.state = 'ENABLED';
+    this.detail = undefined;
+    this.lastSeen = new Date().toISOString();
+    onSeen(this, this.lastSeen);
+  }
+
+  markDown(err: Error): void {
+    this.state = 'NOTREADY';
+    const code = (err as { code?: string }).code;
+    this.detail = code ? `${code}: ${err.message}` : err.message;
+  }
+}

@@ -1,0 +1,82 @@
+// Starting and stopping the NC: driver, reconciliation, wire server, run files. Used by main.ts,
+// the all-in-one launcher and the tests (in-process, port 0).
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { MalleeConfig } from '@mallee/config';
+import { openDatabase } from '@mallee/store';
+import { readKeyFile } from '@mallee/wire';
+import { loadHypervisor } from './hypervisors/index.js';
+import { LaunchRecords, migrations } from './launch-records.js';
+import { NodeController } from './node-controller.js';
+import { NC_CALLER } from './handlers.js';
+import { buildServer } from './server.js';
+
+export interface StartOptions {
+  home: string;
+  config: MalleeConfig;
+  /** Overrides NC_PORT (0 = any free port; the real one is in the returned url and run/nc.url). */
+  port?: number;
+  logger?: Logger;
+  /** Defaults: 60 s (Eucalyptus teardown_state_duration, capped by TERMINATED_RETENTION) and 5 s. */
+  terminatedRetentionMs?: number;
+  monitorIntervalMs?: number;
+}
+
+export interface RunningDaemon {
+  url: string;
+  close(): Promise<void>;
+}
+
+export function nodeKeyFile(home: string): string {
+  return join(home, 'keys', 'node.key');
+}
+
+export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
+  const { home, config } = opts;
+  const log = opts.logger ?? pino({ name: 'nc', level: config.LOG_LEVEL });
+  const runDir = join(home, 'run');
+  mkdirSync(runDir, { recursive: true });
+
+  const hypervisor = await loadHypervisor({ config, home, log: log.child({ component: 'hypervisor' }) });
+  await hypervisor.init();
+  const db = openDatabase(join(home, 'nc.sqlite'), { migrations, synchronous: 'NORMAL' });
+  const node = new NodeController({
+    hypervisor,
+    records: new LaunchRecords(db),
+    limits: { maxCores: config.MAX_CORES, maxMemMiB: config.MAX_MEM, maxDiskGiB: config.MAX_DISK },
+    log,
+    terminatedRetentionMs: opts.terminatedRetentionMs ?? Math.min(60, config.TERMINATED_RETENTION) * 1000,
+    monitorIntervalMs: opts.monitorIntervalMs ?? 5000,
+  });
+  const keyFile = nodeKeyFile(home);
+  const app = buildServer({ logger: log, node, keyFor: (from) => (from === NC_CALLER ? readKeyFile(keyFile) : undefined) });
+  let url: string;
+  try {
+    await node.start();
+    url = await app.listen({ port: opts.port ?? config.NC_PORT, host: config.BIND_ADDRESS });
+  } catch (err) {
+    await app.close();
+    await node.stop();
+    await hypervisor.close();
+    db.close();
+    throw err;
+  }
+  writeFileSync(join(runDir, 'nc.url'), url + '\n');
+  writeFileSync(join(runDir, 'nc.pid'), `${process.pid}\n`);
+  log.info({ url, home, hypervisor: hypervisor.name }, 'node controller listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    close: () =>
+      (closing ??= (async () => {
+        await app.close();
+        await node.stop();
+        await hypervisor.close();
+        db.close();
+        rmSync(join(runDir, 'nc.url'), { force: true });
+        rmSync(join(runDir, 'nc.pid'), { force: true });
+      })()),
+  };
+}

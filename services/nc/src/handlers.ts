@@ -1,0 +1,25 @@
+// The nc.* wire operation table: each operation maps to one NodeController method.
+import { handler, nc, type WireHandler } from '@mallee/wire';
+import type { NodeController } from './node-controller.js';
+
+/** Only the cluster controller that registered this node talks to it. */
+export const NC_CALLER = 'cc';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function ncHandlers(node: NodeController): WireHandler<any, any>[] {
+  return [
+    handler(nc.ncRunInstance, async (spec) => ({ instance: await node.runInstance(spec) })),
+    handler(nc.ncTerminateInstance, (req) => node.terminateInstance(req.instanceId, req.force)),
+    handler(nc.ncRebootInstance, async (req) => {
+      await node.rebootInstance(req.instanceId);
+      return {};
+    }),
+    handler(nc.ncDescribeInstances, async (req) => ({ instances: await node.describeInstances(req.instanceIds) })),
+    handler(nc.ncDescribeResource, () => node.describeResource()),
+    handler(nc.ncGetConsoleOutput, async (req) => ({
+      instanceId: req.instanceId,
+      output: await node.consoleOutput(req.instanceId),
+      timestamp: new Date().toISOString(),
+    })),
+  ];
+}

@@ -1,0 +1,337 @@
+// The Node Controller's logic, above whichever Hypervisor it drives (Eucalyptus node/handlers.c):
+// capacity accounting with MAX_CORES/MAX_MEM/MAX_DISK, launch records, reconciliation with the guests
+// the hypervisor really has, and the terminated-then-forgotten lifecycle the cc polls.
+import type { Logger } from 'pino';
+import { WireError, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type VmType } from '@mallee/wire';
+import { GuestNotFoundError, type GuestStatus, type HostCapacity, type Hypervisor } from './hypervisor.js';
+import type { LaunchRecord, LaunchRecords } from './launch-records.js';
+
+/** The NC's limits from mallee.conf (0 = not set). */
+export interface NodeLimits {
+  /** Eucalyptus semantics: when set, the number of cores the NC offers, replacing the host's count (over- or under-commit). */
+  maxCores: number;
+  /** MiB; caps the host's memory (never raises it). */
+  maxMemMiB: number;
+  /** GiB; caps the host's disk (never raises it). */
+  maxDiskGiB: number;
+}
+
+export interface NodeControllerOptions {
+  hypervisor: Hypervisor;
+  records: LaunchRecords;
+  limits: NodeLimits;
+  log: Logger;
+  /** How long a terminated instance is still reported before it is forgotten (Eucalyptus: 60 s). */
+  terminatedRetentionMs: number;
+  /** How often the NC looks at its guests on its own (Eucalyptus monitoring thread: 5 s). */
+  monitorIntervalMs: number;
+}
+
+export const CONSOLE_TAIL_BYTES = 64 * 1024;
+
+/** One instance as the NC tracks it. `spec` is missing for a guest found on the host without a launch record. */
+interface Tracked {
+  instanceId: string;
+  spec?: InstanceSpec;
+  guest?: Pick<GuestStatus, 'cores' | 'memoryMiB'>;
+  state: InstanceStateName;
+  stateReason?: string;
+  launchTime: string;
+  terminatedAt?: number;
+  /** The hypervisor's runInstance has not returned yet: absence from a guest listing means nothing. */
+  launching: boolean;
+  /** ms of the NC's last own change; guest listings started before it are stale for this instance. */
+  touchedAt: number;
+}
+
+export function effectiveCapacity(host: HostCapacity, limits: NodeLimits): HostCapacity {
+  return {
+    cores: limits.maxCores > 0 ? limits.maxCores : host.cores,
+    memoryMiB: limits.maxMemMiB > 0 && limits.maxMemMiB < host.memoryMiB ? limits.maxMemMiB : host.memoryMiB,
+    diskGiB: limits.maxDiskGiB > 0 && limits.maxDiskGiB < host.diskGiB ? limits.maxDiskGiB : host.diskGiB,
+  };
+}
+
+export class NodeController {
+  private readonly instances = new Map<string, Tracked>();
+  private refreshing: Promise<void> | undefined;
+  private monitor: NodeJS.Timeout | undefined;
+  private readonly background = new Set<Promise<unknown>>();
+
+  constructor(private readonly o: NodeControllerOptions) {}
+
+  get hypervisorName(): string {
+    return this.o.hypervisor.name;
+  }
+
+  /** Reconcile launch records with the hypervisor's guests, then keep watching them. */
+  async start(): Promise<void> {
+    await this.reconcile();
+    this.monitor = setInterval(() => {
+      this.refresh().catch((err: unknown) => this.o.log.error({ err }, 'monitoring the guests failed'));
+    }, this.o.monitorIntervalMs);
+    this.monitor.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.monitor) clearInterval(this.monitor);
+    await Promise.allSettled([...this.background, this.refreshing]);
+  }
+
+  private async reconcile(): Promise<void> {
+    const now = Date.now();
+    const guests = new Map((await this.o.hypervisor.listGuests()).map((g) => [g.instanceId, g]));
+    const changed: LaunchRecord[] = [];
+    const forgotten: string[] = [];
+    let adopted = 0;
+    let lost = 0;
+    for (const rec of this.o.records.all()) {
+      const id = rec.spec.instanceId;
+      const guest = guests.get(id);
+      guests.delete(id);
+      const t: Tracked = { instanceId: id, spec: rec.spec, state: rec.state, launchTime: rec.launchTime, launching: false, touchedAt: 0 };
+      if (rec.stateReason !== undefined) t.stateReason = rec.stateReason;
+      if (rec.terminatedAt !== undefined) t.terminatedAt = rec.terminatedAt;
+      if (guest && guest.state !== 'terminated') {
+        adopted++;
+        t.state = guest.state;
+        delete t.terminatedAt;
+        if (guest.reason !== undefined) t.stateReason = guest.reason;
+      } else if (t.state !== 'terminated') {
+        lost++;
+        t.state = 'terminated';
+        t.stateReason = 'no guest found on the hypervisor when the node controller started';
+        t.terminatedAt = now;
+      } else if (now - (t.terminatedAt ?? 0) > this.o.terminatedRetentionMs) {
+        forgotten.push(id);
+        continue;
+      }
+      if (t.state !== rec.state || t.stateReason !== rec.stateReason) changed.push(this.record(t));
+      this.instances.set(id, t);
+    }
+    for (const g of guests.values()) if (g.state !== 'terminated') this.trackUnmanaged(g);
+    this.o.records.save(changed);
+    this.o.records.forget(forgotten);
+    this.o.log.info({ adopted, lost, unmanaged: guests.size, hypervisor: this.o.hypervisor.name }, 'reconciled launch records with the hypervisor');
+  }
+
+  private trackUnmanaged(g: GuestStatus): void {
+    // Not ours on record (e.g. the launch record was lost): report it so the cc/clc can decide, never kill it blindly.
+    this.o.log.warn({ instanceId: g.instanceId, state: g.state }, 'guest without a launch record found on this host; reporting it, not touching it');
+    this.instances.set(g.instanceId, {
+      instanceId: g.instanceId,
+      guest: { cores: g.cores, memoryMiB: g.memoryMiB },
+      state: g.state,
+      stateReason: 'guest found on the node without a launch record',
+      launchTime: new Date().toISOString(),
+      launching: false,
+      touchedAt: 0,
+    });
+  }
+
+  /** Bring every tracked instance's state up to what the hypervisor reports; concurrent callers share one listing. */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.doRefresh().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async doRefresh(): Promise<void> {
+    const listedAt = Date.now();
+    const guests = new Map((await this.o.hypervisor.listGuests()).map((g) => [g.instanceId, g]));
+    const now = Date.now();
+    const changed: LaunchRecord[] = [];
+    const forgotten: string[] = [];
+    for (const t of this.instances.values()) {
+      const guest = guests.get(t.instanceId);
+      guests.delete(t.instanceId);
+      if (t.launching || t.touchedAt > listedAt) continue;
+      const before = `${t.state}|${t.stateReason ?? ''}`;
+      if (guest && guest.state !== 'terminated') {
+        t.state = guest.state;
+        if (guest.reason !== undefined) t.stateReason = guest.reason;
+      } else if (t.state !== 'terminated') {
+        if (t.state !== 'shutting-down') t.stateReason = 'the guest disappeared from the hypervisor';
+        t.state = 'terminated';
+        t.terminatedAt = now;
+      } else if (now - (t.terminatedAt ?? now) > this.o.terminatedRetentionMs) {
+        this.instances.delete(t.instanceId);
+        if (t.spec) forgotten.push(t.instanceId);
+        continue;
+      }
+      if (t.spec && before !== `${t.state}|${t.stateReason ?? ''}`) changed.push(this.record(t));
+    }
+    for (const g of guests.values()) if (g.state !== 'terminated') this.trackUnmanaged(g);
+    this.o.records.save(changed);
+    this.o.records.forget(forgotten);
+  }
+
+  async runInstance(spec: InstanceSpec): Promise<NodeInstance> {
+    const known = this.instances.get(spec.instanceId);
+    if (known) return this.relaunch(known, spec);
+    const capacity = await this.capacity();
+    // From here to the map insert nothing awaits, so concurrent launches cannot overcommit the node.
+    const raced = this.instances.get(spec.instanceId);
+    if (raced) return this.relaunch(raced, spec);
+    const free = this.available(capacity);
+    const t = spec.vmType;
+    if (t.cores > free.cores || t.memoryMiB > free.memoryMiB || t.diskGiB > free.diskGiB) {
+      throw new WireError(
+        'InsufficientInstanceCapacity',
+        `${t.name} (${t.cores} cores, ${t.memoryMiB} MiB, ${t.diskGiB} GiB) does not fit: this node has ${free.cores} cores, ${free.memoryMiB} MiB, ${free.diskGiB} GiB free`,
+      );
+    }
+    const tracked: Tracked = { instanceId: spec.instanceId, spec, state: 'pending', launchTime: new Date().toISOString(), launching: true, touchedAt: Date.now() };
+    this.instances.set(spec.instanceId, tracked);
+    this.o.records.save([this.record(tracked)]);
+    try {
+      await this.o.hypervisor.runInstance(spec);
+    } catch (err) {
+      tracked.state = 'terminated';
+      tracked.stateReason = `launch failed: ${(err as Error).message}`;
+      tracked.terminatedAt = Date.now();
+      this.o.records.save([this.record(tracked)]);
+      this.o.log.error({ err, instanceId: spec.instanceId }, 'hypervisor failed to start the instance');
+      throw new WireError('InstanceLaunchFailed', `${spec.instanceId}: ${tracked.stateReason}`, 500);
+    } finally {
+      tracked.launching = false;
+      tracked.touchedAt = Date.now();
+    }
+    this.o.log.info({ instanceId: spec.instanceId, vmType: t.name }, 'instance started');
+    return this.view(tracked);
+  }
+
+  /** Idempotent launch: a retry is reported, never started twice; a guest found without a record gets its spec. */
+  private relaunch(t: Tracked, spec: InstanceSpec): NodeInstance {
+    if (!t.spec) {
+      t.spec = spec;
+      delete t.stateReason;
+      this.o.records.save([this.record(t)]);
+    }
+    return this.view(t);
+  }
+
+  async terminateInstance(instanceId: string, force: boolean): Promise<{ instanceId: string; previousState: InstanceStateName; state: InstanceStateName }> {
+    const t = this.get(instanceId);
+    const previousState = t.state;
+    if (t.state === 'terminated') return { instanceId, previousState, state: 'terminated' };
+    t.state = 'shutting-down';
+    t.touchedAt = Date.now();
+    if (t.spec) this.o.records.save([this.record(t)]);
+    // A graceful shutdown can take a while; the caller sees shutting-down now and terminated on a later poll.
+    const work = this.o.hypervisor.terminateInstance(instanceId, { force }).then(
+      () => this.o.log.info({ instanceId, force }, 'instance terminating'),
+      (err: unknown) => {
+        t.stateReason = `terminate failed: ${(err as Error).message}`;
+        t.touchedAt = Date.now();
+        this.o.log.error({ err, instanceId }, 'hypervisor failed to terminate the instance');
+      },
+    );
+    this.track(work);
+    return { instanceId, previousState, state: t.state };
+  }
+
+  async rebootInstance(instanceId: string): Promise<void> {
+    const t = this.get(instanceId);
+    if (t.state !== 'running' && t.state !== 'pending') {
+      throw new WireError('IncorrectInstanceState', `instance ${instanceId} is ${t.state} and cannot be rebooted`, 409);
+    }
+    await this.o.hypervisor.rebootInstance(instanceId);
+    this.o.log.info({ instanceId }, 'instance rebooting');
+  }
+
+  /** The last 64 KiB of the serial console, base64 as EC2 returns it. */
+  async consoleOutput(instanceId: string): Promise<string> {
+    this.get(instanceId);
+    let buf: Buffer;
+    try {
+      buf = await this.o.hypervisor.consoleOutput(instanceId);
+    } catch (err) {
+      if (err instanceof GuestNotFoundError) return '';
+      throw err;
+    }
+    return buf.subarray(Math.max(0, buf.length - CONSOLE_TAIL_BYTES)).toString('base64');
+  }
+
+  async describeInstances(instanceIds: readonly string[]): Promise<NodeInstance[]> {
+    await this.refresh();
+    const wanted = instanceIds.length > 0 ? new Set(instanceIds) : undefined;
+    const out: NodeInstance[] = [];
+    for (const t of this.instances.values()) if (!wanted || wanted.has(t.instanceId)) out.push(this.view(t));
+    return out;
+  }
+
+  async describeResource(): Promise<NodeResources> {
+    const capacity = await this.capacity();
+    const free = this.available(capacity);
+    return {
+      status: 'enabled',
+      hypervisor: this.o.hypervisor.name,
+      cores: { max: capacity.cores, available: free.cores },
+      memoryMiB: { max: capacity.memoryMiB, available: free.memoryMiB },
+      diskGiB: { max: capacity.diskGiB, available: free.diskGiB },
+    };
+  }
+
+  private async capacity(): Promise<HostCapacity> {
+    return effectiveCapacity(await this.o.hypervisor.capacity(), this.o.limits);
+  }
+
+  /** What is left after every instance that still holds resources (anything not terminated). */
+  private available(capacity: HostCapacity): HostCapacity {
+    const free = { ...capacity };
+    for (const t of this.instances.values()) {
+      if (t.state === 'terminated') continue;
+      const held = holds(t);
+      free.cores -= held.cores;
+      free.memoryMiB -= held.memoryMiB;
+      free.diskGiB -= held.diskGiB;
+    }
+    return free;
+  }
+
+  private get(instanceId: string): Tracked {
+    const t = this.instances.get(instanceId);
+    if (!t) throw new WireError('InvalidInstanceID.NotFound', `instance ${instanceId} is not on this node`, 404);
+    return t;
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+  }
+
+  private record(t: Tracked): LaunchRecord {
+    const r: LaunchRecord = { spec: t.spec!, state: t.state, launchTime: t.launchTime };
+    if (t.stateReason !== undefined) r.stateReason = t.stateReason;
+    if (t.terminatedAt !== undefined) r.terminatedAt = t.terminatedAt;
+    return r;
+  }
+
+  private view(t: Tracked): NodeInstance {
+    const s = t.spec;
+    const out: NodeInstance = {
+      instanceId: t.instanceId,
+      reservationId: s?.reservationId ?? '',
+      ownerId: s?.ownerId ?? '',
+      imageId: s?.imageId ?? '',
+      state: t.state,
+      vmType: s?.vmType ?? unknownType(t),
+      launchTime: t.launchTime,
+    };
+    if (s?.privateIp !== undefined) out.privateIp = s.privateIp;
+    if (s?.macAddress !== undefined) out.macAddress = s.macAddress;
+    if (t.stateReason !== undefined) out.stateReason = t.stateReason;
+    return out;
+  }
+}
+
+function unknownType(t: Tracked): VmType {
+  return { name: 'unknown', cores: Math.max(1, t.guest?.cores ?? 1), memoryMiB: Math.max(1, t.guest?.memoryMiB ?? 1), diskGiB: 0 };
+}
+
+function holds(t: Tracked): HostCapacity {
+  if (t.spec) return { cores: t.spec.vmType.cores, memoryMiB: t.spec.vmType.memoryMiB, diskGiB: t.spec.vmType.diskGiB };
+  return { cores: t.guest?.cores ?? 0, memoryMiB: t.guest?.memoryMiB ?? 0, diskGiB: 0 };
+}
