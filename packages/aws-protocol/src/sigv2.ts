@@ -110,15 +110,10 @@ export async function verifySigV2(req: SigV2Request, opts: VerifySigV2Options): 
   if (found === undefined) throw authFailure();
 
   // A raw `+` in the query decodes to a space; base64 has no spaces, so it was meant as `+`.
-  let given: Buffer;
-  try {
-    given = Buffer.from(signature.replace(/ /g, '+'), 'base64');
-  } catch {
-    given = Buffer.alloc(0);
-  }
+  const given = Buffer.from(signature.replace(/ /g, '+'), 'utf8');
   const algorithm = method === 'HmacSHA1' ? 'sha1' : 'sha256';
   for (const host of hostCandidates(req.host ?? '')) {
-    const expected = createHmac(algorithm, found.secretAccessKey).update(sigV2StringToSign(req.method, host, req.path, req.params), 'utf8').digest();
+    const expected = Buffer.from(createHmac(algorithm, found.secretAccessKey).update(sigV2StringToSign(req.method, host, req.path, req.params), 'utf8').digest('base64'), 'utf8');
     if (expected.length === given.length && timingSafeEqual(expected, given)) {
       return { accessKeyId, principal: found.principal, signatureMethod: method };
     }
