@@ -25,6 +25,8 @@ export interface NodeControllerOptions {
   terminatedRetentionMs: number;
   /** How often the NC looks at its guests on its own (Eucalyptus monitoring thread: 5 s). */
   monitorIntervalMs: number;
+  /** How long ncRunInstance waits for the driver before answering "pending" and letting the launch go on (default 2 s). */
+  launchWaitMs?: number;
 }
 
 export const CONSOLE_TAIL_BYTES = 64 * 1024;
@@ -185,21 +187,36 @@ export class NodeController {
     const tracked: Tracked = { instanceId: spec.instanceId, spec, state: 'pending', launchTime: new Date().toISOString(), launching: true, touchedAt: Date.now() };
     this.instances.set(spec.instanceId, tracked);
     this.o.records.save([this.record(tracked)]);
+    // Like Eucalyptus's startup thread, the launch goes on in the background (staging an image can take
+    // minutes); a failure within the first moments still reaches the caller, so the cc can try elsewhere.
+    const launch = this.launch(tracked, spec);
+    this.track(launch);
+    const early = await within(launch, this.o.launchWaitMs ?? 2000);
+    if (early instanceof Error) throw new WireError('InstanceLaunchFailed', `${spec.instanceId}: ${tracked.stateReason ?? early.message}`, 500);
+    return this.view(tracked);
+  }
+
+  /** Resolves with the driver's error instead of rejecting (the instance is then terminated with a reason). */
+  private async launch(t: Tracked, spec: InstanceSpec): Promise<Error | undefined> {
     try {
       await this.o.hypervisor.runInstance(spec);
+      this.o.log.info({ instanceId: spec.instanceId, vmType: spec.vmType.name }, 'instance started');
+      if (t.state === 'shutting-down') {
+        // Terminated while it was still being built: the driver had nothing to stop then, it has now.
+        await this.o.hypervisor.terminateInstance(spec.instanceId, { force: true });
+      }
+      return undefined;
     } catch (err) {
-      tracked.state = 'terminated';
-      tracked.stateReason = `launch failed: ${(err as Error).message}`;
-      tracked.terminatedAt = Date.now();
-      this.o.records.save([this.record(tracked)]);
+      t.state = 'terminated';
+      t.stateReason = `launch failed: ${(err as Error).message}`;
+      t.terminatedAt = Date.now();
+      this.o.records.save([this.record(t)]);
       this.o.log.error({ err, instanceId: spec.instanceId }, 'hypervisor failed to start the instance');
-      throw new WireError('InstanceLaunchFailed', `${spec.instanceId}: ${tracked.stateReason}`, 500);
+      return err as Error;
     } finally {
-      tracked.launching = false;
-      tracked.touchedAt = Date.now();
+      t.launching = false;
+      t.touchedAt = Date.now();
     }
-    this.o.log.info({ instanceId: spec.instanceId, vmType: t.name }, 'instance started');
-    return this.view(tracked);
   }
 
   /** Idempotent launch: a retry is reported, never started twice; a guest found without a record gets its spec. */
@@ -219,6 +236,8 @@ export class NodeController {
     t.state = 'shutting-down';
     t.touchedAt = Date.now();
     if (t.spec) this.o.records.save([this.record(t)]);
+    // Still being built: the launch stops it as soon as the driver has something to stop.
+    if (t.launching) return { instanceId, previousState, state: t.state };
     // A graceful shutdown can take a while; the caller sees shutting-down now and terminated on a later poll.
     const work = this.o.hypervisor.terminateInstance(instanceId, { force }).then(
       () => this.o.log.info({ instanceId, force }, 'instance terminating'),
@@ -325,6 +344,15 @@ export class NodeController {
     if (t.stateReason !== undefined) out.stateReason = t.stateReason;
     return out;
   }
+}
+
+/** The promise's value if it settles within ms, else undefined (the promise goes on). */
+function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 function unknownType(t: Tracked): VmType {
