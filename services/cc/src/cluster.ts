@@ -223,6 +223,10 @@ export class Cluster {
     return free;
   }
 
+  launchesInFlight(): number {
+    return this.reservations.size;
+  }
+
   private hasReservations(node: string): boolean {
     for (const r of this.reservations.values()) if (r.node === node) return true;
     return false;

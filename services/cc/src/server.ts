@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { wire } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
 import { ccHandlers } from './handlers.js';
+import { ccMetrics } from './metrics.js';
 
 export interface CcServerDeps {
   logger: Logger;
@@ -15,6 +16,7 @@ export interface CcServerDeps {
 export function buildServer(deps: CcServerDeps): FastifyInstance {
   const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
   app.register(wire, { keyFor: deps.keyFor, handlers: ccHandlers(deps.cluster) });
+  app.register(ccMetrics(deps.cluster));
   app.get('/healthz', async () => ({ service: 'cc', status: 'ok' }));
   return app as unknown as FastifyInstance;
 }

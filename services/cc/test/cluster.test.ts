@@ -31,6 +31,9 @@ describe('cluster controller over the wire', () => {
     expect(described.map((i) => i.instanceId).sort()).toEqual(batch.map((s) => s.instanceId).sort());
     expect(described.every((i) => i.node === 'node1' && i.ownerId === '000000000001')).toBe(true);
     await waitFor('running', async () => (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances.every((i) => i.state === 'running'));
+    const metrics = await (await fetch(`${ccd.url}/metrics`)).text();
+    expect(metrics).toContain('mallee_cc_nodes{state="ENABLED"} 1');
+    expect(metrics).toContain('mallee_cc_instances{state="running"} 2');
   });
 
   it('GREEDY packs the first node before using the next', async () => {

@@ -281,6 +281,11 @@ export class NodeController {
     return out;
   }
 
+  /** Every tracked instance as last seen, without asking the hypervisor (metrics). */
+  snapshot(): NodeInstance[] {
+    return [...this.instances.values()].map((t) => this.view(t));
+  }
+
   async describeResource(): Promise<NodeResources> {
     const capacity = await this.capacity();
     const free = this.available(capacity);

@@ -17,6 +17,9 @@ describe('node controller over the wire', () => {
     expect(instance).toMatchObject({ instanceId: s.instanceId, state: 'pending', reservationId: s.reservationId, vmType: s.vmType });
     await waitFor('running', async () => (await node.client.call(nc.ncDescribeInstances, { instanceIds: [s.instanceId] })).instances[0]?.state === 'running');
     expect(await consoleText(node, s.instanceId)).toContain(`mallee: boot done ${s.instanceId}`);
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    expect(metrics).toContain('mallee_nc_instances{state="running"} 1');
+    expect(metrics).toContain('mallee_nc_capacity{resource="cores",kind="available"} 3');
   });
 
   it('MAX_CORES replaces the host core count: 2 vs 4 decides how many 1-core instances fit', async () => {
