@@ -132,7 +132,7 @@ export const ec2Api: FastifyPluginAsync<Ec2ApiOptions> = async (app, opts) => {
     if (sigV4Form({ headers, query }) !== undefined) {
       const v = await verifySigV4(
         { method: req.method, path, query, headers, body: body ?? Buffer.alloc(0) },
-        { credentials: opts.credentials, services, doubleEncodePath: true, maxSkewSeconds: opts.maxSkewSeconds, now },
+        { credentials: opts.credentials, services, allowHostLabelService: true, doubleEncodePath: true, maxSkewSeconds: opts.maxSkewSeconds, now },
       );
       // EC2 parameters travel in the body: a body the signature does not cover could be swapped.
       if ((v.payload === 'unsigned' || v.payload === 'streaming') && body !== undefined && body.length > 0) {

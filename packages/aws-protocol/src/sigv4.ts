@@ -29,6 +29,12 @@ export interface VerifySigV4Options {
   credentials: CredentialLookup;
   /** Service names accepted in the credential scope (EC2: ['ec2'], S3: ['s3']). */
   services: readonly string[];
+  /**
+   * Also accept, as the scope's service, the first DNS label of the Host header: boto 2 (2.49, Debian's
+   * python3-boto) signs EC2 with SigV4 and derives the service from the endpoint's host name
+   * (`<service>.<region>.amazonaws.com`), so `clc.example.com` is signed for service `clc`.
+   */
+  allowHostLabelService?: boolean;
   /** EC2 and most services URI-encode the already-encoded path again; S3 signs the path as sent. Default true. */
   doubleEncodePath?: boolean;
   /** Allowed distance between the request's date and ours. Default 900 s (AWS's 15 minutes). */
@@ -239,6 +245,12 @@ function rawQueryParams(rawQuery: string): Map<string, string> {
   return map;
 }
 
+/** First DNS label of a Host header value, as boto 2 splits it (`clc.example.com:8773` → `clc`). */
+function hostLabel(host: string | undefined): string | undefined {
+  if (host === undefined) return undefined;
+  return host.trim().replace(/:\d+$/, '').split('.')[0];
+}
+
 function sameSignature(expectedHex: string, given: string): boolean {
   if (!/^[0-9a-f]{64}$/.test(given)) return false;
   return timingSafeEqual(Buffer.from(expectedHex, 'hex'), Buffer.from(given, 'hex'));
@@ -305,7 +317,7 @@ export async function verifySigV4(req: IncomingRequest, opts: VerifySigV4Options
   }
 
   if (!auth.signedHeaders.includes('host')) throw incomplete("'Host' must be a signed header.");
-  if (!opts.services.includes(auth.service)) {
+  if (!opts.services.includes(auth.service) && !(opts.allowHostLabelService && auth.service === hostLabel(headerValue(headers, 'host')))) {
     throw new Ec2Error('SignatureDoesNotMatch', `Credential should be scoped to correct service: '${opts.services.join("' or '")}', not '${auth.service}'.`);
   }
   checkDate(amzDate, auth.date, now, maxSkew, expires);

@@ -33,6 +33,14 @@ describe('SigV4 verification', () => {
     await expect(verifySigV4(request({ service: 'compute' }), { credentials, services: ['ec2', 'compute'], now: T0 })).resolves.toBeTruthy();
   });
 
+  test('with allowHostLabelService, boto 2\'s scope (service = first label of the host name) is accepted, and only that', async () => {
+    const req = request({ service: 'clc', headers: { ...base.headers, host: 'clc.cloud.example:8773' } });
+    await expect(verify(req)).rejects.toMatchObject({ code: 'SignatureDoesNotMatch' });
+    await expect(verify(req, T0, { allowHostLabelService: true })).resolves.toMatchObject({ service: 'clc' });
+    const other = request({ service: 'walrus', headers: { ...base.headers, host: 'clc.cloud.example:8773' } });
+    await expect(verify(other, T0, { allowHostLabelService: true })).rejects.toMatchObject({ code: 'SignatureDoesNotMatch' });
+  });
+
   test('the clock may differ by up to 15 minutes either way, not more', async () => {
     const req = request();
     await expect(verify(req, minutes(14.9))).resolves.toBeTruthy();
