@@ -33,12 +33,18 @@ export class Cluster {
   private readonly reservations = new Map<string, Reservation>();
   private readonly scheduler: Scheduler;
   private timer: NodeJS.Timeout | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly timeoutMs: number;
 
   constructor(private readonly o: ClusterOptions) {
     this.scheduler = new Scheduler(o.policy);
     this.timeoutMs = Math.max(5000, 2 * o.pollIntervalMs);
-    for (const rec of o.registry.all()) this.links.set(rec.name, new NodeLink(rec, this.timeoutMs));
+    const remembered = o.registry.instances();
+    for (const rec of o.registry.all()) {
+      const link = new NodeLink(rec, this.timeoutMs);
+      link.restore(remembered.get(rec.name) ?? []);
+      this.links.set(rec.name, link);
+    }
   }
 
   start(): void {
@@ -49,7 +55,26 @@ export class Cluster {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    await this.pollAll(false);
+    await Promise.all([...this.links.values()].map((l) => l.settled()));
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flush();
+  }
+
+  /** Write what changed in the instance caches, batched: one transaction for a poll or a burst of launches. */
+  private scheduleFlush(): void {
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      try {
+        this.flush();
+      } catch (err) {
+        this.o.log.error({ err }, 'could not save the last known instances');
+      }
+    }, 200);
+  }
+
+  private flush(): void {
+    const changes = [...this.links.values()].map((l) => ({ node: l.name, ...l.takeChanges() }));
+    this.o.registry.saveInstances(changes.filter((c) => c.upserts.length + c.deletes.length > 0));
   }
 
   /** Poll every node once (ncDescribeResource + ncDescribeInstances). */
@@ -61,6 +86,7 @@ export class Cluster {
     const before = link.state;
     await link.poll((l, seen) => this.o.registry.touch(l.name, seen));
     this.pruneReservations(link);
+    this.scheduleFlush();
     if (log && before !== link.state) {
       const level = link.state === 'ENABLED' ? 'info' : 'warn';
       this.o.log[level]({ node: link.name, state: link.state, detail: link.detail }, `node ${link.name} is ${link.state}`);
@@ -162,6 +188,7 @@ export class Cluster {
         if (!link) throw new WireError('NoSuchNode', `node ${node} was deregistered`, 404);
         const { instance } = await link.client.call(nc.ncRunInstance, spec);
         link.learn(instance);
+        this.scheduleFlush();
         const r = this.reservations.get(spec.instanceId);
         if (r) r.completedAt = Date.now();
         started.push({ spec, node });
@@ -259,6 +286,7 @@ export class Cluster {
     const link = this.links.get(node);
     const i = link?.instance(instanceId);
     if (link && i) link.learn({ ...i, state });
+    this.scheduleFlush();
   }
 
   async terminateInstances(req: Req<typeof cc.TerminateInstances>): Promise<Res<typeof cc.TerminateInstances>> {
@@ -275,6 +303,7 @@ export class Cluster {
         } catch (err) {
           if ((err as WireError).code === NOT_FOUND) {
             link.forget(instanceId);
+            this.scheduleFlush();
             return { instanceId, previousState: 'terminated' as const, state: 'terminated' as const };
           }
           unreachable.push(`${instanceId} (node ${link.name}: ${(err as Error).message})`);

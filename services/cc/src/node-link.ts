@@ -10,6 +10,8 @@ export type NodeState = 'ENABLED' | 'NOTREADY';
 
 interface CachedInstance {
   instance: NodeInstance;
+  /** The instance as last written to the cc's database. */
+  json: string;
   /** ms when the cc last changed or learned this entry itself (launch, terminate). */
   touchedAt: number;
 }
@@ -23,6 +25,8 @@ export class NodeLink {
   /** ms when the request that produced `resources` was sent: launches completed before it are counted in it. */
   resourcesAsOf = 0;
   private readonly cache = new Map<string, CachedInstance>();
+  /** Instance ids whose entry changed since the last takeChanges(). */
+  private readonly dirty = new Set<string>();
   private polling: Promise<void> | undefined;
 
   constructor(
@@ -49,11 +53,36 @@ export class NodeLink {
 
   /** Record what the cc itself just learned about an instance (a launch or terminate reply). */
   learn(instance: NodeInstance): void {
-    this.cache.set(instance.instanceId, { instance, touchedAt: Date.now() });
+    this.put(instance, Date.now());
   }
 
   forget(instanceId: string): void {
-    this.cache.delete(instanceId);
+    if (this.cache.delete(instanceId)) this.dirty.add(instanceId);
+  }
+
+  /** Instances remembered from before a cc restart: reported as last known until the node answers. */
+  restore(instances: readonly NodeInstance[]): void {
+    for (const i of instances) this.cache.set(i.instanceId, { instance: i, json: JSON.stringify(i), touchedAt: 0 });
+  }
+
+  /** What changed since the last call, for the cc's database. */
+  takeChanges(): { upserts: NodeInstance[]; deletes: string[] } {
+    const upserts: NodeInstance[] = [];
+    const deletes: string[] = [];
+    for (const id of this.dirty) {
+      const c = this.cache.get(id);
+      if (c) upserts.push(c.instance);
+      else deletes.push(id);
+    }
+    this.dirty.clear();
+    return { upserts, deletes };
+  }
+
+  private put(instance: NodeInstance, touchedAt: number): void {
+    const json = JSON.stringify(instance);
+    const old = this.cache.get(instance.instanceId);
+    if (old?.json !== json) this.dirty.add(instance.instanceId);
+    this.cache.set(instance.instanceId, { instance, json, touchedAt });
   }
 
   /** Busy for POWERSAVE: runs something that still holds resources. */
@@ -70,6 +99,11 @@ export class NodeLink {
     return this.polling;
   }
 
+  /** Resolves when no poll is in flight. */
+  async settled(): Promise<void> {
+    await this.polling;
+  }
+
   private async doPoll(onSeen: (link: NodeLink, lastSeen: string) => void): Promise<void> {
     const startedAt = Date.now();
     try {
@@ -82,9 +116,9 @@ export class NodeLink {
       for (const [id, c] of this.cache) {
         // Entries the cc changed after this poll was sent are newer than the node's answer.
         if (c.touchedAt > startedAt) reported.delete(id);
-        else if (!reported.has(id)) this.cache.delete(id);
+        else if (!reported.has(id)) this.forget(id);
       }
-      for (const [id, i] of reported) this.cache.set(id, { instance: i, touchedAt: startedAt });
+      for (const i of reported.values()) this.put(i, startedAt);
       this.markSeen(onSeen);
     } catch (err) {
       this.markDown(err as Error);

@@ -129,6 +129,25 @@ describe('cluster controller over the wire', () => {
     expect(back.every((i) => i.state === 'running')).toBe(true);
   });
 
+  it('a cc restarted while a node is down still reports that node’s instances as last known', async () => {
+    const { ccd, ncs } = await cluster('GREEDY', { node1: { SIM_BOOT_DELAY: 50 } });
+    const batch = specs(2);
+    await ccd.client.call(cc.RunInstances, { instances: batch, minCount: 2 });
+    await waitFor('running', async () => (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances.every((i) => i.state === 'running'));
+    await ncs[0]!.stop();
+    await ccd.restart();
+    await ccd.pollNow();
+    expect((await ccd.client.call(cc.DescribeNodes, {})).nodes[0]).toMatchObject({ state: 'NOTREADY' });
+    const kept = (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances;
+    expect(kept.map((i) => [i.instanceId, i.state, i.node]).sort()).toEqual(batch.map((s) => [s.instanceId, 'running', 'node1']).sort());
+    // RunInstances retried after the restart still finds them: not placed twice.
+    await ncs[0]!.start();
+    await ccd.pollNow();
+    const again = await ccd.client.call(cc.RunInstances, { instances: batch, minCount: 2 });
+    expect(again.placed.map((p) => p.node)).toEqual(['node1', 'node1']);
+    expect((await ccd.client.call(cc.DescribeResources, { vmTypes: [m1small] })).nodes[0]!.cores.available).toBe(2);
+  });
+
   it('routes terminate, reboot and console output to the instance’s node; unknown instances are handled', async () => {
     const { ccd } = await cluster('ROUNDROBIN', { node1: { SIM_BOOT_DELAY: 50 }, node2: { SIM_BOOT_DELAY: 50 } });
     const batch = specs(2);

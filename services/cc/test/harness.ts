@@ -62,26 +62,35 @@ export interface TestCc {
   /** RegisterNode over the wire, then install the issued key in the nc's home (what `mallee register-nodes` does). */
   register(node: TestNc): Promise<void>;
   stop(): Promise<void>;
+  /** Stop and start again on the same home and port. */
+  restart(): Promise<void>;
 }
 
 export async function startCc(overrides: Overrides = {}): Promise<TestCc> {
   const home = tempHome('mallee-cc-');
   const key = generateKey();
   writeKeyFile(cloudKeyFile(home), key);
-  const daemon = await startCcDaemon({ home, config: config(overrides), port: 0 });
-  stoppers.add(daemon.close);
+  const cfg = config(overrides);
+  let daemon = await startCcDaemon({ home, config: cfg, port: 0 });
+  const port = Number(new URL(daemon.url).port);
+  const stop = () => daemon.close();
+  stoppers.add(stop);
   const client = new WireClient({ url: daemon.url, from: 'clc', key });
   return {
     url: daemon.url,
     home,
     client,
-    pollNow: daemon.pollNow,
+    pollNow: () => daemon.pollNow(),
     register: async (node) => {
       const res = await client.call(cc.RegisterNode, { node: node.name, url: node.url });
       writeKeyFile(nodeKeyFile(node.home), res.key);
       await daemon.pollNow();
     },
-    stop: daemon.close,
+    stop,
+    restart: async () => {
+      await daemon.close();
+      daemon = await startCcDaemon({ home, config: cfg, port });
+    },
   };
 }
 
