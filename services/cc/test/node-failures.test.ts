@@ -1,0 +1,76 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { WireError, cc, handler, nc, wire, type NodeInstance } from '@mallee/wire';
+import { cleanup, m1small, specs, startCc, startNc } from './harness.js';
+
+const fakes: FastifyInstance[] = [];
+afterEach(async () => {
+  await Promise.all(fakes.splice(0).map((f) => f.close()));
+  await cleanup();
+});
+
+/** An NC that advertises plenty of room but refuses every launch: its own accounting is final. */
+async function refusingNode(): Promise<{ url: string; setKey(k: string): void; launches: number }> {
+  let key: string | undefined;
+  const state = { launches: 0 };
+  const app = Fastify();
+  const room = { max: 64, available: 64 };
+  await app.register(wire, {
+    keyFor: (from) => (from === 'cc' ? key : undefined),
+    handlers: [
+      handler(nc.ncDescribeResource, () => ({ status: 'enabled' as const, hypervisor: 'fake', cores: room, memoryMiB: { max: 65536, available: 65536 }, diskGiB: room })),
+      handler(nc.ncDescribeInstances, () => ({ instances: [] as NodeInstance[] })),
+      handler(nc.ncRunInstance, () => {
+        state.launches++;
+        throw new WireError('InsufficientInstanceCapacity', 'full after all');
+      }),
+    ],
+  });
+  fakes.push(app);
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { url, setKey: (k) => (key = k), get launches() { return state.launches; } };
+}
+
+describe('cluster controller when nodes misbehave', () => {
+  it('an instance a node refuses at launch goes to the next node that fits', async () => {
+    const ccd = await startCc({ SCHEDPOLICY: 'GREEDY' });
+    const fake = await refusingNode();
+    const reg = await ccd.client.call(cc.RegisterNode, { node: 'liar', url: fake.url });
+    fake.setKey(reg.key);
+    const honest = await startNc('honest', { SIM_CORES: 4 });
+    await ccd.register(honest);
+    const { placed } = await ccd.client.call(cc.RunInstances, { instances: specs(2), minCount: 2 });
+    expect(placed.map((p) => p.node)).toEqual(['honest', 'honest']);
+    expect(fake.launches).toBeGreaterThan(0);
+  });
+
+  it('when refusals leave fewer than minCount, the started ones are rolled back and the call fails', async () => {
+    const ccd = await startCc({ SCHEDPOLICY: 'ROUNDROBIN' });
+    const honest = await startNc('honest', { SIM_CORES: 1 });
+    await ccd.register(honest);
+    const fake = await refusingNode();
+    const reg = await ccd.client.call(cc.RegisterNode, { node: 'liar', url: fake.url });
+    fake.setKey(reg.key);
+    await ccd.pollNow();
+    await expect(ccd.client.call(cc.RunInstances, { instances: specs(2), minCount: 2 })).rejects.toMatchObject({ code: 'InsufficientInstanceCapacity' });
+    const left = (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances;
+    expect(left.every((i) => i.state === 'shutting-down' || i.state === 'terminated')).toBe(true);
+  });
+
+  it('a NOTREADY node offers no capacity, and terminating its instances fails retryably', async () => {
+    const ccd = await startCc();
+    const n = await startNc('node1', { SIM_CORES: 4 });
+    await ccd.register(n);
+    const [s] = specs(1);
+    await ccd.client.call(cc.RunInstances, { instances: [s!], minCount: 1 });
+    await n.stop();
+    await ccd.pollNow();
+    const res = await ccd.client.call(cc.DescribeResources, { vmTypes: [m1small] });
+    expect(res.nodes[0]).toMatchObject({ node: 'node1', status: 'disabled' });
+    expect(res.availability).toEqual([{ name: 'm1.small', max: 0, available: 0 }]);
+    await expect(ccd.client.call(cc.TerminateInstances, { instanceIds: [s!.instanceId], force: false })).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+    await n.start();
+    await ccd.pollNow();
+    expect((await ccd.client.call(cc.TerminateInstances, { instanceIds: [s!.instanceId], force: false })).instances[0]).toMatchObject({ state: 'shutting-down' });
+  });
+});
