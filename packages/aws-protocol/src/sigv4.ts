@@ -380,6 +380,20 @@ export async function verifySigV4(req: IncomingRequest, opts: VerifySigV4Options
   };
 }
 
+/**
+ * Signature of one `aws-chunked` chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), chained from the previous
+ * chunk's signature, or from the seed signature for the first chunk.
+ */
+export function chunkSignature(seed: Pick<StreamingSeed, 'signingKey' | 'amzDate' | 'scope'>, previousSignature: string, chunk: Buffer | string): string {
+  const sts = `${SIGV4_ALGORITHM}-PAYLOAD\n${seed.amzDate}\n${seed.scope}\n${previousSignature}\n${EMPTY_SHA256}\n${sha256Hex(chunk)}`;
+  return hmac(seed.signingKey, sts).toString('hex');
+}
+
+/** Constant-time check of a chunk's `chunk-signature`. */
+export function verifyChunkSignature(seed: Pick<StreamingSeed, 'signingKey' | 'amzDate' | 'scope'>, previousSignature: string, chunk: Buffer | string, given: string): boolean {
+  return sameSignature(chunkSignature(seed, previousSignature, chunk), given);
+}
+
 export interface SignV4Input {
   method: string;
   /** Path as it will be sent (already percent-encoded where needed). */

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
-import { deriveSigningKey, signV4, verifySigV4, type IncomingRequest, type Principal, type SignV4Input } from '../src/index.js';
+import { chunkSignature, deriveSigningKey, signV4, verifyChunkSignature, verifySigV4, type IncomingRequest, type Principal, type SignV4Input } from '../src/index.js';
 
 const KEY = 'AKIDV4BEHAVIOUR0001';
 const SECRET = 'v4/behaviour+secret';
@@ -139,5 +139,39 @@ describe('SigV4 verification', () => {
 
   test('a request with no signature at all is MissingAuthenticationToken', async () => {
     await expect(verify({ method: 'GET', path: '/', query: 'Action=DescribeRegions', headers: { host: 'clc' } })).rejects.toMatchObject({ code: 'MissingAuthenticationToken', status: 403 });
+  });
+});
+
+describe('S3 streaming uploads (AWS published example, 66560 bytes of "a" in 64 KiB + 1 KiB chunks)', () => {
+  const awsKey = 'AKIAIOSFODNN7EXAMPLE';
+  const awsSecret = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+  const seedSignature = '4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9';
+  const request: IncomingRequest = {
+    method: 'PUT', path: '/examplebucket/chunkObject.txt', query: '',
+    headers: {
+      host: 's3.amazonaws.com', 'x-amz-date': '20130524T000000Z', 'x-amz-storage-class': 'REDUCED_REDUNDANCY',
+      'x-amz-content-sha256': 'STREAMING-AWS4-HMAC-SHA256-PAYLOAD', 'content-encoding': 'aws-chunked',
+      'x-amz-decoded-content-length': '66560', 'content-length': '66824',
+      authorization: `AWS4-HMAC-SHA256 Credential=${awsKey}/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=${seedSignature}`,
+    },
+  };
+  const opts = { credentials: (id: string) => (id === awsKey ? { secretAccessKey: awsSecret, principal } : undefined), services: ['s3'], doubleEncodePath: false, now: new Date('2013-05-24T00:05:00Z') };
+
+  test('the seed request verifies and the chunk chain reproduces the published chunk signatures', async () => {
+    const ok = await verifySigV4(request, opts);
+    expect(ok.payload).toBe('streaming');
+    const seed = ok.streaming!;
+    expect(seed.seedSignature).toBe(seedSignature);
+    const sig1 = chunkSignature(seed, seed.seedSignature, Buffer.alloc(65536, 'a'));
+    expect(sig1).toBe('ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648');
+    const sig2 = chunkSignature(seed, sig1, Buffer.alloc(1024, 'a'));
+    expect(sig2).toBe('0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497');
+    expect(verifyChunkSignature(seed, sig2, Buffer.alloc(0), 'b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9')).toBe(true);
+    expect(verifyChunkSignature(seed, sig2, Buffer.from('b'), 'b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9')).toBe(false);
+  });
+
+  test('the seed request fails once a signed header changes', async () => {
+    const tampered = { ...request, headers: { ...request.headers, 'x-amz-storage-class': 'STANDARD' } };
+    await expect(verifySigV4(tampered, opts)).rejects.toMatchObject({ code: 'SignatureDoesNotMatch' });
   });
 });
