@@ -6,7 +6,7 @@ import { Ec2Error, errors, q } from '@mallee/aws-protocol';
 import { applyFilters } from './filters.js';
 import { GROUP_ID, malformedGroupId, newId } from './ids.js';
 import { list, optInt, resourceAction } from './params.js';
-import { deleteTagsFor, tagSetsFor, tagSetXml } from './tags.js';
+import { deleteTagsFor, tagSetsFor, tagSetXml, type Tag } from './tags.js';
 import { instancesUsingGroup } from './usage.js';
 
 export interface GroupRecord { groupId: string; accountId: string; name: string; description: string }
@@ -267,6 +267,16 @@ export function ipPermissionsOf(db: Db, groupId: string): Record<string, unknown
   return [...byRange.values()];
 }
 
+/** Tags of groups that may belong to several accounts (an administrator's "verbose"), one query per account. */
+function tagsByAccount(db: Db, groups: GroupRecord[]): Map<string, Tag[]> {
+  const out = new Map<string, Tag[]>();
+  for (const accountId of new Set(groups.map((g) => g.accountId))) {
+    const ids = groups.filter((g) => g.accountId === accountId).map((g) => g.groupId);
+    for (const [id, t] of tagSetsFor(db, accountId, ids)) out.set(id, t);
+  }
+  return out;
+}
+
 // ---- actions ------------------------------------------------------------------------------------
 
 export const createSecurityGroupAction = resourceAction('CreateSecurityGroup',
@@ -323,7 +333,8 @@ export const describeSecurityGroupsAction = resourceAction('DescribeSecurityGrou
       groups = rows.map(toRecord);
     }
     const rules = new Map(groups.map((g) => [g.groupId, ipPermissionsOf(db, g.groupId)]));
-    const tagsOf = (g: GroupRecord) => tagSetsFor(db, g.accountId, [g.groupId]).get(g.groupId) ?? [];
+    const tags = tagsByAccount(db, groups);
+    const tagsOf = (g: GroupRecord) => tags.get(g.groupId) ?? [];
     const perms = (g: GroupRecord) => rules.get(g.groupId) as { ipProtocol: string; fromPort?: number; toPort?: number; groups: Record<string, string>[]; ipRanges: { cidrIp: string }[] }[];
     const kept = applyFilters(groups, input.Filter, {
       'group-name': (g) => g.name,

@@ -194,6 +194,15 @@ export const deregisterImageAction = resourceAction('DeregisterImage', z.object(
 const launchPermissionsOf = (db: Db, imageId: string) =>
   db.prepare('SELECT account_id FROM image_launch_permissions WHERE image_id = ? ORDER BY account_id').pluck().all(imageId) as string[];
 
+/** Launch permissions of many images in one query: imageId → account ids. */
+function launchPermissionsOfAll(db: Db, imageIds: string[]): Map<string, string[]> {
+  const out = new Map<string, string[]>(imageIds.map((id) => [id, []]));
+  const rows = db.prepare(`SELECT image_id AS imageId, account_id AS accountId FROM image_launch_permissions
+    WHERE image_id IN (SELECT value FROM json_each(?))`).all(JSON.stringify(imageIds)) as { imageId: string; accountId: string }[];
+  for (const r of rows) out.get(r.imageId)?.push(r.accountId);
+  return out;
+}
+
 /** Accounts Eucalyptus's "amazon" owner alias stands for: the cloud administrators' account. */
 function adminAccountIds(db: Db): string[] {
   try {
@@ -218,7 +227,7 @@ export const describeImagesAction = resourceAction('DescribeImages',
       const owners = new Set(input.Owner.flatMap((o) => (o === 'self' ? [me] : o === 'amazon' ? adminAccountIds(db) : [o])));
       rows = rows.filter((r) => owners.has(r.owner_id));
     }
-    const permitted = new Map(rows.map((r) => [r.image_id, launchPermissionsOf(db, r.image_id)]));
+    const permitted = launchPermissionsOfAll(db, rows.map((r) => r.image_id));
     if (input.ExecutableBy.length) {
       const by = input.ExecutableBy.map((e) => (e === 'self' ? me : e));
       rows = rows.filter((r) => by.some((e) => (e === 'all' ? r.is_public === 1 : r.owner_id === e || permitted.get(r.image_id)!.includes(e))));

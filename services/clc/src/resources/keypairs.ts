@@ -43,13 +43,13 @@ function insertKeyPair(db: Db, accountId: string, name: string, type: SshKeyType
 
 export const createKeyPairAction = resourceAction('CreateKeyPair',
   z.object({ KeyName: z.string().optional(), KeyType: z.string().optional(), KeyFormat: z.string().optional() }),
-  (db, input, { principal }) => {
+  async (db, input, { principal }) => {
     const name = checkKeyName(input.KeyName);
     const type = input.KeyType ?? 'rsa';
     if (type !== 'rsa' && type !== 'ed25519') throw errors.invalidValue('KeyType', type, 'Valid values: rsa, ed25519.');
     if (input.KeyFormat !== undefined && input.KeyFormat !== 'pem') throw errors.invalidValue('KeyFormat', input.KeyFormat, 'Only pem is supported.');
     if (findKeyPair(db, principal.accountId, name)) throw new Ec2Error('InvalidKeyPair.Duplicate', `The keypair '${name}' already exists.`);
-    const created = generateKeyPair(type, name);
+    const created = await generateKeyPair(type, name);
     const keyPairId = insertKeyPair(db, principal.accountId, name, type, created.fingerprint, created.publicKey);
     return { keyName: name, keyFingerprint: created.fingerprint, keyMaterial: created.material, keyPairId };
   });

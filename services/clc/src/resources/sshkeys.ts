@@ -1,7 +1,7 @@
 // SSH key material: OpenSSH public-key lines, new key pairs, and the fingerprints EC2 shows for them
 // (created RSA: SHA-1 of the PKCS#8 private key; imported RSA: MD5 of the public key DER; ED25519:
 // SHA-256 of the OpenSSH public key blob, base64).
-import { createHash, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPair as generateKeyObjects, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 
 export type SshKeyType = 'rsa' | 'ed25519';
 
@@ -134,14 +134,19 @@ function ed25519Fingerprint(pk: PublicKey): string {
 
 export interface NewKeyPair { material: string; publicKey: PublicKey; fingerprint: string }
 
-/** A fresh key pair as CreateKeyPair returns it: RSA 2048 as PKCS#1 PEM, ED25519 as an OpenSSH private key. */
-export function generateKeyPair(type: SshKeyType, comment: string): NewKeyPair {
+/**
+ * A fresh key pair as CreateKeyPair returns it: RSA 2048 as PKCS#1 PEM, ED25519 as an OpenSSH private key.
+ * RSA generation runs off the event loop (it takes long enough to stall other requests).
+ */
+export async function generateKeyPair(type: SshKeyType, comment: string): Promise<NewKeyPair> {
   if (type === 'ed25519') {
     const { privateKey } = generateKeyPairSync('ed25519');
     const publicKey = blobOf(createPublicKey(privateKey));
     return { material: openSshPrivateKey(privateKey, publicKey, comment), publicKey, fingerprint: createdKeyFingerprint(privateKey) };
   }
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+  const privateKey = await new Promise<KeyObject>((resolve, reject) => {
+    generateKeyObjects('rsa', { modulusLength: 2048, publicExponent: 0x10001 }, (err, _pub, priv) => (err ? reject(err) : resolve(priv)));
+  });
   const material = privateKey.export({ type: 'pkcs1', format: 'pem' }) as string;
   return { material, publicKey: blobOf(createPublicKey(privateKey)), fingerprint: createdKeyFingerprint(privateKey) };
 }
