@@ -99,7 +99,12 @@ export class Cluster {
     const rec = this.o.registry.upsert(node, url, generateKey());
     const existing = this.links.get(node);
     if (existing && existing.record.url === url) existing.record = rec;
-    else this.links.set(node, new NodeLink(rec, this.timeoutMs));
+    else {
+      // A node that moved keeps its last known instances until it answers at the new address.
+      const link = new NodeLink(rec, this.timeoutMs);
+      if (existing) link.restore([...existing.instances()]);
+      this.links.set(node, link);
+    }
     this.o.log.info({ node, url }, 'node registered');
     void this.pollNode(this.links.get(node)!);
     return { node, key: rec.key };
