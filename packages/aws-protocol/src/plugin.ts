@@ -190,8 +190,11 @@ export const ec2Api: FastifyPluginAsync<Ec2ApiOptions> = async (app, opts) => {
     }
   }
 
+  // With the app's ignoreTrailingSlash on, `/x/` is already served by `/x` and may not be declared again.
+  const config = app.initialConfig as { ignoreTrailingSlash?: boolean; routerOptions?: { ignoreTrailingSlash?: boolean } };
+  const ignoresTrailingSlash = config.routerOptions?.ignoreTrailingSlash ?? config.ignoreTrailingSlash ?? false;
   for (const url of EC2_API_PATHS) {
-    // With the app's ignoreTrailingSlash on, `/x/` is already served by `/x`.
-    if (!app.hasRoute({ method: 'GET', url })) app.route({ method: ['GET', 'POST'], url, handler: serve });
+    if (ignoresTrailingSlash && url.length > 1 && url.endsWith('/')) continue;
+    app.route({ method: ['GET', 'POST'], url, handler: serve });
   }
 };

@@ -221,3 +221,31 @@ describe('ec2Api plugin', () => {
     expect(code(res.body)).toBe('InvalidInstanceID.NotFound');
   });
 });
+
+describe('ec2Api inside a larger app', () => {
+  test('its body parser and error handler stay inside the plugin: sibling JSON routes still parse JSON', async () => {
+    const host = Fastify({ logger: false });
+    host.post('/wire', async (req) => ({ got: req.body }));
+    await host.register(ec2Api, { actions: [echo], credentials: () => undefined });
+    const res = await host.inject({ method: 'POST', url: '/wire', headers: { 'content-type': 'application/json' }, payload: '{"a":1}' });
+    expect(res.json()).toEqual({ got: { a: 1 } });
+    const ec2 = await host.inject({ method: 'POST', url: '/services/compute', headers: { 'content-type': 'application/json' }, payload: '{"a":' });
+    expect(code(ec2.body)).toBe('MissingAuthenticationToken');
+    await host.close();
+  });
+
+  test('an app that ignores trailing slashes can still register it', async () => {
+    const host = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true } });
+    await host.register(ec2Api, { actions: [echo], credentials: () => undefined });
+    await host.ready();
+    const res = await host.inject({ method: 'GET', url: '/services/compute/?Action=EchoInstances' });
+    expect(code(res.body)).toBe('MissingAuthenticationToken');
+    await host.close();
+  });
+
+  test('two actions with one name are refused at registration', async () => {
+    const host = Fastify({ logger: false });
+    await expect(host.register(ec2Api, { actions: [echo, echo], credentials: () => undefined }).ready()).rejects.toThrow(/defined twice/);
+    await host.close();
+  });
+});
