@@ -6,7 +6,7 @@ import { Ec2Error, errors, q } from '@mallee/aws-protocol';
 import { applyFilters } from './filters.js';
 import { GROUP_ID, malformedGroupId, newId } from './ids.js';
 import { list, optInt, resourceAction } from './params.js';
-import { deleteTagsFor, tagSetsFor, tagSetXml, type Tag } from './tags.js';
+import { applyTagSpecifications, deleteTagsFor, tagSetFor, tagSetsFor, tagSetXml, tagSpecificationsShape, type Tag } from './tags.js';
 import { instancesUsingGroup } from './usage.js';
 
 export interface GroupRecord { groupId: string; accountId: string; name: string; description: string }
@@ -280,7 +280,7 @@ function tagsByAccount(db: Db, groups: GroupRecord[]): Map<string, Tag[]> {
 // ---- actions ------------------------------------------------------------------------------------
 
 export const createSecurityGroupAction = resourceAction('CreateSecurityGroup',
-  z.object({ GroupName: z.string().optional(), GroupDescription: z.string().optional(), VpcId: z.string().optional() }),
+  z.object({ GroupName: z.string().optional(), GroupDescription: z.string().optional(), VpcId: z.string().optional(), TagSpecification: tagSpecificationsShape }),
   (db, input, { principal }) => {
     const name = checkText('GroupName', input.GroupName);
     const description = checkText('GroupDescription', input.GroupDescription);
@@ -292,8 +292,9 @@ export const createSecurityGroupAction = resourceAction('CreateSecurityGroup',
       if (groupByName(db, principal.accountId, name)) throw new Ec2Error('InvalidGroup.Duplicate', `The security group '${name}' already exists`);
       db.prepare('INSERT INTO security_groups (group_id, account_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)')
         .run(groupId, principal.accountId, name, description, new Date().toISOString());
+      applyTagSpecifications(db, principal.accountId, [groupId], 'security-group', input.TagSpecification);
     })();
-    return { return: true, groupId };
+    return { return: true, groupId, tagSet: input.TagSpecification.length ? tagSetXml(tagSetFor(db, principal.accountId, groupId)) : undefined };
   });
 
 export const deleteSecurityGroupAction = resourceAction('DeleteSecurityGroup',

@@ -7,7 +7,7 @@ import { Ec2Error, errors, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters } from './filters.js';
 import { IMAGE_ID, imagePrefixFor, malformedImageId, newId } from './ids.js';
 import { list, optInt, resourceAction } from './params.js';
-import { deleteTagsFor, tagSetsFor, tagSetXml } from './tags.js';
+import { applyTagSpecifications, deleteTagsFor, tagSetsFor, tagSetXml, tagSpecificationsShape } from './tags.js';
 
 export interface ImageRecord {
   imageId: string; ownerId: string; name: string; location: string;
@@ -124,6 +124,7 @@ const registerShape = z.object({
   BlockDeviceMapping: list(blockDeviceShape),
   VirtualizationType: z.string().optional(),
   Platform: z.string().optional(),
+  TagSpecification: tagSpecificationsShape,
 });
 
 function blockDeviceXml(m: BlockDeviceRequest): Record<string, unknown> {
@@ -173,6 +174,7 @@ export const registerImageAction = resourceAction('RegisterImage', registerShape
       imageId, principal.accountId, name, input.Description ?? null, location, type, architecture,
       kernelId ?? null, ramdiskId ?? null, input.Platform ?? null, input.RootDeviceName ?? '/dev/sda1',
       virtualizationType, JSON.stringify(input.BlockDeviceMapping.map(blockDeviceXml)), new Date().toISOString());
+    applyTagSpecifications(db, principal.accountId, [imageId], 'image', input.TagSpecification);
   })();
   return { imageId };
 });

@@ -13,7 +13,10 @@ export { resourcesMigration } from './migration.js';
 export { findKeyPair, type KeyPairRecord } from './keypairs.js';
 export { resolveGroups, ensureDefaultGroup, ipPermissionsOf, type GroupRecord } from './groups.js';
 export { findLaunchableImage, findLaunchableKernelOrRamdisk, findVisibleImage, type ImageRecord } from './images.js';
-export { tagSetFor, tagSetsFor, deleteTagsFor, createTags, registerTaggableType, ownerColumn, type Tag, type TaggableType } from './tags.js';
+export {
+  tagSetFor, tagSetsFor, deleteTagsFor, createTags, applyTagSpecifications, tagSpecificationsShape, registerTaggableType, ownerColumn,
+  type Tag, type TaggableType, type TagSpecifications,
+} from './tags.js';
 export { applyFilters, filterPattern, type FieldAccessor } from './filters.js';
 export { bindResourcesDatabase } from './params.js';
 export { newId } from './ids.js';

@@ -128,6 +128,25 @@ export function createTags(db: Db, accountId: string, resourceIds: string[], tag
 
 const tagList = list(z.object({ Key: z.string().optional(), Value: z.string().optional() }));
 
+/** `TagSpecification.N.ResourceType` + `TagSpecification.N.Tag.M.Key/Value`: tags set by a Create/Run action. */
+export const tagSpecificationsShape = list(z.object({ ResourceType: z.string().optional(), Tag: tagList }));
+export type TagSpecifications = z.infer<typeof tagSpecificationsShape>;
+
+/**
+ * Tags the resources a Create/Run action just made, from its TagSpecification.N (call inside the
+ * action's transaction, after the rows exist). A specification for another resource type fails as EC2 does.
+ */
+export function applyTagSpecifications(db: Db, accountId: string, resourceIds: string[], resourceType: string, specs: TagSpecifications): void {
+  const tags = specs.flatMap((spec) => {
+    if (spec.ResourceType !== resourceType) {
+      throw new Ec2Error('InvalidParameterValue', `'${spec.ResourceType ?? ''}' is not a valid taggable resource type for this operation.`);
+    }
+    if (!spec.Tag.length) throw new Ec2Error('InvalidParameterValue', 'Tag specification must have at least one tag');
+    return spec.Tag;
+  });
+  if (tags.length && resourceIds.length) createTags(db, accountId, resourceIds, tags);
+}
+
 export const createTagsAction = resourceAction('CreateTags',
   z.object({ ResourceId: list(z.string()), Tag: tagList }),
   (db, input, { principal }) => {

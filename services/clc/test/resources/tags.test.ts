@@ -109,3 +109,22 @@ describe('CreateTags / DescribeTags / DeleteTags', () => {
     expect(() => registerTaggableType({ type: 'other', prefixes: ['gizmo'], ownerOf: () => undefined, notFound: () => new Ec2Error('X', 'x') })).toThrow();
   });
 });
+
+describe('TagSpecification on create', () => {
+  it('tags a new group or image in the same request, and refuses a specification for another resource type', async () => {
+    const g = await cloud.call('CreateSecurityGroup', {
+      GroupName: 'tagged', GroupDescription: 't', TagSpecification: [{ ResourceType: 'security-group', Tag: [{ Key: 'team', Value: 'web' }] }],
+    });
+    expect(g.tagSet).toEqual([{ key: 'team', value: 'web' }]);
+    expect(tagSetFor(cloud.db, ACCOUNT_A, g.groupId as string)).toEqual([{ key: 'team', value: 'web' }]);
+    const img = await cloud.call('RegisterImage', {
+      ImageLocation: 'b/tagged.manifest.xml', TagSpecification: [{ ResourceType: 'image', Tag: [{ Key: 'os', Value: 'linux' }] }],
+    });
+    expect(tagSetFor(cloud.db, ACCOUNT_A, img.imageId as string)).toEqual([{ key: 'os', value: 'linux' }]);
+    expect(await errorCode(cloud.call('CreateSecurityGroup', {
+      GroupName: 'wrong', GroupDescription: 't', TagSpecification: [{ ResourceType: 'instance', Tag: [{ Key: 'k', Value: 'v' }] }],
+    }))).toBe('InvalidParameterValue');
+    // The failed request created nothing.
+    expect(await errorCode(cloud.call('DescribeSecurityGroups', { GroupName: ['wrong'] }))).toBe('InvalidGroup.NotFound');
+  });
+});
