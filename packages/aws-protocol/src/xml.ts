@@ -23,7 +23,11 @@ export function resolveApiVersion(version: string | undefined): string {
 // eslint-disable-next-line no-control-regex
 const INVALID_XML_CHARS = /[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
+const NEEDS_ESCAPE = /[&<>"'\u0000-\u0008\u000B\u000C\u000E-\u001F\uD800-\uDFFF\uFFFE\uFFFF]/;
+
 export function escapeXml(s: string): string {
+  // Most values (ids, states, names) need nothing; DescribeInstances serialises hundreds of thousands.
+  if (!NEEDS_ESCAPE.test(s)) return s;
   return s
     .replace(INVALID_XML_CHARS, '\uFFFD')
     .replace(/&/g, '&amp;')
@@ -34,6 +38,13 @@ export function escapeXml(s: string): string {
 }
 
 const XML_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+const checkedNames = new Set<string>();
+
+function checkName(name: string): void {
+  if (checkedNames.has(name)) return;
+  if (!XML_NAME.test(name)) throw new Error(`Invalid XML element name in EC2 result: ${JSON.stringify(name)}`);
+  if (checkedNames.size < 10_000) checkedNames.add(name);
+}
 
 function scalar(value: unknown): string | undefined {
   if (typeof value === 'string') return escapeXml(value);
@@ -46,20 +57,22 @@ function scalar(value: unknown): string | undefined {
   return undefined;
 }
 
-function element(name: string, value: unknown, out: string[], depth: number): void {
+interface Out { s: string }
+
+function element(name: string, value: unknown, out: Out, depth: number): void {
   if (value === undefined || value === null) return;
-  if (!XML_NAME.test(name)) throw new Error(`Invalid XML element name in EC2 result: ${JSON.stringify(name)}`);
+  checkName(name);
   if (depth > 64) throw new Error('EC2 result nested too deeply (cycle?)');
   const text = scalar(value);
   if (text !== undefined) {
-    out.push(`<${name}>${text}</${name}>`);
+    out.s += `<${name}>${text}</${name}>`;
     return;
   }
-  out.push(`<${name}>`);
+  out.s += `<${name}>`;
   if (Array.isArray(value)) {
     for (const item of value) {
       // A missing item still occupies a place in the list, so keep it as an empty <item/>.
-      if (item === undefined || item === null) out.push('<item/>');
+      if (item === undefined || item === null) out.s += '<item/>';
       else element('item', item, out, depth + 1);
     }
   } else if (typeof value === 'object') {
@@ -67,20 +80,21 @@ function element(name: string, value: unknown, out: string[], depth: number): vo
   } else {
     throw new Error(`Unsupported value of type ${typeof value} for element ${name} in EC2 result`);
   }
-  out.push(`</${name}>`);
+  out.s += `</${name}>`;
 }
 
-function children(obj: Record<string, unknown>, out: string[], depth: number): void {
-  for (const [k, v] of Object.entries(obj)) element(k, v, out, depth);
+function children(obj: Record<string, unknown>, out: Out, depth: number): void {
+  for (const k in obj) {
+    if (Object.hasOwn(obj, k)) element(k, obj[k], out, depth);
+  }
 }
 
 /** Serialises a handler's result as `<{action}Response xmlns=…><requestId>…</requestId>…`. */
 export function ec2ResponseXml(action: string, apiVersion: string, requestId: string, result: Record<string, unknown>): string {
   if (!XML_NAME.test(action)) throw new Error(`Invalid action name ${JSON.stringify(action)}`);
-  const out: string[] = [XML_DECLARATION, `<${action}Response xmlns="${escapeXml(ec2Namespace(apiVersion))}">`, `<requestId>${escapeXml(requestId)}</requestId>`];
+  const out: Out = { s: `${XML_DECLARATION}<${action}Response xmlns="${escapeXml(ec2Namespace(apiVersion))}"><requestId>${escapeXml(requestId)}</requestId>` };
   children(result, out, 0);
-  out.push(`</${action}Response>`);
-  return out.join('');
+  return out.s + `</${action}Response>`;
 }
 
 /** The EC2 error envelope. */
