@@ -61,6 +61,10 @@ function describeValue(v: unknown): string {
 
 /** Turns the first zod issue into the error EC2 gives, naming the parameter as the client spelled it. */
 export function issueToEc2Error(issue: z.core.$ZodIssue, input: ParamObject): Ec2Error {
+  if (issue.code === 'unrecognized_keys') {
+    const prefix = issue.path.length > 0 ? `${issue.path.map(String).join('.')}.` : '';
+    return new Ec2Error('UnknownParameter', `The parameter ${prefix}${issue.keys[0] ?? ''} is not recognized`);
+  }
   let cur: unknown = input;
   const name: string[] = [];
   for (const seg of issue.path) {

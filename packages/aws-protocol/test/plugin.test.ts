@@ -28,6 +28,7 @@ const echo = defineEc2Action(
 const boom = defineEc2Action('Boom', z.object({}), () => {
   throw new Error('disk /secret/path exploded');
 });
+const strict = defineEc2Action('Strict', z.strictObject({ GroupName: z.string() }).refine((i) => i.GroupName !== 'default', { message: 'The default group cannot be deleted' }), () => ({ return: true }));
 const notFound = defineEc2Action('Lookup', z.object({ InstanceId: z.string() }), (input) => {
   throw new Ec2Error('InvalidInstanceID.NotFound', `The instance ID '${input.InstanceId}' does not exist`);
 });
@@ -36,7 +37,7 @@ let app: FastifyInstance;
 beforeAll(async () => {
   app = Fastify({ logger: false });
   await app.register(ec2Api, {
-    actions: [echo, boom, notFound],
+    actions: [echo, boom, notFound, strict],
     credentials: (id) => (id === KEY ? { secretAccessKey: SECRET, principal } : undefined),
   });
   await app.ready();
@@ -144,6 +145,16 @@ describe('ec2Api plugin', () => {
     const res = await post(form({ Action: 'EchoInstances', Name: 'x', InstanceId: 'i-1' }));
     expect(code(res.body)).toBe('InvalidParameterValue');
     expect(res.body).toContain('parameter InstanceId is invalid');
+  });
+
+  test('a strict action names an unknown parameter; a whole-request rule gives its own message', async () => {
+    const unknown = await post(form({ Action: 'Strict', GroupName: 'g', Bogus: '1' }));
+    expect(code(unknown.body)).toBe('UnknownParameter');
+    expect(unknown.body).toContain('The parameter Bogus is not recognized');
+    const rule = await post(form({ Action: 'Strict', GroupName: 'default' }));
+    expect(rule.statusCode).toBe(400);
+    expect(code(rule.body)).toBe('InvalidParameterCombination');
+    expect(rule.body).toContain('The default group cannot be deleted');
   });
 
   test('unknown extra parameters are ignored', async () => {
