@@ -278,13 +278,28 @@ export class Cluster {
 
   /** The node an instance runs on or is being launched on (idempotency of RunInstances). */
   private knownNode(instanceId: string): string | undefined {
-    for (const l of this.links.values()) if (l.instance(instanceId)) return l.name;
-    return this.reservations.get(instanceId)?.node;
+    return this.locate(instanceId)?.name ?? this.reservations.get(instanceId)?.node;
+  }
+
+  /**
+   * The node that has the instance. Should two report it (a launch refused late on one node and
+   * placed on another), the one where it is not terminated wins.
+   */
+  private locate(instanceId: string): NodeLink | undefined {
+    let found: NodeLink | undefined;
+    for (const l of this.links.values()) {
+      const i = l.instance(instanceId);
+      if (!i) continue;
+      if (i.state !== 'terminated') return l;
+      found ??= l;
+    }
+    return found;
   }
 
   private linkOf(instanceId: string): NodeLink {
-    for (const l of this.links.values()) if (l.instance(instanceId)) return l;
-    throw new WireError(NOT_FOUND, `instance ${instanceId} is not known to this cluster`, 404);
+    const link = this.locate(instanceId);
+    if (!link) throw new WireError(NOT_FOUND, `instance ${instanceId} is not known to this cluster`, 404);
+    return link;
   }
 
   private updateState(node: string, instanceId: string, state: InstanceStateName): void {
@@ -298,7 +313,7 @@ export class Cluster {
     const unreachable: string[] = [];
     const results = await Promise.all(
       req.instanceIds.map(async (instanceId) => {
-        const link = [...this.links.values()].find((l) => l.instance(instanceId));
+        const link = this.locate(instanceId);
         // Unknown here: already gone (terminated and forgotten by its node), so report it terminated.
         if (!link) return { instanceId, previousState: 'terminated' as const, state: 'terminated' as const };
         try {
@@ -334,11 +349,15 @@ export class Cluster {
 
   describeInstances(req: Req<typeof cc.DescribeInstances>): Res<typeof cc.DescribeInstances> {
     const wanted = req.instanceIds.length > 0 ? new Set(req.instanceIds) : undefined;
-    const instances: Res<typeof cc.DescribeInstances>['instances'] = [];
+    const byId = new Map<string, Res<typeof cc.DescribeInstances>['instances'][number]>();
     for (const l of this.links.values()) {
-      for (const i of l.instances()) if (!wanted || wanted.has(i.instanceId)) instances.push({ ...i, node: l.name });
+      for (const i of l.instances()) {
+        if (wanted && !wanted.has(i.instanceId)) continue;
+        const seen = byId.get(i.instanceId);
+        if (!seen || (seen.state === 'terminated' && i.state !== 'terminated')) byId.set(i.instanceId, { ...i, node: l.name });
+      }
     }
-    return { instances };
+    return { instances: [...byId.values()] };
   }
 
   describeResources(req: Req<typeof cc.DescribeResources>): Res<typeof cc.DescribeResources> {

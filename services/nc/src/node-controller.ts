@@ -44,6 +44,8 @@ interface Tracked {
   launching: boolean;
   /** ms of the NC's last own change; guest listings started before it are stale for this instance. */
   touchedAt: number;
+  /** A terminate was asked for: a guest still up is shutting down, not running again. */
+  terminating?: boolean;
 }
 
 export function effectiveCapacity(host: HostCapacity, limits: NodeLimits): HostCapacity {
@@ -96,7 +98,11 @@ export class NodeController {
       if (rec.terminatedAt !== undefined) t.terminatedAt = rec.terminatedAt;
       if (guest && guest.state !== 'terminated') {
         adopted++;
-        t.state = guest.state;
+        if (rec.state === 'shutting-down') {
+          // Terminated before the restart but still up: finish the job.
+          t.terminating = true;
+          this.stopGuest(t, true);
+        } else t.state = guest.state;
         delete t.terminatedAt;
         if (guest.reason !== undefined) t.stateReason = guest.reason;
       } else if (t.state !== 'terminated') {
@@ -151,7 +157,7 @@ export class NodeController {
       if (t.launching || t.touchedAt > listedAt) continue;
       const before = `${t.state}|${t.stateReason ?? ''}`;
       if (guest && guest.state !== 'terminated') {
-        t.state = guest.state;
+        t.state = t.terminating ? 'shutting-down' : guest.state;
         if (guest.reason !== undefined) t.stateReason = guest.reason;
       } else if (t.state !== 'terminated') {
         if (t.state !== 'shutting-down') t.stateReason = 'the guest disappeared from the hypervisor';
@@ -192,7 +198,12 @@ export class NodeController {
     const launch = this.launch(tracked, spec);
     this.track(launch);
     const early = await within(launch, this.o.launchWaitMs ?? 2000);
-    if (early instanceof Error) throw new WireError('InstanceLaunchFailed', `${spec.instanceId}: ${tracked.stateReason ?? early.message}`, 500);
+    if (early instanceof Error) {
+      // The caller hears of this failure now (and may place the instance elsewhere): nothing to report later.
+      this.instances.delete(spec.instanceId);
+      this.o.records.forget([spec.instanceId]);
+      throw new WireError('InstanceLaunchFailed', `${spec.instanceId}: ${tracked.stateReason ?? early.message}`, 500);
+    }
     return this.view(tracked);
   }
 
@@ -234,21 +245,26 @@ export class NodeController {
     const previousState = t.state;
     if (t.state === 'terminated') return { instanceId, previousState, state: 'terminated' };
     t.state = 'shutting-down';
+    t.terminating = true;
     t.touchedAt = Date.now();
     if (t.spec) this.o.records.save([this.record(t)]);
     // Still being built: the launch stops it as soon as the driver has something to stop.
-    if (t.launching) return { instanceId, previousState, state: t.state };
-    // A graceful shutdown can take a while; the caller sees shutting-down now and terminated on a later poll.
-    const work = this.o.hypervisor.terminateInstance(instanceId, { force }).then(
-      () => this.o.log.info({ instanceId, force }, 'instance terminating'),
+    if (!t.launching) this.stopGuest(t, force);
+    return { instanceId, previousState, state: t.state };
+  }
+
+  /** A graceful shutdown can take a while: it goes on in the background and a later poll sees terminated. */
+  private stopGuest(t: Tracked, force: boolean): void {
+    const work = this.o.hypervisor.terminateInstance(t.instanceId, { force }).then(
+      () => this.o.log.info({ instanceId: t.instanceId, force }, 'instance terminating'),
       (err: unknown) => {
+        t.terminating = false;
         t.stateReason = `terminate failed: ${(err as Error).message}`;
         t.touchedAt = Date.now();
-        this.o.log.error({ err, instanceId }, 'hypervisor failed to terminate the instance');
+        this.o.log.error({ err, instanceId: t.instanceId }, 'hypervisor failed to terminate the instance');
       },
     );
     this.track(work);
-    return { instanceId, previousState, state: t.state };
   }
 
   async rebootInstance(instanceId: string): Promise<void> {

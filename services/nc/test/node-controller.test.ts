@@ -12,6 +12,8 @@ class ScriptedHypervisor implements Hypervisor {
   readonly guests = new Map<string, GuestStatus>();
   launchDelayMs = 0;
   failWith: string | undefined;
+  /** A graceful shutdown: the guest stays up this long after terminateInstance. */
+  stopDelayMs = 0;
   terminated: string[] = [];
   async init() {}
   async capacity() {
@@ -24,7 +26,8 @@ class ScriptedHypervisor implements Hypervisor {
   }
   async terminateInstance(id: string) {
     this.terminated.push(id);
-    this.guests.delete(id);
+    if (this.stopDelayMs === 0) this.guests.delete(id);
+    else setTimeout(() => this.guests.delete(id), this.stopDelayMs).unref();
   }
   async rebootInstance() {}
   async listGuests() {
@@ -36,10 +39,10 @@ class ScriptedHypervisor implements Hypervisor {
   async close() {}
 }
 
-async function controller(hv: Hypervisor) {
+async function controller(hv: Hypervisor, records = new LaunchRecords(openDatabase(':memory:', { migrations }))) {
   const node = new NodeController({
     hypervisor: hv,
-    records: new LaunchRecords(openDatabase(':memory:', { migrations })),
+    records,
     limits: { maxCores: 0, maxMemMiB: 0, maxDiskGiB: 0 },
     log: pino({ level: 'silent' }),
     terminatedRetentionMs: 60_000,
@@ -51,13 +54,14 @@ async function controller(hv: Hypervisor) {
 }
 
 describe('node controller launches', () => {
-  it('a driver failing at once fails ncRunInstance, leaving the instance terminated with the reason', async () => {
+  it('a driver failing at once fails ncRunInstance with the reason and leaves nothing behind', async () => {
     const hv = new ScriptedHypervisor();
     hv.failWith = 'no such image';
     const node = await controller(hv);
     const s = spec();
     await expect(node.runInstance(s)).rejects.toMatchObject({ code: 'InstanceLaunchFailed', message: expect.stringContaining('no such image') });
-    expect((await node.describeInstances([]))[0]).toMatchObject({ instanceId: s.instanceId, state: 'terminated', stateReason: 'launch failed: no such image' });
+    // The caller was told; the node does not report it later (the cc places it elsewhere under the same id).
+    expect(await node.describeInstances([])).toEqual([]);
     expect((await node.describeResource()).cores.available).toBe(4);
     await node.stop();
   });
@@ -96,5 +100,23 @@ describe('node controller launches', () => {
     expect(hv.terminated).toEqual([s.instanceId]);
     expect(hv.guests.size).toBe(0);
     await node.stop();
+  });
+
+  it('a guest still shutting down gracefully is reported shutting-down, not running, also after an NC restart that finishes the job', async () => {
+    const hv = new ScriptedHypervisor();
+    hv.stopDelayMs = 60_000;
+    const records = new LaunchRecords(openDatabase(':memory:', { migrations }));
+    const node = await controller(hv, records);
+    const s = spec();
+    await node.runInstance(s);
+    await node.terminateInstance(s.instanceId, false);
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await node.describeInstances([]))[0]!.state).toBe('shutting-down');
+    await node.stop();
+    hv.stopDelayMs = 0;
+    const restarted = await controller(hv, records);
+    await waitFor('terminated', async () => (await restarted.describeInstances([]))[0]?.state === 'terminated');
+    expect(hv.terminated).toEqual([s.instanceId, s.instanceId]);
+    await restarted.stop();
   });
 });
