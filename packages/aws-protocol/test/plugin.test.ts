@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { z } from 'zod';
@@ -258,5 +259,47 @@ describe('ec2Api inside a larger app', () => {
     const host = Fastify({ logger: false });
     await expect(host.register(ec2Api, { actions: [echo, echo], credentials: () => undefined }).ready()).rejects.toThrow(/defined twice/);
     await host.close();
+  });
+});
+
+describe('ec2Api logging and limits', () => {
+  test('an internal error is logged with its stack and request id; the handler log carries the request id', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({ write(chunk: Buffer, _enc, cb) { for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>); cb(); } });
+    const logged = defineEc2Action('Logged', z.object({}), (_i, ctx) => { ctx.log.info('inside handler'); return {}; });
+    const host = Fastify({ logger: { level: 'info', stream } });
+    await host.register(ec2Api, { actions: [boom, logged], credentials: (id) => (id === KEY ? { secretAccessKey: SECRET, principal } : undefined) });
+    for (const action of ['Boom', 'Logged']) {
+      const body = form({ Action: action });
+      const s = signV4({ method: 'POST', path: '/', headers: { host: 'localhost', 'content-type': 'application/x-www-form-urlencoded' }, body, accessKeyId: KEY, secretAccessKey: SECRET, region: 'r', service: 'ec2' });
+      await host.inject({ method: 'POST', url: '/', headers: s.headers, payload: body });
+    }
+    await host.close();
+    const internal = lines.find((l) => l['msg'] === 'internal error while serving an EC2 request') as { err?: { stack?: string }; level: number } | undefined;
+    expect(internal?.level).toBe(50);
+    expect(internal?.err?.stack).toContain('disk /secret/path exploded');
+    const inside = lines.find((l) => l['msg'] === 'inside handler');
+    expect(inside).toMatchObject({ action: 'Logged', accountId: principal.accountId, requestId: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+  });
+
+  test('10,000 parameters, some nested 8 deep, are served in under two seconds', async () => {
+    const pairs: Record<string, string> = { Action: 'EchoInstances', Name: 'big' };
+    for (let i = 1; i <= 8_000; i++) pairs[`InstanceId.${i}`] = `i-${i.toString(16).padStart(8, '0')}`;
+    for (let i = 1; i <= 990; i++) pairs[`Filter.${i}.Value.1`] = 'v', pairs[`Filter.${i}.Name`] = `n${i}`;
+    for (let i = 1; i <= 5; i++) pairs[`Deep.${i}.B.C.D.E.F.G`] = 'x';
+    const t = performance.now();
+    const res = await post(form(pairs));
+    const ms = performance.now() - t;
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(200);
+    expect(res.body.match(/<instanceId>/g)).toHaveLength(8_000);
+    expect(ms).toBeLessThan(2_000);
+  });
+
+  test('one more parameter than 10,000 is refused', async () => {
+    const pairs: Record<string, string> = { Action: 'EchoInstances', Name: 'big' };
+    for (let i = 1; i <= 9_999; i++) pairs[`InstanceId.${i}`] = 'i';
+    const res = await post(form(pairs));
+    expect(res.statusCode).toBe(404);
+    expect(code(res.body)).toBe('MalformedQueryString');
   });
 });
