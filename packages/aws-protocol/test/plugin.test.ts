@@ -285,7 +285,10 @@ describe('ec2Api logging and limits', () => {
   test('10,000 parameters, some nested 8 deep, are served in under two seconds', async () => {
     const pairs: Record<string, string> = { Action: 'EchoInstances', Name: 'big' };
     for (let i = 1; i <= 8_000; i++) pairs[`InstanceId.${i}`] = `i-${i.toString(16).padStart(8, '0')}`;
-    for (let i = 1; i <= 990; i++) pairs[`Filter.${i}.Value.1`] = 'v', pairs[`Filter.${i}.Name`] = `n${i}`;
+    for (let i = 1; i <= 990; i++) {
+      pairs[`Filter.${i}.Value.1`] = 'v';
+      pairs[`Filter.${i}.Name`] = `n${i}`;
+    }
     for (let i = 1; i <= 5; i++) pairs[`Deep.${i}.B.C.D.E.F.G`] = 'x';
     const t = performance.now();
     const res = await post(form(pairs));
