@@ -59,36 +59,45 @@ function describeValue(v: unknown): string {
   return String(v);
 }
 
-/** Turns the first zod issue into the error EC2 gives, naming the parameter as the client spelled it. */
-export function issueToEc2Error(issue: z.core.$ZodIssue, input: ParamObject): Ec2Error {
-  if (issue.code === 'unrecognized_keys') {
-    const prefix = issue.path.length > 0 ? `${issue.path.map(String).join('.')}.` : '';
-    return new Ec2Error('UnknownParameter', `The parameter ${prefix}${issue.keys[0] ?? ''} is not recognized`);
-  }
+/** The parameter at a zod path, named as the client spelled it (`Filter.3.Name`), and its value if present. */
+function paramAt(path: readonly PropertyKey[], input: ParamObject): { name: string; value: unknown } {
   let cur: unknown = input;
   const name: string[] = [];
-  for (const seg of issue.path) {
+  for (const seg of path) {
     if (Array.isArray(cur) && typeof seg === 'number') {
       name.push(originalIndex(cur, seg));
       cur = cur[seg];
     } else if (cur !== null && typeof cur === 'object' && !Array.isArray(cur) && typeof seg === 'string') {
       name.push(seg);
       cur = Object.hasOwn(cur, seg) ? (cur as Record<string, unknown>)[seg] : undefined;
+    } else if (typeof cur === 'string' && seg === 0) {
+      // A schema that reads a lone `X=v` as the list [v]: the value is still v.
+      name.push('1');
     } else {
       name.push(typeof seg === 'number' ? String(seg + 1) : String(seg));
       cur = undefined;
     }
   }
-  const param = name.join('.');
+  return { name: name.join('.'), value: cur };
+}
+
+/** Turns the first zod issue into the error EC2 gives, naming the parameter as the client spelled it. */
+export function issueToEc2Error(issue: z.core.$ZodIssue, input: ParamObject): Ec2Error {
+  const { name: param, value: walked } = paramAt(issue.path, input);
+  if (issue.code === 'unrecognized_keys') {
+    return new Ec2Error('UnknownParameter', `The parameter ${param === '' ? '' : param + '.'}${issue.keys[0] ?? ''} is not recognized`);
+  }
   if (param === '') return new Ec2Error('InvalidParameterCombination', issue.message);
-  if (cur === undefined) return errors.missing(param);
+  // With reportInput the issue carries the value zod saw (after any preprocessing); else use what was sent.
+  const value = 'input' in issue ? issue.input : walked;
+  if (value === undefined && (issue.code === 'invalid_type' || walked === undefined)) return errors.missing(param);
   let why = issue.message;
   if (issue.code === 'invalid_type') {
     if (issue.expected === 'array') why = `Expected a list: send it as ${param}.1, ${param}.2, …`;
     else if (issue.expected === 'object') why = `Expected a structure: send its members as ${param}.<Member>`;
-    else if (typeof cur === 'object') why = `Expected a single value, not ${describeValue(cur)}`;
+    else if (value !== null && typeof value === 'object') why = `Expected a single value, not ${describeValue(value)}`;
   }
-  return errors.invalidValue(param, describeValue(cur), why);
+  return errors.invalidValue(param, describeValue(value ?? walked), why);
 }
 
 function sendError(reply: FastifyReply, err: Ec2Error, requestId: string): FastifyReply {
@@ -180,7 +189,7 @@ export const ec2Api: FastifyPluginAsync<Ec2ApiOptions> = async (app, opts) => {
       if (action === undefined) throw new Ec2Error('InvalidAction', `The action ${actionName.slice(0, 100)} is not valid for this web service.`);
 
       const input: ParamObject = Object.fromEntries(Object.entries(params).filter(([k]) => !PROTOCOL_PARAMS.has(k) && !k.startsWith('X-Amz-')));
-      const parsed = await action.input.safeParseAsync(input);
+      const parsed = await action.input.safeParseAsync(input, { reportInput: true });
       if (!parsed.success) throw issueToEc2Error(parsed.error.issues[0]!, input);
 
       log = req.log.child({ requestId, action: action.name, accountId: principal.accountId });

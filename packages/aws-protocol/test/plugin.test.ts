@@ -29,6 +29,9 @@ const echo = defineEc2Action(
 const boom = defineEc2Action('Boom', z.object({}), () => {
   throw new Error('disk /secret/path exploded');
 });
+// Like the clc's list helper: a lone un-numbered value counts as a list of one.
+const loneList = z.preprocess((v) => (v === undefined ? [] : Array.isArray(v) ? v : [v]), z.array(z.string().regex(/^i-[0-9a-f]{8}$/, 'Invalid id')));
+const lone = defineEc2Action('Lone', z.object({ InstanceId: loneList }), (i) => ({ instancesSet: i.InstanceId }));
 const strict = defineEc2Action('Strict', z.strictObject({ GroupName: z.string() }).refine((i) => i.GroupName !== 'default', { message: 'The default group cannot be deleted' }), () => ({ return: true }));
 const notFound = defineEc2Action('Lookup', z.object({ InstanceId: z.string() }), (input) => {
   throw new Ec2Error('InvalidInstanceID.NotFound', `The instance ID '${input.InstanceId}' does not exist`);
@@ -38,7 +41,7 @@ let app: FastifyInstance;
 beforeAll(async () => {
   app = Fastify({ logger: false });
   await app.register(ec2Api, {
-    actions: [echo, boom, notFound, strict],
+    actions: [echo, boom, notFound, strict, lone],
     credentials: (id) => (id === KEY ? { secretAccessKey: SECRET, principal } : undefined),
   });
   await app.ready();
@@ -156,6 +159,16 @@ describe('ec2Api plugin', () => {
     expect(rule.statusCode).toBe(400);
     expect(code(rule.body)).toBe('InvalidParameterCombination');
     expect(rule.body).toContain('The default group cannot be deleted');
+  });
+
+  test('a bad value in a lone-value list is InvalidParameterValue, not MissingParameter', async () => {
+    const lone1 = await post(form({ Action: 'Lone', InstanceId: 'bogus' }));
+    expect(code(lone1.body)).toBe('InvalidParameterValue');
+    expect(lone1.body).toContain('Value (bogus) for parameter InstanceId.1 is invalid. Invalid id');
+    const listed = await post(form({ Action: 'Lone', 'InstanceId.1': 'i-0000000a', 'InstanceId.4': 'nope' }));
+    expect(listed.body).toContain('Value (nope) for parameter InstanceId.4 is invalid');
+    const ok = await post(form({ Action: 'Lone', InstanceId: 'i-0000000a' }));
+    expect(ok.body).toContain('<instancesSet><item>i-0000000a</item></instancesSet>');
   });
 
   test('unknown extra parameters are ignored', async () => {
