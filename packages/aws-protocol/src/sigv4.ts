@@ -252,7 +252,7 @@ function hostLabel(host: string | undefined): string | undefined {
 }
 
 function sameSignature(expectedHex: string, given: string): boolean {
-  if (!/^[0-9a-f]{64}$/.test(given)) return false;
+  if (!/^[0-9a-fA-F]{64}$/.test(given)) return false;
   return timingSafeEqual(Buffer.from(expectedHex, 'hex'), Buffer.from(given, 'hex'));
 }
 
