@@ -222,7 +222,9 @@ export class Cluster {
 
   private insufficient(minCount: number, fit: number, todo: InstanceSpec[]): WireError {
     const types = [...new Set(todo.map((s) => s.vmType.name))].join(', ');
-    return new WireError('InsufficientInstanceCapacity', `only ${fit} of the minimum ${minCount} instances (${types}) fit on this cluster's nodes; none were started`);
+    const enabled = [...this.links.values()].filter((l) => l.state === 'ENABLED').length;
+    const nodes = enabled === 0 ? `no node of this cluster is ENABLED (${this.links.size} registered)` : `${enabled} of ${this.links.size} nodes are ENABLED`;
+    return new WireError('InsufficientInstanceCapacity', `only ${fit} of the minimum ${minCount} instances (${types}) fit; ${nodes}; none were started`);
   }
 
   /** Fresh numbers from every answering node before placing (Eucalyptus refreshes resources per run). */
