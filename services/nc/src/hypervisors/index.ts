@@ -15,18 +15,19 @@ export async function loadHypervisor(ctx: HypervisorContext): Promise<Hypervisor
     const { createHypervisor } = await import('./simulated.js');
     return createHypervisor(ctx);
   }
-  let mod: { createHypervisor?: CreateHypervisor };
+  let mod: { createHypervisor?: CreateHypervisor; default?: CreateHypervisor };
   try {
     const driver = './libvirt.js'; // not a literal import: the module may not exist in this build
-    mod = (await import(driver)) as { createHypervisor?: CreateHypervisor };
+    mod = (await import(driver)) as typeof mod;
   } catch (err) {
     throw new HypervisorUnavailableError(
       `HYPERVISOR="${kind}" needs the libvirt driver (services/nc/src/hypervisors/libvirt.ts), which could not be loaded: ${(err as Error).message}. ` +
         'Set HYPERVISOR="simulated" in mallee.conf to run without real guests.',
     );
   }
-  if (typeof mod.createHypervisor !== 'function') {
-    throw new HypervisorUnavailableError('the libvirt driver module does not export createHypervisor(ctx)');
+  const create = mod.createHypervisor ?? mod.default;
+  if (typeof create !== 'function') {
+    throw new HypervisorUnavailableError('the libvirt driver module exports no createHypervisor(ctx) (see services/nc/src/hypervisor.ts)');
   }
-  return mod.createHypervisor(ctx);
+  return create(ctx);
 }
