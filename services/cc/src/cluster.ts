@@ -113,6 +113,7 @@ export class Cluster {
   deregisterNode(node: string): void {
     if (!this.o.registry.remove(node)) throw new WireError('NoSuchNode', `node ${node} is not registered with this cluster`, 404);
     this.links.delete(node);
+    for (const [id, r] of this.reservations) if (r.node === node) this.reservations.delete(id);
     this.o.log.info({ node }, 'node deregistered');
   }
 
