@@ -197,4 +197,19 @@ describe('cluster controller over the wire', () => {
     const key = readKeyFile(`${ccd.home}/keys/cloud.key`)!;
     await expect(new WireClient({ url: ccd.url, from: 'admin', key }).call(cc.DescribeNodes, {})).rejects.toMatchObject({ code: 'UnknownComponent' });
   });
+
+  it('places a thousand instances in one call, packs them GREEDY and accounts every one', async () => {
+    const big = { SIM_CORES: 600, SIM_MEM: 600 * 256, SIM_DISK: 600 * 5 };
+    const { ccd } = await cluster('GREEDY', { node1: big, node2: big });
+    const batch = specs(1000);
+    const { placed } = await ccd.client.call(cc.RunInstances, { instances: batch, minCount: 1000 });
+    expect(placed.filter((p) => p.node === 'node1')).toHaveLength(600);
+    expect(placed.filter((p) => p.node === 'node2')).toHaveLength(400);
+    await ccd.pollNow();
+    const described = (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances;
+    expect(new Set(described.map((i) => i.instanceId))).toEqual(new Set(batch.map((s) => s.instanceId)));
+    const res = await ccd.client.call(cc.DescribeResources, { vmTypes: [m1small] });
+    expect(res.nodes.map((n) => n.cores.available)).toEqual([0, 200]);
+    expect(res.availability).toEqual([{ name: 'm1.small', max: 1200, available: 200 }]);
+  }, 60_000);
 });
