@@ -1,0 +1,158 @@
+// The all-in-one cloud in one home: write mallee.conf, start clc/cc/nc, register the cluster and
+// the node over the admin wire ops, write credentials; and stop/inspect it again.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadConfig, renderConf, type ConfigKey, type MalleeConfig } from '@mallee/config';
+import { admin, writeKeyFile, readKeyFile } from '@mallee/wire';
+import { adminLink, CliError, type AdminLink } from './admin.js';
+import { ensurePlaceholderCert, writeCredentials, type WrittenCredentials } from './credentials.js';
+import { answersHttp, serviceMain, serviceState, startService, stopService } from './daemons.js';
+import { ADMIN_ACCOUNT, SERVICES, type Home, type Service } from './home.js';
+
+export type Hypervisor = 'simulated' | 'libvirt';
+type Say = (line: string) => void;
+
+export interface UpOptions {
+  hypervisor?: Hypervisor;
+  portBase?: number;
+  /** Seconds between controller polls, for a new mallee.conf (tests use a short one). */
+  pollInterval?: number;
+  say?: Say;
+}
+
+/** libvirt is usable when the nc was built with its driver and a libvirtd socket exists. */
+export function libvirtUsable(): boolean {
+  const driver = serviceMain('nc').replace(/main\.js$/, 'hypervisors/libvirt.js');
+  return existsSync(driver) && ['/var/run/libvirt/libvirt-sock', '/run/libvirt/libvirt-sock'].some((s) => existsSync(s));
+}
+
+function portOverrides(base: number): Partial<Record<ConfigKey, number>> {
+  return { CLC_PORT: base, CC_PORT: base + 1, NC_PORT: base + 2, WALRUS_PORT: base + 3, SC_PORT: base + 4 };
+}
+
+/** Write <home>/mallee.conf once; later runs keep the user's edits and pass flags as env overrides. */
+function ensureConf(home: Home, opts: UpOptions, say: Say): { config: MalleeConfig; env: NodeJS.ProcessEnv } {
+  mkdirSync(home.dir, { recursive: true });
+  const flags: Partial<Record<ConfigKey, string | number>> = {
+    ...(opts.hypervisor ? { HYPERVISOR: opts.hypervisor } : {}),
+    ...(opts.portBase ? portOverrides(opts.portBase) : {}),
+  };
+  const env: NodeJS.ProcessEnv = {};
+  if (!existsSync(home.conf)) {
+    const hv = opts.hypervisor ?? (libvirtUsable() ? 'libvirt' : 'simulated');
+    const values: Partial<Record<ConfigKey, string | number>> = {
+      MALLEE_HOME: home.dir,
+      HYPERVISOR: hv,
+      ...portOverrides(opts.portBase ?? 8773),
+      INSTANCE_PATH: `${home.dir}/instances`,
+      ...(opts.pollInterval ? { POLL_INTERVAL: opts.pollInterval } : {}),
+    };
+    writeFileSync(home.conf, renderConf(values, 'Written by `mallee up`; edit freely (later runs keep this file).\nKeys and defaults: deploy/mallee.conf.example'));
+    say(`wrote ${home.conf}`);
+  } else {
+    for (const [k, v] of Object.entries(flags)) env[`MALLEE_${k}`] = String(v);
+  }
+  const config = loadConfig({ file: home.conf, env: { ...process.env, ...env }, overrides: { MALLEE_HOME: home.dir } });
+  return { config, env: { ...env, MALLEE_HOME: home.dir } };
+}
+
+export function nodeName(): string {
+  return hostname().toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'node1';
+}
+
+async function ensureRunning(home: Home, svc: Service, env: NodeJS.ProcessEnv, say: Say): Promise<string> {
+  const st = serviceState(home, svc);
+  if (st.running && st.url) {
+    for (let i = 0; i < 50; i++) {
+      if (await answersHttp(st.url)) {
+        say(`${svc}: already running (pid ${st.pid}, ${st.url})`);
+        return st.url;
+      }
+      await sleep(200);
+    }
+    throw new CliError(`${svc} (pid ${st.pid}) is running but does not answer at ${st.url}: see ${home.logFile(svc)}; \`mallee down --home ${home.dir}\` then \`mallee up\` again`);
+  }
+  const started = await startService(home, svc, { env });
+  say(`${svc}: started (pid ${started.pid}, ${started.url}, log ${home.logFile(svc)})`);
+  return started.url;
+}
+
+async function waitForAdminKey(home: Home): Promise<void> {
+  for (let i = 0; i < 100 && !readKeyFile(home.adminKey); i++) await sleep(100);
+  if (!readKeyFile(home.adminKey)) throw new CliError(`the clc did not write ${home.adminKey}; see ${home.logFile('clc')}`);
+}
+
+/** Register this home's cc with the clc and its nc with the cc, unless already done with these URLs. */
+async function registerComponents(link: AdminLink, home: Home, cluster: string, urls: Record<Service, string>, say: Say): Promise<void> {
+  const { services } = await link.call(admin.DescribeServices, {});
+  const cc = services.find((s) => s.type === 'cc' && s.name === cluster);
+  if (!cc || cc.url !== urls.cc || !readKeyFile(home.cloudKey)) {
+    if (cc) await link.call(admin.DeregisterCluster, { name: cluster });
+    const { key } = await link.call(admin.RegisterCluster, { name: cluster, url: urls.cc });
+    writeKeyFile(home.cloudKey, key);
+    say(`registered cluster ${cluster} (${urls.cc}); its key is in ${home.cloudKey}`);
+  }
+  const node = nodeName();
+  const nc = services.find((s) => s.type === 'nc' && s.name === node);
+  if (!nc || nc.url !== urls.nc || !readKeyFile(home.nodeKey) || !cc || cc.url !== urls.cc) {
+    const { key } = await link.call(admin.RegisterNodeAdmin, { cluster, node, url: urls.nc });
+    writeKeyFile(home.nodeKey, key);
+    say(`registered node ${node} (${urls.nc}) in cluster ${cluster}; its key is in ${home.nodeKey}`);
+  }
+}
+
+async function waitEnabled(link: AdminLink, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    const { services } = await link.call(admin.DescribeServices, {});
+    const bad = services.filter((s) => s.state !== 'ENABLED');
+    if (services.some((s) => s.type === 'nc') && bad.length === 0) return;
+    last = bad.map((s) => `${s.type} ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`).join('; ') || 'no node reported yet';
+    await sleep(250);
+  }
+  throw new CliError(`the cloud is not healthy after ${timeoutMs / 1000}s: ${last}. See the logs in the home's log/ directory`);
+}
+
+export async function writeAccountCredentials(home: Home, link: AdminLink, config: MalleeConfig, account: string, outDir: string): Promise<WrittenCredentials> {
+  const creds = await link.call(admin.GetCredentials, { accountName: account });
+  ensurePlaceholderCert(home.cloudCert);
+  const walrus = existsSync(`${home.runDir}/walrus.url`) ? readFileSync(`${home.runDir}/walrus.url`, 'utf8').trim() : undefined;
+  return writeCredentials(outDir, creds, {
+    ec2Url: `${link.url.replace(/\/$/, '')}/services/compute`,
+    s3Url: walrus ?? `${link.url.replace(/\/$/, '')}/services/Walrus`,
+    region: config.REGION,
+    certFile: home.cloudCert,
+  });
+}
+
+export interface UpResult {
+  config: MalleeConfig;
+  urls: Record<Service, string>;
+  credentials: WrittenCredentials;
+}
+
+export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
+  const say = opts.say ?? (() => {});
+  const { config, env } = ensureConf(home, opts, say);
+  const hv = config.HYPERVISOR === 'simulated' ? 'simulated' : 'libvirt';
+  say(`hypervisor: ${hv}${hv === 'simulated' ? ' (no real guests; `--hypervisor libvirt` once libvirt can run here)' : ''}`);
+  const urls = {} as Record<Service, string>;
+  for (const svc of SERVICES) urls[svc] = await ensureRunning(home, svc, env, say);
+  await waitForAdminKey(home);
+  const link = adminLink(home);
+  await registerComponents(link, home, config.ZONE, urls, say);
+  await waitEnabled(link, (config.POLL_INTERVAL * 3 + 15) * 1000);
+  say('all components ENABLED');
+  const credentials = await writeAccountCredentials(home, link, config, ADMIN_ACCOUNT, home.dir);
+  return { config, urls, credentials };
+}
+
+export async function down(home: Home, say: Say = () => {}): Promise<void> {
+  for (const svc of [...SERVICES].reverse()) say(`${svc}: ${await stopService(home, svc)}`);
+}
+
+export function configOf(home: Home): MalleeConfig {
+  return loadConfig({ file: home.conf, overrides: { MALLEE_HOME: home.dir } });
+}

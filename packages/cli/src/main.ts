@@ -1,0 +1,177 @@
+#!/usr/bin/env node
+// `mallee`: bring up and administer a Mallee cloud (all-in-one launcher, registration, accounts, credentials).
+import { resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { admin } from '@mallee/wire';
+import { adminLink, CliError } from './admin.js';
+import { configOf, down, nodeName, up, writeAccountCredentials, type Hypervisor } from './cloud.js';
+import { serviceState } from './daemons.js';
+import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
+import { parseOutput, renderRows, type OutputFormat } from './output.js';
+
+const say = (line: string) => console.log(line);
+const homeOption = () => new Option('--home <dir>', 'Mallee home directory (env MALLEE_HOME)').default(defaultHome(), '/var/lib/mallee or $MALLEE_HOME');
+const outputOption = () => new Option('-o, --output <format>', 'json or table').default('table').argParser(parseOutput);
+const homeOf = (opts: { home: string }) => homeAt(resolve(opts.home));
+const print = (rows: Record<string, unknown>[], columns: string[], format: OutputFormat) => console.log(renderRows(rows, columns, format));
+
+const program = new Command('mallee').description('Mallee: an AWS-compatible private cloud (Eucalyptus 2.x architecture)').showHelpAfterError();
+
+program
+  .command('up')
+  .description('start an all-in-one cloud (clc, cc, nc) in --home, register it and write <home>/eucarc')
+  .addOption(homeOption())
+  .addOption(new Option('--hypervisor <kind>', 'simulated or libvirt (default: libvirt when it can run here)').choices(['simulated', 'libvirt']))
+  .option('--detach', 'return once the cloud is up, leaving the daemons running')
+  .option('--port-base <n>', 'clc on N, cc N+1, nc N+2, walrus N+3, sc N+4', (v) => Number(v))
+  .option('--poll-interval <seconds>', 'controller poll interval written to a new mallee.conf', (v) => Number(v))
+  .action(async (opts: { home: string; hypervisor?: Hypervisor; detach?: boolean; portBase?: number; pollInterval?: number }) => {
+    const home = homeOf(opts);
+    const res = await up(home, { hypervisor: opts.hypervisor, portBase: opts.portBase, pollInterval: opts.pollInterval, say });
+    say('');
+    say(`Mallee is up in ${home.dir} (region ${res.config.REGION}, zone ${res.config.ZONE}).`);
+    say(`  source ${res.credentials.eucarc}`);
+    say('  aws ec2 describe-availability-zones');
+    say('  ../shared/tools/euca euca-describe-instances     # or any euca2ools 3.4; config: ' + res.credentials.eucaIni);
+    say(`  AWS_CONFIG_FILE=${res.credentials.awsConfig} AWS_SHARED_CREDENTIALS_FILE=${res.credentials.awsCredentials} aws ec2 describe-instances`);
+    if (opts.detach) {
+      say(`Stop it with: mallee down --home ${home.dir}`);
+      return;
+    }
+    say('Running in the foreground: Ctrl-C stops the cloud (use --detach to leave it running).');
+    await new Promise<void>((done) => {
+      const stop = () => {
+        say('\nstopping…');
+        down(home, say).then(done, (err: unknown) => {
+          console.error(err);
+          done();
+        });
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+  });
+
+program
+  .command('down')
+  .description('stop the daemons of --home')
+  .addOption(homeOption())
+  .action(async (opts: { home: string }) => down(homeOf(opts), say));
+
+program
+  .command('status')
+  .description("every component's health (DescribeServices) and this home's processes")
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action(async (opts: { home: string; output: OutputFormat }) => {
+    const home = homeOf(opts);
+    const local = SERVICES.map((svc) => serviceState(home, svc));
+    const clc = local.find((s) => s.svc === 'clc')!;
+    if (!clc.running) {
+      print(local.map((s) => ({ type: s.svc, pid: s.pid, url: s.url, state: s.running ? 'RUNNING' : 'STOPPED' })), ['type', 'pid', 'url', 'state'], opts.output);
+      throw new CliError(`the clc is not running in ${home.dir}: start it with \`mallee up --home ${home.dir}\``);
+    }
+    const { services } = await adminLink(home).call(admin.DescribeServices, {});
+    const rows = services.map((s) => ({ ...s, pid: local.find((l) => l.svc === s.type && l.url === s.url)?.pid }));
+    print(rows, ['type', 'name', 'partition', 'state', 'url', 'pid', 'lastContact', 'detail'], opts.output);
+    const bad = services.filter((s) => s.state !== 'ENABLED');
+    if (bad.length) process.exitCode = 3;
+  });
+
+program
+  .command('describe-services')
+  .description('DescribeServices: every registered component and its state')
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action(async (opts: { home: string; output: OutputFormat }) => {
+    const { services } = await adminLink(homeOf(opts)).call(admin.DescribeServices, {});
+    print(services, ['type', 'name', 'partition', 'state', 'url', 'lastContact', 'detail'], opts.output);
+  });
+
+program
+  .command('credentials')
+  .description('write eucarc, euca2ools.ini, aws-config and aws-credentials for an account')
+  .addOption(homeOption())
+  .option('--account <name>', 'account name', ADMIN_ACCOUNT)
+  .option('--out <dir>', 'directory to write into (default: the home for the admin account, else ./<account>-creds)')
+  .action(async (opts: { home: string; account: string; out?: string }) => {
+    const home = homeOf(opts);
+    const out = resolve(opts.out ?? (opts.account === ADMIN_ACCOUNT ? home.dir : `${opts.account}-creds`));
+    const written = await writeAccountCredentials(home, adminLink(home), configOf(home), opts.account, out);
+    for (const f of Object.values(written)) say(`wrote ${f}`);
+    say(`use with: source ${written.eucarc}`);
+  });
+
+const account = program.command('account').description('accounts (each isolated from the others)');
+account
+  .command('create <name>')
+  .description('create an account with an admin user and an access key')
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action(async (name: string, opts: { home: string; output: OutputFormat }) => {
+    const creds = await adminLink(homeOf(opts)).call(admin.CreateAccount, { name });
+    print([creds], ['accountName', 'accountId', 'userName', 'accessKeyId', 'secretAccessKey'], opts.output);
+    if (opts.output === 'table') say(`\nwrite its credentials with: mallee credentials --home ${homeOf(opts).dir} --account ${name} --out ${name}-creds`);
+  });
+account
+  .command('list')
+  .description('list accounts')
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action(async (opts: { home: string; output: OutputFormat }) => {
+    const { accounts } = await adminLink(homeOf(opts)).call(admin.DescribeAccounts, {});
+    print(accounts, ['accountName', 'accountId'], opts.output);
+  });
+
+program
+  .command('user')
+  .description("users of an account (the account's admin user)")
+  .command('key')
+  .description('access keys')
+  .command('create')
+  .description("create a new access key for the account's admin user")
+  .requiredOption('--account <name>', 'account name')
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action(async (opts: { home: string; account: string; output: OutputFormat }) => {
+    const creds = await adminLink(homeOf(opts)).call(admin.CreateAccessKey, { accountName: opts.account });
+    print([creds], ['accountName', 'userName', 'accessKeyId', 'secretAccessKey'], opts.output);
+  });
+
+program
+  .command('register-cluster <name> <url>')
+  .description("register a cluster controller; prints the key to install as the cc's keys/cloud.key")
+  .addOption(homeOption())
+  .action(async (name: string, url: string, opts: { home: string }) => {
+    const { key } = await adminLink(homeOf(opts)).call(admin.RegisterCluster, { name, url });
+    say(`registered cluster ${name} at ${url}.`);
+    say(`Install this key as <cc home>/keys/cloud.key (mode 0600) on the cc host:`);
+    say(key);
+  });
+
+program
+  .command('register-nodes <urls...>')
+  .description("register node controllers with a cluster; prints each key to install as the nc's keys/node.key")
+  .requiredOption('--cluster <name>', 'cluster (zone) name')
+  .addOption(homeOption())
+  .action(async (urls: string[], opts: { home: string; cluster: string }) => {
+    const link = adminLink(homeOf(opts));
+    for (const url of urls) {
+      const u = new URL(url);
+      const node = urls.length === 1 && ['127.0.0.1', 'localhost'].includes(u.hostname) ? nodeName() : `${u.hostname}${u.port ? `-${u.port}` : ''}`.replace(/[^a-zA-Z0-9-]+/g, '-');
+      const { key } = await link.call(admin.RegisterNodeAdmin, { cluster: opts.cluster, node, url });
+      say(`registered node ${node} at ${url} in cluster ${opts.cluster}. Install this key as <nc home>/keys/node.key (mode 0600) on that host:`);
+      say(key);
+    }
+  });
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  if (err instanceof CliError) {
+    console.error(`mallee: ${err.message}`);
+    process.exit(err.exitCode);
+  }
+  console.error(`mallee: ${(err as Error).message}`);
+  process.exit(1);
+}
