@@ -14,6 +14,8 @@ export interface ImageRecord {
   type: 'machine' | 'kernel' | 'ramdisk'; architecture: string; state: 'available' | 'pending' | 'failed' | 'deregistered';
   isPublic: boolean; kernelId?: string; ramdiskId?: string; platform?: string;
   rootDeviceType: 'instance-store' | 'ebs'; rootDeviceName?: string; description?: string;
+  /** 'paravirtual' (boots the image's kernel/ramdisk) or 'hvm'. */
+  virtualizationType?: string;
 }
 
 export type ImageType = ImageRecord['type'];
@@ -31,6 +33,7 @@ const toRecord = (r: ImageRow): ImageRecord => ({
   architecture: r.architecture, state: r.state, isPublic: r.is_public === 1,
   kernelId: r.kernel_id ?? undefined, ramdiskId: r.ramdisk_id ?? undefined, platform: r.platform ?? undefined,
   rootDeviceType: r.root_device_type, rootDeviceName: r.root_device_name ?? undefined, description: r.description ?? undefined,
+  virtualizationType: r.virtualization_type,
 });
 
 export const imageNotFound = (id: string) => new Ec2Error('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
