@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# All-in-one Mallee on this host (Debian 12, as root): installs what is missing, builds, and starts
+# clc + cc + nc in the background with `mallee up --detach`. Safe to run again.
+#   ./deploy/aio.sh [--home DIR] [--hypervisor simulated|libvirt] [--port-base N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. deploy/lib.sh
+ensure_node
+ensure_built
+exec node packages/cli/dist/src/main.js up --detach "$@"

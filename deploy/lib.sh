@@ -1,0 +1,54 @@
+# Shared by deploy/aio.sh and test/run-all.sh: idempotent setup of a Debian 12 host (run as root).
+# Each ensure_* does nothing when what it provides is already there.
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_updated=
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then log "missing Debian packages: ${missing[*]} (run as root, or apt-get install them)"; return 1; fi
+  log "apt-get install ${missing[*]}"
+  [ -n "$apt_updated" ] || { DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# Node.js >= 20 (Debian 12's own nodejs is 18: use NodeSource's Node 20 repository when needed).
+ensure_node() {
+  if command -v node >/dev/null && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then return 0; fi
+  log "installing Node.js 20 from deb.nodesource.com"
+  apt_install ca-certificates curl gnupg
+  install -d -m 0755 /etc/apt/keyrings
+  curl -fsSL https://deb.nodesource.com/gpgkey/nodesource-repo.gpg.key | gpg --dearmor --yes -o /etc/apt/keyrings/nodesource.gpg
+  echo "deb [signed-by=/etc/apt/keyrings/nodesource.gpg] https://deb.nodesource.com/node_20.x nodistro main" >/etc/apt/sources.list.d/nodesource.list
+  apt_updated=
+  apt_install nodejs
+}
+
+# npm ci when node_modules is missing or older than package-lock.json; then build.
+ensure_built() {
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    log "npm ci"
+    apt_install build-essential python3
+    npm ci --no-audit --no-fund
+  fi
+  log "npm run build"
+  npm run -s build
+}
+
+# The clients the end-to-end suites drive: awscli v1 + boto3 (pip, unless already on PATH), boto 2 and
+# s3cmd (Debian), euca2ools' Debian deps, moto_server for the benchmark.
+ensure_test_clients() {
+  apt_install python3-boto s3cmd python3-lxml python3-requests python3-six python3-yaml python3-setuptools
+  if ! command -v aws >/dev/null || ! python3 -c 'import boto3' 2>/dev/null || ! command -v moto_server >/dev/null; then
+    local venv=/opt/mallee-test-venv
+    if [ ! -x "$venv/bin/aws" ]; then
+      apt_install python3-venv
+      log "installing awscli v1, boto3 and moto[server] into $venv"
+      python3 -m venv "$venv"
+      "$venv/bin/pip" install -q 'awscli<2' boto3 'moto[server]'
+    fi
+    export PATH="$venv/bin:$PATH"
+  fi
+}

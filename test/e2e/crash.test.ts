@@ -1,0 +1,62 @@
+// kill -9 of the clc in the middle of a burst of RunInstances from parallel clients: after a restart
+// every instance whose RunInstances returned exists exactly once and reaches running.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { instancesOf, items } from './helpers/ec2-client.js';
+import { eventually, sleep, startCloud, type Cloud } from './helpers/cloud.js';
+
+let cloud: Cloud;
+beforeAll(async () => {
+  cloud = await startCloud();
+});
+afterAll(async () => {
+  await cloud?.stop();
+});
+
+describe('clc crash during a RunInstances burst', () => {
+  it('after kill -9 and restart, every instance whose RunInstances returned exists exactly once and reaches running', async () => {
+    const image = String((await cloud.client.ok('RegisterImage', { ImageLocation: 'crash/img.manifest.xml', Name: 'crash-image' })).imageId);
+    const returned: string[] = [];
+    let inFlight = 0;
+    let maxInFlightAtCrash = 0;
+    let crashed = false;
+    const worker = async () => {
+      while (!crashed) {
+        inFlight++;
+        try {
+          const r = await cloud.client.call('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 2, InstanceType: 'm1.small' });
+          if (r.status === 200) returned.push(...items(r.xml.instancesSet).map((i) => String(i.instanceId)));
+        } catch {
+          return; // the clc went away mid-request: this launch's fate is unknown to the client
+        } finally {
+          inFlight--;
+        }
+      }
+    };
+    const workers = Array.from({ length: 6 }, worker);
+    await eventually('a few launches returned', async () => (returned.length >= 6 ? true : undefined), 30_000);
+    const pid = Number(readFileSync(join(cloud.home, 'run', 'clc.pid'), 'utf8'));
+    maxInFlightAtCrash = inFlight;
+    process.kill(pid, 'SIGKILL');
+    crashed = true;
+    await Promise.all(workers);
+    expect(returned.length).toBeGreaterThan(0);
+
+    await sleep(200);
+    await cloud.mallee(['up', '--detach']);
+
+    const all = await eventually('every returned instance running after the restart', async () => {
+      const r = await cloud.client.ok('DescribeInstances');
+      const instances = instancesOf(r);
+      const running = new Set(instances.filter((i) => i.state === 'running').map((i) => i.instanceId));
+      return returned.every((id) => running.has(id)) ? instances : undefined;
+    }, 90_000);
+    const seen = new Map<string, number>();
+    for (const i of all) seen.set(i.instanceId, (seen.get(i.instanceId) ?? 0) + 1);
+    for (const id of returned) expect(seen.get(id), `${id} listed once`).toBe(1);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    // Launches the client never heard back about may exist or not, but nothing beyond them.
+    expect(all.length).toBeLessThanOrEqual(returned.length + maxInFlightAtCrash * 2);
+  });
+});
