@@ -2,3 +2,4 @@ export * from './common.js';
 export * as nc from './nc.js';
 export * as cc from './cc.js';
 export * as admin from './admin.js';
+export * as walrus from './walrus.js';
