@@ -15,6 +15,7 @@ export default defineConfig({
       '@mallee/nc': src('./services/nc'),
       '@mallee/cc': src('./services/cc'),
       '@mallee/clc': src('./services/clc'),
+      '@mallee/walrus': src('./services/walrus'),
     },
   },
   test: {

@@ -1,0 +1,94 @@
+// Starting and stopping Walrus: walrus.sqlite, the object store (with crash recovery), the S3
+// endpoint, run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { CredentialLookup } from '@mallee/aws-protocol';
+import type { MalleeConfig } from '@mallee/config';
+import { openDatabase } from '@mallee/store';
+import { readKeyFile } from '@mallee/wire';
+import { cachedLookup, clcLookup } from './credentials.js';
+import { buildServer } from './server.js';
+import { FsObjectStore, walrusDataRoot } from './store/fs-store.js';
+import { migrations } from './store/migrations.js';
+
+export interface StartOptions {
+  home: string;
+  config: MalleeConfig;
+  /** Overrides WALRUS_PORT (0 = any free port; the real one is in the returned url and run/walrus.url). */
+  port?: number;
+  logger?: Logger;
+  /** Who signed a request; default: ask the clc (LookupAccessKey) at clcUrl with keys/walrus.key. */
+  credentials?: CredentialLookup;
+  /** Default http://<BIND_ADDRESS>:<CLC_PORT>. */
+  clcUrl?: string;
+  /** Extra host names for virtual-host addressing (bucket.<domain>); localhost and this host's name always count. */
+  virtualHostDomains?: string[];
+  maxObjectSize?: number;
+}
+
+export interface RunningDaemon {
+  url: string;
+  store: FsObjectStore;
+  close(): Promise<void>;
+}
+
+export function walrusKeyFile(home: string): string {
+  return join(home, 'keys', 'walrus.key');
+}
+
+export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
+  const { home, config } = opts;
+  const log = opts.logger ?? pino({ name: 'walrus', level: config.LOG_LEVEL });
+  const runDir = join(home, 'run');
+  mkdirSync(runDir, { recursive: true });
+
+  const db = openDatabase(join(home, 'walrus.sqlite'), { migrations });
+  const store = new FsObjectStore({ root: walrusDataRoot(home), db });
+  const recovered = store.recover();
+  if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
+
+  const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
+  const keyFile = walrusKeyFile(home);
+  const credentials = opts.credentials ?? cachedLookup(clcLookup({
+    clcUrl,
+    key: () => {
+      const k = readKeyFile(keyFile);
+      if (k === undefined) throw new Error(`no ${keyFile}: register walrus with the clc first`);
+      return k;
+    },
+  }));
+  const app = buildServer({
+    logger: log,
+    store,
+    credentials,
+    region: config.REGION,
+    virtualHostDomains: [...new Set(['localhost', hostname(), ...(opts.virtualHostDomains ?? [])])],
+    ...(opts.maxObjectSize !== undefined ? { maxObjectSize: opts.maxObjectSize } : {}),
+  });
+  let url: string;
+  try {
+    url = await app.listen({ port: opts.port ?? config.WALRUS_PORT, host: config.BIND_ADDRESS });
+  } catch (err) {
+    await app.close();
+    db.close();
+    throw err;
+  }
+  writeFileSync(join(runDir, 'walrus.url'), url + '\n');
+  writeFileSync(join(runDir, 'walrus.pid'), `${process.pid}\n`);
+  log.info({ url, home }, 'walrus listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    store,
+    close: () =>
+      (closing ??= (async () => {
+        await app.close();
+        db.close();
+        rmSync(join(runDir, 'walrus.url'), { force: true });
+        rmSync(join(runDir, 'walrus.pid'), { force: true });
+      })()),
+  };
+}

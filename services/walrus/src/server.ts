@@ -1,0 +1,37 @@
+// The Walrus daemon's fastify app, assembled from plugins: health, then the S3 REST endpoint
+// (at /, under /services/Walrus, and on bucket.<domain> virtual hosts).
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { CredentialLookup } from '@mallee/aws-protocol';
+import type { ObjectStore } from './store/types.js';
+import { s3Api } from './s3/plugin.js';
+
+export interface WalrusServerDeps {
+  logger: Logger;
+  store: ObjectStore;
+  credentials: CredentialLookup;
+  region: string;
+  virtualHostDomains: readonly string[];
+  maxObjectSize?: number;
+}
+
+/** Bucket names cannot contain `_`, so nothing under /_mallee is an S3 path. */
+export const HEALTH_PATH = '/_mallee/healthz';
+
+export function buildServer(deps: WalrusServerDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Uploads of many GiB take as long as they take; idle sockets are still closed by keepAliveTimeout.
+    requestTimeout: 0,
+  });
+  app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
+  app.register(s3Api, {
+    store: deps.store,
+    credentials: deps.credentials,
+    region: deps.region,
+    virtualHostDomains: deps.virtualHostDomains,
+    ...(deps.maxObjectSize !== undefined ? { maxObjectSize: deps.maxObjectSize } : {}),
+  });
+  return app as unknown as FastifyInstance;
+}

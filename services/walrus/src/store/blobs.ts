@@ -1,0 +1,144 @@
+// Object bytes on disk, named by random ids (never by keys). A blob is written to tmp/, fsynced,
+// renamed into data/xx/ and the directory fsynced before anyone may point at it, so a crash leaves
+// either a whole blob or a temp file that the next start removes.
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { S3Error } from '@mallee/aws-protocol';
+
+export interface WrittenBlob {
+  id: string;
+  size: number;
+  md5: Buffer;
+  sha256: string;
+}
+
+export interface BlobLimits {
+  maxSize?: number;
+}
+
+/** Counts and hashes bytes on their way to disk; fails once more than maxSize bytes arrive. */
+class Digester extends Transform {
+  size = 0;
+  readonly md5: Hash = createHash('md5');
+  readonly sha256: Hash = createHash('sha256');
+  constructor(private readonly maxSize: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.size += chunk.length;
+    if (this.size > this.maxSize) return cb(new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed object size.', { MaxSizeAllowed: String(this.maxSize) }));
+    this.md5.update(chunk);
+    this.sha256.update(chunk);
+    cb(null, chunk);
+  }
+}
+
+export const newBlobId = () => randomBytes(16).toString('hex');
+
+export class BlobStore {
+  readonly dataDir: string;
+  readonly tmpDir: string;
+
+  constructor(root: string) {
+    this.dataDir = join(root, 'data');
+    this.tmpDir = join(root, 'tmp');
+    mkdirSync(this.tmpDir, { recursive: true });
+    for (let i = 0; i < 256; i++) mkdirSync(join(this.dataDir, i.toString(16).padStart(2, '0')), { recursive: true });
+  }
+
+  pathOf(id: string): string {
+    if (!/^[0-9a-f]{32}$/.test(id)) throw new Error(`bad blob id ${id}`);
+    return join(this.dataDir, id.slice(0, 2), id);
+  }
+
+  /** Removes temp files a crash left behind (none are referenced by metadata). */
+  cleanTemp(): number {
+    let n = 0;
+    for (const name of readdirSync(this.tmpDir)) {
+      rmSync(join(this.tmpDir, name), { force: true, recursive: true });
+      n++;
+    }
+    return n;
+  }
+
+  /** Removes blobs no metadata row points at (written before a crash, or replaced and not yet unlinked). */
+  collectGarbage(isReferenced: (id: string) => boolean): number {
+    let n = 0;
+    for (const dir of readdirSync(this.dataDir)) {
+      for (const id of readdirSync(join(this.dataDir, dir))) {
+        if (!isReferenced(id)) {
+          rmSync(join(this.dataDir, dir, id), { force: true });
+          n++;
+        }
+      }
+    }
+    return n;
+  }
+
+  /** Streams sources in order into one new durable blob. */
+  async write(sources: Readable | (() => Readable)[], limits: BlobLimits = {}): Promise<WrittenBlob> {
+    const id = newBlobId();
+    const tmp = join(this.tmpDir, id);
+    const fh = await open(tmp, 'wx', 0o600);
+    const digest = new Digester(limits.maxSize ?? Number.MAX_SAFE_INTEGER);
+    let ok = false;
+    try {
+      const out = fileSink(fh);
+      const source = Array.isArray(sources)
+        ? async function* concat() {
+            for (const open of sources) yield* open();
+          }
+        : sources;
+      await pipeline(source, digest, out);
+      await fh.sync();
+      ok = true;
+    } finally {
+      await fh.close().catch(() => undefined);
+      if (!ok) await unlink(tmp).catch(() => undefined);
+    }
+    const final = this.pathOf(id);
+    await rename(tmp, final);
+    await syncDir(join(this.dataDir, id.slice(0, 2)));
+    return { id, size: digest.size, md5: digest.md5.digest(), sha256: digest.sha256.digest('hex') };
+  }
+
+  open(id: string, range?: { start: number; end: number }): Readable {
+    return createReadStream(this.pathOf(id), range ? { start: range.start, end: range.end, highWaterMark: 1 << 20 } : { highWaterMark: 1 << 20 });
+  }
+
+  async remove(id: string): Promise<void> {
+    await unlink(this.pathOf(id)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes into an open file handle and leaves it open (for fsync); partial writes are retried. */
+function fileSink(fh: FileHandle): Writable {
+  const writeAll = async (buf: Buffer) => {
+    let off = 0;
+    while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+  };
+  return new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      writeAll(chunk).then(() => cb(), cb);
+    },
+    writev(chunks, cb) {
+      writeAll(Buffer.concat(chunks.map((c) => c.chunk as Buffer))).then(() => cb(), cb);
+    },
+  });
+}
