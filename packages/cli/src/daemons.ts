@@ -8,8 +8,9 @@ import type { Home, Service } from './home.js';
 
 const repoRoot = fileURLToPath(new URL('../../../../', import.meta.url));
 
+/** The daemon's entry script; MALLEE_<SVC>_MAIN points at another build (development, stand-ins). */
 export function serviceMain(svc: Service): string {
-  return `${repoRoot}services/${svc}/dist/src/main.js`;
+  return process.env[`MALLEE_${svc.toUpperCase()}_MAIN`] || `${repoRoot}services/${svc}/dist/src/main.js`;
 }
 
 function readRunFile(file: string): string | undefined {
@@ -30,7 +31,7 @@ export function isServiceProcess(pid: number, svc: Service): boolean {
   }
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes(`services/${svc}/`) || cmdline.includes(`@mallee/${svc}`);
+    return cmdline.includes(`services/${svc}/`) || cmdline.includes(serviceMain(svc));
   } catch {
     return true; // no /proc: trust kill(0)
   }

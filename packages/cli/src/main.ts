@@ -10,6 +10,11 @@ import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
 
 const say = (line: string) => console.log(line);
+// `mallee … | head` closes our stdout early: that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 const homeOption = () => new Option('--home <dir>', 'Mallee home directory (env MALLEE_HOME)').default(defaultHome(), '/var/lib/mallee or $MALLEE_HOME');
 const outputOption = () => new Option('-o, --output <format>', 'json or table').default('table').argParser(parseOutput);
 const homeOf = (opts: { home: string }) => homeAt(resolve(opts.home));
@@ -40,7 +45,10 @@ program
     }
     say('Running in the foreground: Ctrl-C stops the cloud (use --detach to leave it running).');
     await new Promise<void>((done) => {
+      // Signal listeners alone do not keep node running; this timer does, until we stop.
+      const keepAlive = setInterval(() => {}, 1 << 30);
       const stop = () => {
+        clearInterval(keepAlive);
         say('\nstopping…');
         down(home, say).then(done, (err: unknown) => {
           console.error(err);
