@@ -1,0 +1,167 @@
+"""boto3 against Walrus: versioning, ACLs across accounts, ranges and conditionals, copy, multipart,
+multi-delete, metadata and presigned PUT. Exits non-zero on the first failed check; prints OK."""
+import hashlib
+import sys
+import urllib.request
+
+import boto3
+from botocore.client import Config
+from botocore.exceptions import ClientError
+
+url, a_key, a_secret, a_id, b_key, b_secret, b_id = sys.argv[1:8]
+cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
+alice = boto3.client("s3", endpoint_url=url, aws_access_key_id=a_key, aws_secret_access_key=a_secret, region_name="mallee", config=cfg)
+bob = boto3.client("s3", endpoint_url=url, aws_access_key_id=b_key, aws_secret_access_key=b_secret, region_name="mallee", config=cfg)
+
+
+def code_of(fn, *args, **kw):
+    try:
+        fn(*args, **kw)
+    except ClientError as e:
+        return e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+    raise AssertionError(f"{fn.__name__} succeeded, expected an error")
+
+
+def md5(b):
+    return hashlib.md5(b).hexdigest()
+
+
+B = "boto3-bucket"
+alice.create_bucket(Bucket=B)
+
+# user metadata, content type, ETag = MD5
+body = b"hello walrus " * 100
+r = alice.put_object(Bucket=B, Key="meta.txt", Body=body, ContentType="text/plain", Metadata={"colour": "blue", "Shape": "round"})
+assert r["ETag"] == f'"{md5(body)}"', r["ETag"]
+h = alice.head_object(Bucket=B, Key="meta.txt")
+assert h["ContentType"] == "text/plain", h
+assert h["Metadata"] == {"colour": "blue", "shape": "round"}, h["Metadata"]
+
+# ranges
+g = alice.get_object(Bucket=B, Key="meta.txt", Range="bytes=6-11")
+assert g["Body"].read() == b"walrus" and g["ContentRange"] == f"bytes 6-11/{len(body)}", g["ContentRange"]
+assert alice.get_object(Bucket=B, Key="meta.txt", Range="bytes=-5")["Body"].read() == body[-5:]
+assert alice.get_object(Bucket=B, Key="meta.txt", Range=f"bytes={len(body) - 3}-")["Body"].read() == body[-3:]
+assert code_of(alice.get_object, Bucket=B, Key="meta.txt", Range=f"bytes={len(body)}-") == ("InvalidRange", 416)
+
+# conditionals
+etag = h["ETag"]
+assert alice.get_object(Bucket=B, Key="meta.txt", IfMatch=etag)["Body"].read() == body
+assert code_of(alice.get_object, Bucket=B, Key="meta.txt", IfMatch='"nope"') == ("PreconditionFailed", 412)
+assert code_of(alice.get_object, Bucket=B, Key="meta.txt", IfNoneMatch=etag)[1] == 304
+assert code_of(alice.get_object, Bucket=B, Key="meta.txt", IfModifiedSince=h["LastModified"])[1] == 304
+assert code_of(alice.get_object, Bucket=B, Key="meta.txt", IfUnmodifiedSince="Mon, 01 Jan 2001 00:00:00 GMT") == ("PreconditionFailed", 412)
+
+# copy: metadata kept (COPY) or replaced (REPLACE); copying onto itself unchanged is refused
+alice.copy_object(Bucket=B, Key="copy.txt", CopySource={"Bucket": B, "Key": "meta.txt"})
+assert alice.head_object(Bucket=B, Key="copy.txt")["Metadata"] == {"colour": "blue", "shape": "round"}
+alice.copy_object(Bucket=B, Key="copy2.txt", CopySource=f"{B}/meta.txt", MetadataDirective="REPLACE", Metadata={"new": "1"}, ContentType="text/x-new")
+h2 = alice.head_object(Bucket=B, Key="copy2.txt")
+assert h2["Metadata"] == {"new": "1"} and h2["ContentType"] == "text/x-new", h2
+assert alice.get_object(Bucket=B, Key="copy2.txt")["Body"].read() == body
+assert code_of(alice.copy_object, Bucket=B, Key="meta.txt", CopySource=f"{B}/meta.txt")[0] == "InvalidRequest"
+
+# ACLs: bob is denied, then granted read on one object, then the bucket is made public-read
+assert code_of(bob.get_object, Bucket=B, Key="meta.txt") == ("AccessDenied", 403)
+assert code_of(bob.list_objects_v2, Bucket=B) == ("AccessDenied", 403)
+assert code_of(bob.put_object, Bucket=B, Key="bob.txt", Body=b"x") == ("AccessDenied", 403)
+assert code_of(bob.get_object_acl, Bucket=B, Key="meta.txt") == ("AccessDenied", 403)
+acl = alice.get_object_acl(Bucket=B, Key="meta.txt")
+assert acl["Owner"]["ID"] == a_id and [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"], acl
+alice.put_object_acl(Bucket=B, Key="meta.txt", GrantRead=f'id="{b_id}"', GrantFullControl=f'id="{a_id}"')
+assert bob.get_object(Bucket=B, Key="meta.txt")["Body"].read() == body
+assert code_of(bob.get_object, Bucket=B, Key="copy.txt") == ("AccessDenied", 403)
+alice.put_object_acl(Bucket=B, Key="copy.txt", ACL="public-read")
+anon = urllib.request.urlopen(f"{url}/{B}/copy.txt").read()
+assert anon == body
+policy = alice.get_bucket_acl(Bucket=B)
+policy["Grants"].append({"Grantee": {"Type": "CanonicalUser", "ID": b_id}, "Permission": "WRITE"})
+alice.put_bucket_acl(Bucket=B, AccessControlPolicy={"Grants": policy["Grants"], "Owner": policy["Owner"]})
+bob.put_object(Bucket=B, Key="bob.txt", Body=b"from bob")
+assert code_of(alice.get_object, Bucket=B, Key="bob.txt") == ("AccessDenied", 403)  # bob owns his object
+assert code_of(bob.delete_bucket, Bucket=B) == ("AccessDenied", 403)
+alice.put_bucket_acl(Bucket=B, ACL="public-read")
+assert any(o["Key"] == "meta.txt" for o in bob.list_objects_v2(Bucket=B)["Contents"])
+assert code_of(bob.put_object, Bucket=B, Key="bob2.txt", Body=b"x") == ("AccessDenied", 403)
+
+# Content-MD5 mismatch
+assert code_of(alice.put_object, Bucket=B, Key="bad-md5", Body=b"abc", ContentMD5="1B2M2Y8AsgTpgAmY7PhCfg==") == ("BadDigest", 400)
+assert code_of(alice.head_object, Bucket=B, Key="bad-md5")[1] == 404
+
+# versioning: versions, delete markers, reading an old version, suspending
+V = "boto3-versions"
+alice.create_bucket(Bucket=V)
+assert "Status" not in alice.get_bucket_versioning(Bucket=V)
+alice.put_object(Bucket=V, Key="doc", Body=b"v0")  # the 'null' version
+alice.put_bucket_versioning(Bucket=V, VersioningConfiguration={"Status": "Enabled"})
+assert alice.get_bucket_versioning(Bucket=V)["Status"] == "Enabled"
+v1 = alice.put_object(Bucket=V, Key="doc", Body=b"v1")["VersionId"]
+v2 = alice.put_object(Bucket=V, Key="doc", Body=b"v2")["VersionId"]
+assert v1 != v2 and v1 != "null"
+assert alice.get_object(Bucket=V, Key="doc")["Body"].read() == b"v2"
+assert alice.get_object(Bucket=V, Key="doc", VersionId=v1)["Body"].read() == b"v1"
+assert alice.get_object(Bucket=V, Key="doc", VersionId="null")["Body"].read() == b"v0"
+d = alice.delete_object(Bucket=V, Key="doc")
+assert d["DeleteMarker"] is True and d["VersionId"]
+assert code_of(alice.get_object, Bucket=V, Key="doc") == ("NoSuchKey", 404)
+assert "Contents" not in alice.list_objects_v2(Bucket=V)
+vs = alice.list_object_versions(Bucket=V)
+assert [v["VersionId"] for v in vs["Versions"]] == [v2, v1, "null"], vs["Versions"]
+assert [m["VersionId"] for m in vs["DeleteMarkers"]] == [d["VersionId"]] and vs["DeleteMarkers"][0]["IsLatest"]
+alice.delete_object(Bucket=V, Key="doc", VersionId=d["VersionId"])  # removing the marker restores v2
+assert alice.get_object(Bucket=V, Key="doc")["Body"].read() == b"v2"
+alice.delete_object(Bucket=V, Key="doc", VersionId=v2)
+assert alice.get_object(Bucket=V, Key="doc")["Body"].read() == b"v1"
+alice.put_bucket_versioning(Bucket=V, VersioningConfiguration={"Status": "Suspended"})
+r = alice.put_object(Bucket=V, Key="doc", Body=b"s1")
+assert r.get("VersionId") in (None, "null"), r
+assert alice.get_object(Bucket=V, Key="doc", VersionId=v1)["Body"].read() == b"v1"
+assert alice.get_object(Bucket=V, Key="doc", VersionId="null")["Body"].read() == b"s1"
+assert code_of(alice.delete_bucket, Bucket=V) == ("BucketNotEmpty", 409)
+
+# multipart: parts, UploadPartCopy, ListParts, ListMultipartUploads, Abort, Complete
+part1 = b"a" * (5 * 1024 * 1024)
+up = alice.create_multipart_upload(Bucket=B, Key="multi.bin", Metadata={"kind": "multi"})["UploadId"]
+assert [u["UploadId"] for u in alice.list_multipart_uploads(Bucket=B)["Uploads"]] == [up]
+e1 = alice.upload_part(Bucket=B, Key="multi.bin", UploadId=up, PartNumber=1, Body=part1)["ETag"]
+e2 = alice.upload_part_copy(Bucket=B, Key="multi.bin", UploadId=up, PartNumber=2, CopySource={"Bucket": B, "Key": "meta.txt"}, CopySourceRange="bytes=0-4")["CopyPartResult"]["ETag"]
+parts = alice.list_parts(Bucket=B, Key="multi.bin", UploadId=up)["Parts"]
+assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, len(part1)), (2, 5)], parts
+assert code_of(alice.complete_multipart_upload, Bucket=B, Key="multi.bin", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]})[0] == "InvalidPartOrder"
+assert code_of(alice.complete_multipart_upload, Bucket=B, Key="multi.bin", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"00"'}]})[0] == "InvalidPart"
+done = alice.complete_multipart_upload(Bucket=B, Key="multi.bin", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+want = hashlib.md5(bytes.fromhex(e1.strip('"')) + bytes.fromhex(e2.strip('"'))).hexdigest() + "-2"
+assert done["ETag"] == f'"{want}"', (done["ETag"], want)
+got = alice.get_object(Bucket=B, Key="multi.bin")
+assert got["Body"].read() == part1 + b"hello" and got["Metadata"] == {"kind": "multi"}
+assert code_of(alice.list_parts, Bucket=B, Key="multi.bin", UploadId=up) == ("NoSuchUpload", 404)
+up2 = alice.create_multipart_upload(Bucket=B, Key="aborted.bin")["UploadId"]
+alice.upload_part(Bucket=B, Key="aborted.bin", UploadId=up2, PartNumber=1, Body=b"zzz")
+alice.abort_multipart_upload(Bucket=B, Key="aborted.bin", UploadId=up2)
+assert "Uploads" not in alice.list_multipart_uploads(Bucket=B)
+assert code_of(alice.head_object, Bucket=B, Key="aborted.bin")[1] == 404
+
+# ListObjects v1 with marker and url encoding; multi-delete
+for k in ["list/a b", "list/c+d", "list/é"]:
+    alice.put_object(Bucket=B, Key=k, Body=b"1")
+page = alice.list_objects(Bucket=B, Prefix="list/", MaxKeys=2)
+assert page["IsTruncated"] and [c["Key"] for c in page["Contents"]] == ["list/a b", "list/c+d"], page
+page2 = alice.list_objects(Bucket=B, Prefix="list/", Marker="list/c+d")
+assert [c["Key"] for c in page2["Contents"]] == ["list/é"] and not page2["IsTruncated"]
+deleted = alice.delete_objects(Bucket=B, Delete={"Objects": [{"Key": "list/a b"}, {"Key": "list/c+d"}, {"Key": "list/é"}, {"Key": "never-existed"}]})
+assert sorted(d["Key"] for d in deleted["Deleted"]) == sorted(["list/a b", "list/c+d", "list/é", "never-existed"]), deleted
+assert "Contents" not in alice.list_objects_v2(Bucket=B, Prefix="list/")
+
+# presigned PUT then GET
+put_url = alice.generate_presigned_url("put_object", Params={"Bucket": B, "Key": "presigned.txt"}, ExpiresIn=300)
+req = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
+assert urllib.request.urlopen(req).status == 200
+get_url = alice.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "presigned.txt"}, ExpiresIn=300)
+assert urllib.request.urlopen(get_url).read() == b"presigned body"
+
+# errors clients switch on
+assert code_of(alice.get_object, Bucket=B, Key="nope") == ("NoSuchKey", 404)
+assert code_of(alice.get_object, Bucket="no-such-bucket", Key="k") == ("NoSuchBucket", 404)
+assert code_of(alice.create_bucket, Bucket="Bad_Name")[0] == "InvalidBucketName"
+assert alice.get_bucket_location(Bucket=B)["LocationConstraint"] is None
+print("OK")
