@@ -50,7 +50,7 @@ describe('awscli s3 against walrus', () => {
     for (let i = 0; i < 100; i++) {
       const chunk = randomBytes(1024 * 1024);
       hash.update(chunk);
-      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
     }
     await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
     const want = hash.digest('hex');

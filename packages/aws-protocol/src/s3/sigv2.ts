@@ -114,6 +114,7 @@ export async function verifyS3SigV2(req: S3SigV2Request, opts: VerifyS3SigV2Opti
   let dateOrExpires: string;
   // Query authentication: the signed query parameters are not part of the canonical resource.
   let query = req.query;
+  let headers = req.headers;
   if (form === 'header') {
     const auth = header(req.headers, 'authorization')!.trim();
     const colon = auth.lastIndexOf(':');
@@ -140,6 +141,13 @@ export async function verifyS3SigV2(req: S3SigV2Request, opts: VerifyS3SigV2Opti
     if (expires === undefined || !/^\d{1,12}$/.test(expires)) throw new S3Error('AccessDenied', 'Query-string authentication requires the Signature, Expires and AWSAccessKeyId parameters');
     if (now.getTime() > +expires * 1000) throw new S3Error('AccessDenied', 'Request has expired', { Expires: new Date(+expires * 1000).toISOString(), ServerTime: now.toISOString() });
     dateOrExpires = expires;
+    // Presigned URLs carry x-amz-* "headers" (boto 2 puts x-amz-meta-* there) that were signed as headers.
+    const amz = pairs.filter(([k]) => k.toLowerCase().startsWith('x-amz-'));
+    if (amz.length > 0) {
+      const merged: Record<string, string | readonly string[] | undefined> = { ...headers };
+      for (const [k, v] of amz) merged[k.toLowerCase()] = v ?? '';
+      headers = merged;
+    }
     query = req.query
       .split('&')
       .filter((p) => !/^(AWSAccessKeyId|Expires|Signature)(=|$)/.test(p))
@@ -149,7 +157,7 @@ export async function verifyS3SigV2(req: S3SigV2Request, opts: VerifyS3SigV2Opti
   if (found === undefined) throw new S3Error('InvalidAccessKeyId', 'The AWS Access Key Id you provided does not exist in our records.', { AWSAccessKeyId: accessKeyId });
   const given = Buffer.from(signature, 'utf8');
   for (const resource of req.resources) {
-    const expected = Buffer.from(s3SignV2(s3StringToSign(req.method, req.headers, dateOrExpires, resource, query), found.secretAccessKey), 'utf8');
+    const expected = Buffer.from(s3SignV2(s3StringToSign(req.method, headers, dateOrExpires, resource, query), found.secretAccessKey), 'utf8');
     if (expected.length === given.length && timingSafeEqual(expected, given)) return { form, accessKeyId, principal: found.principal };
   }
   throw mismatch();
