@@ -1,8 +1,9 @@
 // The Walrus daemon's fastify app, assembled from plugins: health, then the S3 REST endpoint
 // (at /, under /services/Walrus, and on bucket.<domain> virtual hosts).
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import type { CredentialLookup } from '@mallee/aws-protocol';
+import { randomBytes } from 'node:crypto';
+import { S3Error, s3ErrorXml, type CredentialLookup } from '@mallee/aws-protocol';
 import type { ObjectStore } from './store/types.js';
 import { s3Api } from './s3/plugin.js';
 
@@ -24,6 +25,12 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     // Uploads of many GiB take as long as they take; idle sockets are still closed by keepAliveTimeout.
     requestTimeout: 0,
+    // A URL the router cannot decode still gets an S3 error, not fastify's JSON.
+    frameworkErrors: (error, _req, reply) => {
+      const err = error.code === 'FST_ERR_BAD_URL' ? new S3Error('InvalidURI', "Couldn't parse the specified URI.") : new S3Error('InvalidRequest', error.message);
+      const requestId = randomBytes(8).toString('hex').toUpperCase();
+      void (reply as FastifyReply).code(err.status).header('x-amz-request-id', requestId).type('application/xml').send(s3ErrorXml(err, '', requestId));
+    },
   });
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
   app.register(s3Api, {
