@@ -7,6 +7,7 @@ import { Ec2Error, errors, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters } from './filters.js';
 import { IMAGE_ID, imagePrefixFor, malformedImageId, newId } from './ids.js';
 import { list, optInt, resourceAction } from './params.js';
+import { adminAccountIds } from './usage.js';
 import { applyTagSpecifications, deleteTagsFor, tagSetsFor, tagSetXml, tagSpecificationsShape } from './tags.js';
 
 export interface ImageRecord {
@@ -206,15 +207,6 @@ function launchPermissionsOfAll(db: Db, imageIds: string[]): Map<string, string[
     WHERE image_id IN (SELECT value FROM json_each(?))`).all(JSON.stringify(imageIds)) as { imageId: string; accountId: string }[];
   for (const r of rows) out.get(r.imageId)?.push(r.accountId);
   return out;
-}
-
-/** Accounts Eucalyptus's "amazon" owner alias stands for: the cloud administrators' account. */
-function adminAccountIds(db: Db): string[] {
-  try {
-    return db.prepare("SELECT account_id FROM accounts WHERE name = 'eucalyptus'").pluck().all() as string[];
-  } catch {
-    return []; // the core's accounts table has no name column: no alias
-  }
 }
 
 export const describeImagesAction = resourceAction('DescribeImages',

@@ -56,6 +56,17 @@ describe('CreateSecurityGroup / DeleteSecurityGroup', () => {
     expect((await describeGroups()).map((g) => g.groupName)).toEqual(['default']);
   });
 
+  it('refuses to delete a group a non-terminated instance runs in (InvalidGroup.InUse), and allows it once terminated', async () => {
+    const g = (await cloud.call('CreateSecurityGroup', { GroupName: 'busy', GroupDescription: 'b' })).groupId as string;
+    cloud.addInstance('i-00000001', ACCOUNT_A, [g], 'running');
+    cloud.addInstance('i-00000002', ACCOUNT_A, [g], 'terminated');
+    expect(await errorCode(cloud.call('DeleteSecurityGroup', { GroupId: g }))).toBe('InvalidGroup.InUse');
+    cloud.db.prepare("UPDATE instances SET state = 'stopped' WHERE instance_id = 'i-00000001'").run();
+    expect(await errorCode(cloud.call('DeleteSecurityGroup', { GroupName: 'busy' }))).toBe('InvalidGroup.InUse');
+    cloud.db.prepare("UPDATE instances SET state = 'terminated' WHERE instance_id = 'i-00000001'").run();
+    expect(await errorCode(cloud.call('DeleteSecurityGroup', { GroupName: 'busy' }))).toBe('no error');
+  });
+
   it('keeps accounts apart: B cannot see, resolve, change or delete A\'s groups', async () => {
     const a = await cloud.call('CreateSecurityGroup', { GroupName: 'private', GroupDescription: 'A only' });
     expect((await describeGroups({}, B)).map((g) => g.groupName)).toEqual(['default']);

@@ -9,20 +9,25 @@ import type { Ec2Action, Ec2Result, Principal } from '@mallee/aws-protocol';
 import { resourceActionsFor, resourcesMigration } from '../../src/resources/index.js';
 
 /**
- * Stand-in for the core's migration 1, in the tests only: just the accounts and instances tables this
- * module reads (the core's real migration owns their full shape).
+ * Stand-in for the core's migration 1, in the tests only: just the columns of its accounts, instances
+ * and instance_groups tables that this module reads (the core's migration owns their full shape).
  */
 export const coreMigrationStandIn: Migration = {
   id: 1,
   name: 'core (test stand-in)',
   up: `
-    CREATE TABLE accounts (account_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-    CREATE TABLE instances (instance_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'running');
+    CREATE TABLE accounts (account_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, is_admin INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE instances (instance_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, state TEXT NOT NULL);
+    CREATE TABLE instance_groups (
+      instance_id TEXT NOT NULL REFERENCES instances(instance_id) ON DELETE CASCADE,
+      group_id TEXT NOT NULL,
+      PRIMARY KEY (instance_id, group_id));
   `,
 };
 
 export const ACCOUNT_A = '111111111111';
 export const ACCOUNT_B = '222222222222';
+export const ADMIN_ACCOUNT = '999999999999';
 
 export function principalOf(accountId: string, isAdmin = false): Principal {
   return { accountId, accountName: `acct-${accountId}`, userId: accountId, accessKeyId: `AK${accountId}`, isAdmin };
@@ -33,6 +38,8 @@ export interface Cloud {
   dir: string;
   /** Calls an action as `principal` with nested Query params (validated by the action's own schema). */
   call(name: string, params: Record<string, unknown>, principal?: Principal): Promise<Ec2Result>;
+  /** Records an instance of `accountId` in `groupIds`, as the core's RunInstances would. */
+  addInstance(instanceId: string, accountId: string, groupIds?: string[], state?: string): void;
   close(): void;
 }
 
@@ -41,7 +48,8 @@ const log = pino({ level: 'silent' });
 export function openCloud(): Cloud {
   const dir = mkdtempSync(join(tmpdir(), 'mallee-resources-'));
   const db = openDatabase(join(dir, 'clc.sqlite'), { migrations: [coreMigrationStandIn, resourcesMigration] });
-  db.prepare('INSERT INTO accounts (account_id, name) VALUES (?, ?), (?, ?)').run(ACCOUNT_A, 'alice', ACCOUNT_B, 'bob');
+  db.prepare('INSERT INTO accounts (account_id, name, is_admin) VALUES (?, ?, 0), (?, ?, 0), (?, ?, 1)')
+    .run(ACCOUNT_A, 'alice', ACCOUNT_B, 'bob', ADMIN_ACCOUNT, 'eucalyptus');
   const actions = new Map<string, Ec2Action>(resourceActionsFor(db).map((a) => [a.name, a]));
   return {
     db,
@@ -51,6 +59,10 @@ export function openCloud(): Cloud {
       if (!action) throw new Error(`no action ${name}`);
       const input = action.input.parse(params);
       return action.handler(input, { principal, requestId: 'test', apiVersion: '2016-11-15', log });
+    },
+    addInstance(instanceId, accountId, groupIds = [], state = 'running') {
+      db.prepare('INSERT INTO instances (instance_id, account_id, state) VALUES (?, ?, ?)').run(instanceId, accountId, state);
+      for (const g of groupIds) db.prepare('INSERT INTO instance_groups (instance_id, group_id) VALUES (?, ?)').run(instanceId, g);
     },
     close() {
       db.close();

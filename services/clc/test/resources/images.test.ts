@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { findLaunchableImage, findLaunchableKernelOrRamdisk } from '../../src/resources/index.js';
-import { ACCOUNT_A, ACCOUNT_B, errorCode, openCloud, principalOf, type Cloud } from './harness.js';
+import { ACCOUNT_A, ACCOUNT_B, ADMIN_ACCOUNT, errorCode, openCloud, principalOf, type Cloud } from './harness.js';
 
 let cloud: Cloud;
 beforeEach(() => { cloud = openCloud(); });
@@ -101,6 +101,11 @@ describe('visibility and launch permissions', () => {
     expect((await images({ Owner: ['amazon'] }))).toEqual([]);
     expect((await images({ ExecutableBy: ['all'] })).map((i) => i.imageId)).toEqual([theirs]);
     expect((await images({ Filter: [{ Name: 'owner-id', Value: [ACCOUNT_A] }] })).map((i) => i.imageId)).toEqual([mine]);
+    // "amazon" names the cloud administrators' images.
+    const admin = principalOf(ADMIN_ACCOUNT, true);
+    const theCloud = await register('admin/kernel-vmlinuz.manifest.xml', {}, admin);
+    await cloud.call('ModifyImageAttribute', { ImageId: theCloud, LaunchPermission: { Add: [{ Group: 'all' }] } }, admin);
+    expect((await images({ Owner: ['amazon'] })).map((i) => i.imageId)).toEqual([theCloud]);
   });
 
   it('distinguishes malformed from unknown image ids', async () => {

@@ -9,7 +9,7 @@ const I_A = 'i-0a0a0a0a';
 beforeEach(async () => {
   cloud = openCloud();
   // An instance row as the core would write it (the stand-in migration's instances table).
-  cloud.db.prepare('INSERT INTO instances (instance_id, account_id) VALUES (?, ?)').run(I_A, ACCOUNT_A);
+  cloud.addInstance(I_A, ACCOUNT_A);
   sg = (await cloud.call('CreateSecurityGroup', { GroupName: 'g', GroupDescription: 'g' })).groupId as string;
 });
 afterEach(() => cloud.close());
