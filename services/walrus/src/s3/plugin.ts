@@ -1,7 +1,7 @@
 // The S3 REST endpoint as a fastify plugin: addressing (path-style, virtual-host, /services/Walrus),
 // authentication (SigV4 header/query, S3 SigV2 header/query, aws-chunked bodies, anonymous), dispatch
 // through the action table, and S3 error envelopes. Encapsulated: its raw-body handling stays inside.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -171,7 +171,6 @@ async function readWhole(body: Readable, integrity: BodyIntegrity, limit: number
     chunks.push(c as Buffer);
   }
   const buf = Buffer.concat(chunks);
-  const { createHash } = await import('node:crypto');
   if (integrity.contentMd5 !== undefined && createHash('md5').update(buf).digest('base64') !== integrity.contentMd5) {
     throw new S3Error('BadDigest', 'The Content-MD5 you specified did not match what we received.');
   }

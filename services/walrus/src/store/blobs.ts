@@ -110,6 +110,11 @@ export class BlobStore {
     return createReadStream(this.pathOf(id), range ? { start: range.start, end: range.end, highWaterMark: 1 << 20 } : { highWaterMark: 1 << 20 });
   }
 
+  /** Unlinks in the background; a failure only leaves garbage that the next start collects. */
+  discard(id: string): void {
+    this.remove(id).catch(() => undefined);
+  }
+
   async remove(id: string): Promise<void> {
     await unlink(this.pathOf(id)).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;

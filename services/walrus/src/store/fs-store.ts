@@ -255,11 +255,11 @@ export class FsObjectStore implements ObjectStore {
       }
       return { result: { deleteMarker: r.deleteMarker, versionId }, displaced: r.blob ? [r.blob] : [] };
     })();
-    for (const id of displaced) void this.blobs.remove(id);
+    for (const id of displaced) this.blobs.discard(id);
     if (result) return result;
     // Versioned bucket, no version named: a delete marker becomes the newest version.
     const { info, displaced: more } = this.commitVersion(bucket, key, null, { headers: {}, acl: { owner: { id: '', displayName: '' }, grants: [] }, owner: { id: '', displayName: '' } });
-    for (const id of more) void this.blobs.remove(id);
+    for (const id of more) this.blobs.discard(id);
     return { deleteMarker: true, versionId: info.versionId };
   }
 
@@ -436,7 +436,7 @@ export class FsObjectStore implements ObjectStore {
       if (this.db.prepare('DELETE FROM uploads WHERE upload_id = ?').run(upload.uploadId).changes === 0) throw s3Errors.noSuchUpload(upload.uploadId);
       return ids;
     })();
-    for (const id of blobs) void this.blobs.remove(id);
+    for (const id of blobs) this.blobs.discard(id);
   }
 
   async completeMultipartUpload(upload: UploadInfo, requested: { partNumber: number; etag: string }[]): Promise<ObjectInfo> {
