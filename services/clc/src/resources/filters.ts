@@ -5,21 +5,49 @@ import type { Tag } from './tags.js';
 
 export type FieldAccessor<T> = (item: T) => unknown;
 
-/** Compiles an EC2 filter value into an anchored RegExp. */
-export function filterPattern(value: string): RegExp {
-  let re = '';
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i]!;
-    if (c === '\\' && i + 1 < value.length) re += escapeRegExp(value[++i]!);
-    else if (c === '*') re += '[\\s\\S]*';
-    else if (c === '?') re += '[\\s\\S]';
-    else re += escapeRegExp(c);
+const ANY_ONE = Symbol('?');
+const ANY_RUN = Symbol('*');
+type GlobToken = string | typeof ANY_ONE | typeof ANY_RUN;
+
+/**
+ * Compiles an EC2 filter value into a matcher. Matching is greedy with backtracking to the last `*`
+ * only, so it is O(pattern × value) whatever the client sends (a RegExp of many `.*` is not).
+ */
+export function filterMatcher(value: string): (s: string) => boolean {
+  const tokens: GlobToken[] = [];
+  const chars = Array.from(value);
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i]!;
+    if (c === '\\' && i + 1 < chars.length) tokens.push(chars[++i]!);
+    else if (c === '*') tokens.push(ANY_RUN);
+    else if (c === '?') tokens.push(ANY_ONE);
+    else tokens.push(c);
   }
-  return new RegExp(`^${re}$`);
+  return (s) => globMatch(tokens, Array.from(s));
 }
 
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+function globMatch(p: GlobToken[], s: string[]): boolean {
+  let i = 0;
+  let j = 0;
+  let star = -1;
+  let mark = 0;
+  while (j < s.length) {
+    const t = p[i];
+    if (t !== undefined && t !== ANY_RUN && (t === ANY_ONE || t === s[j])) {
+      i++;
+      j++;
+    } else if (t === ANY_RUN) {
+      star = i++;
+      mark = j;
+    } else if (star >= 0) {
+      i = star + 1;
+      j = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p[i] === ANY_RUN) i++;
+  return i === p.length;
 }
 
 /** The values an accessor produced, as the strings EC2 compares filter values against. */
@@ -58,8 +86,8 @@ function compileFilter<T>(
   tagsOf?: (t: T) => Tag[],
 ): ((t: T) => boolean) | undefined {
   const name = filter.Name;
-  const patterns = (filter.Value ?? []).map(filterPattern);
-  const matchesAny = (values: string[]) => values.some((v) => patterns.some((p) => p.test(v)));
+  const patterns = (filter.Value ?? []).map(filterMatcher);
+  const matchesAny = (values: string[]) => values.some((v) => patterns.some((p) => p(v)));
   let pick: (t: T) => string[];
   if (tagsOf && name.startsWith('tag:') && name.length > 4) {
     const key = name.slice(4);

@@ -17,7 +17,7 @@ export {
   tagSetFor, tagSetsFor, deleteTagsFor, createTags, applyTagSpecifications, tagSpecificationsShape, registerTaggableType, ownerColumn,
   type Tag, type TaggableType, type TagSpecifications,
 } from './tags.js';
-export { applyFilters, filterPattern, type FieldAccessor } from './filters.js';
+export { applyFilters, filterMatcher, type FieldAccessor } from './filters.js';
 export { bindResourcesDatabase } from './params.js';
 export { newId } from './ids.js';
 

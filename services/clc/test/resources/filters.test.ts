@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyFilters, filterPattern, type Tag } from '../../src/resources/index.js';
+import { applyFilters, filterMatcher, type Tag } from '../../src/resources/index.js';
 
 interface Thing { id: string; name: string; ports: number[]; public: boolean; size?: number; tags: Tag[] }
 const things: Thing[] = [
@@ -36,9 +36,15 @@ describe('applyFilters', () => {
     expect(ids([{ Name: 'name', Value: ['db?server'] }])).toEqual(['t-2']);
     expect(ids([{ Name: 'name', Value: ['dbxserver'] }])).toEqual([]);
     expect(ids([{ Name: 'tag:team', Value: ['a\\*b'] }])).toEqual(['t-1']);
-    expect(filterPattern('a\\*b').test('axxb')).toBe(false);
-    expect(filterPattern('a\\?').test('a?')).toBe(true);
-    expect(filterPattern('a\\\\').test('a\\')).toBe(true);
+    expect(filterMatcher('a\\*b')('axxb')).toBe(false);
+    expect(filterMatcher('a\\?')('a?')).toBe(true);
+    expect(filterMatcher('a\\?')('ab')).toBe(false);
+    expect(filterMatcher('a\\\\')('a\\')).toBe(true);
+    expect(filterMatcher('*a*b?c*')('xxaxxbyc')).toBe(true);
+    expect(filterMatcher('*a*b?c*')('xxaxxbc')).toBe(false);
+    expect(filterMatcher('?')('é')).toBe(true);
+    expect(filterMatcher('')('')).toBe(true);
+    expect(filterMatcher('**')('')).toBe(true);
   });
 
   it('compares numbers, booleans and arrays by their string forms; a missing field never matches', () => {
@@ -54,6 +60,13 @@ describe('applyFilters', () => {
     expect(ids([{ Name: 'tag:env', Value: ['*'] }])).toEqual([]);
     expect(ids([{ Name: 'tag-key', Value: ['team'] }])).toEqual(['t-1']);
     expect(ids([{ Name: 'tag-value', Value: ['dev', 'prod'] }])).toEqual(['t-1', 't-2']);
+  });
+
+  it('matches hostile many-star patterns against long values in linear-ish time', () => {
+    const pattern = filterMatcher('*a'.repeat(30) + '*c');
+    const started = Date.now();
+    expect(pattern('a'.repeat(5000))).toBe(false);
+    expect(Date.now() - started).toBeLessThan(1000);
   });
 
   it('rejects an unknown filter name with InvalidParameterValue, even with nothing to filter', () => {
