@@ -122,7 +122,7 @@ describe('bad input gets S3 error XML and the daemon keeps serving', () => {
   });
 
   it('unsupported sub-resources are NotImplemented, unknown methods MethodNotAllowed', async () => {
-    expectS3Error(await send({ method: 'GET', path: '/proto', query: 'policy' }), 501, 'NotImplemented');
+    expectS3Error(await send({ method: 'GET', path: '/proto', query: 'cors' }), 501, 'NotImplemented');
     expectS3Error(await send({ method: 'POST', path: '/proto/key' }), 405, 'MethodNotAllowed');
   });
 });

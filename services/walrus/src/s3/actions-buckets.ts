@@ -3,7 +3,9 @@
 import { S3Error, S3_NAMESPACE, XML_DECLARATION, escapeXml, parseS3Xml, xmlText } from '@mallee/aws-protocol';
 import { checkBucketName } from '../store/names.js';
 import type { BucketInfo } from '../store/types.js';
-import { aclFromHeaders, aclXml, cannedAcl, ownerOf, parseAclXml, requirePermission } from './acl.js';
+import { aclFromHeaders, aclXml, allowed, cannedAcl, ownerOf, parseAclXml } from './acl.js';
+import { authorize, isOwner } from './access.js';
+import { parsePolicy } from './policy.js';
 import type { S3Action, S3Request } from './context.js';
 
 export function signedIn(req: S3Request) {
@@ -17,11 +19,17 @@ export function bucketOf(req: S3Request): BucketInfo {
   return b;
 }
 
-/** Only the bucket's owner (or a cloud admin) may change or read its configuration. */
-export function ownedBucket(req: S3Request): BucketInfo {
+/** Bucket configuration is its owner's (or a cloud admin's), unless a bucket policy says otherwise. */
+export function ownedBucket(req: S3Request, action: string): BucketInfo {
   const b = bucketOf(req);
-  const p = req.principal;
-  if (!p || (p.accountId !== b.owner.id && !p.isAdmin)) throw new S3Error('AccessDenied', 'Access Denied');
+  authorize(req, b, action, undefined, isOwner(req, b));
+  return b;
+}
+
+/** The policy itself only ever belongs to the owner: a policy cannot lock its owner out of fixing it. */
+function policyOwner(req: S3Request): BucketInfo {
+  const b = bucketOf(req);
+  if (!isOwner(req, b) && !req.principal?.isAdmin) throw new S3Error('AccessDenied', 'Access Denied');
   return b;
 }
 
@@ -49,7 +57,7 @@ export const bucketActions: S3Action[] = [
     target: 'bucket',
     sub: 'versioning',
     handler: async (req) => {
-      ownedBucket(req);
+      ownedBucket(req, 's3:PutBucketVersioning');
       const doc = parseS3Xml((await req.readBody()).toString('utf8'), 'VersioningConfiguration');
       const status = xmlText(doc, 'Status');
       if (status !== 'Enabled' && status !== 'Suspended') throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema');
@@ -63,7 +71,7 @@ export const bucketActions: S3Action[] = [
     target: 'bucket',
     sub: 'versioning',
     handler: (req) => {
-      const b = ownedBucket(req);
+      const b = ownedBucket(req, 's3:GetBucketVersioning');
       return { xml: { root: 'VersioningConfiguration', body: b.versioning === '' ? {} : { Status: b.versioning } } };
     },
   },
@@ -73,9 +81,44 @@ export const bucketActions: S3Action[] = [
     target: 'bucket',
     sub: 'location',
     handler: (req) => {
-      const b = ownedBucket(req);
+      const b = ownedBucket(req, 's3:GetBucketLocation');
       // A text-only root element, which the object serialiser does not produce.
       return { headers: { 'content-type': 'application/xml' }, body: `${XML_DECLARATION}\n<LocationConstraint xmlns="${S3_NAMESPACE}">${escapeXml(b.location)}</LocationConstraint>` };
+    },
+  },
+  {
+    name: 'PutBucketPolicy',
+    method: 'PUT',
+    target: 'bucket',
+    sub: 'policy',
+    handler: async (req) => {
+      const b = policyOwner(req);
+      const text = (await req.readBody(64 * 1024)).toString('utf8');
+      parsePolicy(text, b.name);
+      req.store.setBucketPolicy(b.name, text);
+      return { status: 204 };
+    },
+  },
+  {
+    name: 'GetBucketPolicy',
+    method: 'GET',
+    target: 'bucket',
+    sub: 'policy',
+    handler: (req) => {
+      const b = policyOwner(req);
+      if (!b.policy) throw new S3Error('NoSuchBucketPolicy', 'The bucket policy does not exist', { BucketName: b.name });
+      return { headers: { 'content-type': 'application/json' }, body: b.policy };
+    },
+  },
+  {
+    name: 'DeleteBucketPolicy',
+    method: 'DELETE',
+    target: 'bucket',
+    sub: 'policy',
+    handler: (req) => {
+      const b = policyOwner(req);
+      req.store.setBucketPolicy(b.name, undefined);
+      return { status: 204 };
     },
   },
   {
@@ -85,7 +128,7 @@ export const bucketActions: S3Action[] = [
     sub: 'acl',
     handler: async (req) => {
       const b = bucketOf(req);
-      requirePermission(b.acl, req.principal, 'WRITE_ACP');
+      authorize(req, b, 's3:PutBucketAcl', undefined, allowed(b.acl, req.principal, 'WRITE_ACP'));
       const fromHeaders = aclFromHeaders(req.headers, b.owner);
       const body = await req.readBody();
       const acl = fromHeaders ?? (body.length > 0 ? parseAclXml(body.toString('utf8'), b.owner) : undefined);
@@ -101,7 +144,7 @@ export const bucketActions: S3Action[] = [
     sub: 'acl',
     handler: (req) => {
       const b = bucketOf(req);
-      requirePermission(b.acl, req.principal, 'READ_ACP');
+      authorize(req, b, 's3:GetBucketAcl', undefined, allowed(b.acl, req.principal, 'READ_ACP'));
       return { xml: { root: 'AccessControlPolicy', body: aclXml(b.acl) } };
     },
   },
@@ -126,7 +169,7 @@ export const bucketActions: S3Action[] = [
     target: 'bucket',
     handler: (req) => {
       const b = bucketOf(req);
-      requirePermission(b.acl, req.principal, 'READ');
+      authorize(req, b, 's3:ListBucket', undefined, allowed(b.acl, req.principal, 'READ'));
       return { headers: { 'x-amz-bucket-region': b.location || req.region } };
     },
   },
@@ -135,7 +178,7 @@ export const bucketActions: S3Action[] = [
     method: 'DELETE',
     target: 'bucket',
     handler: (req) => {
-      ownedBucket(req);
+      ownedBucket(req, 's3:DeleteBucket');
       req.store.deleteBucket(req.bucket!);
       return { status: 204 };
     },

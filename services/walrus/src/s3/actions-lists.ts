@@ -1,7 +1,8 @@
 // Listing actions: ListObjects (v1), ListObjectsV2, ListObjectVersions.
 import { S3Error, type S3XmlValue } from '@mallee/aws-protocol';
 import type { ObjectInfo } from '../store/types.js';
-import { requirePermission } from './acl.js';
+import { allowed } from './acl.js';
+import { authorize } from './access.js';
 import { bucketOf } from './actions-buckets.js';
 import type { S3Action, S3Request } from './context.js';
 import { quoted, urlEncodeKey } from './http.js';
@@ -13,9 +14,9 @@ function maxKeysOf(req: S3Request, name = 'max-keys'): number {
   return Math.min(Number(v), 1000);
 }
 
-function listing(req: S3Request) {
+function listing(req: S3Request, action = 's3:ListBucket') {
   const b = bucketOf(req);
-  requirePermission(b.acl, req.principal, 'READ');
+  authorize(req, b, action, undefined, allowed(b.acl, req.principal, 'READ'));
   const encodingType = req.query.get('encoding-type');
   if (encodingType !== undefined && encodingType !== 'url') throw new S3Error('InvalidArgument', 'Invalid Encoding Method specified in Request', { ArgumentName: 'encoding-type', ArgumentValue: encodingType });
   const enc = (s: string | undefined) => (s === undefined || encodingType !== 'url' ? s : urlEncodeKey(s));
@@ -35,7 +36,7 @@ export const listActions: S3Action[] = [
     target: 'bucket',
     sub: 'versions',
     handler: (req) => {
-      const { b, enc, encodingType, prefix, delimiter } = listing(req);
+      const { b, enc, encodingType, prefix, delimiter } = listing(req, 's3:ListBucketVersions');
       const maxKeys = maxKeysOf(req);
       const keyMarker = req.query.get('key-marker') || undefined;
       const versionIdMarker = req.query.get('version-id-marker') || undefined;

@@ -5,21 +5,22 @@ import { S3Error, parseS3Xml, xmlList, xmlText } from '@mallee/aws-protocol';
 import { checkObjectKey } from '../store/names.js';
 import type { UploadInfo } from '../store/types.js';
 import { MAX_PARTS } from '../store/fs-store.js';
-import { aclFromHeaders, cannedAcl, ownerOf, requirePermission } from './acl.js';
+import { aclFromHeaders, allowed, cannedAcl, ownerOf } from './acl.js';
+import { authorize } from './access.js';
 import { bucketOf } from './actions-buckets.js';
 import { parseCopySource, readableObject } from './actions-objects.js';
 import type { S3Action, S3Request } from './context.js';
 import { checkConditions, objectHeadersFrom, quoted } from './http.js';
 
-function writable(req: S3Request) {
+function writable(req: S3Request, action = 's3:PutObject') {
   const b = bucketOf(req);
-  requirePermission(b.acl, req.principal, 'WRITE');
+  authorize(req, b, action, action === 's3:ListBucketMultipartUploads' ? undefined : req.key, allowed(b.acl, req.principal, 'WRITE'));
   return b;
 }
 
 /** The upload named by ?uploadId, which only its initiator or the bucket's owner may touch. */
-function uploadOf(req: S3Request): UploadInfo {
-  const b = writable(req);
+function uploadOf(req: S3Request, action = 's3:PutObject'): UploadInfo {
+  const b = writable(req, action);
   const upload = req.store.getUpload(req.bucket!, req.key!, req.query.get('uploadId') ?? '');
   const p = req.principal;
   if (p && !p.isAdmin && p.accountId !== upload.owner.id && p.accountId !== b.owner.id) throw new S3Error('AccessDenied', 'Access Denied');
@@ -133,7 +134,7 @@ export const multipartActions: S3Action[] = [
     target: 'object',
     sub: 'uploadId',
     handler: (req) => {
-      req.store.abortMultipartUpload(uploadOf(req));
+      req.store.abortMultipartUpload(uploadOf(req, 's3:AbortMultipartUpload'));
       return { status: 204 };
     },
   },
@@ -143,7 +144,7 @@ export const multipartActions: S3Action[] = [
     target: 'object',
     sub: 'uploadId',
     handler: (req) => {
-      const upload = uploadOf(req);
+      const upload = uploadOf(req, 's3:ListMultipartUploadParts');
       const maxParts = intParam(req, 'max-parts', 1000, 1000);
       const after = intParam(req, 'part-number-marker', 0, MAX_PARTS);
       const r = req.store.listParts(upload, { after, maxParts });
@@ -173,7 +174,7 @@ export const multipartActions: S3Action[] = [
     target: 'bucket',
     sub: 'uploads',
     handler: (req) => {
-      const b = writable(req);
+      const b = writable(req, 's3:ListBucketMultipartUploads');
       const maxUploads = intParam(req, 'max-uploads', 1000, 1000);
       const prefix = req.query.get('prefix') ?? '';
       const keyMarker = req.query.get('key-marker') || undefined;

@@ -2,7 +2,8 @@
 import { S3Error, parseS3Xml, xmlList, xmlText, type S3XmlObject } from '@mallee/aws-protocol';
 import { checkObjectKey } from '../store/names.js';
 import type { ObjectInfo } from '../store/types.js';
-import { aclFromHeaders, aclXml, cannedAcl, ownerOf, parseAclXml, requirePermission } from './acl.js';
+import { aclFromHeaders, aclXml, allowed, cannedAcl, ownerOf, parseAclXml } from './acl.js';
+import { authorize } from './access.js';
 import { bucketOf, signedIn } from './actions-buckets.js';
 import type { S3Action, S3Request } from './context.js';
 import { checkConditions, objectHeadersFrom, objectResponseHeaders, parseRange, quoted, responseOverrides } from './http.js';
@@ -18,10 +19,10 @@ export function readableObject(req: S3Request, bucket: string, key: string, vers
     info = req.store.getObjectInfo(bucket, key, versionId);
   } catch (e) {
     // Without READ on the bucket, a missing key is AccessDenied (no listing by probing), as in S3.
-    if (e instanceof S3Error && e.code === 'NoSuchKey') requirePermission(b.acl, req.principal, 'READ');
+    if (e instanceof S3Error && e.code === 'NoSuchKey') authorize(req, b, 's3:ListBucket', undefined, allowed(b.acl, req.principal, 'READ'));
     throw e;
   }
-  requirePermission(info.acl, req.principal, 'READ');
+  authorize(req, b, versionId === undefined ? 's3:GetObject' : 's3:GetObjectVersion', key, allowed(info.acl, req.principal, 'READ'));
   return info;
 }
 
@@ -42,7 +43,7 @@ export function parseCopySource(value: string): { bucket: string; key: string; v
 
 function writableBucket(req: S3Request) {
   const b = bucketOf(req);
-  requirePermission(b.acl, req.principal, 'WRITE');
+  authorize(req, b, 's3:PutObject', req.key, allowed(b.acl, req.principal, 'WRITE'));
   checkObjectKey(req.key!);
   return b;
 }
@@ -73,9 +74,9 @@ export const objectActions: S3Action[] = [
     target: 'object',
     sub: 'acl',
     handler: (req) => {
-      bucketOf(req);
+      const b = bucketOf(req);
       const info = req.store.getObjectInfo(req.bucket!, req.key!, versionIdOf(req));
-      requirePermission(info.acl, req.principal, 'READ_ACP');
+      authorize(req, b, 's3:GetObjectAcl', req.key, allowed(info.acl, req.principal, 'READ_ACP'));
       return { xml: { root: 'AccessControlPolicy', body: aclXml(info.acl) } };
     },
   },
@@ -87,7 +88,7 @@ export const objectActions: S3Action[] = [
     handler: async (req) => {
       const b = bucketOf(req);
       const info = req.store.getObjectInfo(req.bucket!, req.key!, versionIdOf(req));
-      requirePermission(info.acl, req.principal, 'WRITE_ACP');
+      authorize(req, b, 's3:PutObjectAcl', req.key, allowed(info.acl, req.principal, 'WRITE_ACP'));
       const body = await req.readBody();
       const acl = aclFromHeaders(req.headers, info.owner, b.owner) ?? (body.length > 0 ? parseAclXml(body.toString('utf8'), info.owner) : undefined);
       if (!acl) throw new S3Error('MissingSecurityHeader', 'Your request was missing a required header', { MissingHeaderName: 'x-amz-acl' });
@@ -153,7 +154,8 @@ export const objectActions: S3Action[] = [
     target: 'object',
     handler: (req) => {
       const b = bucketOf(req);
-      requirePermission(b.acl, req.principal, 'WRITE');
+      const versionId = versionIdOf(req);
+      authorize(req, b, versionId === undefined ? 's3:DeleteObject' : 's3:DeleteObjectVersion', req.key, allowed(b.acl, req.principal, 'WRITE'));
       const r = req.store.deleteObject(req.bucket!, req.key!, versionIdOf(req));
       const headers: Record<string, string> = {};
       if (r.deleteMarker) headers['x-amz-delete-marker'] = 'true';
@@ -168,7 +170,6 @@ export const objectActions: S3Action[] = [
     sub: 'delete',
     handler: async (req) => {
       const b = bucketOf(req);
-      requirePermission(b.acl, req.principal, 'WRITE');
       const body = await req.readBody(2 * 1024 * 1024);
       // S3 insists on an integrity check for multi-delete; Content-MD5 (already verified) or a signed body hash.
       if (req.headers['content-md5'] === undefined && req.integrity.sha256 === undefined && !Object.keys(req.headers).some((h) => h.startsWith('x-amz-checksum-'))) {
@@ -184,6 +185,7 @@ export const objectActions: S3Action[] = [
         const key = xmlText(o, 'Key') ?? '';
         const versionId = xmlText(o, 'VersionId') || undefined;
         try {
+          authorize(req, b, versionId === undefined ? 's3:DeleteObject' : 's3:DeleteObjectVersion', key, allowed(b.acl, req.principal, 'WRITE'));
           const r = req.store.deleteObject(b.name, key, versionId);
           if (quiet) continue;
           deleted.push({

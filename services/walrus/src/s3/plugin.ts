@@ -41,7 +41,7 @@ function selectAction(method: string, target: S3Target, req: S3Request): S3Actio
 }
 
 /** Sub-resources S3 has but Walrus does not serve: answering them as plain GETs/PUTs would be wrong. */
-const UNSUPPORTED = ['policy', 'cors', 'lifecycle', 'website', 'tagging', 'logging', 'notification', 'replication', 'encryption', 'object-lock', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'accelerate', 'requestPayment', 'inventory', 'analytics', 'metrics', 'ownershipControls', 'publicAccessBlock', 'intelligent-tiering', 'attributes'];
+const UNSUPPORTED = ['cors', 'lifecycle', 'website', 'tagging', 'logging', 'notification', 'replication', 'encryption', 'object-lock', 'retention', 'legal-hold', 'torrent', 'restore', 'select', 'accelerate', 'requestPayment', 'inventory', 'analytics', 'metrics', 'ownershipControls', 'publicAccessBlock', 'intelligent-tiering', 'attributes'];
 
 interface Addressed {
   bucket?: string;

@@ -17,7 +17,7 @@ const AFTER_PREFIX = '\u{10FFFF}';
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
 
-interface BucketRow { name: string; owner_id: string; owner_name: string; created_at: string; location: string; versioning: string; acl: string }
+interface BucketRow { name: string; owner_id: string; owner_name: string; created_at: string; location: string; versioning: string; acl: string; policy: string | null }
 interface ObjectRow {
   seq: number; bucket: string; key: string; version_id: string; is_latest: number; delete_marker: number; blob: string | null;
   size: number; etag: string; last_modified: string; headers: string; acl: string; owner_id: string; owner_name: string;
@@ -32,6 +32,7 @@ const toBucket = (r: BucketRow): BucketInfo => ({
   location: r.location,
   versioning: r.versioning as BucketInfo['versioning'],
   acl: JSON.parse(r.acl) as Acl,
+  ...(r.policy !== null ? { policy: r.policy } : {}),
 });
 const toObject = (r: ObjectRow): ObjectInfo & { blob: string | null } => ({
   bucket: r.bucket,
@@ -138,6 +139,10 @@ export class FsObjectStore implements ObjectStore {
 
   setBucketVersioning(name: string, status: 'Enabled' | 'Suspended'): void {
     if (this.db.prepare('UPDATE buckets SET versioning = ? WHERE name = ?').run(status, name).changes === 0) throw s3Errors.noSuchBucket(name);
+  }
+
+  setBucketPolicy(name: string, policy: string | undefined): void {
+    if (this.db.prepare('UPDATE buckets SET policy = ? WHERE name = ?').run(policy ?? null, name).changes === 0) throw s3Errors.noSuchBucket(name);
   }
 
   // ---- objects

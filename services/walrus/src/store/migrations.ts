@@ -58,4 +58,5 @@ export const migrations: Migration[] = [
       );
     `,
   },
+  { id: 2, name: 'bucket policies', up: 'ALTER TABLE buckets ADD COLUMN policy TEXT' },
 ];

@@ -28,6 +28,8 @@ export interface BucketInfo {
   location: string;
   versioning: Versioning;
   acl: Acl;
+  /** Bucket policy JSON as the owner sent it. */
+  policy?: string;
 }
 
 /** Headers stored with an object and returned on GET (Content-Type, Cache-Control, x-amz-meta-*, …). */
@@ -131,6 +133,8 @@ export interface ObjectStore {
   deleteBucket(name: string): void;
   setBucketAcl(name: string, acl: Acl): void;
   setBucketVersioning(name: string, status: 'Enabled' | 'Suspended'): void;
+  /** undefined removes the policy. */
+  setBucketPolicy(name: string, policy: string | undefined): void;
   countBuckets(ownerId: string): number;
 
   /** Streams data to durable storage, then makes it visible; the stream is consumed even on error. */

@@ -2,6 +2,7 @@
 multi-delete, metadata and presigned PUT. Exits non-zero on the first failed check; prints OK."""
 import hashlib
 import sys
+import urllib.error
 import urllib.request
 
 import boto3
@@ -158,6 +159,39 @@ req = urllib.request.Request(put_url, data=b"presigned body", method="PUT")
 assert urllib.request.urlopen(req).status == 200
 get_url = alice.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "presigned.txt"}, ExpiresIn=300)
 assert urllib.request.urlopen(get_url).read() == b"presigned body"
+
+# bucket policy: public prefix for everyone, a prefix bob may write, a prefix nobody may delete
+import json
+P = "boto3-policy"
+alice.create_bucket(Bucket=P)
+assert code_of(alice.get_bucket_policy, Bucket=P) == ("NoSuchBucketPolicy", 404)
+for k in ["public/a.txt", "private/b.txt", "locked/c.txt"]:
+    alice.put_object(Bucket=P, Key=k, Body=k.encode())
+policy = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{P}/public/*"},
+    {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{b_id}:root"}, "Action": ["s3:PutObject", "s3:ListBucket"], "Resource": [f"arn:aws:s3:::{P}/inbox/*", f"arn:aws:s3:::{P}"]},
+    {"Effect": "Deny", "Principal": "*", "Action": "s3:Delete*", "Resource": f"arn:aws:s3:::{P}/locked/*"},
+]}
+assert code_of(bob.put_bucket_policy, Bucket=P, Policy=json.dumps(policy)) == ("AccessDenied", 403)
+assert code_of(alice.put_bucket_policy, Bucket=P, Policy='{"Statement": [{"Effect": "Maybe"}]}')[0] == "MalformedPolicy"
+assert code_of(alice.put_bucket_policy, Bucket=P, Policy=json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::other-bucket/*"}]}))[0] == "MalformedPolicy"
+alice.put_bucket_policy(Bucket=P, Policy=json.dumps(policy))
+assert json.loads(alice.get_bucket_policy(Bucket=P)["Policy"]) == policy
+assert urllib.request.urlopen(f"{url}/{P}/public/a.txt").read() == b"public/a.txt"
+try:
+    urllib.request.urlopen(f"{url}/{P}/private/b.txt")
+    raise AssertionError("anonymous read of a private object")
+except urllib.error.HTTPError as e:
+    assert e.code == 403
+bob.put_object(Bucket=P, Key="inbox/from-bob", Body=b"hi")
+assert code_of(bob.put_object, Bucket=P, Key="elsewhere", Body=b"hi") == ("AccessDenied", 403)
+assert "inbox/from-bob" in [o["Key"] for o in bob.list_objects_v2(Bucket=P)["Contents"]]
+assert code_of(bob.get_object, Bucket=P, Key="private/b.txt") == ("AccessDenied", 403)
+assert code_of(alice.delete_object, Bucket=P, Key="locked/c.txt") == ("AccessDenied", 403)
+alice.delete_object(Bucket=P, Key="private/b.txt")
+alice.delete_bucket_policy(Bucket=P)
+assert code_of(bob.list_objects_v2, Bucket=P) == ("AccessDenied", 403)
+alice.delete_object(Bucket=P, Key="locked/c.txt")
 
 # errors clients switch on
 assert code_of(alice.get_object, Bucket=B, Key="nope") == ("NoSuchKey", 404)
