@@ -1,0 +1,175 @@
+// The clc's view of its clusters, refreshed every POLL_INTERVAL: cc.DescribeInstances moves instance
+// states along, cc.DescribeResources gives free/max per type and marks the zone ENABLED or NOTREADY.
+// The first successful poll of each cluster after a start re-sends the pending launches the cc does
+// not know (a clc killed between recording a launch and sending it): the cc is idempotent by id.
+import type { Logger } from 'pino';
+import type { Db } from '@mallee/store';
+import { cc, WireError } from '@mallee/wire';
+
+type CcInstance = cc.CcInstance;
+import type { Clusters } from './clusters.js';
+import type { Dispatcher } from './dispatch.js';
+import { listInstanceTypes, vmTypeOf } from './instance-types.js';
+import { groupsOf, instanceRows, purgeTerminated, setState, specOf, type InstanceRow } from './instances.js';
+
+export interface PollerOptions {
+  db: Db;
+  clusters: Clusters;
+  dispatcher: Dispatcher;
+  log: Logger;
+  pollIntervalMs: number;
+  /** How long terminated instances stay visible (TERMINATED_RETENTION). */
+  retentionMs: number;
+}
+
+/** Polls in a row an instance the cc used to report may be missing before it counts as gone (a cc restarting rebuilds its view from its nodes). */
+const LOST_AFTER_POLLS = 3;
+
+export class ClusterPoller {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private readonly reconciled = new Set<string>();
+  private readonly missedPolls = new Map<string, number>();
+
+  constructor(private readonly o: PollerOptions) {}
+
+  start(): void {
+    void this.pollAll();
+    this.timer = setInterval(() => void this.pollAll(), this.o.pollIntervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One round over every cluster; overlapping calls share the round in progress. */
+  pollAll(): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        await Promise.all(this.o.clusters.list().map((c) => this.pollCluster(c.name)));
+        const purged = purgeTerminated(this.o.db, new Date(Date.now() - this.o.retentionMs));
+        if (purged) this.o.log.info({ purged }, 'purged terminated instances past their retention');
+      } catch (err) {
+        this.o.log.error({ err }, 'cluster poll failed');
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  private async pollCluster(zone: string): Promise<void> {
+    const { clusters, log } = this.o;
+    let reports: CcInstance[];
+    try {
+      const client = clusters.client(zone);
+      const vmTypes = listInstanceTypes(this.o.db).map(vmTypeOf);
+      const [instances, resources] = await Promise.all([
+        client.call(cc.DescribeInstances, { instanceIds: [] }),
+        client.call(cc.DescribeResources, { vmTypes }),
+      ]);
+      if (!clusters.get(zone)) return; // deregistered while we asked
+      reports = instances.instances;
+      clusters.recordResources(zone, resources);
+      clusters.recordContact(zone, true);
+    } catch (err) {
+      const detail = err instanceof WireError ? `${err.code}: ${err.message}` : (err as Error).message;
+      if (clusters.get(zone)?.state !== 'NOTREADY') log.warn({ zone, detail }, 'cluster not answering; its instances keep their last known state');
+      if (clusters.get(zone)) clusters.recordContact(zone, false, detail);
+      return;
+    }
+    this.applyReports(zone, reports);
+    if (!this.reconciled.has(zone)) {
+      this.reconciled.add(zone);
+      await this.redispatchUnknown(zone, reports);
+    }
+    await this.retryTerminations(zone, reports);
+  }
+
+  /** Moves each live instance of the zone to the state its cc reports. */
+  applyReports(zone: string, reports: CcInstance[]): void {
+    const { db, dispatcher } = this.o;
+    const byId = new Map(reports.map((r) => [r.instanceId, r]));
+    const rows = instanceRows(db, "zone = @zone AND state IN ('pending', 'running', 'shutting-down')", { zone });
+    const update = db.prepare(`UPDATE instances SET reported = 1, node = @node, private_ip = COALESCE(@privateIp, private_ip),
+      public_ip = COALESCE(@publicIp, public_ip), mac_address = COALESCE(@mac, mac_address) WHERE instance_id = @id`);
+    const setReason = db.prepare('UPDATE instances SET state_reason = ? WHERE instance_id = ?');
+    db.transaction(() => {
+      for (const row of rows) {
+        const rep = byId.get(row.instance_id);
+        if (rep) {
+          this.missedPolls.delete(row.instance_id);
+          update.run({ id: row.instance_id, node: rep.node, privateIp: rep.privateIp ?? null, publicIp: rep.publicIp ?? null, mac: rep.macAddress ?? null });
+          const next = nextState(row, rep);
+          // A reason the user's own termination gave (or an earlier failure) stays unless the cc says why.
+          const reason = rep.stateReason ?? (next === 'shutting-down' || next === 'terminated' ? row.state_reason : null);
+          if (next !== row.state) setState(db, row.instance_id, next, reason);
+          else if (rep.stateReason && rep.stateReason !== row.state_reason) setReason.run(rep.stateReason, row.instance_id);
+          continue;
+        }
+        // Not (yet) known to the cc: a launch still being sent, or one a restart will re-send.
+        if (dispatcher.isInFlight(row.instance_id) || (row.state === 'pending' && !row.reported)) continue;
+        const missed = (this.missedPolls.get(row.instance_id) ?? 0) + 1;
+        this.missedPolls.set(row.instance_id, missed);
+        if (missed < (row.state === 'shutting-down' ? 2 : LOST_AFTER_POLLS)) continue;
+        this.missedPolls.delete(row.instance_id);
+        if (row.state === 'shutting-down') setState(db, row.instance_id, 'terminated', row.state_reason);
+        else {
+          // EC2: an instance that is gone goes through shutting-down to terminated.
+          this.o.log.warn({ zone, instanceId: row.instance_id, state: row.state }, 'cluster no longer reports the instance; terminating it');
+          setState(db, row.instance_id, 'shutting-down', 'Server.InternalError: the instance disappeared from its cluster');
+          this.missedPolls.set(row.instance_id, 1);
+        }
+      }
+    })();
+  }
+
+  /** After a restart: pending launches the cc never heard of are sent again, per reservation. */
+  private async redispatchUnknown(zone: string, reports: CcInstance[]): Promise<void> {
+    const { db, dispatcher, log } = this.o;
+    const known = new Set(reports.map((r) => r.instanceId));
+    const pending = instanceRows(db, "zone = @zone AND state = 'pending'", { zone }).filter((r) => !known.has(r.instance_id) && !dispatcher.isInFlight(r.instance_id));
+    if (!pending.length) return;
+    const groups = groupsOf(db, pending.map((r) => r.instance_id));
+    const byReservation = new Map<string, InstanceRow[]>();
+    for (const r of pending) byReservation.set(r.reservation_id, [...(byReservation.get(r.reservation_id) ?? []), r]);
+    for (const [reservationId, rows] of byReservation) {
+      const specs = rows.map((r) => specOf(r, (groups.get(r.instance_id) ?? []).map((g) => g.groupName)));
+      log.info({ zone, reservationId, instances: specs.map((s) => s.instanceId) }, 're-sending launches the cluster does not know');
+      try {
+        const placed = new Set((await dispatcher.run(zone, specs, 1)).map((p) => p.instanceId));
+        for (const r of rows) if (!placed.has(r.instance_id)) setState(db, r.instance_id, 'terminated', 'Server.InsufficientInstanceCapacity: no room left in the zone');
+      } catch (err) {
+        if (err instanceof WireError && err.code === 'InsufficientInstanceCapacity') {
+          for (const r of rows) setState(db, r.instance_id, 'terminated', `Server.InsufficientInstanceCapacity: ${err.message}`);
+        } else {
+          log.warn({ zone, reservationId, err }, 're-sending launches failed; will retry at the next start of the poller');
+          this.reconciled.delete(zone);
+        }
+      }
+    }
+  }
+
+  /** Instances the user terminated that the cc still runs (it was unreachable at the time). */
+  private async retryTerminations(zone: string, reports: CcInstance[]): Promise<void> {
+    const { db, clusters, log } = this.o;
+    const live = new Set(reports.filter((r) => r.state === 'pending' || r.state === 'running').map((r) => r.instanceId));
+    const ids = instanceRows(db, "zone = @zone AND state = 'shutting-down'", { zone }).map((r) => r.instance_id).filter((id) => live.has(id));
+    if (!ids.length) return;
+    try {
+      await clusters.client(zone).call(cc.TerminateInstances, { instanceIds: ids, force: false });
+    } catch (err) {
+      log.warn({ zone, instanceIds: ids, err }, 'retrying termination failed; will retry at the next poll');
+    }
+  }
+}
+
+/** The state a reported instance moves to: a termination the user asked for is never undone by a stale report. */
+function nextState(row: InstanceRow, rep: CcInstance): InstanceRow['state'] {
+  if (row.state === 'shutting-down' && (rep.state === 'pending' || rep.state === 'running')) return 'shutting-down';
+  if (row.state === 'running' && rep.state === 'pending') return 'running';
+  return rep.state;
+}

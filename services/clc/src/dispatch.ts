@@ -1,0 +1,25 @@
+// Sending launches to a cluster's cc. Remembers which instances have a RunInstances in flight so the
+// poller neither counts them as lost nor re-sends them while the first call is still out.
+import { cc, type InstanceSpec } from '@mallee/wire';
+import type { Clusters } from './clusters.js';
+
+export class Dispatcher {
+  private readonly inFlight = new Set<string>();
+
+  constructor(private readonly clusters: Clusters) {}
+
+  isInFlight(instanceId: string): boolean {
+    return this.inFlight.has(instanceId);
+  }
+
+  /** cc.RunInstances: the instances the cc placed (all, or at least minCount), or its WireError. */
+  async run(zone: string, instances: InstanceSpec[], minCount: number, requestId?: string): Promise<{ instanceId: string; node: string }[]> {
+    for (const i of instances) this.inFlight.add(i.instanceId);
+    try {
+      const res = await this.clusters.client(zone).call(cc.RunInstances, { instances, minCount }, requestId ? { requestId } : {});
+      return res.placed;
+    } finally {
+      for (const i of instances) this.inFlight.delete(i.instanceId);
+    }
+  }
+}

@@ -1,0 +1,23 @@
+// The clc's fastify app: the EC2 Query API, the wire endpoint (admin CLI, Walrus) and health.
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { ec2Api, type CredentialLookup, type Ec2Action } from '@mallee/aws-protocol';
+import { wire, type WireHandler } from '@mallee/wire';
+
+export interface ClcServerDeps {
+  logger: Logger;
+  actions: Ec2Action[];
+  credentials: CredentialLookup;
+  /** Keys of the wire senders ("admin", "walrus"), read per request. */
+  keyFor: (from: string) => string | undefined;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  wireHandlers: WireHandler<any, any>[];
+}
+
+export function buildServer(deps: ClcServerDeps): FastifyInstance {
+  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
+  app.register(ec2Api, { actions: deps.actions, credentials: deps.credentials });
+  app.register(wire, { keyFor: deps.keyFor, handlers: deps.wireHandlers });
+  app.get('/healthz', async () => ({ service: 'clc', status: 'ok' }));
+  return app as unknown as FastifyInstance;
+}
