@@ -1,0 +1,181 @@
+// The instance store, laid out as Eucalyptus does: per instance a directory under INSTANCE_PATH with
+// the root disk (a qcow2 overlay on a cached, shared base image), swap, ephemeral0 (sparse, sized from
+// the instance type), the kernel and ramdisk, and the console log. Base images are cached once per NC.
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, chmod, copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { InstanceSpec } from '@mallee/wire';
+
+const run = promisify(execFile);
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+
+/** Swap every instance with a disk allowance gets (Eucalyptus's default swap partition). */
+export const SWAP_MiB = 512;
+
+export class ImageNotFoundError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ImageNotFoundError';
+  }
+}
+
+/** Where an image's file is: spec.imageLocation when local (path or file:// URL), else <home>/images/<id>. */
+export function imageSource(imagesDir: string, id: string, location?: string): string {
+  if (location) {
+    if (location.startsWith('file://')) return fileURLToPath(location);
+    if (isAbsolute(location)) return location;
+  }
+  return join(imagesDir, id);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The NC's cache of base images: each image id is copied in once and never changed afterwards
+ * (image ids are immutable), so every instance's overlay can share it. Walrus fetching with a
+ * size-bounded LRU replaces the local sources in a later issue.
+ */
+export class ImageCache {
+  private readonly inflight = new Map<string, Promise<string>>();
+
+  constructor(
+    readonly dir: string,
+    readonly imagesDir: string,
+  ) {}
+
+  /** The cached copy of image `id`, copying it from its source the first time. */
+  get(id: string, location?: string): Promise<string> {
+    const key = id;
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.fill(id, location).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private async fill(id: string, location?: string): Promise<string> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new ImageNotFoundError(`invalid image id ${JSON.stringify(id)}`);
+    const cached = join(this.dir, id);
+    if (await exists(cached)) return cached;
+    const src = imageSource(this.imagesDir, id, location);
+    if (!(await exists(src))) {
+      throw new ImageNotFoundError(`image ${id} not found on this node (looked for ${src}; place it at ${join(this.imagesDir, id)} or pass a local imageLocation)`);
+    }
+    await mkdir(this.dir, { recursive: true, mode: 0o755 });
+    const tmp = `${cached}.tmp-${process.pid}-${Date.now()}`;
+    await copyFile(src, tmp, constants.COPYFILE_FICLONE);
+    // Readable by the QEMU user libvirt runs guests as.
+    await chmod(tmp, 0o644);
+    await rename(tmp, cached);
+    return cached;
+  }
+}
+
+export interface InstanceDisks {
+  dir: string;
+  root: string;
+  swap?: string;
+  ephemeral?: string;
+  kernel?: string;
+  ramdisk?: string;
+  consoleLog: string;
+}
+
+export function instanceDir(instancePath: string, instanceId: string): string {
+  return join(instancePath, instanceId);
+}
+
+/** Paths of an instance's files (whether built yet or not). */
+export function instanceFiles(dir: string): Required<InstanceDisks> {
+  return {
+    dir,
+    root: join(dir, 'root.qcow2'),
+    swap: join(dir, 'swap.img'),
+    ephemeral: join(dir, 'ephemeral0.img'),
+    kernel: join(dir, 'kernel'),
+    ramdisk: join(dir, 'ramdisk'),
+    consoleLog: join(dir, 'console.log'),
+  };
+}
+
+async function virtualSize(file: string): Promise<number> {
+  const { stdout } = await run('qemu-img', ['info', '--output=json', file]);
+  return (JSON.parse(stdout) as { 'virtual-size': number })['virtual-size'];
+}
+
+async function detectFormat(file: string): Promise<'raw' | 'qcow2'> {
+  const { stdout } = await run('qemu-img', ['info', '--output=json', file]);
+  return (JSON.parse(stdout) as { format: string }).format === 'qcow2' ? 'qcow2' : 'raw';
+}
+
+async function sparseFile(file: string, bytes: number): Promise<void> {
+  await run('truncate', ['-s', String(bytes), file]);
+}
+
+/**
+ * Build an instance's disks in `dir` (rebuilding anything a crashed earlier attempt left). The disk
+ * allowance of the type (diskGiB) is shared as Eucalyptus does: root gets its image's size, swap
+ * 512 MiB when it fits, ephemeral0 the rest; a type with no disk gets the root overlay only.
+ */
+export async function buildInstanceDisks(
+  cache: ImageCache,
+  dir: string,
+  spec: InstanceSpec,
+): Promise<InstanceDisks> {
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  const files = instanceFiles(dir);
+  const base = await cache.get(spec.imageId, spec.imageLocation);
+  const baseFormat = await detectFormat(base);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', baseFormat, '-b', base, files.root]);
+  const out: InstanceDisks = { dir, root: files.root, consoleLog: files.consoleLog };
+
+  const allowance = spec.vmType.diskGiB * GiB;
+  if (allowance > 0) {
+    const rootBytes = await virtualSize(base);
+    let left = allowance - rootBytes;
+    if (left >= SWAP_MiB * MiB) {
+      await sparseFile(files.swap, SWAP_MiB * MiB);
+      await run('mkswap', ['-q', files.swap]).catch(() => undefined);
+      out.swap = files.swap;
+      left -= SWAP_MiB * MiB;
+    }
+    if (left >= 16 * MiB) {
+      await sparseFile(files.ephemeral, left);
+      // ext4 with lazy init writes a few MiB however large the (sparse) disk is.
+      await run('mkfs.ext4', ['-q', '-F', '-L', 'ephemeral0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', files.ephemeral]).catch(() => undefined);
+      out.ephemeral = files.ephemeral;
+    }
+  }
+
+  if (spec.kernelId) {
+    await copyFile(await cache.get(spec.kernelId), files.kernel);
+    out.kernel = files.kernel;
+    if (spec.ramdiskId) {
+      await copyFile(await cache.get(spec.ramdiskId), files.ramdisk);
+      out.ramdisk = files.ramdisk;
+    }
+  }
+  return out;
+}
+
+/** Bytes the instance's files really take on disk (sparse files count what is allocated). */
+export async function allocatedBytes(file: string): Promise<number> {
+  try {
+    return (await stat(file)).blocks * 512;
+  } catch {
+    return 0;
+  }
+}

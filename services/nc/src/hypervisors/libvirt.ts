@@ -1,0 +1,304 @@
+// The libvirt driver: real guests under KVM, or QEMU/TCG where KVM does not work (probed by booting).
+//
+// Each instance is a persistent libvirt domain named by its instance id, carrying Mallee metadata
+// (instance, image, owner, type, the owning NC's home), so a restarted NC lists and adopts its guests
+// and several NCs on one host never see each other's. Its files live in INSTANCE_PATH/<instance-id>/:
+// root.qcow2 (overlay on the cached base image), swap.img, ephemeral0.img, kernel, ramdisk, console.log.
+//
+// Where images come from (until Walrus serves them, issue 3): the machine image from
+// spec.imageLocation when that is a local path or a file:// URL, else from <home>/images/<imageId>;
+// the kernel and ramdisk from <home>/images/<kernelId> and <home>/images/<ramdiskId>. Each is copied
+// once into <home>/libvirt/cache/<id> and shared by every instance's overlay.
+//
+// Boot: kernel + ramdisk when the spec names a kernel (command line
+// `console=ttyS0 root=/dev/vda rw mallee.instance_id=<id>`), else from the root disk.
+// Network: one virtio NIC on QEMU user-mode networking (DHCP and outbound only; MANAGED bridges come
+// with the networking issue). Console: ttyS0 appended to console.log.
+import { readFile, rm, statfs } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { MalleeConfig } from '@mallee/config';
+import type { InstanceSpec } from '@mallee/wire';
+import {
+  GuestNotFoundError,
+  type CreateHypervisor,
+  type GuestStatus,
+  type HostCapacity,
+  type Hypervisor,
+  type HypervisorContext,
+} from '../hypervisor.js';
+import { DomainState, LibvirtConnection } from './libvirt-connection.js';
+import { buildInstanceDisks, ImageCache, instanceDir, instanceFiles } from './libvirt-disks.js';
+import { buildDomainXml, parseDomainXml, type DomainDisk, type DomainType, type MalleeDomainMetadata } from './libvirt-domain-xml.js';
+import { chooseDomainType } from './libvirt-probe.js';
+
+export interface LibvirtOptions {
+  /** libvirt connection URI (default qemu:///system). */
+  uri?: string;
+  /** Where instance directories go (default INSTANCE_PATH). */
+  instancePath?: string;
+  /** ms a guest gets to power off after the ACPI button before it is destroyed (default 30 s). */
+  shutdownGraceMs?: number;
+  /** ms the KVM probe guest gets to boot (default 20 s). */
+  probeTimeoutMs?: number;
+  /** Kernel the KVM probe boots (default: the newest /boot/vmlinuz-*). */
+  probeKernel?: string;
+}
+
+const GiB = 1024 ** 3;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class LibvirtHypervisor implements Hypervisor {
+  private type: DomainType = 'qemu';
+  private readonly conn: LibvirtConnection;
+  private readonly log: Logger;
+  private readonly home: string;
+  private readonly instancePath: string;
+  private readonly stateDir: string;
+  private readonly cache: ImageCache;
+  /** Owner tag written into each domain: this NC's home. */
+  private readonly node: string;
+  /** Guests being built (their domain may be defined but not yet started). */
+  private readonly launching = new Map<string, Promise<void>>();
+  /** Guests being shut down by terminateInstance. */
+  private readonly stopping = new Map<string, Promise<void>>();
+  private initialised = false;
+
+  constructor(
+    private readonly ctx: HypervisorContext,
+    private readonly opts: LibvirtOptions = {},
+  ) {
+    this.log = ctx.log;
+    this.home = resolve(ctx.home);
+    this.node = this.home;
+    this.instancePath = resolve(opts.instancePath ?? ctx.config.INSTANCE_PATH);
+    this.stateDir = join(this.home, 'libvirt');
+    this.cache = new ImageCache(join(this.stateDir, 'cache'), join(this.home, 'images'));
+    this.conn = new LibvirtConnection(opts.uri ?? 'qemu:///system');
+  }
+
+  get name(): string {
+    return `libvirt/${this.type}`;
+  }
+
+  /** The domain type in use (kvm or qemu), known after init(). */
+  get domainType(): DomainType {
+    return this.type;
+  }
+
+  async init(): Promise<void> {
+    if (this.initialised) return;
+    await this.conn.open();
+    const kind = this.ctx.config.HYPERVISOR;
+    const forced = kind === 'kvm' || kind === 'qemu' ? kind : undefined;
+    const choice = await chooseDomainType({
+      conn: this.conn,
+      forced,
+      stateDir: this.stateDir,
+      log: this.log,
+      ...(this.opts.probeTimeoutMs !== undefined ? { timeoutMs: this.opts.probeTimeoutMs } : {}),
+      ...(this.opts.probeKernel !== undefined ? { kernel: this.opts.probeKernel } : {}),
+    });
+    this.type = choice.type;
+    this.log.info({ domainType: choice.type, reason: choice.reason, uri: this.conn.uri, instancePath: this.instancePath }, `libvirt driver uses domain type ${choice.type}`);
+    this.initialised = true;
+  }
+
+  async capacity(): Promise<HostCapacity> {
+    const node = await this.conn.nodeInfo();
+    // Disk: what is free where instances live, plus what our guests already hold (the NC subtracts that).
+    let freeGiB = 0;
+    try {
+      const s = await statfs(this.instancePath);
+      freeGiB = (s.bavail * s.bsize) / GiB;
+    } catch {
+      const s = await statfs(this.home);
+      freeGiB = (s.bavail * s.bsize) / GiB;
+    }
+    const held = (await this.ownDomains()).reduce((sum, d) => sum + (d.meta.diskGiB || 0), 0);
+    return { cores: node.cpus, memoryMiB: Math.floor(node.memoryKiB / 1024), diskGiB: Math.floor(freeGiB + held) };
+  }
+
+  async runInstance(spec: InstanceSpec): Promise<void> {
+    const id = spec.instanceId;
+    const inflight = this.launching.get(id);
+    if (inflight) return inflight;
+    if ((await this.conn.domainState(id)) !== undefined) return;
+    const work = this.launch(spec).finally(() => this.launching.delete(id));
+    this.launching.set(id, work);
+    return work;
+  }
+
+  private async launch(spec: InstanceSpec): Promise<void> {
+    const id = spec.instanceId;
+    const dir = instanceDir(this.instancePath, id);
+    const started = Date.now();
+    try {
+      const disks = await buildInstanceDisks(this.cache, dir, spec);
+      const list: DomainDisk[] = [{ target: 'vda', file: disks.root, format: 'qcow2' }];
+      if (disks.swap) list.push({ target: 'vdb', file: disks.swap, format: 'raw' });
+      if (disks.ephemeral) list.push({ target: 'vdc', file: disks.ephemeral, format: 'raw' });
+      const meta: MalleeDomainMetadata = {
+        instanceId: id,
+        node: this.node,
+        imageId: spec.imageId,
+        reservationId: spec.reservationId,
+        ownerId: spec.ownerId,
+        vmTypeName: spec.vmType.name,
+        cores: spec.vmType.cores,
+        memoryMiB: spec.vmType.memoryMiB,
+        diskGiB: spec.vmType.diskGiB,
+        instanceDir: dir,
+        createdAt: new Date().toISOString(),
+      };
+      const xml = buildDomainXml({
+        name: id,
+        type: this.type,
+        memoryMiB: spec.vmType.memoryMiB,
+        cores: spec.vmType.cores,
+        ...(disks.kernel ? { kernel: disks.kernel, cmdline: `console=ttyS0 root=/dev/vda rw mallee.instance_id=${id}` } : {}),
+        ...(disks.ramdisk ? { ramdisk: disks.ramdisk } : {}),
+        disks: list,
+        consoleLog: disks.consoleLog,
+        network: { kind: 'user', ...(spec.macAddress ? { mac: spec.macAddress } : {}) },
+        metadata: meta,
+      });
+      await this.conn.defineAndStart(xml);
+      this.log.info({ instanceId: id, domainType: this.type, ms: Date.now() - started, memoryMiB: spec.vmType.memoryMiB, cores: spec.vmType.cores }, 'guest defined and started');
+    } catch (err) {
+      // Leave nothing behind: a retry starts from scratch.
+      await this.conn.destroy(id).catch(() => undefined);
+      await this.conn.undefine(id).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async terminateInstance(instanceId: string, opts: { force: boolean }): Promise<void> {
+    const inflight = this.stopping.get(instanceId);
+    if (inflight) {
+      if (opts.force) await this.conn.destroy(instanceId);
+      return inflight;
+    }
+    const work = this.stop(instanceId, opts.force).finally(() => this.stopping.delete(instanceId));
+    this.stopping.set(instanceId, work);
+    return work;
+  }
+
+  private async stop(instanceId: string, force: boolean): Promise<void> {
+    await this.launching.get(instanceId)?.catch(() => undefined);
+    const xml = await this.conn.domainXml(instanceId);
+    const meta = xml ? parseDomainXml(xml).metadata : undefined;
+    if (xml && meta?.node !== this.node) throw new GuestNotFoundError(instanceId); // not ours: never touch it
+    const dir = meta?.instanceDir ?? instanceDir(this.instancePath, instanceId);
+    const state = await this.conn.domainState(instanceId);
+    if (state !== undefined && state !== DomainState.SHUTOFF) {
+      if (!force) await this.gracefulShutdown(instanceId);
+      await this.conn.destroy(instanceId);
+    }
+    await this.conn.undefine(instanceId);
+    await rm(dir, { recursive: true, force: true });
+    this.log.info({ instanceId, force }, 'guest terminated, domain undefined and disks deleted');
+  }
+
+  /** ACPI power button, then wait up to the grace period for the guest to power off. */
+  private async gracefulShutdown(instanceId: string): Promise<void> {
+    const grace = this.opts.shutdownGraceMs ?? 30_000;
+    try {
+      await this.conn.shutdown(instanceId);
+    } catch (err) {
+      this.log.warn({ instanceId, err: (err as Error).message }, 'ACPI shutdown request failed; destroying the guest');
+      return;
+    }
+    const deadline = Date.now() + grace;
+    while (Date.now() < deadline) {
+      const s = await this.conn.domainState(instanceId);
+      if (s === undefined || s === DomainState.SHUTOFF) return;
+      await sleep(250);
+    }
+    this.log.warn({ instanceId, graceMs: grace }, 'guest did not power off within the grace period; destroying it');
+  }
+
+  async rebootInstance(instanceId: string): Promise<void> {
+    const state = await this.ownState(instanceId);
+    if (state === undefined || state === DomainState.SHUTOFF || this.stopping.has(instanceId)) throw new GuestNotFoundError(instanceId);
+    try {
+      await this.conn.reboot(instanceId);
+    } catch (err) {
+      // No ACPI in the guest (or libvirt refused): a hard reset, as EC2 does when a clean reboot fails.
+      this.log.warn({ instanceId, err: (err as Error).message }, 'graceful reboot failed; resetting the guest');
+      await this.conn.reset(instanceId);
+    }
+  }
+
+  async listGuests(): Promise<GuestStatus[]> {
+    const out: GuestStatus[] = [];
+    for (const { meta, state, memoryMiB, cores } of await this.ownDomains()) {
+      const id = meta.instanceId;
+      const g: GuestStatus = { instanceId: id, state: 'running', cores: cores || meta.cores, memoryMiB: memoryMiB || meta.memoryMiB };
+      if (this.stopping.has(id) || state === DomainState.SHUTDOWN) g.state = 'shutting-down';
+      else if (this.launching.has(id)) g.state = 'pending';
+      else if (state === DomainState.SHUTOFF || state === DomainState.CRASHED) {
+        // The guest powered itself off (or crashed, or the host rebooted): an instance-store instance
+        // is then terminated, as on EC2; its domain and disks are cleaned up now.
+        g.state = 'terminated';
+        g.reason = state === DomainState.CRASHED ? 'the guest crashed' : 'the guest powered itself off';
+        this.reap(id);
+      }
+      out.push(g);
+    }
+    return out;
+  }
+
+  private reap(instanceId: string): void {
+    if (this.stopping.has(instanceId)) return;
+    this.terminateInstance(instanceId, { force: true }).catch((err: unknown) =>
+      this.log.error({ instanceId, err: (err as Error).message }, 'cleaning up a powered-off guest failed'),
+    );
+  }
+
+  async consoleOutput(instanceId: string): Promise<Buffer> {
+    const xml = await this.conn.domainXml(instanceId);
+    const meta = xml ? parseDomainXml(xml).metadata : undefined;
+    if (!meta || meta.node !== this.node) throw new GuestNotFoundError(instanceId);
+    try {
+      return await readFile(instanceFiles(meta.instanceDir).consoleLog);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Buffer.alloc(0);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.launching.values(), ...this.stopping.values()]);
+    await this.conn.close();
+    this.initialised = false;
+  }
+
+  /** The domain XML of one of our guests (for inspection and tests), or undefined. */
+  async domainXml(instanceId: string): Promise<string | undefined> {
+    const xml = await this.conn.domainXml(instanceId);
+    return xml && parseDomainXml(xml).metadata?.node === this.node ? xml : undefined;
+  }
+
+  private async ownState(instanceId: string): Promise<number | undefined> {
+    return (await this.domainXml(instanceId)) === undefined ? undefined : this.conn.domainState(instanceId);
+  }
+
+  private async ownDomains(): Promise<{ meta: MalleeDomainMetadata; state: number; memoryMiB: number; cores: number }[]> {
+    const out = [];
+    for (const d of await this.conn.listDomains()) {
+      const parsed = parseDomainXml(d.xml);
+      if (parsed.metadata?.node !== this.node || parsed.metadata.instanceId !== d.name) continue;
+      out.push({ meta: parsed.metadata, state: d.state, memoryMiB: parsed.memoryMiB, cores: parsed.cores });
+    }
+    return out;
+  }
+}
+
+export const createHypervisor: CreateHypervisor = (ctx) => new LibvirtHypervisor(ctx);
+
+/** The driver for an NC with this configuration and home (what `createHypervisor` builds from a context). */
+export function createLibvirtHypervisor(config: MalleeConfig, home: string, log: Logger, opts: LibvirtOptions = {}): LibvirtHypervisor {
+  return new LibvirtHypervisor({ config, home, log }, opts);
+}

@@ -1,0 +1,285 @@
+// The libvirt driver with real guests: the test image set (test/images) booted under QEMU/TCG through
+// libvirtd. Skipped only where libvirtd, QEMU or the bindings are genuinely absent.
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, chmodSync, rmSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '@mallee/config';
+import type { InstanceSpec } from '@mallee/wire';
+import { createLibvirtHypervisor, type LibvirtHypervisor } from '../src/hypervisors/libvirt.js';
+import { LibvirtConnection, loadBindings } from '../src/hypervisors/libvirt-connection.js';
+import { bootsUnder, chooseDomainType } from '../src/hypervisors/libvirt-probe.js';
+import { parseDomainXml } from '../src/hypervisors/libvirt-domain-xml.js';
+
+const run = promisify(execFile);
+const repo = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const imagesOut = join(repo, 'test-output', 'images');
+const log = pino({ level: process.env.MALLEE_TEST_LOG ?? 'silent' });
+
+function onPath(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function whyUnavailable(): Promise<string | undefined> {
+  for (const cmd of ['libvirtd', 'virsh', 'qemu-system-x86_64', 'qemu-img']) if (!onPath(cmd)) return `${cmd} is not installed`;
+  try {
+    await loadBindings();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}
+
+const skipReason = await whyUnavailable();
+if (skipReason) console.warn(`libvirt driver tests skipped: ${skipReason}`);
+
+function running(name: string): boolean {
+  try {
+    execFileSync('pgrep', ['-x', name], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const started: string[] = [];
+const homes: string[] = [];
+const guests = new Set<string>();
+const drivers: LibvirtHypervisor[] = [];
+
+/** A home libvirt's QEMU user can reach (mkdtemp makes 0700 directories). */
+function tempHome(): string {
+  const home = mkdtempSync(join(tmpdir(), 'mallee-libvirt-'));
+  chmodSync(home, 0o755);
+  homes.push(home);
+  // The test image set, as an NC finds images until Walrus serves them: <home>/images/<id>.
+  mkdirSync(join(home, 'images'));
+  symlinkSync(join(imagesOut, 'root.img'), join(home, 'images', 'emi-tst00001'));
+  symlinkSync(join(imagesOut, 'vmlinuz'), join(home, 'images', 'eki-tst00001'));
+  symlinkSync(join(imagesOut, 'initrd.img'), join(home, 'images', 'eri-tst00001'));
+  return home;
+}
+
+async function driver(home: string): Promise<LibvirtHypervisor> {
+  const config = loadConfig({ env: {}, overrides: { HYPERVISOR: 'qemu', INSTANCE_PATH: join(home, 'instances') } });
+  const hv = createLibvirtHypervisor(config, home, log, { shutdownGraceMs: 20_000 });
+  await hv.init();
+  drivers.push(hv);
+  return hv;
+}
+
+function spec(over: Partial<InstanceSpec> = {}, memoryMiB = 256, diskGiB = 1): InstanceSpec {
+  const instanceId = `i-${randomBytes(4).toString('hex')}`;
+  guests.add(instanceId);
+  return {
+    instanceId,
+    reservationId: `r-${randomBytes(4).toString('hex')}`,
+    ownerId: '000000000001',
+    launchIndex: 0,
+    imageId: 'emi-tst00001',
+    imageLocation: '',
+    kernelId: 'eki-tst00001',
+    ramdiskId: 'eri-tst00001',
+    vmType: { name: 'm1.small', cores: 1, memoryMiB, diskGiB },
+    groupNames: ['default'],
+    ...over,
+  };
+}
+
+const count = (text: string, needle: string) => text.split(needle).length - 1;
+
+async function waitForConsole(hv: LibvirtHypervisor, id: string, needle: string, times = 1, timeoutMs = 90_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let text = '';
+  while (Date.now() < deadline) {
+    text = (await hv.consoleOutput(id)).toString('latin1');
+    if (count(text, needle) >= times) return text;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`console of ${id} did not show ${JSON.stringify(needle)} ${times}x within ${timeoutMs} ms; it has:\n${text.slice(-2000)}`);
+}
+
+describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU/TCG)', () => {
+  beforeAll(async () => {
+    if (!running('virtlogd')) {
+      await run('virtlogd', ['-d']);
+      started.push('virtlogd');
+    }
+    if (!running('libvirtd')) {
+      await run('libvirtd', ['-d']);
+      started.push('libvirtd');
+      await new Promise((r) => setTimeout(r, 1500));
+    }
+    // Cached: a no-op when test-output/images is up to date.
+    await run('bash', [join(repo, 'test/images/build-test-image.sh'), imagesOut], { timeout: 600_000 });
+  }, 660_000);
+
+  afterAll(async () => {
+    // Whatever a failed test left: every guest we named is destroyed and undefined, every home removed.
+    const conn = new LibvirtConnection('qemu:///system');
+    await conn.open().catch(() => undefined);
+    for (const id of guests) {
+      await conn.destroy(id).catch(() => undefined);
+      await conn.undefine(id).catch(() => undefined);
+    }
+    await conn.close();
+    for (const hv of drivers) await hv.close().catch(() => undefined);
+    for (const home of homes) rmSync(home, { recursive: true, force: true });
+    for (const name of started.reverse()) {
+      const pidFile = `/run/${name}.pid`;
+      if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGTERM');
+    }
+  }, 120_000);
+
+  it('boots a guest that prints its instance id, reboots it (marker twice), and terminate removes domain and disks', async () => {
+    const home = tempHome();
+    const hv = await driver(home);
+    expect(hv.name).toBe('libvirt/qemu');
+    const s = spec({}, 256, 2);
+    const t0 = Date.now();
+    await hv.runInstance(s);
+    await hv.runInstance(s); // idempotent: the same guest, not a second one
+    const xml = parseDomainXml((await hv.domainXml(s.instanceId))!);
+    expect(xml.metadata).toMatchObject({ instanceId: s.instanceId, imageId: 'emi-tst00001', vmTypeName: 'm1.small' });
+    await waitForConsole(hv, s.instanceId, `mallee: boot done ${s.instanceId}`);
+    console.info(`libvirt/qemu: runInstance → boot-done marker in ${Date.now() - t0} ms`);
+
+    const listed = (await hv.listGuests()).filter((g) => g.instanceId === s.instanceId);
+    expect(listed).toEqual([{ instanceId: s.instanceId, state: 'running', cores: 1, memoryMiB: 256 }]);
+
+    // Eucalyptus layout: root overlay, swap, ephemeral0 sized from the type (2 GiB − 8 MiB root − 512 MiB swap), sparse.
+    const dir = join(home, 'instances', s.instanceId);
+    const eph = await stat(join(dir, 'ephemeral0.img'));
+    expect(eph.size).toBe(2 * 1024 **3 - 8 * 1024 ** 2 - 512 * 1024 ** 2);
+    expect(eph.blocks * 512).toBeLessThan(eph.size / 10);
+    expect((await stat(join(dir, 'swap.img'))).size).toBe(512 * 1024 ** 2);
+    const info = JSON.parse((await run('qemu-img', ['info', '--output=json', '-U', join(dir, 'root.qcow2')])).stdout) as { format: string; 'backing-filename': string };
+    expect(info.format).toBe('qcow2');
+    expect(info['backing-filename']).toBe(join(home, 'libvirt', 'cache', 'emi-tst00001'));
+    const text = await waitForConsole(hv, s.instanceId, 'mallee: disks ');
+    expect(text).toMatch(/mallee: disks vda vdb vdc/);
+    expect(text).toMatch(/mallee: root disk \/dev\/vda: mallee test root disk/);
+
+    const t1 = Date.now();
+    await hv.rebootInstance(s.instanceId);
+    await waitForConsole(hv, s.instanceId, `mallee: boot done ${s.instanceId}`, 2);
+    console.info(`libvirt/qemu: reboot → second boot-done marker in ${Date.now() - t1} ms`);
+
+    const t2 = Date.now();
+    await hv.terminateInstance(s.instanceId, { force: false });
+    console.info(`libvirt/qemu: graceful terminate (ACPI shutdown, undefine, delete) in ${Date.now() - t2} ms`);
+    expect(await hv.domainXml(s.instanceId)).toBeUndefined();
+    expect((await hv.listGuests()).map((g) => g.instanceId)).not.toContain(s.instanceId);
+    expect(existsSync(dir)).toBe(false);
+    await expect(hv.consoleOutput(s.instanceId)).rejects.toThrow(/no guest/);
+    await hv.terminateInstance(s.instanceId, { force: true }); // already gone: nothing to do
+  }, 240_000);
+
+  it('gives a guest exactly the memory of its type: 256 MiB and 512 MiB domains, and the guests see it', async () => {
+    const hv = await driver(tempHome());
+    const small = spec({}, 256, 0);
+    const large = spec({}, 512, 0);
+    await Promise.all([hv.runInstance(small), hv.runInstance(large)]);
+    const memTotalKiB = async (id: string) => {
+      const text = await waitForConsole(hv, id, `mallee: boot done ${id}`);
+      return Number(/mallee: MemTotal:\s+(\d+) kB/.exec(text)?.[1]);
+    };
+    const [smallKiB, largeKiB] = await Promise.all([memTotalKiB(small.instanceId), memTotalKiB(large.instanceId)]);
+    expect(parseDomainXml((await hv.domainXml(small.instanceId))!).memoryMiB).toBe(256);
+    expect(parseDomainXml((await hv.domainXml(large.instanceId))!).memoryMiB).toBe(512);
+    // The kernel keeps some for itself: MemTotal is a bit below what the domain has, never above.
+    expect(smallKiB).toBeGreaterThan(180 * 1024);
+    expect(smallKiB).toBeLessThanOrEqual(256 * 1024);
+    expect(largeKiB).toBeGreaterThan(430 * 1024);
+    expect(largeKiB).toBeLessThanOrEqual(512 * 1024);
+    // A type with no disk allowance gets the root overlay only.
+    expect(await hv.consoleOutput(small.instanceId).then((b) => b.toString())).toMatch(/mallee: disks vda\s*\r?\n/);
+    await Promise.all([hv.terminateInstance(small.instanceId, { force: true }), hv.terminateInstance(large.instanceId, { force: true })]);
+    expect(await hv.domainXml(small.instanceId)).toBeUndefined();
+  }, 240_000);
+
+  it('a restarted NC (a new driver on the same home) lists and adopts the running guest; another NC never sees it', async () => {
+    const home = tempHome();
+    const first = await driver(home);
+    const s = spec({}, 256, 0);
+    await first.runInstance(s);
+    await waitForConsole(first, s.instanceId, `mallee: boot done ${s.instanceId}`);
+    await first.close();
+
+    const second = await driver(home);
+    const adopted = (await second.listGuests()).find((g) => g.instanceId === s.instanceId);
+    expect(adopted).toEqual({ instanceId: s.instanceId, state: 'running', cores: 1, memoryMiB: 256 });
+    expect((await second.consoleOutput(s.instanceId)).toString()).toContain(`mallee: boot done ${s.instanceId}`);
+    await second.runInstance(s); // a retried launch after the restart does not start a second guest
+
+    const other = await driver(tempHome());
+    expect((await other.listGuests()).map((g) => g.instanceId)).not.toContain(s.instanceId);
+    await expect(other.terminateInstance(s.instanceId, { force: true })).rejects.toThrow(/no guest/);
+
+    await second.terminateInstance(s.instanceId, { force: true });
+    expect((await second.listGuests()).map((g) => g.instanceId)).not.toContain(s.instanceId);
+    expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
+  }, 240_000);
+
+  it('a guest that powers itself off is reported terminated and cleaned up', async () => {
+    const home = tempHome();
+    const hv = await driver(home);
+    const s = spec({}, 256, 0);
+    await hv.runInstance(s);
+    await waitForConsole(hv, s.instanceId, `mallee: boot done ${s.instanceId}`);
+    // The power button with no terminate in progress: the guest's acpid powers it off, as `poweroff` inside would.
+    await run('virsh', ['-c', 'qemu:///system', 'shutdown', s.instanceId]);
+    const deadline = Date.now() + 60_000;
+    let seen: string | undefined;
+    while (Date.now() < deadline && seen !== 'terminated') {
+      seen = (await hv.listGuests()).find((g) => g.instanceId === s.instanceId)?.state;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(seen).toBe('terminated');
+    while (Date.now() < deadline && (await hv.domainXml(s.instanceId)) !== undefined) await new Promise((r) => setTimeout(r, 250));
+    expect(await hv.domainXml(s.instanceId)).toBeUndefined();
+    expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
+  }, 120_000);
+
+  it('refuses a launch whose image is not on the node and leaves nothing behind', async () => {
+    const home = tempHome();
+    const hv = await driver(home);
+    const s = spec({ imageId: 'emi-missing1' });
+    await expect(hv.runInstance(s)).rejects.toThrow(/image emi-missing1 not found on this node/);
+    expect(await hv.domainXml(s.instanceId)).toBeUndefined();
+    expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
+  });
+
+  it('the KVM probe recognises a booting kernel (shown under TCG) and remembers its answer for the host', async () => {
+    const conn = new LibvirtConnection('qemu:///system');
+    await conn.open();
+    try {
+      const home = tempHome();
+      const tcg = await bootsUnder(conn, 'qemu', join(imagesOut, 'vmlinuz'), join(home, 'probe-tcg'), 60_000);
+      expect(tcg.booted).toBe(true);
+      const stateDir = join(home, 'libvirt');
+      const first = await chooseDomainType({ conn, stateDir, log, timeoutMs: 15_000, kernel: join(imagesOut, 'vmlinuz') });
+      console.info(`KVM probe on this host: ${first.type} (${first.reason})`);
+      expect(['kvm', 'qemu']).toContain(first.type);
+      const t = Date.now();
+      const again = await chooseDomainType({ conn, stateDir, log, kernel: join(imagesOut, 'vmlinuz') });
+      expect(again.type).toBe(first.type);
+      expect(again.reason).toMatch(/probed/);
+      expect(Date.now() - t).toBeLessThan(1000);
+      expect((await chooseDomainType({ conn, stateDir, log, forced: 'kvm' })).type).toBe('kvm');
+    } finally {
+      await conn.close();
+    }
+  }, 180_000);
+});
