@@ -3,7 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Principal, S3XmlObject } from '@mallee/aws-protocol';
+import type { CredentialLookup, Principal, S3XmlObject } from '@mallee/aws-protocol';
 import type { ObjectStore } from '../store/types.js';
 
 export interface BodyIntegrity {
@@ -29,6 +29,8 @@ export interface S3Request {
   /** The payload (aws-chunked already decoded); consume it once. */
   body: Readable;
   integrity: BodyIntegrity;
+  /** Resolves an access key (for credentials carried in the body: POST uploads). */
+  lookupKey: CredentialLookup;
   /** Reads a small body (XML documents) whole, checking its integrity; EntityTooLarge past limit. */
   readBody(limit?: number): Promise<Buffer>;
 }

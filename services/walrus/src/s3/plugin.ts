@@ -14,6 +14,7 @@ import { bucketActions } from './actions-buckets.js';
 import { listActions } from './actions-lists.js';
 import { multipartActions } from './actions-multipart.js';
 import { objectActions } from './actions-objects.js';
+import { postObjectAction } from './post-object.js';
 import type { BodyIntegrity, S3Action, S3Request, S3Target } from './context.js';
 
 export const SERVICE_PREFIX = '/services/Walrus';
@@ -29,7 +30,7 @@ export interface S3ApiOptions {
 }
 
 /** Every action, most specific first within a method and target (sub-resources, then conditions). */
-export const s3Actions: readonly S3Action[] = [...bucketActions, ...listActions, ...multipartActions, ...objectActions];
+export const s3Actions: readonly S3Action[] = [...bucketActions, ...listActions, ...multipartActions, ...objectActions, postObjectAction];
 
 function selectAction(method: string, target: S3Target, req: S3Request): S3Action | undefined {
   const candidates = s3Actions.filter((a) => a.method === method && a.target === target);
@@ -215,6 +216,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
         body: auth.body,
         integrity: auth.integrity,
         readBody: (limit = 1024 * 1024) => readWhole(auth.body, auth.integrity, limit),
+        lookupKey: opts.credentials,
       };
       const target: S3Target = addr.bucket === undefined ? 'service' : addr.key === undefined ? 'bucket' : 'object';
       const unsupported = UNSUPPORTED.find((s) => query.has(s));

@@ -193,6 +193,33 @@ alice.delete_bucket_policy(Bucket=P)
 assert code_of(bob.list_objects_v2, Bucket=P) == ("AccessDenied", 403)
 alice.delete_object(Bucket=P, Key="locked/c.txt")
 
+# POST object (browser form) with a SigV4-signed policy
+import requests
+form = alice.generate_presigned_post(B, "uploads/${filename}", Fields={"acl": "public-read", "x-amz-meta-origin": "form"},
+    Conditions=[{"acl": "public-read"}, {"x-amz-meta-origin": "form"}, ["starts-with", "$key", "uploads/"], ["content-length-range", 1, 1000]], ExpiresIn=300)
+r = requests.post(form["url"], data=form["fields"], files={"file": ("photo.jpg", b"jpeg bytes")})
+assert r.status_code == 204, (r.status_code, r.text)
+assert urllib.request.urlopen(f"{url}/{B}/uploads/photo.jpg").read() == b"jpeg bytes"
+assert alice.head_object(Bucket=B, Key="uploads/photo.jpg")["Metadata"] == {"origin": "form"}
+r = requests.post(form["url"], data=form["fields"], files={"file": ("big.bin", b"x" * 1001)})
+assert r.status_code == 400 and "<Code>EntityTooLarge</Code>" in r.text, (r.status_code, r.text)
+tampered = dict(form["fields"], **{"x-amz-meta-origin": "forged"})
+r = requests.post(form["url"], data=tampered, files={"file": ("f.txt", b"x")})
+assert r.status_code == 403 and "<Code>AccessDenied</Code>" in r.text, (r.status_code, r.text)
+extra = dict(form["fields"], **{"x-amz-meta-extra": "1"})
+r = requests.post(form["url"], data=extra, files={"file": ("f.txt", b"x")})
+assert r.status_code == 403 and "Extra input fields" in r.text, (r.status_code, r.text)
+badsig = dict(form["fields"], **{"x-amz-signature": "0" * 64})
+r = requests.post(form["url"], data=badsig, files={"file": ("f.txt", b"x")})
+assert r.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in r.text, (r.status_code, r.text)
+r = requests.post(form["url"], data={"key": "anon.txt"}, files={"file": ("f.txt", b"x")})
+assert r.status_code == 403 and "<Code>AccessDenied</Code>" in r.text, (r.status_code, r.text)
+r = requests.post(form["url"], data=dict(form["fields"], success_action_status="201"), files={"file": ("c.txt", b"created")})
+assert r.status_code == 403 and "Extra input fields: success_action_status" in r.text, (r.status_code, r.text)
+form201 = alice.generate_presigned_post(B, "uploads/${filename}", Fields={"success_action_status": "201"}, Conditions=[{"success_action_status": "201"}], ExpiresIn=300)
+r = requests.post(form201["url"], data=form201["fields"], files={"file": ("c.txt", b"created")})
+assert r.status_code == 201 and "<Key>uploads/c.txt</Key>" in r.text, (r.status_code, r.text)
+
 # errors clients switch on
 assert code_of(alice.get_object, Bucket=B, Key="nope") == ("NoSuchKey", 404)
 assert code_of(alice.get_object, Bucket="no-such-bucket", Key="k") == ("NoSuchBucket", 404)
