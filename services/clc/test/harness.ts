@@ -11,6 +11,7 @@ import { WireClient, admin, readKeyFile, writeKeyFile, type Operation } from '@m
 import { startDaemon as startNc, nodeKeyFile } from '@mallee/nc';
 import { startDaemon as startCc, cloudKeyFile } from '@mallee/cc';
 import { adminKeyFile, startDaemon as startClc, type RunningDaemon } from '../src/index.js';
+import { FakeCc } from './fake-cc.js';
 
 type Overrides = Partial<Record<ConfigKey, string | number>>;
 
@@ -161,4 +162,22 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** A clc whose one zone ("zone-a") is served by a FakeCc the test controls. */
+export async function startFakeCloud(opts: { clc?: Overrides } = {}): Promise<TestCloud & { cc: FakeCc }> {
+  const cloud = await startTestCloud({ cluster: false, ...(opts.clc ? { clc: opts.clc } : {}) });
+  const fake = new FakeCc();
+  await fake.start();
+  const { key } = await cloud.admin(admin.RegisterCluster, { name: 'zone-a', url: fake.url });
+  fake.key = key;
+  await cloud.poll();
+  const stop = cloud.stop;
+  return Object.assign(cloud, {
+    cc: fake,
+    stop: async () => {
+      await stop();
+      await fake.stop();
+    },
+  });
 }
