@@ -46,6 +46,10 @@ export const configSchema = z.object({
   VNET_BRIDGE: z.string().default(''),
   VNET_DNS: z.string().default(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Walrus quotas (Eucalyptus walrus.storagemaxbucketsperaccount / storagemaxbucketsizeinmb / …); 0 = unlimited. */
+  WALRUS_MAX_BUCKETS_PER_ACCOUNT: z.coerce.number().int().nonnegative().default(100),
+  WALRUS_MAX_BUCKET_SIZE_MB: z.coerce.number().int().nonnegative().default(0),
+  WALRUS_MAX_ACCOUNT_STORAGE_MB: z.coerce.number().int().nonnegative().default(0),
 });
 
 export type MalleeConfig = z.infer<typeof configSchema>;
