@@ -12,6 +12,7 @@ import { cachedLookup, clcLookup } from './credentials.js';
 import { buildServer } from './server.js';
 import { FsObjectStore, walrusDataRoot } from './store/fs-store.js';
 import { migrations } from './store/migrations.js';
+import type { Quotas } from './store/types.js';
 
 export interface StartOptions {
   home: string;
@@ -26,6 +27,8 @@ export interface StartOptions {
   /** Extra host names for virtual-host addressing (bucket.<domain>); localhost and this host's name always count. */
   virtualHostDomains?: string[];
   maxObjectSize?: number;
+  /** Overrides the WALRUS_MAX_* quota settings. */
+  quotas?: Quotas;
 }
 
 export interface RunningDaemon {
@@ -45,7 +48,13 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   mkdirSync(runDir, { recursive: true });
 
   const db = openDatabase(join(home, 'walrus.sqlite'), { migrations });
-  const store = new FsObjectStore({ root: walrusDataRoot(home), db });
+  const MiB = 1024 * 1024;
+  const quotas: Quotas = opts.quotas ?? {
+    maxBucketsPerAccount: config.WALRUS_MAX_BUCKETS_PER_ACCOUNT,
+    maxBucketBytes: config.WALRUS_MAX_BUCKET_SIZE_MB * MiB,
+    maxAccountBytes: config.WALRUS_MAX_ACCOUNT_STORAGE_MB * MiB,
+  };
+  const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas });
   const recovered = store.recover();
   if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
 

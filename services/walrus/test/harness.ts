@@ -1,12 +1,15 @@
 // Walrus for tests: an in-process daemon on port 0 with a temp home and two accounts (alice, bob)
 // from a static credential table, plus helpers to run the real clients against it.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { request } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { signV4 } from '@mallee/aws-protocol';
 import { loadConfig } from '@mallee/config';
-import { startDaemon, staticCredentials, type RunningDaemon, type StaticKey } from '../src/index.js';
+import { startDaemon, staticCredentials, type Quotas, type RunningDaemon, type StaticKey } from '../src/index.js';
 
 export const ACCOUNTS: Record<string, StaticKey & { accessKeyId: string }> = {
   alice: { accessKeyId: 'AKIAALICE0000000001', secretAccessKey: 'alice/secret+key0000000000000000000000', accountId: '100000000001', accountName: 'alice' },
@@ -28,9 +31,9 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export async function startWalrus(): Promise<TestWalrus> {
+export async function startWalrus(opts: { quotas?: Quotas } = {}): Promise<TestWalrus> {
   const home = tempDir('mallee-walrus-');
-  const daemon = await startDaemon({ home, config: testConfig(), port: 0, credentials: staticCredentials(credentialTable) });
+  const daemon = await startDaemon({ home, config: testConfig(), port: 0, credentials: staticCredentials(credentialTable), ...opts });
   return {
     url: daemon.url,
     home,
@@ -85,3 +88,47 @@ export async function python(w: TestWalrus, script: string, interpreter = 'pytho
   });
   return stdout;
 }
+
+export interface Sent {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  raw: Buffer;
+}
+
+export interface RawRequest {
+  method: string;
+  path: string;
+  query?: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  sign?: boolean;
+  secret?: string;
+  account?: 'alice' | 'bob';
+}
+
+/** A raw request (path sent exactly as given), SigV4-signed as alice unless `sign` is false. */
+export function rawS3(w: TestWalrus, opts: RawRequest): Promise<Sent> {
+  const host = new URL(w.url).host;
+  const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
+  let headers: Record<string, string> = { host, ...opts.headers };
+  let query = opts.query ?? '';
+  if (opts.sign !== false) {
+    const a = ACCOUNTS[opts.account ?? 'alice']!;
+    headers['x-amz-content-sha256'] ??= createHash('sha256').update(body).digest('hex');
+    const s = signV4({ method: opts.method, path: opts.path, query, headers, body, accessKeyId: a.accessKeyId, secretAccessKey: opts.secret ?? a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, payloadHash: headers['x-amz-content-sha256'] });
+    headers = s.headers;
+    query = s.query;
+  }
+  const u = new URL(w.url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: u.hostname, port: u.port, method: opts.method, path: opts.path + (query ? `?${query}` : ''), headers: { ...headers, 'content-length': String(body.length) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), raw: Buffer.concat(chunks) }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+

@@ -1,12 +1,11 @@
 // Raw HTTP against Walrus: S3 error envelopes for bad input (signatures, names, keys, digests),
 // aws-chunked uploads with chunk signatures, virtual-host and /services/Walrus addressing.
 import { createHash } from 'node:crypto';
-import { request } from 'node:http';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunkSignature, s3SignV2, s3StringToSign, signV4 } from '@mallee/aws-protocol';
-import { ACCOUNTS, startWalrus, type TestWalrus } from './harness.js';
+import { ACCOUNTS, rawS3, startWalrus, type RawRequest, type Sent, type TestWalrus } from './harness.js';
 
 let w: TestWalrus;
 let host: string;
@@ -21,38 +20,8 @@ afterAll(async () => {
   await w?.close();
 });
 
-interface Sent {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-  raw: Buffer;
-}
-
+const send = (opts: RawRequest) => rawS3(w, opts);
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
-
-/** A raw request (path sent exactly as given), SigV4-signed as alice unless `sign` is false. */
-function send(opts: { method: string; path: string; query?: string; headers?: Record<string, string>; body?: Buffer | string; sign?: boolean; secret?: string; account?: 'alice' | 'bob' }): Promise<Sent> {
-  const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
-  let headers: Record<string, string> = { host, ...opts.headers };
-  let query = opts.query ?? '';
-  if (opts.sign !== false) {
-    const a = ACCOUNTS[opts.account ?? 'alice']!;
-    headers['x-amz-content-sha256'] ??= sha256(body);
-    const s = signV4({ method: opts.method, path: opts.path, query, headers, body, accessKeyId: a.accessKeyId, secretAccessKey: opts.secret ?? a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, payloadHash: headers['x-amz-content-sha256'] });
-    headers = s.headers;
-    query = s.query;
-  }
-  const u = new URL(w.url);
-  return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, method: opts.method, path: opts.path + (query ? `?${query}` : ''), headers: { ...headers, 'content-length': String(body.length) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), raw: Buffer.concat(chunks) }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 const code = (r: Sent) => /<Code>([^<]*)<\/Code>/.exec(r.body)?.[1];
 

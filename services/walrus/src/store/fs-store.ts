@@ -9,7 +9,7 @@ import { S3Error, s3Errors } from '@mallee/aws-protocol';
 import { BlobStore, type WrittenBlob } from './blobs.js';
 import type {
   Acl, BucketInfo, ByteRange, DeleteResult, ListObjectsOptions, ListObjectsResult, ListVersionsOptions, ListVersionsResult,
-  ObjectHeaders, ObjectInfo, ObjectStore, Owner, PartInfo, PutObjectOptions, UploadInfo,
+  ObjectHeaders, ObjectInfo, ObjectStore, Owner, PartInfo, PutObjectOptions, Quotas, UploadInfo,
 } from './types.js';
 
 /** Sorts after every key that starts with the same prefix (UTF-8 binary order, as SQLite compares). */
@@ -17,7 +17,7 @@ const AFTER_PREFIX = '\u{10FFFF}';
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
 
-interface BucketRow { name: string; owner_id: string; owner_name: string; created_at: string; location: string; versioning: string; acl: string; policy: string | null }
+interface BucketRow { name: string; owner_id: string; owner_name: string; created_at: string; location: string; versioning: string; acl: string; policy: string | null; bytes: number }
 interface ObjectRow {
   seq: number; bucket: string; key: string; version_id: string; is_latest: number; delete_marker: number; blob: string | null;
   size: number; etag: string; last_modified: string; headers: string; acl: string; owner_id: string; owner_name: string;
@@ -33,6 +33,7 @@ const toBucket = (r: BucketRow): BucketInfo => ({
   versioning: r.versioning as BucketInfo['versioning'],
   acl: JSON.parse(r.acl) as Acl,
   ...(r.policy !== null ? { policy: r.policy } : {}),
+  bytes: r.bytes,
 });
 const toObject = (r: ObjectRow): ObjectInfo & { blob: string | null } => ({
   bucket: r.bucket,
@@ -66,14 +67,19 @@ export interface FsObjectStoreOptions {
   /** Directory holding data/ and tmp/ (same filesystem, so rename is atomic). */
   root: string;
   db: Db;
+  quotas?: Quotas;
 }
+
+const quotaExceeded = (what: string) => new S3Error('QuotaExceeded', `The ${what} storage quota would be exceeded by this request.`);
 
 export class FsObjectStore implements ObjectStore {
   readonly blobs: BlobStore;
   private readonly db: Db;
+  private readonly quotas: Quotas;
 
   constructor(opts: FsObjectStoreOptions) {
     this.db = opts.db;
+    this.quotas = opts.quotas ?? {};
     this.blobs = new BlobStore(opts.root);
   }
 
@@ -93,6 +99,10 @@ export class FsObjectStore implements ObjectStore {
 
   createBucket(name: string, owner: Owner, acl: Acl, location: string): void {
     const existing = this.getBucket(name);
+    const max = this.quotas.maxBucketsPerAccount;
+    if (!existing && max && this.countBuckets(owner.id) >= max) {
+      throw new S3Error('TooManyBuckets', 'You have attempted to create more buckets than allowed', { MaxBuckets: String(max) });
+    }
     if (existing) {
       if (existing.owner.id === owner.id) throw new S3Error('BucketAlreadyOwnedByYou', 'Your previous request to create the named bucket succeeded and you already own it.', { BucketName: name });
       throw new S3Error('BucketAlreadyExists', 'The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.', { BucketName: name });
@@ -145,6 +155,17 @@ export class FsObjectStore implements ObjectStore {
     if (this.db.prepare('UPDATE buckets SET policy = ? WHERE name = ?').run(policy ?? null, name).changes === 0) throw s3Errors.noSuchBucket(name);
   }
 
+  /** Refuses a write that would take the bucket or its owner past a quota (`added` bytes net). */
+  private checkQuota(bucket: BucketInfo, added: number): void {
+    if (added <= 0) return;
+    const { maxBucketBytes, maxAccountBytes } = this.quotas;
+    if (maxBucketBytes && bucket.bytes + added > maxBucketBytes) throw quotaExceeded('bucket');
+    if (maxAccountBytes) {
+      const used = this.db.prepare('SELECT COALESCE(SUM(bytes), 0) FROM buckets WHERE owner_id = ?').pluck().get(bucket.owner.id) as number;
+      if (used + added > maxAccountBytes) throw quotaExceeded('account');
+    }
+  }
+
   // ---- objects
 
   private async writeChecked(data: Readable | (() => Readable)[], opts: Omit<PutObjectOptions, 'headers' | 'acl' | 'owner'>): Promise<WrittenBlob> {
@@ -179,13 +200,17 @@ export class FsObjectStore implements ObjectStore {
       const b = this.bucket(bucket);
       const versionId = b.versioning === 'Enabled' ? newVersionId() : 'null';
       const displaced: string[] = [];
+      let freed = 0;
       if (versionId === 'null') {
-        const old = this.db.prepare('SELECT blob FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, 'null') as { blob: string | null } | undefined;
+        const old = this.db.prepare('SELECT blob, size FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, 'null') as { blob: string | null; size: number } | undefined;
         if (old) {
+          freed = old.size;
           if (old.blob) displaced.push(old.blob);
           this.db.prepare('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, 'null');
         }
       }
+      this.checkQuota(b, (blob?.size ?? 0) - freed);
+      this.db.prepare('UPDATE buckets SET bytes = bytes + ? WHERE name = ?').run((blob?.size ?? 0) - freed, bucket);
       this.db.prepare('UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1').run(bucket, key);
       const now = new Date();
       const r = this.db
@@ -209,7 +234,9 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async putObject(bucket: string, key: string, data: Readable, opts: PutObjectOptions): Promise<ObjectInfo> {
-    this.bucket(bucket);
+    const b = this.bucket(bucket);
+    // Refuse early what cannot fit; the commit checks again with the exact size.
+    if (opts.expectedSize !== undefined) this.checkQuota(b, opts.expectedSize - (this.row(bucket, key, 'null')?.size ?? 0));
     const blob = await this.writeChecked(data, opts);
     return this.commitBlob(bucket, key, blob, blob.md5.toString('hex'), opts);
   }
@@ -247,7 +274,10 @@ export class FsObjectStore implements ObjectStore {
       if (versionId === undefined) {
         if (b.versioning === '') {
           const old = this.row(bucket, key, 'null');
-          if (old) this.db.prepare('DELETE FROM objects WHERE seq = (SELECT seq FROM objects WHERE bucket = ? AND key = ? AND version_id = ?)').run(bucket, key, 'null');
+          if (old) {
+            this.db.prepare('DELETE FROM objects WHERE seq = (SELECT seq FROM objects WHERE bucket = ? AND key = ? AND version_id = ?)').run(bucket, key, 'null');
+            this.db.prepare('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(old.size, bucket);
+          }
           return { result: { deleteMarker: false }, displaced: old?.blob ? [old.blob] : [] };
         }
         return { result: undefined, displaced: [] as string[] };
@@ -255,6 +285,7 @@ export class FsObjectStore implements ObjectStore {
       const r = this.row(bucket, key, versionId);
       if (!r) return { result: { deleteMarker: false, versionId }, displaced: [] };
       this.db.prepare('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
+      this.db.prepare('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(r.size, bucket);
       if (r.isLatest) {
         this.db.prepare('UPDATE objects SET is_latest = 1 WHERE seq = (SELECT MAX(seq) FROM objects WHERE bucket = ? AND key = ?)').run(bucket, key);
       }

@@ -59,4 +59,11 @@ export const migrations: Migration[] = [
     `,
   },
   { id: 2, name: 'bucket policies', up: 'ALTER TABLE buckets ADD COLUMN policy TEXT' },
+  {
+    id: 3,
+    name: 'bucket usage',
+    // Bytes of every stored version (delete markers weigh nothing), kept in step by each commit.
+    up: `ALTER TABLE buckets ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+         UPDATE buckets SET bytes = (SELECT COALESCE(SUM(size), 0) FROM objects WHERE objects.bucket = buckets.name);`,
+  },
 ];

@@ -30,6 +30,15 @@ export interface BucketInfo {
   acl: Acl;
   /** Bucket policy JSON as the owner sent it. */
   policy?: string;
+  /** Bytes stored in all versions of all objects. */
+  bytes: number;
+}
+
+/** 0 or undefined = unlimited. */
+export interface Quotas {
+  maxBucketsPerAccount?: number;
+  maxBucketBytes?: number;
+  maxAccountBytes?: number;
 }
 
 /** Headers stored with an object and returned on GET (Content-Type, Cache-Control, x-amz-meta-*, …). */
