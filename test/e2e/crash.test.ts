@@ -8,7 +8,8 @@ import { eventually, sleep, startCloud, type Cloud } from './helpers/cloud.js';
 
 let cloud: Cloud;
 beforeAll(async () => {
-  cloud = await startCloud();
+  // Room for every launch of the burst (the simulated node's default is 4 cores).
+  cloud = await startCloud({ conf: { SIM_CORES: 512, SIM_MEM: 512 * 1024, SIM_DISK: 512 * 20 } });
 });
 afterAll(async () => {
   await cloud?.stop();
@@ -21,12 +22,17 @@ describe('clc crash during a RunInstances burst', () => {
     let inFlight = 0;
     let maxInFlightAtCrash = 0;
     let crashed = false;
+    let refused: string | undefined;
     const worker = async () => {
       while (!crashed) {
         inFlight++;
         try {
           const r = await cloud.client.call('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 2, InstanceType: 'm1.small' });
-          if (r.status === 200) returned.push(...items(r.xml.instancesSet).map((i) => String(i.instanceId)));
+          if (r.status !== 200) {
+            refused = `${r.status} ${r.code}: ${r.body.slice(0, 300)}`;
+            return;
+          }
+          returned.push(...items(r.xml.instancesSet).map((i) => String(i.instanceId)));
         } catch {
           return; // the clc went away mid-request: this launch's fate is unknown to the client
         } finally {
@@ -35,7 +41,10 @@ describe('clc crash during a RunInstances burst', () => {
       }
     };
     const workers = Array.from({ length: 6 }, worker);
-    await eventually('a few launches returned', async () => (returned.length >= 6 ? true : undefined), 30_000);
+    await eventually('a few launches returned', async () => {
+      if (refused) throw new Error(`RunInstances refused before the crash: ${refused}`);
+      return returned.length >= 6 ? true : undefined;
+    }, 30_000);
     const pid = Number(readFileSync(join(cloud.home, 'run', 'clc.pid'), 'utf8'));
     maxInFlightAtCrash = inFlight;
     process.kill(pid, 'SIGKILL');
@@ -52,6 +61,7 @@ describe('clc crash during a RunInstances burst', () => {
       const running = new Set(instances.filter((i) => i.state === 'running').map((i) => i.instanceId));
       return returned.every((id) => running.has(id)) ? instances : undefined;
     }, 90_000);
+    console.log(`clc killed with ${maxInFlightAtCrash} RunInstances in flight; ${returned.length} instances returned before; ${all.length} exist after the restart`);
     const seen = new Map<string, number>();
     for (const i of all) seen.set(i.instanceId, (seen.get(i.instanceId) ?? 0) + 1);
     for (const id of returned) expect(seen.get(id), `${id} listed once`).toBe(1);

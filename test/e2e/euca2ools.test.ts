@@ -46,7 +46,7 @@ describe('euca2ools drive an all-in-one cloud', () => {
 
     await euca('euca-create-tags', ['--tag', 'role=web', ids[2]!]);
     expect(instanceIds(await euca('euca-describe-instances', ['--filter', 'tag:role=web']))).toEqual([ids[2]]);
-    expect(await euca('euca-describe-tags', ['--filter', `resource-id=${ids[2]}`])).toMatch(/TAG\s+\S+\s+instance\s+role\s+web/);
+    expect(await euca('euca-describe-tags', ['--filter', `resource-id=${ids[2]}`])).toMatch(new RegExp(`TAG\\s+instance\\s+${ids[2]}\\s+role\\s+web`));
 
     expect(await euca('euca-get-console-output', [ids[0]!])).toContain(ids[0]!);
 

@@ -63,7 +63,8 @@ export interface Cloud {
   stop(): Promise<void>;
 }
 
-export async function startCloud(opts: { pollInterval?: number } = {}): Promise<Cloud> {
+export async function startCloud(opts: { pollInterval?: number; /** mallee.conf keys as MALLEE_<KEY> env for every daemon */ conf?: Record<string, string | number> } = {}): Promise<Cloud> {
+  const confEnv = Object.fromEntries(Object.entries(opts.conf ?? {}).map(([k, v]) => [`MALLEE_${k}`, String(v)]));
   const home = mkdtempSync(join(tmpdir(), 'mallee-e2e-'));
   const base = await freePortBase();
   const logs = () =>
@@ -77,7 +78,7 @@ export async function startCloud(opts: { pollInterval?: number } = {}): Promise<
       })
       .join('\n');
   try {
-    await mallee(['up', '--home', home, '--hypervisor', 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1)]);
+    await mallee(['up', '--home', home, '--hypervisor', 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1)], confEnv);
   } catch (err) {
     const message = `${(err as Error).message}\n${logs()}`;
     await mallee(['down', '--home', home]).catch(() => {});
@@ -91,7 +92,7 @@ export async function startCloud(opts: { pollInterval?: number } = {}): Promise<
     ec2Url: env.EC2_URL!,
     region: env.AWS_DEFAULT_REGION!,
     client: new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!),
-    mallee: (args) => mallee([...args, '--home', home]),
+    mallee: (args) => mallee([...args, '--home', home], confEnv),
     logs,
     stop: async () => {
       await mallee(['down', '--home', home]).catch(() => {});
