@@ -1,0 +1,186 @@
+// The Node Controller over the wire with the libvirt driver and real TCG guests: what the cc sees.
+// Skipped only where libvirtd, QEMU or the bindings are genuinely absent.
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WireClient, generateKey, nc, writeKeyFile, type InstanceSpec } from '@mallee/wire';
+import { nodeKeyFile } from '../src/index.js';
+import { LibvirtConnection, loadBindings } from '../src/hypervisors/libvirt-connection.js';
+import { startNode, waitFor, cleanup } from './harness.js';
+
+const run = promisify(execFile);
+const repo = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const imagesOut = join(repo, 'test-output', 'images');
+const ncMain = join(repo, 'services/nc/dist/src/main.js');
+
+function onPath(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function whyUnavailable(): Promise<string | undefined> {
+  for (const cmd of ['libvirtd', 'virsh', 'qemu-system-x86_64', 'qemu-img']) if (!onPath(cmd)) return `${cmd} is not installed`;
+  try {
+    await loadBindings();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}
+
+const skipReason = await whyUnavailable();
+if (skipReason) console.warn(`libvirt NC tests skipped: ${skipReason}`);
+
+const guests = new Set<string>();
+const homes: string[] = [];
+const children: ChildProcess[] = [];
+
+function libvirtHome(): string {
+  const home = mkdtempSync(join(tmpdir(), 'mallee-nc-libvirt-'));
+  chmodSync(home, 0o755);
+  homes.push(home);
+  mkdirSync(join(home, 'images'));
+  symlinkSync(join(imagesOut, 'root.img'), join(home, 'images', 'emi-tst00001'));
+  symlinkSync(join(imagesOut, 'vmlinuz'), join(home, 'images', 'eki-tst00001'));
+  symlinkSync(join(imagesOut, 'initrd.img'), join(home, 'images', 'eri-tst00001'));
+  return home;
+}
+
+function spec(memoryMiB = 256): InstanceSpec {
+  const instanceId = `i-${randomBytes(4).toString('hex')}`;
+  guests.add(instanceId);
+  return {
+    instanceId,
+    reservationId: `r-${randomBytes(4).toString('hex')}`,
+    ownerId: '000000000001',
+    launchIndex: 0,
+    imageId: 'emi-tst00001',
+    imageLocation: '',
+    kernelId: 'eki-tst00001',
+    ramdiskId: 'eri-tst00001',
+    vmType: { name: 'm1.small', cores: 1, memoryMiB, diskGiB: 1 },
+    groupNames: ['default'],
+  };
+}
+
+const consoleText = async (client: WireClient, instanceId: string) =>
+  Buffer.from((await client.call(nc.ncGetConsoleOutput, { instanceId })).output, 'base64').toString('latin1');
+
+/** A port nothing listens on now (the nc CLI wants a real one; it writes the URL it got to run/nc.url). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+const markers = (text: string, id: string) => text.split(`mallee: boot done ${id}`).length - 1;
+
+const libvirtOverrides = (home: string) => ({ HYPERVISOR: 'qemu', INSTANCE_PATH: join(home, 'instances'), MAX_CORES: 8 });
+
+describe.skipIf(skipReason !== undefined)('node controller with the libvirt driver (real TCG guests)', () => {
+  beforeAll(async () => {
+    for (const d of ['virtlogd', 'libvirtd']) {
+      try {
+        execFileSync('pgrep', ['-x', d], { stdio: 'ignore' });
+      } catch {
+        await run(d, ['-d']);
+      }
+    }
+    await run('bash', [join(repo, 'test/images/build-test-image.sh'), imagesOut], { timeout: 600_000 });
+  }, 660_000);
+
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    await cleanup();
+    const conn = new LibvirtConnection('qemu:///system');
+    await conn.open().catch(() => undefined);
+    for (const id of guests) {
+      await conn.destroy(id).catch(() => undefined);
+      await conn.undefine(id).catch(() => undefined);
+    }
+    await conn.close();
+    for (const h of homes) rmSync(h, { recursive: true, force: true });
+  }, 120_000);
+
+  it('ncRunInstance boots a real guest: running, console shows its id, reboot shows it twice, terminate removes it', async () => {
+    const home = libvirtHome();
+    const node = await startNode(libvirtOverrides(home), { home });
+    const res = await node.client.call(nc.ncDescribeResource, {});
+    expect(res.hypervisor).toBe('libvirt/qemu');
+    const s = spec();
+    const t0 = Date.now();
+    await node.client.call(nc.ncRunInstance, s);
+    await waitFor('running', async () => (await node.client.call(nc.ncDescribeInstances, { instanceIds: [s.instanceId] })).instances[0]?.state === 'running', 60_000);
+    await waitFor('boot-done marker', async () => markers(await consoleText(node.client, s.instanceId), s.instanceId) === 1, 90_000);
+    console.info(`nc + libvirt/qemu: ncRunInstance → boot-done marker on ncGetConsoleOutput in ${Date.now() - t0} ms`);
+
+    await node.client.call(nc.ncRebootInstance, { instanceId: s.instanceId });
+    const text = await waitFor('second marker', async () => {
+      const t = await consoleText(node.client, s.instanceId);
+      return markers(t, s.instanceId) === 2 ? t : undefined;
+    }, 90_000);
+    // Both boots fit in the 64 KiB the NC returns (kernel messages included).
+    expect(Buffer.byteLength(text, 'latin1')).toBeLessThan(64 * 1024);
+
+    await node.client.call(nc.ncTerminateInstance, { instanceId: s.instanceId, force: false });
+    await waitFor('terminated', async () => (await node.client.call(nc.ncDescribeInstances, { instanceIds: [s.instanceId] })).instances[0]?.state === 'terminated', 60_000);
+    expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
+    const conn = new LibvirtConnection('qemu:///system');
+    await conn.open();
+    expect(await conn.domainState(s.instanceId)).toBeUndefined();
+    await conn.close();
+  }, 300_000);
+
+  it('kill -9 of the nc with 3 guests running, then restart: the same 3 instances, no duplicates, still running', async () => {
+    if (!existsSync(join(repo, 'services/nc/dist/src/hypervisors/libvirt.js'))) throw new Error('build first: npx tsc -b services/nc');
+    const home = libvirtHome();
+    const key = generateKey();
+    writeKeyFile(nodeKeyFile(home), key);
+    const conf = join(home, 'mallee.conf');
+    writeFileSync(conf, Object.entries({ ...libvirtOverrides(home), NC_PORT: await freePort(), BIND_ADDRESS: '127.0.0.1', LOG_LEVEL: 'warn', MALLEE_HOME: home }).map(([k, v]) => `${k}="${v}"`).join('\n') + '\n');
+
+    const startNc = async (): Promise<{ proc: ChildProcess; client: WireClient }> => {
+      rmSync(join(home, 'run', 'nc.url'), { force: true });
+      const proc = spawn(process.execPath, [ncMain, '--home', home, '--conf', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+      children.push(proc);
+      const url = await waitFor('nc.url', () => (existsSync(join(home, 'run', 'nc.url')) ? readFileSync(join(home, 'run', 'nc.url'), 'utf8').trim() || undefined : undefined), 30_000);
+      return { proc, client: new WireClient({ url, from: 'cc', key }) };
+    };
+
+    const first = await startNc();
+    const specs = [spec(), spec(), spec()];
+    for (const s of specs) await first.client.call(nc.ncRunInstance, s);
+    for (const s of specs) await waitFor(`boot of ${s.instanceId}`, async () => markers(await consoleText(first.client, s.instanceId), s.instanceId) >= 1, 120_000);
+    first.proc.kill('SIGKILL');
+    await new Promise((r) => first.proc.once('exit', r));
+
+    const second = await startNc();
+    const { instances } = await second.client.call(nc.ncDescribeInstances, { instanceIds: [] });
+    expect(instances.map((i) => i.instanceId).sort()).toEqual(specs.map((s) => s.instanceId).sort());
+    expect(instances.every((i) => i.state === 'running' && i.reservationId !== '')).toBe(true);
+    // A cc retrying a launch after the restart gets the same guest, not a fourth one.
+    await second.client.call(nc.ncRunInstance, specs[0]!);
+    const conn = new LibvirtConnection('qemu:///system');
+    await conn.open();
+    const ours = (await conn.listDomains()).filter((d) => specs.some((s) => s.instanceId === d.name));
+    expect(ours).toHaveLength(3);
+    for (const s of specs) await second.client.call(nc.ncTerminateInstance, { instanceId: s.instanceId, force: true });
+    await waitFor('all terminated', async () => (await second.client.call(nc.ncDescribeInstances, { instanceIds: [] })).instances.every((i) => i.state === 'terminated'), 60_000);
+    for (const s of specs) expect(await conn.domainState(s.instanceId)).toBeUndefined();
+    await conn.close();
+    second.proc.kill('SIGTERM');
+    await new Promise((r) => second.proc.once('exit', r));
+  }, 420_000);
+});
