@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { randomBytes } from 'node:crypto';
 import { S3Error, s3ErrorXml, type CredentialLookup } from '@mallee/aws-protocol';
 import type { ObjectStore } from './store/types.js';
+import { S3Metrics, walrusMetrics } from './metrics.js';
 import { s3Api } from './s3/plugin.js';
 
 export interface WalrusServerDeps {
@@ -32,8 +33,11 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
       void (reply as FastifyReply).code(err.status).header('x-amz-request-id', requestId).type('application/xml').send(s3ErrorXml(err, '', requestId));
     },
   });
+  const metrics = new S3Metrics();
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
+  app.register(walrusMetrics(metrics, deps.store));
   app.register(s3Api, {
+    onServed: (action, status) => metrics.record(action, status),
     store: deps.store,
     credentials: deps.credentials,
     region: deps.region,

@@ -166,3 +166,16 @@ describe('addressing', () => {
     expect(got.headers['x-amz-meta-via']).toBe('sigv2');
   });
 });
+
+describe('health and metrics', () => {
+  it('serves /_mallee/healthz and Prometheus metrics counting requests by action and status', async () => {
+    const health = await fetch(new URL('/_mallee/healthz', w.url));
+    expect(await health.json()).toEqual({ service: 'walrus', status: 'ok' });
+    await send({ method: 'GET', path: '/proto/not-there' });
+    const text = await (await fetch(new URL('/_mallee/metrics', w.url))).text();
+    expect(text).toMatch(/^mallee_walrus_requests_total\{action="GetObject",status="404"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^mallee_walrus_requests_total\{action="CreateBucket",status="200"\} 1$/m);
+    expect(text).toMatch(/^mallee_walrus_buckets 1$/m);
+    expect(text).toMatch(/^mallee_walrus_stored_bytes [1-9]\d*$/m);
+  });
+});

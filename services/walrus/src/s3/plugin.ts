@@ -27,6 +27,8 @@ export interface S3ApiOptions {
   /** Host names under which `bucket.<name>` means virtual-host addressing. */
   virtualHostDomains: readonly string[];
   maxObjectSize?: number;
+  /** Told the action and status of every request. */
+  onServed?: (action: string, status: number) => void;
 }
 
 /** Every action, most specific first within a method and target (sub-resources, then conditions). */
@@ -195,6 +197,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
     const rawQuery = q < 0 ? '' : url.slice(q + 1);
     let resource = rawPath;
     let body: Readable | undefined;
+    let actionName = 'Unknown';
     try {
       const addr = address(rawPath, request.headers.host, opts.virtualHostDomains);
       resource = addr.bucket === undefined ? '/' : `/${addr.bucket}${addr.key !== undefined ? '/' + addr.key : ''}`;
@@ -223,8 +226,10 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
       if (unsupported) throw new S3Error('NotImplemented', `A header you provided implies functionality that is not implemented (${unsupported})`, {}, 501);
       const action = selectAction(request.method, target, req);
       if (!action) throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', { Method: request.method, ResourceType: target.toUpperCase() });
+      actionName = action.name;
       request.log.debug({ action: action.name, bucket: req.bucket, key: req.key, account: req.principal?.accountName }, 's3 request');
       const out = await action.handler(req);
+      opts.onServed?.(actionName, out.status ?? 200);
       reply.code(out.status ?? 200);
       if (out.headers) reply.headers(out.headers);
       if (out.xml) return reply.type('application/xml').send(s3Xml(out.xml.root, out.xml.body));
@@ -238,6 +243,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
         request.log.error({ err: e, requestId }, 's3 request failed');
         err = new S3Error('InternalError', 'We encountered an internal error. Please try again.');
       }
+      opts.onServed?.(actionName, err.status);
       reply.code(err.status);
       const marker = (e as { deleteMarker?: string }).deleteMarker;
       if (marker !== undefined) reply.header('x-amz-delete-marker', 'true');

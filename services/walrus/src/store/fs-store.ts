@@ -91,6 +91,12 @@ export class FsObjectStore implements ObjectStore {
     return { tempFiles, orphanBlobs };
   }
 
+  usage(): { buckets: number; objects: number; bytes: number } {
+    const b = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS bytes FROM buckets').get() as { n: number; bytes: number };
+    const objects = this.db.prepare('SELECT COUNT(*) FROM objects WHERE is_latest = 1 AND delete_marker = 0').pluck().get() as number;
+    return { buckets: b.n, objects, bytes: b.bytes };
+  }
+
   close(): void {
     // The database belongs to the daemon, which closes it.
   }

@@ -165,5 +165,8 @@ export interface ObjectStore {
   abortMultipartUpload(upload: UploadInfo): void;
   completeMultipartUpload(upload: UploadInfo, parts: { partNumber: number; etag: string }[]): Promise<ObjectInfo>;
 
+  /** Totals for metrics. */
+  usage(): { buckets: number; objects: number; bytes: number };
+
   close(): void;
 }
