@@ -24,6 +24,8 @@ export interface PollerOptions {
 
 /** Polls in a row an instance the cc used to report may be missing before it counts as gone (a cc restarting rebuilds its view from its nodes). */
 const LOST_AFTER_POLLS = 3;
+/** A launch the cc has not reported for this long (and at least three polls) is sent to it again. */
+const STALE_LAUNCH_MS = 10_000;
 
 export class ClusterPoller {
   private timer: NodeJS.Timeout | undefined;
@@ -85,6 +87,9 @@ export class ClusterPoller {
     if (!this.reconciled.has(zone)) {
       this.reconciled.add(zone);
       await this.redispatchUnknown(zone, reports);
+    } else {
+      // Between restarts too: a launch the cc never came to report (it lost it before its nodes did) is sent again.
+      await this.redispatchUnknown(zone, reports, new Date(Date.now() - Math.max(3 * this.o.pollIntervalMs, STALE_LAUNCH_MS)));
     }
     await this.retryTerminations(zone, reports);
   }
@@ -102,7 +107,10 @@ export class ClusterPoller {
         const rep = byId.get(row.instance_id);
         if (rep) {
           this.missedPolls.delete(row.instance_id);
-          update.run({ id: row.instance_id, node: rep.node, privateIp: rep.privateIp ?? null, publicIp: rep.publicIp ?? null, mac: rep.macAddress ?? null });
+          // Most polls change nothing: write only what moved (thousands of instances per poll).
+          const moved = !row.reported || row.node !== rep.node || (rep.privateIp !== undefined && rep.privateIp !== row.private_ip)
+            || (rep.publicIp !== undefined && rep.publicIp !== row.public_ip) || (rep.macAddress !== undefined && rep.macAddress !== row.mac_address);
+          if (moved) update.run({ id: row.instance_id, node: rep.node, privateIp: rep.privateIp ?? null, publicIp: rep.publicIp ?? null, mac: rep.macAddress ?? null });
           const next = nextState(row, rep);
           // A reason the user's own termination gave (or an earlier failure) stays unless the cc says why.
           const reason = rep.stateReason ?? (next === 'shutting-down' || next === 'terminated' ? row.state_reason : null);
@@ -127,11 +135,16 @@ export class ClusterPoller {
     })();
   }
 
-  /** After a restart: pending launches the cc never heard of are sent again, per reservation. */
-  private async redispatchUnknown(zone: string, reports: CcInstance[]): Promise<void> {
+  /**
+   * Pending launches the cc does not know are sent again, per reservation: after a restart all of them
+   * (the clc may have died before sending), later only those never reported and older than `olderThan`.
+   */
+  private async redispatchUnknown(zone: string, reports: CcInstance[], olderThan?: Date): Promise<void> {
     const { db, dispatcher, log } = this.o;
     const known = new Set(reports.map((r) => r.instanceId));
-    const pending = instanceRows(db, "zone = @zone AND state = 'pending'", { zone }).filter((r) => !known.has(r.instance_id) && !dispatcher.isInFlight(r.instance_id));
+    const pending = instanceRows(db, "zone = @zone AND state = 'pending'", { zone })
+      .filter((r) => !known.has(r.instance_id) && !dispatcher.isInFlight(r.instance_id))
+      .filter((r) => !olderThan || (!r.reported && r.state_changed_at < olderThan.toISOString()));
     if (!pending.length) return;
     const groups = groupsOf(db, pending.map((r) => r.instance_id));
     const byReservation = new Map<string, InstanceRow[]>();
@@ -146,8 +159,7 @@ export class ClusterPoller {
         if (err instanceof WireError && err.code === 'InsufficientInstanceCapacity') {
           for (const r of rows) setState(db, r.instance_id, 'terminated', `Server.InsufficientInstanceCapacity: ${err.message}`);
         } else {
-          log.warn({ zone, reservationId, err }, 're-sending launches failed; will retry at the next start of the poller');
-          this.reconciled.delete(zone);
+          log.warn({ zone, reservationId, err }, 're-sending launches failed; will retry at a later poll');
         }
       }
     }
