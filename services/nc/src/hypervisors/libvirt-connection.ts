@@ -64,6 +64,13 @@ export function isNoDomainError(err: unknown): boolean {
   return /domain not found|no domain with matching/i.test((err as Error)?.message ?? '');
 }
 
+/** The messages libvirt gives once the daemon behind a connection has gone (restart, crash). */
+export function isConnectionLost(err: unknown): boolean {
+  return /client socket is closed|Broken pipe|Cannot (write|recv) data|End of file while reading|connection (is )?closed|not connected/i.test(
+    (err as Error)?.message ?? '',
+  );
+}
+
 export class LibvirtConnection {
   private conn: NativeHypervisor | undefined;
 
@@ -88,20 +95,33 @@ export class LibvirtConnection {
     await conn?.connectClose().catch(() => undefined);
   }
 
-  private get c(): NativeHypervisor {
+  /**
+   * Run `fn` on the connection; when libvirtd was restarted under us (the socket is gone), reconnect
+   * once and run it again, so an NC outlives a libvirtd restart.
+   */
+  private async with<T>(fn: (c: NativeHypervisor) => Promise<T>): Promise<T> {
     if (!this.conn) throw new LibvirtUnavailableError('libvirt connection is not open');
-    return this.conn;
+    try {
+      return await fn(this.conn);
+    } catch (err) {
+      if (!isConnectionLost(err)) throw err;
+      const stale = this.conn;
+      this.conn = undefined;
+      await stale?.connectClose().catch(() => undefined);
+      await this.open();
+      return fn(this.conn as unknown as NativeHypervisor);
+    }
   }
 
   async nodeInfo(): Promise<{ cpus: number; memoryKiB: number }> {
-    const info = await this.c.nodeGetInfo();
+    const info = await this.with((c) => c.nodeGetInfo());
     return { cpus: info.cpus, memoryKiB: info.memory };
   }
 
   /** Every domain (running or defined), with its live XML. Domains that vanish meanwhile are skipped. */
   async listDomains(): Promise<DomainView[]> {
     const out: DomainView[] = [];
-    for (const d of await this.c.connectListAllDomains()) {
+    for (const d of await this.with((c) => c.connectListAllDomains())) {
       try {
         const [name, info, xml] = await Promise.all([d.getName(), d.getInfo(), d.getXMLDesc()]);
         out.push({ name, state: info.state, xml });
@@ -115,7 +135,7 @@ export class LibvirtConnection {
   /** The domain's state, or undefined when no such domain exists. */
   async domainState(name: string): Promise<number | undefined> {
     try {
-      return (await (await this.c.domainLookupByName(name)).getInfo()).state;
+      return (await (await this.lookup(name)).getInfo()).state;
     } catch (err) {
       if (isNoDomainError(err)) return undefined;
       throw err;
@@ -124,7 +144,7 @@ export class LibvirtConnection {
 
   async domainXml(name: string): Promise<string | undefined> {
     try {
-      return await (await this.c.domainLookupByName(name)).getXMLDesc();
+      return await (await this.lookup(name)).getXMLDesc();
     } catch (err) {
       if (isNoDomainError(err)) return undefined;
       throw err;
@@ -133,19 +153,19 @@ export class LibvirtConnection {
 
   /** Define a persistent domain and start it. */
   async defineAndStart(xml: string): Promise<void> {
-    const d = await this.c.domainDefineXML(xml);
+    const d = await this.with((c) => c.domainDefineXML(xml));
     await d.create();
   }
 
   /** ACPI power button. */
   async shutdown(name: string): Promise<void> {
-    await (await this.c.domainLookupByName(name)).shutdown();
+    await (await this.lookup(name)).shutdown();
   }
 
   /** Pull the plug; a domain that is already off or gone is fine. */
   async destroy(name: string): Promise<void> {
     try {
-      const d = await this.c.domainLookupByName(name);
+      const d = await this.lookup(name);
       if ((await d.getInfo()).state !== DomainState.SHUTOFF) await d.destroy();
     } catch (err) {
       if (!isNoDomainError(err) && !/not running/i.test((err as Error).message)) throw err;
@@ -154,10 +174,14 @@ export class LibvirtConnection {
 
   async undefine(name: string): Promise<void> {
     try {
-      await (await this.c.domainLookupByName(name)).undefine();
+      await (await this.lookup(name)).undefine();
     } catch (err) {
       if (!isNoDomainError(err)) throw err;
     }
+  }
+
+  private lookup(name: string): Promise<NativeDomain> {
+    return this.with((c) => c.domainLookupByName(name));
   }
 
   /** Graceful reboot: the guest gets the ACPI power button and libvirt resets it once it has powered off. */
