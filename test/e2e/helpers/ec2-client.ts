@@ -35,6 +35,15 @@ export class Ec2Client {
   }
 
   async call(action: string, params: Record<string, string | number | boolean> = {}): Promise<Ec2Reply> {
+    const { status, body } = await this.send(action, params);
+    const doc = parser.parse(body) as Record<string, Record<string, unknown>>;
+    const root = Object.values(doc).find((v) => typeof v === 'object') ?? {};
+    const code = (root as { Errors?: { Error?: { Code?: string } } }).Errors?.Error?.Code;
+    return { status, body, xml: root, ...(code ? { code } : {}) };
+  }
+
+  /** The signed request and the whole reply body, unparsed (what a benchmark should time). */
+  async send(action: string, params: Record<string, string | number | boolean> = {}): Promise<{ status: number; body: string }> {
     const all: Record<string, string> = { Action: action, Version: this.version };
     for (const [k, v] of Object.entries(params)) all[k] = String(v);
     const body = Object.keys(all)
@@ -58,11 +67,7 @@ export class Ec2Client {
     const signature = createHmac('sha256', kSigning).update(toSign).digest('hex');
     headers.authorization = `AWS4-HMAC-SHA256 Credential=${this.creds.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${signature}`;
     const res = await fetch(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(60_000) });
-    const text = await res.text();
-    const doc = parser.parse(text) as Record<string, Record<string, unknown>>;
-    const root = Object.values(doc).find((v) => typeof v === 'object') ?? {};
-    const code = (root as { Errors?: { Error?: { Code?: string } } }).Errors?.Error?.Code;
-    return { status: res.status, body: text, xml: root, ...(code ? { code } : {}) };
+    return { status: res.status, body: await res.text() };
   }
 
   /** call() that throws unless the reply is 200. */
