@@ -2,7 +2,7 @@
 // renamed into data/xx/ and the directory fsynced before anyone may point at it, so a crash leaves
 // either a whole blob or a temp file that the next start removes.
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { createReadStream, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { createReadStream, mkdirSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
@@ -106,8 +106,10 @@ export class BlobStore {
     return { id, size: digest.size, md5: digest.md5.digest(), sha256: digest.sha256.digest('hex') };
   }
 
+  /** Opens at once (not on the next tick), so a concurrent overwrite unlinking the blob cannot cut the read short. */
   open(id: string, range?: { start: number; end: number }): Readable {
-    return createReadStream(this.pathOf(id), range ? { start: range.start, end: range.end, highWaterMark: 1 << 20 } : { highWaterMark: 1 << 20 });
+    const fd = openSync(this.pathOf(id), 'r');
+    return createReadStream('', { fd, autoClose: true, highWaterMark: 1 << 20, ...(range ? { start: range.start, end: range.end } : {}) });
   }
 
   /** Unlinks in the background; a failure only leaves garbage that the next start collects. */
