@@ -12,8 +12,8 @@ afterAll(async () => {
   await cloud?.stop();
 });
 
-async function script(python: string, file: string, tag: string): Promise<Record<string, unknown>> {
-  const r = await runTool(python, [py + file], { ...clientEnv(cloud.env), RUN_TAG: tag });
+async function script(python: string, file: string, tag: string, env: Record<string, string> = {}): Promise<Record<string, unknown>> {
+  const r = await runTool(python, [py + file], { ...clientEnv(cloud.env), RUN_TAG: tag, ...env });
   const last = r.stdout.trim().split('\n').pop() ?? '';
   let summary: Record<string, unknown> = {};
   try {
@@ -31,9 +31,16 @@ describe('python clients drive an all-in-one cloud', () => {
     expect(s.instanceIds).toHaveLength(3);
   });
 
-  it('boto 2 (connect_euca) describes zones, runs 2 instances, filters and terminates them', async () => {
-    const s = await script('/usr/bin/python3', 'boto2_flow.py', 'b2');
+  it('boto 2 (connect_euca, SigV2 as boto 2 signed for Eucalyptus) is refused with a wrong secret, describes zones, runs 2 instances, filters and terminates them', async () => {
+    const s = await script('/usr/bin/python3', 'boto2_flow.py', 'b2v2', { SIGV2: '1' });
+    expect(s.auth).toBe('QuerySignatureV2AuthHandler');
     expect(s.instanceIds).toHaveLength(2);
     expect((s.zones as string[]).length).toBeGreaterThan(0);
+  });
+
+  it("boto 2 (connect_euca with boto 2.49's default SigV4) does the same", async () => {
+    const s = await script('/usr/bin/python3', 'boto2_flow.py', 'b2v4');
+    expect(s.auth).toBe('HmacAuthV4Handler');
+    expect(s.instanceIds).toHaveLength(2);
   });
 });

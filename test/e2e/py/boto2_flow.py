@@ -1,19 +1,35 @@
 """boto 2 (python3-boto, boto.connect_euca) describes, runs and terminates; prints a JSON summary.
-Env: EC2_URL, EC2_ACCESS_KEY, EC2_SECRET_KEY from eucarc, RUN_TAG."""
+Env: EC2_URL, EC2_ACCESS_KEY, EC2_SECRET_KEY from eucarc, RUN_TAG; SIGV2=1 signs with Signature
+Version 2 (HmacSHA256) as boto 2 did for Eucalyptus, instead of boto 2.49's default SigV4."""
 import json, os, sys, time
 from urllib.parse import urlparse
 import boto
+from boto.ec2.connection import EC2Connection
+from boto.exception import EC2ResponseError
 
+if os.environ.get("SIGV2") == "1":
+    EC2Connection._required_auth_capability = lambda self: ["sign-v2"]
 u = urlparse(os.environ["EC2_URL"])
 tag = os.environ.get("RUN_TAG", "b2")
-conn = boto.connect_euca(host=u.hostname, port=u.port, path=u.path, is_secure=False,
-                         aws_access_key_id=os.environ["EC2_ACCESS_KEY"], aws_secret_access_key=os.environ["EC2_SECRET_KEY"])
-out = {"auth": conn._required_auth_capability()}
+
+def connect(secret):
+    return boto.connect_euca(host=u.hostname, port=u.port, path=u.path, is_secure=False,
+                             aws_access_key_id=os.environ["EC2_ACCESS_KEY"], aws_secret_access_key=secret)
+
+conn = connect(os.environ["EC2_SECRET_KEY"])
+out = {"auth": type(conn._auth_handler).__name__}
 
 def check(cond, what):
     if not cond:
         print(json.dumps({"failed": what, **out}, default=str))
         sys.exit(1)
+
+try:
+    connect("not-the-secret").get_all_zones()
+    check(False, "a wrong secret is refused")
+except EC2ResponseError as e:
+    out["wrongSecret"] = [e.status, e.error_code]
+    check(e.status in (401, 403) and e.error_code in ("AuthFailure", "SignatureDoesNotMatch"), "a wrong secret is AuthFailure/SignatureDoesNotMatch")
 
 zones = conn.get_all_zones()
 check(len(zones) >= 1, "at least one availability zone")
