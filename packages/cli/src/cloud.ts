@@ -137,7 +137,11 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
   const say = opts.say ?? (() => {});
   const { config, env } = ensureConf(home, opts, say);
   const hv = config.HYPERVISOR === 'simulated' ? 'simulated' : 'libvirt';
-  say(`hypervisor: ${hv}${hv === 'simulated' ? ' (no real guests; `--hypervisor libvirt` once libvirt can run here)' : ''}`);
+  say(
+    hv === 'simulated'
+      ? `hypervisor: simulated (no real guests${libvirtUsable() ? '' : '; libvirt needs libvirtd running and the nc built with its driver'})`
+      : `hypervisor: ${config.HYPERVISOR} (real guests through libvirtd; \`--hypervisor simulated\` in a new home for none)`,
+  );
   const urls = {} as Record<Service, string>;
   for (const svc of SERVICES) urls[svc] = await ensureRunning(home, svc, env, say);
   await waitForAdminKey(home);
