@@ -12,8 +12,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-test-output/images}
-packages=(linux-image-cloud-amd64 busybox-static cpio qemu-utils e2fsprogs kmod gzip)
-modules=(virtio_pci virtio_blk virtio_net virtio_console button evdev)
+packages=(linux-image-cloud-amd64 busybox-static cpio qemu-utils e2fsprogs kmod gzip genisoimage)
+modules=(virtio_pci virtio_blk virtio_net virtio_console button evdev isofs)
 
 log() { printf 'build-test-image: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

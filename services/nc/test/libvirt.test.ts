@@ -146,7 +146,8 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     const home = tempHome();
     const hv = await driver(home);
     expect(hv.name).toBe('libvirt/qemu');
-    const s = spec({}, 256, 2);
+    const tag = randomBytes(4).toString('hex');
+    const s = spec({ publicKey: `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG key-${tag}`, userData: Buffer.from(`user-data-${tag}\nsecond line\n`).toString('base64') }, 256, 2);
     const t0 = Date.now();
     await hv.runInstance(s);
     await hv.runInstance(s); // idempotent: the same guest, not a second one
@@ -168,7 +169,12 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     expect(info.format).toBe('qcow2');
     expect(info['backing-filename']).toBe(join(home, 'libvirt', 'cache', 'emi-tst00001'));
     const text = await waitForConsole(hv, s.instanceId, 'mallee: disks ');
-    expect(text).toMatch(/mallee: disks vda vdb vdc/);
+    // vdd: the NoCloud config drive with the instance's identity, key and user data.
+    expect(text).toMatch(/mallee: disks vda vdb vdc vdd/);
+    const booted = await waitForConsole(hv, s.instanceId, `mallee: boot done ${s.instanceId}`);
+    expect(booted).toContain(`mallee: config drive /dev/vdd instance-id ${s.instanceId}`);
+    expect(booted).toContain(`mallee: public key key-${tag}`);
+    expect(booted).toContain(`mallee: user-data user-data-${tag}`);
     expect(text).toMatch(/mallee: root disk \/dev\/vda: mallee test root disk/);
 
     const t1 = Date.now();
@@ -203,8 +209,8 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     expect(smallKiB).toBeLessThanOrEqual(256 * 1024);
     expect(largeKiB).toBeGreaterThan(430 * 1024);
     expect(largeKiB).toBeLessThanOrEqual(512 * 1024);
-    // A type with no disk allowance gets the root overlay only.
-    expect(await hv.consoleOutput(small.instanceId).then((b) => b.toString())).toMatch(/mallee: disks vda\s*\r?\n/);
+    // A type with no disk allowance gets the root overlay only (and the config drive).
+    expect(await hv.consoleOutput(small.instanceId).then((b) => b.toString())).toMatch(/mallee: disks vda vdb\s*\r?\n/);
     await Promise.all([hv.terminateInstance(small.instanceId, { force: true }), hv.terminateInstance(large.instanceId, { force: true })]);
     expect(await hv.domainXml(small.instanceId)).toBeUndefined();
   }, 240_000);

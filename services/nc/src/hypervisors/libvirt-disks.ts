@@ -3,7 +3,7 @@
 // the instance type), the kernel and ramdisk, and the console log. Base images are cached once per NC.
 import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, chmod, copyFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { access, chmod, copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -88,6 +88,8 @@ export interface InstanceDisks {
   root: string;
   swap?: string;
   ephemeral?: string;
+  /** NoCloud config drive (ISO 9660, label cidata): meta-data and user-data for the guest. */
+  configDrive?: string;
   kernel?: string;
   ramdisk?: string;
   consoleLog: string;
@@ -104,6 +106,7 @@ export function instanceFiles(dir: string): Required<InstanceDisks> {
     root: join(dir, 'root.qcow2'),
     swap: join(dir, 'swap.img'),
     ephemeral: join(dir, 'ephemeral0.img'),
+    configDrive: join(dir, 'config-drive.iso'),
     kernel: join(dir, 'kernel'),
     ramdisk: join(dir, 'ramdisk'),
     consoleLog: join(dir, 'console.log'),
@@ -160,6 +163,8 @@ export async function buildInstanceDisks(
     }
   }
 
+  if (await buildConfigDrive(spec, join(dir, 'config-drive'), files.configDrive)) out.configDrive = files.configDrive;
+
   if (spec.kernelId) {
     await copyFile(await cache.get(spec.kernelId), files.kernel);
     out.kernel = files.kernel;
@@ -177,5 +182,36 @@ export async function allocatedBytes(file: string): Promise<number> {
     return (await stat(file)).blocks * 512;
   } catch {
     return 0;
+  }
+}
+
+/**
+ * The instance's identity, key and user data as a NoCloud config drive (what cloud-init reads when
+ * there is no metadata service yet): an ISO 9660 image labelled `cidata` with `meta-data` (YAML)
+ * and `user-data` (the decoded EC2 user data). Needs genisoimage; without it the guest gets none
+ * (false is returned) and still boots.
+ */
+export async function buildConfigDrive(spec: InstanceSpec, staging: string, iso: string): Promise<boolean> {
+  await mkdir(staging, { recursive: true });
+  const q = (v: string) => JSON.stringify(v); // a JSON string is a valid YAML scalar
+  const meta = [
+    `instance-id: ${q(spec.instanceId)}`,
+    `local-hostname: ${q(spec.instanceId)}`,
+    `ami-id: ${q(spec.imageId)}`,
+    `reservation-id: ${q(spec.reservationId)}`,
+    `instance-type: ${q(spec.vmType.name)}`,
+    `ami-launch-index: ${spec.launchIndex}`,
+  ];
+  if (spec.publicKey) meta.push('public-keys:', `  - ${q(spec.publicKey.trim())}`);
+  await writeFile(join(staging, 'meta-data'), meta.join('\n') + '\n');
+  await writeFile(join(staging, 'user-data'), spec.userData ? Buffer.from(spec.userData, 'base64') : Buffer.alloc(0));
+  try {
+    await run('genisoimage', ['-quiet', '-output', iso, '-volid', 'cidata', '-joliet', '-rock', staging]);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
   }
 }

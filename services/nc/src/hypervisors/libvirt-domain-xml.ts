@@ -28,6 +28,7 @@ export interface DomainDisk {
   target: string;
   file: string;
   format: 'raw' | 'qcow2';
+  readonly?: boolean;
 }
 
 export interface DomainSpec {
@@ -64,8 +65,8 @@ export function buildDomainXml(d: DomainSpec): string {
 
   const devices: string[] = d.disks.map(
     (disk) =>
-      `<disk type='file' device='disk'><driver name='qemu' type='${disk.format}' cache='none' discard='unmap'/>` +
-      `<source file='${esc(disk.file)}'/><target dev='${esc(disk.target)}' bus='virtio'/></disk>`,
+      `<disk type='file' device='disk'><driver name='qemu' type='${disk.format}' discard='unmap'/>` +
+      `<source file='${esc(disk.file)}'/><target dev='${esc(disk.target)}' bus='virtio'/>${disk.readonly ? '<readonly/>' : ''}</disk>`,
   );
   if (d.network.kind === 'user') {
     // User-mode (slirp) networking until the MANAGED bridges arrive: DHCP and outbound only.

@@ -138,6 +138,8 @@ export class LibvirtHypervisor implements Hypervisor {
       const list: DomainDisk[] = [{ target: 'vda', file: disks.root, format: 'qcow2' }];
       if (disks.swap) list.push({ target: 'vdb', file: disks.swap, format: 'raw' });
       if (disks.ephemeral) list.push({ target: 'vdc', file: disks.ephemeral, format: 'raw' });
+      if (disks.configDrive) list.push({ target: 'vdd', file: disks.configDrive, format: 'raw', readonly: true });
+      else this.log.warn({ instanceId: id }, 'genisoimage is not installed: the guest gets no config drive (user data, key)');
       const meta: MalleeDomainMetadata = {
         instanceId: id,
         node: this.node,
@@ -196,8 +198,9 @@ export class LibvirtHypervisor implements Hypervisor {
       if (!force) await this.gracefulShutdown(instanceId);
       await this.conn.destroy(instanceId);
     }
-    await this.conn.undefine(instanceId);
+    // Disks first: once the domain is undefined the guest counts as gone, so nothing may be left by then.
     await rm(dir, { recursive: true, force: true });
+    await this.conn.undefine(instanceId);
     this.log.info({ instanceId, force }, 'guest terminated, domain undefined and disks deleted');
   }
 
