@@ -68,9 +68,18 @@ export function findLaunchableImage(db: Db, principal: Principal, imageId: strin
   return image;
 }
 
-/** Kernel/ramdisk lookup for RunInstances and RegisterImage: InvalidAMIID.Malformed / .NotFound, or InvalidParameterValue for the wrong type. */
+/**
+ * Kernel/ramdisk lookup for RunInstances and RegisterImage: InvalidAMIID.Malformed / .NotFound, or
+ * InvalidParameterValue for the wrong type. Besides the kernels and ramdisks it may see, an account
+ * may use those of the machine images it may launch (a shared image brings its private kernel along).
+ */
 export function findLaunchableKernelOrRamdisk(db: Db, principal: Principal, id: string, type: 'kernel' | 'ramdisk'): ImageRecord {
-  const image = findVisibleImage(db, principal, id);
+  if (!IMAGE_ID.test(id)) throw malformedImageId(id);
+  const row = visibleRow(db, principal.accountId, id) ?? db.prepare(`SELECT * FROM images WHERE image_id = @id AND EXISTS
+      (SELECT 1 FROM images i WHERE (i.kernel_id = @id OR i.ramdisk_id = @id) AND ${VISIBLE})`)
+    .get({ id, account: principal.accountId }) as ImageRow | undefined;
+  if (!row) throw imageNotFound(id);
+  const image = toRecord(row);
   if (image.type !== type) throw errors.invalidValue(type === 'kernel' ? 'kernelId' : 'ramdiskId', id, `The image is not a ${type} image.`);
   if (image.state !== 'available') throw new Ec2Error('InvalidAMIID.Unavailable', `The image id '[${id}]' is no longer available`);
   return image;

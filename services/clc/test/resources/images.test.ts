@@ -126,6 +126,20 @@ describe('kernels and ramdisks for RunInstances', () => {
     expect(() => findLaunchableKernelOrRamdisk(cloud.db, B, eki, 'kernel')).toThrow(/does not exist/);
     expect(() => findLaunchableImage(cloud.db, A, eki)).toThrow(/cannot be run/);
   });
+
+  it('lets an account granted a machine image use that image\'s private kernel and ramdisk, and no others', async () => {
+    const eki = await register('k/vmlinuz.manifest.xml');
+    const eri = await register('k/initrd.manifest.xml');
+    const other = await register('k/vmlinuz-other.manifest.xml');
+    const emi = await register('a/shared-machine.manifest.xml', { KernelId: eki, RamdiskId: eri });
+    expect(() => findLaunchableKernelOrRamdisk(cloud.db, B, eki, 'kernel')).toThrow(/does not exist/);
+    await cloud.call('ModifyImageAttribute', { ImageId: emi, LaunchPermission: { Add: [{ UserId: ACCOUNT_B }] } });
+    expect(findLaunchableKernelOrRamdisk(cloud.db, B, eki, 'kernel').imageId).toBe(eki);
+    expect(findLaunchableKernelOrRamdisk(cloud.db, B, eri, 'ramdisk').imageId).toBe(eri);
+    expect(() => findLaunchableKernelOrRamdisk(cloud.db, B, other, 'kernel')).toThrow(/does not exist/);
+    // Still invisible in listings.
+    expect((await images({}, B)).map((i) => i.imageId)).toEqual([emi]);
+  });
 });
 
 describe('attributes and deregistration', () => {
