@@ -3,7 +3,7 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,7 +47,6 @@ const children: ChildProcess[] = [];
 
 function libvirtHome(): string {
   const home = mkdtempSync(join(tmpdir(), 'mallee-nc-libvirt-'));
-  chmodSync(home, 0o755);
   homes.push(home);
   mkdirSync(join(home, 'images'));
   symlinkSync(join(imagesOut, 'root.img'), join(home, 'images', 'emi-tst00001'));

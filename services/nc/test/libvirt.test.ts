@@ -2,7 +2,7 @@
 // libvirtd. Skipped only where libvirtd, QEMU or the bindings are genuinely absent.
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, chmodSync, rmSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -58,10 +58,9 @@ const homes: string[] = [];
 const guests = new Set<string>();
 const drivers: LibvirtHypervisor[] = [];
 
-/** A home libvirt's QEMU user can reach (mkdtemp makes 0700 directories). */
+/** A fresh NC home (0700 from mkdtemp: the driver itself must open it to libvirt's QEMU user). */
 function tempHome(): string {
   const home = mkdtempSync(join(tmpdir(), 'mallee-libvirt-'));
-  chmodSync(home, 0o755);
   homes.push(home);
   // The test image set, as an NC finds images until Walrus serves them: <home>/images/<id>.
   mkdirSync(join(home, 'images'));
@@ -272,6 +271,7 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     await conn.open();
     try {
       const home = tempHome();
+      chmodSync(home, 0o755); // what the driver's init does for its own directories
       const tcg = await bootsUnder(conn, 'qemu', join(imagesOut, 'vmlinuz'), join(home, 'probe-tcg'), 60_000);
       expect(tcg.booted).toBe(true);
       const stateDir = join(home, 'libvirt');

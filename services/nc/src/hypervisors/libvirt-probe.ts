@@ -138,6 +138,7 @@ async function probe(conn: LibvirtConnection, stateDir: string, timeoutMs: numbe
   }
   const k = kernel ?? (await findProbeKernel());
   if (!k) return { type: 'qemu', reason: 'no kernel in /boot to boot a KVM probe guest with' };
+  await removeStaleProbes(conn, log);
   log.info({ kernel: k, timeoutMs }, 'probing KVM: booting a probe guest under domain type kvm');
   try {
     const r = await bootsUnder(conn, 'kvm', k, join(stateDir, 'probe'), timeoutMs);
@@ -145,5 +146,22 @@ async function probe(conn: LibvirtConnection, stateDir: string, timeoutMs: numbe
     return { type: 'qemu', reason: `a probe guest under KVM showed no booted kernel within ${timeoutMs} ms (console: ${r.console.length} bytes)` };
   } catch (err) {
     return { type: 'qemu', reason: `a probe guest could not start under KVM: ${(err as Error).message}` };
+  }
+}
+
+/** Probe guests left by an NC that died mid-probe (their pid is gone) are destroyed and undefined. */
+async function removeStaleProbes(conn: LibvirtConnection, log: Logger): Promise<void> {
+  for (const d of await conn.listDomains()) {
+    const m = /^mallee-probe-(?:kvm|qemu)-(\d+)-/.exec(d.name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+      continue; // its NC is still probing
+    } catch {
+      // gone
+    }
+    log.warn({ domain: d.name }, 'removing a probe guest left behind by an earlier node controller');
+    await conn.destroy(d.name).catch(() => undefined);
+    await conn.undefine(d.name).catch(() => undefined);
   }
 }

@@ -14,8 +14,8 @@
 // `console=ttyS0 root=/dev/vda rw mallee.instance_id=<id>`), else from the root disk.
 // Network: one virtio NIC on QEMU user-mode networking (DHCP and outbound only; MANAGED bridges come
 // with the networking issue). Console: ttyS0 appended to console.log.
-import { readFile, rm, statfs } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { chmod, mkdir, readFile, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import type { InstanceSpec } from '@mallee/wire';
@@ -89,6 +89,7 @@ export class LibvirtHypervisor implements Hypervisor {
   async init(): Promise<void> {
     if (this.initialised) return;
     await this.conn.open();
+    await this.prepareDirectories();
     const kind = this.ctx.config.HYPERVISOR;
     const forced = kind === 'kvm' || kind === 'qemu' ? kind : undefined;
     const choice = await chooseDomainType({
@@ -102,6 +103,28 @@ export class LibvirtHypervisor implements Hypervisor {
     this.type = choice.type;
     this.log.info({ domainType: choice.type, reason: choice.reason, uri: this.conn.uri, instancePath: this.instancePath }, `libvirt driver uses domain type ${choice.type}`);
     this.initialised = true;
+  }
+
+  /**
+   * QEMU runs as libvirt's unprivileged user (libvirt-qemu on Debian) and must reach the images and
+   * instance files through every directory above them: ours get o+x, others are only checked.
+   */
+  private async prepareDirectories(): Promise<void> {
+    const ours = [this.home, this.stateDir, this.cache.dir, this.instancePath];
+    for (const dir of ours) {
+      await mkdir(dir, { recursive: true, mode: 0o755 });
+      const mode = (await stat(dir)).mode & 0o7777;
+      if ((mode & 0o001) === 0) await chmod(dir, mode | 0o001);
+    }
+    for (const leaf of [this.home, this.instancePath]) {
+      for (let dir = dirname(leaf); dir !== dirname(dir); dir = dirname(dir)) {
+        if (ours.includes(dir)) continue;
+        const mode = await stat(dir).then((st) => st.mode, () => 0o755);
+        if ((mode & 0o001) === 0) {
+          this.log.warn({ dir }, 'libvirt\'s QEMU user cannot pass through this directory (no o+x): guests will fail to start');
+        }
+      }
+    }
   }
 
   async capacity(): Promise<HostCapacity> {
