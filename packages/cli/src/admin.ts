@@ -1,5 +1,6 @@
 // The CLI's link to the clc: admin wire operations signed with <home>/keys/admin.key (sender "admin").
 import { readFileSync } from 'node:fs';
+import { ZodError } from 'zod';
 import { WireClient, WireError, admin, readKeyFile, type Operation } from '@mallee/wire';
 import type { Home } from './home.js';
 
@@ -40,6 +41,7 @@ export function adminLink(home: Home, timeoutMs = 30_000): AdminLink {
         if (err instanceof WireError && err.code === 'ServiceUnavailable')
           throw new CliError(`the clc at ${url} does not answer: check \`mallee status --home ${home.dir}\` and ${home.logFile('clc')}, or restart with \`mallee up --home ${home.dir}\``);
         if (err instanceof WireError) throw new CliError(`${op.name} failed: ${err.code}: ${err.message}`);
+        if (err instanceof ZodError) throw new CliError(`${op.name}: ${err.issues.map((i) => `${i.path.join('.') || 'input'}: ${i.message}`).join('; ')}`, 2);
         throw err;
       }
     },

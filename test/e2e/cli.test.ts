@@ -1,0 +1,83 @@
+// The `mallee` command on a real all-in-one cloud: idempotent up, status, accounts and keys, down.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Ec2Client } from './helpers/ec2-client.js';
+import { mallee, parseEucarc, startCloud, type Cloud } from './helpers/cloud.js';
+
+let cloud: Cloud;
+beforeAll(async () => {
+  cloud = await startCloud();
+});
+afterAll(async () => {
+  await cloud?.stop();
+});
+
+type Service = { type: string; name: string; state: string; url: string };
+const pidOf = (svc: string) => Number(readFileSync(join(cloud.home, 'run', `${svc}.pid`), 'utf8'));
+/** Alive and not a zombie waiting for init to reap it. */
+const alive = (pid: number) => {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+};
+
+describe('the mallee command', () => {
+  it('`mallee status -o json` reports clc, cc and nc ENABLED', async () => {
+    const services = JSON.parse((await cloud.mallee(['status', '-o', 'json'])).stdout) as Service[];
+    expect(services.map((s) => `${s.type}:${s.state}`).sort()).toEqual(['cc:ENABLED', 'clc:ENABLED', 'nc:ENABLED']);
+  });
+
+  it('a second `mallee up` on a running home starts nothing and keeps the same processes and keys', async () => {
+    const pids = ['clc', 'cc', 'nc'].map(pidOf);
+    const key = readFileSync(join(cloud.home, 'keys', 'node.key'), 'utf8');
+    const { stdout } = await cloud.mallee(['up', '--detach']);
+    expect(stdout.match(/already running/g)).toHaveLength(3);
+    expect(['clc', 'cc', 'nc'].map(pidOf)).toEqual(pids);
+    expect(readFileSync(join(cloud.home, 'keys', 'node.key'), 'utf8')).toBe(key);
+  });
+
+  it('`mallee up` after the cc and nc were killed restarts just them, and the cloud is healthy again', async () => {
+    const clc = pidOf('clc');
+    process.kill(pidOf('cc'), 'SIGKILL');
+    process.kill(pidOf('nc'), 'SIGKILL');
+    const { stdout } = await cloud.mallee(['up', '--detach']);
+    expect(stdout).toMatch(/clc: already running/);
+    expect(stdout).toMatch(/cc: started/);
+    expect(stdout).toMatch(/nc: started/);
+    expect(pidOf('clc')).toBe(clc);
+    const services = JSON.parse((await cloud.mallee(['describe-services', '-o', 'json'])).stdout) as Service[];
+    expect(services.every((s) => s.state === 'ENABLED')).toBe(true);
+  });
+
+  it('account create, account list, user key create and credentials give a working, separate identity', async () => {
+    const created = JSON.parse((await cloud.mallee(['account', 'create', 'cli-tenant', '-o', 'json'])).stdout) as { accountId: string; accessKeyId: string }[];
+    const accounts = JSON.parse((await cloud.mallee(['account', 'list', '-o', 'json'])).stdout) as { accountName: string; accountId: string }[];
+    expect(accounts.map((a) => a.accountName)).toEqual(expect.arrayContaining(['eucalyptus', 'cli-tenant']));
+    const key = JSON.parse((await cloud.mallee(['user', 'key', 'create', '--account', 'cli-tenant', '-o', 'json'])).stdout) as { accessKeyId: string; secretAccessKey: string }[];
+    expect(key[0]!.accessKeyId).not.toBe(created[0]!.accessKeyId);
+    const viaNewKey = new Ec2Client(cloud.ec2Url, { accessKeyId: key[0]!.accessKeyId, secretAccessKey: key[0]!.secretAccessKey }, cloud.region);
+    expect((await viaNewKey.call('DescribeKeyPairs')).status).toBe(200);
+
+    const out = join(cloud.home, 'cli-tenant-creds');
+    await cloud.mallee(['credentials', '--account', 'cli-tenant', '--out', out]);
+    for (const f of ['eucarc', 'euca2ools.ini', 'aws-config', 'aws-credentials']) expect(existsSync(join(out, f))).toBe(true);
+    const env = parseEucarc(join(out, 'eucarc'));
+    expect(env.EC2_USER_ID).toBe(created[0]!.accountId);
+    const viaEucarc = new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!);
+    expect((await viaEucarc.call('DescribeInstances')).status).toBe(200);
+  });
+
+  it('a bad account name is refused with a message, not a stack trace', async () => {
+    await expect(cloud.mallee(['account', 'create', 'Bad Name!'])).rejects.toThrow(/mallee: CreateAccount: name: .*\n(?![\s\S]*\n\s+at )/);
+  });
+
+  it('`mallee down` stops every daemon; `mallee status` then says how to start the cloud', async () => {
+    const pids = ['clc', 'cc', 'nc'].map(pidOf);
+    await cloud.mallee(['down']);
+    expect(pids.filter(alive)).toEqual([]);
+    await expect(mallee(['status', '--home', cloud.home])).rejects.toThrow(/mallee up --home/);
+  });
+});
