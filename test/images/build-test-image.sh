@@ -6,13 +6,17 @@
 #                    "mallee: boot done <instance-id>" (id from mallee.instance_id= on the kernel
 #                    command line, else the metadata service) and MemTotal, serves HTTP on port 80
 #   root.img    EMI  an 8 MiB ext4 filesystem image (raw) holding the marker file /mallee-image
+#   disk.img    EMI  a whole bootable disk (raw, MBR + FAT partition + syslinux) with the same kernel
+#                    and initramfs, for instances booted from their disk (no EKI/ERI); its instance
+#                    id comes from the config drive
 #   image.json       what was built (kernel version, sizes, sha256), for tests and `mallee up`
 # Usage: test/images/build-test-image.sh [OUTDIR]     (root; installs missing apt packages)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-test-output/images}
-packages=(linux-image-cloud-amd64 busybox-static cpio qemu-utils e2fsprogs kmod gzip genisoimage)
+packages=(linux-image-cloud-amd64 busybox-static cpio qemu-utils e2fsprogs kmod gzip genisoimage
+  syslinux syslinux-common mtools dosfstools fdisk)
 modules=(virtio_pci virtio_blk virtio_net virtio_console button evdev isofs)
 
 log() { printf 'build-test-image: %s\n' "$*" >&2; }
@@ -53,7 +57,7 @@ stamp=$( {
   echo "$kver"
   dpkg-query -W -f='${Version}\n' linux-image-"$kver" busybox-static
 } | sha256sum | cut -c1-16)
-if [[ -f $out/image.json && -f $out/vmlinuz && -f $out/initrd.img && -f $out/root.img ]] &&
+if [[ -f $out/image.json && -f $out/vmlinuz && -f $out/initrd.img && -f $out/root.img && -f $out/disk.img ]] &&
   grep -q "\"stamp\": \"$stamp\"" "$out/image.json"; then
   log "up to date in $out (kernel $kver)"
   exit 0
@@ -106,6 +110,22 @@ printf 'mallee test root disk (built %s)\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "
 printf '<html><body>Mallee test root disk</body></html>\n' > "$disk/index.html"
 mkfs.ext4 -q -F -L mallee-root -d "$disk" "$work/root.img" 8M >/dev/null
 
+# --- bootable disk (EMI for disk boot): MBR, one FAT partition with syslinux, kernel and initramfs ---
+# Built in image files with mtools and syslinux's mtools installer: no loop devices or mounts needed.
+part=$work/part.img
+truncate -s 32M "$part"
+mkfs.vfat -n MALLEEBOOT "$part" >/dev/null
+printf 'SERIAL 0 115200\nDEFAULT mallee\nPROMPT 0\nTIMEOUT 0\nLABEL mallee\n  KERNEL /vmlinuz\n  APPEND initrd=/initrd.img console=ttyS0\n' > "$work/syslinux.cfg"
+mcopy -i "$part" "$work/vmlinuz" ::/vmlinuz
+mcopy -i "$part" "$work/initrd.img" ::/initrd.img
+mcopy -i "$part" "$work/syslinux.cfg" ::/syslinux.cfg
+syslinux --install "$part"
+truncate -s 33M "$work/disk.img"
+echo 'start=2048, type=c, bootable' | sfdisk -q "$work/disk.img"
+dd if="$part" of="$work/disk.img" bs=512 seek=2048 conv=notrunc status=none
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$work/disk.img" bs=440 count=1 conv=notrunc status=none
+rm -f "$part"
+
 size() { stat -c %s "$1"; }
 sum() { sha256sum "$1" | cut -d' ' -f1; }
 cat > "$work/image.json" <<JSON
@@ -115,11 +135,12 @@ cat > "$work/image.json" <<JSON
   "kernel": { "file": "vmlinuz", "bytes": $(size "$work/vmlinuz"), "sha256": "$(sum "$work/vmlinuz")" },
   "ramdisk": { "file": "initrd.img", "bytes": $(size "$work/initrd.img"), "sha256": "$(sum "$work/initrd.img")" },
   "root": { "file": "root.img", "format": "raw", "filesystem": "ext4", "bytes": $(size "$work/root.img"), "sha256": "$(sum "$work/root.img")" },
+  "disk": { "file": "disk.img", "format": "raw", "boot": "mbr+syslinux", "bytes": $(size "$work/disk.img"), "sha256": "$(sum "$work/disk.img")" },
   "cmdline": "console=ttyS0 mallee.instance_id=<instance-id>",
   "builtAt": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 }
 JSON
 
 # image.json last: its presence with the right stamp is what says the set is complete.
-for f in vmlinuz initrd.img root.img image.json; do mv -f "$work/$f" "$out/$f"; done
-log "done in $((($(date +%s%N) - started) / 1000000)) ms: $(cd "$out" && ls -l vmlinuz initrd.img root.img | awk '{printf "%s %s B; ", $9, $5}')"
+for f in vmlinuz initrd.img root.img disk.img image.json; do mv -f "$work/$f" "$out/$f"; done
+log "done in $((($(date +%s%N) - started) / 1000000)) ms: $(cd "$out" && ls -l vmlinuz initrd.img root.img disk.img | awk '{printf "%s %s B; ", $9, $5}')"

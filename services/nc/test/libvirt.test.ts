@@ -67,6 +67,7 @@ function tempHome(): string {
   symlinkSync(join(imagesOut, 'root.img'), join(home, 'images', 'emi-tst00001'));
   symlinkSync(join(imagesOut, 'vmlinuz'), join(home, 'images', 'eki-tst00001'));
   symlinkSync(join(imagesOut, 'initrd.img'), join(home, 'images', 'eri-tst00001'));
+  symlinkSync(join(imagesOut, 'disk.img'), join(home, 'images', 'emi-dsk00001'));
   return home;
 }
 
@@ -256,6 +257,24 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     expect(await hv.domainXml(s.instanceId)).toBeUndefined();
     expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
   }, 120_000);
+
+  it('boots a whole-disk image without kernel or ramdisk; the guest learns its id from the config drive', async () => {
+    const hv = await driver(tempHome());
+    const s = spec({ imageId: 'emi-dsk00001' }, 256, 0);
+    delete s.kernelId;
+    delete s.ramdiskId;
+    // Given as a file:// imageLocation: the other way an NC finds an image until Walrus serves them.
+    s.imageLocation = `file://${join(imagesOut, 'disk.img')}`;
+    await hv.runInstance(s);
+    const xml = (await hv.domainXml(s.instanceId))!;
+    expect(xml).not.toContain('<kernel>');
+    expect(xml).toMatch(/<boot dev=['"]hd['"]\/>/);
+    const text = await waitForConsole(hv, s.instanceId, `mallee: boot done ${s.instanceId}`);
+    expect(text).not.toContain('mallee.instance_id=');
+    expect(text).toContain(`mallee: config drive /dev/vdb instance-id ${s.instanceId}`);
+    await hv.terminateInstance(s.instanceId, { force: true });
+    expect(await hv.domainXml(s.instanceId)).toBeUndefined();
+  }, 180_000);
 
   it('refuses a launch whose image is not on the node and leaves nothing behind', async () => {
     const home = tempHome();
