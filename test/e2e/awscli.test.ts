@@ -1,4 +1,6 @@
 // awscli v1 (SigV4) against a real all-in-one cloud: the instance life cycle as an AWS user runs it.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientEnv, eventually, runTool, startCloud, type Cloud } from './helpers/cloud.js';
 
@@ -67,5 +69,20 @@ describe('awscli v1 drives an all-in-one cloud', () => {
       const r = await aws(['ec2', 'describe-instances', '--instance-ids', ...ids]);
       return instancesIn(r).every((i) => i.State.Name === 'terminated') && instancesIn(r).length === 3 ? true : undefined;
     }, 60_000);
+  });
+
+  it('`aws s3` (endpoint S3_URL from eucarc) makes a bucket in Walrus, uploads, lists, downloads and removes', async () => {
+    const s3 = async (args: string[]) => {
+      const r = await runTool('aws', ['--endpoint-url', cloud.env.S3_URL!, '--region', cloud.region, 's3', ...args], clientEnv(cloud.env));
+      if (r.code !== 0) throw new Error(`aws s3 ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const file = join(cloud.home, 'hello.txt');
+    writeFileSync(file, 'hello from the all-in-one\n');
+    await s3(['mb', 's3://aio-bucket']);
+    await s3(['cp', file, 's3://aio-bucket/greetings/hello.txt']);
+    expect(await s3(['ls', 's3://aio-bucket/greetings/'])).toMatch(/\s26 hello\.txt/);
+    expect(await s3(['cp', 's3://aio-bucket/greetings/hello.txt', '-'])).toBe('hello from the all-in-one\n');
+    await s3(['rb', 's3://aio-bucket', '--force']);
   });
 });

@@ -1,6 +1,6 @@
 // The all-in-one cloud in one home: write mallee.conf, start clc/cc/nc, register the cluster and
 // the node over the admin wire ops, write credentials; and stop/inspect it again.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig, renderConf, type ConfigKey, type MalleeConfig } from '@mallee/config';
@@ -118,7 +118,7 @@ async function waitEnabled(link: AdminLink, timeoutMs: number): Promise<void> {
 export async function writeAccountCredentials(home: Home, link: AdminLink, config: MalleeConfig, account: string, outDir: string): Promise<WrittenCredentials> {
   const creds = await link.call(admin.GetCredentials, { accountName: account });
   ensurePlaceholderCert(home.cloudCert);
-  const walrus = existsSync(`${home.runDir}/walrus.url`) ? readFileSync(`${home.runDir}/walrus.url`, 'utf8').trim() : undefined;
+  const walrus = serviceState(home, 'walrus').running ? serviceState(home, 'walrus').url : undefined;
   return writeCredentials(outDir, creds, {
     ec2Url: `${link.url.replace(/\/$/, '')}/services/compute`,
     s3Url: walrus ?? `${link.url.replace(/\/$/, '')}/services/Walrus`,
@@ -143,7 +143,18 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
       : `hypervisor: ${config.HYPERVISOR} (real guests through libvirtd; \`--hypervisor simulated\` in a new home for none)`,
   );
   const urls = {} as Record<Service, string>;
-  for (const svc of SERVICES) urls[svc] = await ensureRunning(home, svc, env, say);
+  for (const svc of SERVICES) {
+    if (svc === 'walrus') {
+      if (!existsSync(serviceMain('walrus'))) continue;
+      // S3 is a convenience of the all-in-one here: the EC2 cloud comes up without it.
+      urls.walrus = await ensureRunning(home, svc, env, say).catch((err: unknown) => {
+        say(`walrus: not started, S3 is unavailable: ${(err as Error).message}`);
+        return '';
+      });
+      continue;
+    }
+    urls[svc] = await ensureRunning(home, svc, env, say);
+  }
   await waitForAdminKey(home);
   const link = adminLink(home);
   await registerComponents(link, home, config.ZONE, urls, say);

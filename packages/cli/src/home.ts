@@ -1,7 +1,8 @@
 // Where things live in a Mallee home directory (one per host; the all-in-one keeps every daemon in one).
 import { join } from 'node:path';
 
-export const SERVICES = ['clc', 'cc', 'nc'] as const;
+/** In start order. Walrus is optional in the all-in-one: started when it is built. */
+export const SERVICES = ['clc', 'walrus', 'cc', 'nc'] as const;
 export type Service = (typeof SERVICES)[number];
 
 /** The admin account the clc creates at first start (Eucalyptus's name for it). */

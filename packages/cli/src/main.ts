@@ -9,16 +9,19 @@ import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
 
-const say = (line: string) => console.log(line);
-// `mallee … | head` closes our stdout early: that is not an error.
+// `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
+let stdoutClosed = false;
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(0);
-  throw err;
+  if (err.code !== 'EPIPE') throw err;
+  stdoutClosed = true;
 });
+const say = (line: string) => {
+  if (!stdoutClosed) console.log(line);
+};
 const homeOption = () => new Option('--home <dir>', 'Mallee home directory (env MALLEE_HOME)').default(defaultHome(), '/var/lib/mallee or $MALLEE_HOME');
 const outputOption = () => new Option('-o, --output <format>', 'json or table').default('table').argParser(parseOutput);
 const homeOf = (opts: { home: string }) => homeAt(resolve(opts.home));
-const print = (rows: Record<string, unknown>[], columns: string[], format: OutputFormat) => console.log(renderRows(rows, columns, format));
+const print = (rows: Record<string, unknown>[], columns: string[], format: OutputFormat) => say(renderRows(rows, columns, format));
 
 const program = new Command('mallee').description('Mallee: an AWS-compatible private cloud (Eucalyptus 2.x architecture)').showHelpAfterError();
 
@@ -73,7 +76,7 @@ program
   .addOption(outputOption())
   .action(async (opts: { home: string; output: OutputFormat }) => {
     const home = homeOf(opts);
-    const local = SERVICES.map((svc) => serviceState(home, svc));
+    const local = SERVICES.map((svc) => serviceState(home, svc)).filter((s) => s.svc !== 'walrus' || s.running || s.pid);
     const clc = local.find((s) => s.svc === 'clc')!;
     if (!clc.running) {
       print(local.map((s) => ({ type: s.svc, pid: s.pid, url: s.url, state: s.running ? 'RUNNING' : 'STOPPED' })), ['type', 'pid', 'url', 'state'], opts.output);
