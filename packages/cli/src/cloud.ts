@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig, renderConf, type ConfigKey, type MalleeConfig } from '@mallee/config';
 import { admin, writeKeyFile, readKeyFile } from '@mallee/wire';
 import { adminLink, CliError, type AdminLink } from './admin.js';
-import { ensurePlaceholderCert, writeCredentials, type WrittenCredentials } from './credentials.js';
+import { ensureCloudCertificate, writeCredentials, type WrittenCredentials } from './credentials.js';
 import { answersHttp, serviceMain, serviceState, startService, stopService } from './daemons.js';
 import { ADMIN_ACCOUNT, SERVICES, type Home, type Service } from './home.js';
 
@@ -117,7 +117,7 @@ async function waitEnabled(link: AdminLink, timeoutMs: number): Promise<void> {
 
 export async function writeAccountCredentials(home: Home, link: AdminLink, config: MalleeConfig, account: string, outDir: string): Promise<WrittenCredentials> {
   const creds = await link.call(admin.GetCredentials, { accountName: account });
-  ensurePlaceholderCert(home.cloudCert);
+  ensureCloudCertificate(home.cloudCert, home.cloudPrivateKey);
   const walrus = serviceState(home, 'walrus').running ? serviceState(home, 'walrus').url : undefined;
   return writeCredentials(outDir, creds, {
     ec2Url: `${link.url.replace(/\/$/, '')}/services/compute`,
@@ -142,6 +142,7 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
       ? `hypervisor: simulated (no real guests${libvirtUsable() ? '' : '; libvirt needs libvirtd running and the nc built with its driver'})`
       : `hypervisor: ${config.HYPERVISOR} (real guests through libvirtd; \`--hypervisor simulated\` in a new home for none)`,
   );
+  ensureCloudCertificate(home.cloudCert, home.cloudPrivateKey);
   const urls = {} as Record<Service, string>;
   for (const svc of SERVICES) {
     if (svc === 'walrus') {

@@ -1,7 +1,8 @@
 // What each client reads to reach the cloud: eucarc (euca2ools, awscli, boto 2/3 via env), a euca2ools
 // region/user config, and an AWS CLI profile (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE).
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { admin } from '@mallee/wire';
 
 export interface CloudEndpoints {
@@ -84,17 +85,17 @@ export function renderAwsCredentials(c: Credentials): string {
 }
 
 /**
- * A stand-in PEM for EUCALYPTUS_CERT: euca2ools only needs the file when bundling images, and the
- * real cloud certificate arrives with Walrus image bundling.
+ * The cloud's certificate and private key, as Eucalyptus keeps them in its keys dir: euca2ools encrypt
+ * image bundles to the certificate (EUCALYPTUS_CERT) and Walrus decrypts them with the key
+ * (keys/cloud-pk.pem). Made once with openssl; an existing key is kept and certified.
  */
-export function ensurePlaceholderCert(file: string): void {
-  if (existsSync(file)) return;
-  mkdirSync(join(file, '..'), { recursive: true });
-  writeFileSync(
-    file,
-    '# Placeholder: Mallee issues the real cloud certificate with Walrus image bundling (a later issue).\n' +
-      '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n',
-  );
+export function ensureCloudCertificate(certFile: string, keyFile: string): void {
+  if (existsSync(certFile)) return;
+  mkdirSync(dirname(certFile), { recursive: true, mode: 0o700 });
+  const subject = ['-subj', '/O=Mallee/CN=cloud', '-days', '3650', '-out', certFile];
+  if (existsSync(keyFile)) execFileSync('openssl', ['req', '-x509', '-new', '-key', keyFile, ...subject], { stdio: 'pipe' });
+  else execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, ...subject], { stdio: 'pipe' });
+  chmodSync(keyFile, 0o600);
 }
 
 export interface WrittenCredentials {

@@ -22,8 +22,9 @@ export interface Home {
   adminKey: string;
   cloudKey: string;
   nodeKey: string;
-  /** Placeholder cloud certificate for EUCALYPTUS_CERT until Walrus image bundling issues a real one. */
+  /** The cloud certificate (EUCALYPTUS_CERT) and its private key (Walrus decrypts image bundles with it). */
   cloudCert: string;
+  cloudPrivateKey: string;
   pidFile(svc: Service): string;
   urlFile(svc: Service): string;
   logFile(svc: Service): string;
@@ -44,6 +45,7 @@ export function homeAt(dir: string): Home {
     cloudKey: join(keysDir, 'cloud.key'),
     nodeKey: join(keysDir, 'node.key'),
     cloudCert: join(keysDir, 'cloud-cert.pem'),
+    cloudPrivateKey: join(keysDir, 'cloud-pk.pem'),
     pidFile: (svc) => join(runDir, `${svc}.pid`),
     urlFile: (svc) => join(runDir, `${svc}.url`),
     logFile: (svc) => join(logDir, `${svc}.log`),

@@ -1,10 +1,10 @@
 // The credential files mallee writes are read back by the real tools: bash, euca2ools' config reader, botocore.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeCredentials, type CloudEndpoints } from '../src/credentials.js';
+import { ensureCloudCertificate, writeCredentials, type CloudEndpoints } from '../src/credentials.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mallee-creds-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,5 +52,18 @@ describe('credential files', () => {
       env: { PATH: process.env.PATH, HOME: dir, AWS_CONFIG_FILE: files.awsConfig, AWS_SHARED_CREDENTIALS_FILE: files.awsCredentials },
     }).toString().trim();
     expect(out).toBe(`mallee ${creds.accessKeyId} ${creds.secretAccessKey} ${endpoints.ec2Url}`);
+  });
+
+  it('the cloud certificate is an X.509 certificate of the private key Walrus decrypts with, made once', () => {
+    const cert = join(dir, 'keys', 'cloud-cert.pem');
+    const key = join(dir, 'keys', 'cloud-pk.pem');
+    ensureCloudCertificate(cert, key);
+    const certPub = execFileSync('openssl', ['x509', '-in', cert, '-noout', '-pubkey']).toString();
+    const keyPub = execFileSync('openssl', ['pkey', '-in', key, '-pubout']).toString();
+    expect(certPub).toBe(keyPub);
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    const before = readFileSync(cert, 'utf8');
+    ensureCloudCertificate(cert, key);
+    expect(readFileSync(cert, 'utf8')).toBe(before);
   });
 });
