@@ -98,7 +98,8 @@ export class ClusterPoller {
   applyReports(zone: string, reports: CcInstance[]): void {
     const { db, dispatcher } = this.o;
     const byId = new Map(reports.map((r) => [r.instanceId, r]));
-    const rows = instanceRows(db, "zone = @zone AND state IN ('pending', 'running', 'shutting-down')", { zone });
+    const rows = db.prepare(`SELECT instance_id, state, state_reason, reported, node, private_ip, public_ip, mac_address FROM instances
+      WHERE zone = ? AND state IN ('pending', 'running', 'shutting-down')`).all(zone) as ReportedRow[];
     const update = db.prepare(`UPDATE instances SET reported = 1, node = @node, private_ip = COALESCE(@privateIp, private_ip),
       public_ip = COALESCE(@publicIp, public_ip), mac_address = COALESCE(@mac, mac_address) WHERE instance_id = @id`);
     const setReason = db.prepare('UPDATE instances SET state_reason = ? WHERE instance_id = ?');
@@ -179,8 +180,10 @@ export class ClusterPoller {
   }
 }
 
+type ReportedRow = Pick<InstanceRow, 'instance_id' | 'state' | 'state_reason' | 'reported' | 'node' | 'private_ip' | 'public_ip' | 'mac_address'>;
+
 /** The state a reported instance moves to: a termination the user asked for is never undone by a stale report. */
-function nextState(row: InstanceRow, rep: CcInstance): InstanceRow['state'] {
+function nextState(row: ReportedRow, rep: CcInstance): InstanceRow['state'] {
   if (row.state === 'shutting-down' && (rep.state === 'pending' || rep.state === 'running')) return 'shutting-down';
   if (row.state === 'running' && rep.state === 'pending') return 'running';
   return rep.state;

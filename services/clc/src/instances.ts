@@ -50,17 +50,36 @@ export function instanceRows(db: Db, where: string, params: Record<string, unkno
   return db.prepare(`SELECT * FROM instances WHERE ${where} ORDER BY launch_time, reservation_id, launch_index`).all(params) as InstanceRow[];
 }
 
+/** The columns a listing (DescribeInstances) shows: not the key and user data a launch carries. */
+const LISTED_COLUMNS = ['instance_id', 'account_id', 'reservation_id', 'launch_index', 'zone', 'image_id', 'kernel_id', 'ramdisk_id',
+  'architecture', 'platform', 'root_device_type', 'root_device_name', 'virtualization_type', 'instance_type', 'key_name', 'state',
+  'state_reason', 'state_changed_at', 'private_ip', 'public_ip', 'launch_time'] as const;
+export type ListedInstance = Pick<InstanceRow, (typeof LISTED_COLUMNS)[number]>;
+
+const byLaunch = (a: ListedInstance, b: ListedInstance) =>
+  a.launch_time < b.launch_time ? -1 : a.launch_time > b.launch_time ? 1
+    : a.reservation_id < b.reservation_id ? -1 : a.reservation_id > b.reservation_id ? 1 : a.launch_index - b.launch_index;
+
+/** Instances for a listing, oldest launch first (sorted here: cheaper than SQLite sorting whole rows). */
+export function listedInstances(db: Db, where: string, params: Record<string, unknown> = {}): ListedInstance[] {
+  const rows = db.prepare(`SELECT ${LISTED_COLUMNS.join(', ')} FROM instances WHERE ${where}`).all(params) as ListedInstance[];
+  return rows.sort(byLaunch);
+}
+
 export function instanceRow(db: Db, instanceId: string): InstanceRow | undefined {
   return db.prepare('SELECT * FROM instances WHERE instance_id = ?').get(instanceId) as InstanceRow | undefined;
 }
 
-/** instanceId → its groups, for many instances in one query. */
-export function groupsOf(db: Db, instanceIds: string[]): Map<string, GroupRef[]> {
+/** instanceId → its groups, for many instances in one query (by account when there are many). */
+export function groupsOf(db: Db, instanceIds: string[], accountIds?: string[]): Map<string, GroupRef[]> {
   const out = new Map<string, GroupRef[]>(instanceIds.map((id) => [id, []]));
   if (!instanceIds.length) return out;
-  const rows = db.prepare(`SELECT instance_id, group_id, group_name FROM instance_groups
-    WHERE instance_id IN (SELECT value FROM json_each(?)) ORDER BY instance_id, position`)
-    .all(JSON.stringify(instanceIds)) as { instance_id: string; group_id: string; group_name: string }[];
+  type Row = { instance_id: string; group_id: string; group_name: string };
+  const rows = accountIds && instanceIds.length > 500
+    ? db.prepare(`SELECT g.instance_id, g.group_id, g.group_name FROM instance_groups g JOIN instances i ON i.instance_id = g.instance_id
+        WHERE i.account_id IN (SELECT value FROM json_each(?)) ORDER BY g.position`).all(JSON.stringify(accountIds)) as Row[]
+    : db.prepare(`SELECT instance_id, group_id, group_name FROM instance_groups
+        WHERE instance_id IN (SELECT value FROM json_each(?)) ORDER BY position`).all(JSON.stringify(instanceIds)) as Row[];
   for (const r of rows) out.get(r.instance_id)?.push({ groupId: r.group_id, groupName: r.group_name });
   return out;
 }

@@ -4,17 +4,18 @@ import { z } from 'zod';
 import type { Db } from '@mallee/store';
 import { defineEc2Action, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters, tagSetsFor, type Tag } from '../resources/index.js';
-import { groupsOf, instanceRows, STATE_CODES, type GroupRef, type InstanceRow } from '../instances.js';
+import { groupsOf, listedInstances, STATE_CODES, type GroupRef, type ListedInstance } from '../instances.js';
 import { list, ownInstances, VERBOSE, type Clc } from './context.js';
 
 /** Everything one instance's XML needs, gathered in batch queries. */
-export interface InstanceView { row: InstanceRow; groups: GroupRef[]; tags: Tag[]; clientToken?: string }
+export interface InstanceView { row: ListedInstance; groups: GroupRef[]; tags: Tag[]; clientToken?: string }
 
-export function instanceViews(db: Db, rows: InstanceRow[]): InstanceView[] {
+export function instanceViews(db: Db, rows: ListedInstance[]): InstanceView[] {
   const ids = rows.map((r) => r.instance_id);
-  const groups = groupsOf(db, ids);
+  const accounts = [...new Set(rows.map((r) => r.account_id))];
+  const groups = groupsOf(db, ids, accounts);
   const tagsByAccount = new Map<string, Map<string, Tag[]>>();
-  for (const account of new Set(rows.map((r) => r.account_id))) {
+  for (const account of accounts) {
     tagsByAccount.set(account, tagSetsFor(db, account, rows.filter((r) => r.account_id === account).map((r) => r.instance_id)));
   }
   const tokens = new Map((db.prepare(`SELECT reservation_id, client_token FROM reservations
@@ -29,7 +30,7 @@ export function instanceViews(db: Db, rows: InstanceRow[]): InstanceView[] {
   }));
 }
 
-export const stateXml = (state: InstanceRow['state']) => ({ code: STATE_CODES[state], name: state });
+export const stateXml = (state: ListedInstance['state']) => ({ code: STATE_CODES[state], name: state });
 
 /** "Code: message" as stored → EC2's stateReason. */
 function stateReasonXml(reason: string | null): { code: string; message: string } | undefined {
@@ -132,7 +133,7 @@ export function describeInstances(db: Db, principal: Principal, input: { Instanc
   const everyAccount = verbose && principal.isAdmin;
   const rows = ids.length
     ? ownInstances(db, principal, ids, { anyAccount: everyAccount })
-    : instanceRows(db, everyAccount ? '1 = 1' : 'account_id = @account', { account: principal.accountId });
+    : listedInstances(db, everyAccount ? '1 = 1' : 'account_id = @account', { account: principal.accountId });
   const views = applyFilters(instanceViews(db, rows), input.Filter, FILTERS, (v) => v.tags);
   return { reservationSet: reservationsXml(views) };
 }
