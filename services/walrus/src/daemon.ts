@@ -1,6 +1,6 @@
 // Starting and stopping Walrus: walrus.sqlite, the object store (with crash recovery), the S3
 // endpoint, run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -9,6 +9,7 @@ import type { MalleeConfig } from '@mallee/config';
 import { openDatabase } from '@mallee/store';
 import { readKeyFile } from '@mallee/wire';
 import { cachedLookup, clcLookup } from './credentials.js';
+import { DecryptedImageCache } from './images/decrypt.js';
 import { buildServer } from './server.js';
 import { FsObjectStore, walrusDataRoot } from './store/fs-store.js';
 import { migrations } from './store/migrations.js';
@@ -27,6 +28,8 @@ export interface StartOptions {
   /** Extra host names for virtual-host addressing (bucket.<domain>); localhost and this host's name always count. */
   virtualHostDomains?: string[];
   maxObjectSize?: number;
+  /** The cloud's private key (PEM) for GetDecryptedImage; default <home>/keys/cloud-pk.pem, read per build. */
+  cloudKeyFile?: string;
   /** Overrides the WALRUS_MAX_* quota settings. */
   quotas?: Quotas;
 }
@@ -58,6 +61,13 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const recovered = store.recover();
   if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
 
+  const cloudKeyFile = opts.cloudKeyFile ?? join(home, 'keys', 'cloud-pk.pem');
+  const images = new DecryptedImageCache({
+    store,
+    dir: join(walrusDataRoot(home), 'images'),
+    cloudKey: () => (existsSync(cloudKeyFile) ? readFileSync(cloudKeyFile, 'utf8') : undefined),
+  });
+
   const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
   const keyFile = walrusKeyFile(home);
   const credentials = opts.credentials ?? cachedLookup(clcLookup({
@@ -73,6 +83,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     store,
     credentials,
     region: config.REGION,
+    images,
     virtualHostDomains: [...new Set(['localhost', hostname(), ...(opts.virtualHostDomains ?? [])])],
     ...(opts.maxObjectSize !== undefined ? { maxObjectSize: opts.maxObjectSize } : {}),
   });

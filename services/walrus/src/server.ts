@@ -7,6 +7,7 @@ import { S3Error, s3ErrorXml, type CredentialLookup } from '@mallee/aws-protocol
 import type { ObjectStore } from './store/types.js';
 import { S3Metrics, walrusMetrics } from './metrics.js';
 import { s3Api } from './s3/plugin.js';
+import type { ImageSource } from './s3/context.js';
 
 export interface WalrusServerDeps {
   logger: Logger;
@@ -15,6 +16,7 @@ export interface WalrusServerDeps {
   region: string;
   virtualHostDomains: readonly string[];
   maxObjectSize?: number;
+  images?: ImageSource;
 }
 
 /** Bucket names cannot contain `_`, so nothing under /_mallee is an S3 path. */
@@ -43,6 +45,7 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
     region: deps.region,
     virtualHostDomains: deps.virtualHostDomains,
     ...(deps.maxObjectSize !== undefined ? { maxObjectSize: deps.maxObjectSize } : {}),
+    ...(deps.images ? { images: deps.images } : {}),
   });
   return app as unknown as FastifyInstance;
 }

@@ -14,6 +14,8 @@ import { startDaemon, staticCredentials, type Quotas, type RunningDaemon, type S
 export const ACCOUNTS: Record<string, StaticKey & { accessKeyId: string }> = {
   alice: { accessKeyId: 'AKIAALICE0000000001', secretAccessKey: 'alice/secret+key0000000000000000000000', accountId: '100000000001', accountName: 'alice' },
   bob: { accessKeyId: 'AKIABOB000000000002', secretAccessKey: 'bob/secret+key00000000000000000000000000', accountId: '200000000002', accountName: 'bob' },
+  /** A member of the cloud's admin account (eucalyptus). */
+  admin: { accessKeyId: 'AKIAADMIN0000000003', secretAccessKey: 'admin/secret+key000000000000000000000000', accountId: '000000000001', accountName: 'eucalyptus', isAdmin: true },
 };
 
 export const credentialTable = Object.fromEntries(Object.values(ACCOUNTS).map((a) => [a.accessKeyId, a]));
@@ -104,7 +106,7 @@ export interface RawRequest {
   body?: Buffer | string;
   sign?: boolean;
   secret?: string;
-  account?: 'alice' | 'bob';
+  account?: keyof typeof ACCOUNTS;
 }
 
 /** A raw request (path sent exactly as given), SigV4-signed as alice unless `sign` is false. */

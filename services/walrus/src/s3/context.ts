@@ -31,8 +31,14 @@ export interface S3Request {
   integrity: BodyIntegrity;
   /** Resolves an access key (for credentials carried in the body: POST uploads). */
   lookupKey: CredentialLookup;
+  images?: ImageSource;
   /** Reads a small body (XML documents) whole, checking its integrity; EntityTooLarge past limit. */
   readBody(limit?: number): Promise<Buffer>;
+}
+
+/** Decrypted bundled images (GetDecryptedImage), when this Walrus holds the cloud key. */
+export interface ImageSource {
+  get(bucket: string, manifestKey: string): Promise<{ path: string; size: number }>;
 }
 
 export interface S3Reply {

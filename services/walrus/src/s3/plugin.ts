@@ -15,7 +15,8 @@ import { listActions } from './actions-lists.js';
 import { multipartActions } from './actions-multipart.js';
 import { objectActions } from './actions-objects.js';
 import { postObjectAction } from './post-object.js';
-import type { BodyIntegrity, S3Action, S3Request, S3Target } from './context.js';
+import type { BodyIntegrity, ImageSource, S3Action, S3Request, S3Target } from './context.js';
+import { getDecryptedImageAction } from '../images/action.js';
 
 export const SERVICE_PREFIX = '/services/Walrus';
 const DEFAULT_MAX_OBJECT = 5 * 1024 ** 3;
@@ -27,12 +28,13 @@ export interface S3ApiOptions {
   /** Host names under which `bucket.<name>` means virtual-host addressing. */
   virtualHostDomains: readonly string[];
   maxObjectSize?: number;
+  images?: ImageSource;
   /** Told the action and status of every request. */
   onServed?: (action: string, status: number) => void;
 }
 
 /** Every action, most specific first within a method and target (sub-resources, then conditions). */
-export const s3Actions: readonly S3Action[] = [...bucketActions, ...listActions, ...multipartActions, ...objectActions, postObjectAction];
+export const s3Actions: readonly S3Action[] = [getDecryptedImageAction, ...bucketActions, ...listActions, ...multipartActions, ...objectActions, postObjectAction];
 
 function selectAction(method: string, target: S3Target, req: S3Request): S3Action | undefined {
   const candidates = s3Actions.filter((a) => a.method === method && a.target === target);
@@ -220,6 +222,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
         integrity: auth.integrity,
         readBody: (limit = 1024 * 1024) => readWhole(auth.body, auth.integrity, limit),
         lookupKey: opts.credentials,
+        ...(opts.images ? { images: opts.images } : {}),
       };
       const target: S3Target = addr.bucket === undefined ? 'service' : addr.key === undefined ? 'bucket' : 'object';
       const unsupported = UNSUPPORTED.find((s) => query.has(s));

@@ -1,0 +1,19 @@
+// GetDecryptedImage (Eucalyptus's Walrus operation): `GET /bucket/path/image.manifest.xml?decrypted`
+// answers the decrypted image of that bundle. Only cloud admins may ask (NCs fetch images with the
+// cloud's credentials); everyone else gets AccessDenied, as the bundle's owner only ever sees parts.
+import { createReadStream } from 'node:fs';
+import { S3Error } from '@mallee/aws-protocol';
+import type { S3Action } from '../s3/context.js';
+
+export const getDecryptedImageAction: S3Action = {
+  name: 'GetDecryptedImage',
+  method: 'GET',
+  target: 'object',
+  sub: 'decrypted',
+  handler: async (req) => {
+    if (!req.principal?.isAdmin) throw new S3Error('AccessDenied', 'Access Denied');
+    if (!req.images) throw new S3Error('NotImplemented', 'This Walrus does not decrypt images', {}, 501);
+    const { path, size } = await req.images.get(req.bucket!, req.key!);
+    return { headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: createReadStream(path, { highWaterMark: 1 << 20 }) };
+  },
+};
