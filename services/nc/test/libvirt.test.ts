@@ -175,6 +175,8 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     expect(booted).toContain(`mallee: config drive /dev/vdd instance-id ${s.instanceId}`);
     expect(booted).toContain(`mallee: public key key-${tag}`);
     expect(booted).toContain(`mallee: user-data user-data-${tag}`);
+    expect(booted).toContain(`mallee: http page served for ${s.instanceId}`);
+    expect(booted).toMatch(/mallee: eth0 \d+\.\d+\.\d+\.\d+/); // a DHCP lease on the user-mode NIC
     expect(text).toMatch(/mallee: root disk \/dev\/vda: mallee test root disk/);
 
     const t1 = Date.now();
