@@ -20,6 +20,8 @@ export interface PollerOptions {
   pollIntervalMs: number;
   /** How long terminated instances stay visible (TERMINATED_RETENTION). */
   retentionMs: number;
+  /** A launch the cc has not reported for this long is sent again; default max(3 polls, 10 s). */
+  staleLaunchMs?: number;
 }
 
 /** Polls in a row an instance the cc used to report may be missing before it counts as gone (a cc restarting rebuilds its view from its nodes). */
@@ -89,7 +91,7 @@ export class ClusterPoller {
       await this.redispatchUnknown(zone, reports);
     } else {
       // Between restarts too: a launch the cc never came to report (it lost it before its nodes did) is sent again.
-      await this.redispatchUnknown(zone, reports, new Date(Date.now() - Math.max(3 * this.o.pollIntervalMs, STALE_LAUNCH_MS)));
+      await this.redispatchUnknown(zone, reports, new Date(Date.now() - (this.o.staleLaunchMs ?? Math.max(3 * this.o.pollIntervalMs, STALE_LAUNCH_MS))));
     }
     await this.retryTerminations(zone, reports);
   }
