@@ -179,3 +179,22 @@ describe('health and metrics', () => {
     expect(text).toMatch(/^mallee_walrus_stored_bytes [1-9]\d*$/m);
   });
 });
+
+describe('interrupted uploads', () => {
+  it('a client that hangs up mid-body leaves no temp file and no object, and the daemon serves on', async () => {
+    const { createConnection } = await import('node:net');
+    const u = new URL(w.url);
+    const a = ACCOUNTS.alice!;
+    const s = signV4({ method: 'PUT', path: '/proto/aborted', headers: { host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD', 'content-length': String(10 * 1024 * 1024) }, accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, payloadHash: 'UNSIGNED-PAYLOAD' });
+    const sock = createConnection({ host: u.hostname, port: Number(u.port) });
+    await new Promise((r) => sock.once('connect', r));
+    sock.write(`PUT /proto/aborted HTTP/1.1\r\n${Object.entries(s.headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n`);
+    sock.write(Buffer.alloc(1024 * 1024, 1));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(readdirSync(join(w.home, 'walrus', 'tmp'))).toHaveLength(1);
+    sock.destroy();
+    for (let i = 0; i < 50 && readdirSync(join(w.home, 'walrus', 'tmp')).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(readdirSync(join(w.home, 'walrus', 'tmp'))).toEqual([]);
+    expectS3Error(await send({ method: 'GET', path: '/proto/aborted' }), 404, 'NoSuchKey');
+  });
+});
