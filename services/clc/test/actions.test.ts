@@ -59,6 +59,29 @@ describe('DescribeInstances filters', () => {
   });
 });
 
+describe('DescribeInstances pages', () => {
+  it('MaxResults and NextToken walk the whole listing once, in order', async () => {
+    await cloud.ec2.ok('RunInstances', { ImageId: image, MinCount: 7, MaxCount: 7 });
+    const all = instancesOf(await cloud.ec2.ok('DescribeInstances')).map((i) => i.id);
+    expect(all.length).toBeGreaterThanOrEqual(7);
+    const paged: string[] = [];
+    let token: string | undefined;
+    let pages = 0;
+    do {
+      const page = await cloud.ec2.ok('DescribeInstances', { MaxResults: 5, ...(token ? { NextToken: token } : {}) });
+      const ids = instancesOf(page).map((i) => i.id);
+      expect(ids.length).toBeLessThanOrEqual(5);
+      paged.push(...ids);
+      token = page.nextToken ? String(page.nextToken) : undefined;
+      pages++;
+    } while (token && pages < 20);
+    expect(paged).toEqual(all);
+    expect(pages).toBe(Math.ceil(all.length / 5));
+    expect((await cloud.ec2.call('DescribeInstances', { MaxResults: 5, 'InstanceId.1': all[0]! })).code).toBe('InvalidParameterCombination');
+    expect((await cloud.ec2.call('DescribeInstances', { MaxResults: 5, NextToken: 'garbage' })).code).toBe('InvalidParameterValue');
+  });
+});
+
 describe('regions, zones and attributes', () => {
   it('DescribeRegions names this region and its endpoint', async () => {
     const regions = items((await cloud.ec2.ok('DescribeRegions')).regionInfo);

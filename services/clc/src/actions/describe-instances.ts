@@ -2,7 +2,7 @@
 // account sees every account's instances with `InstanceId.1=verbose` (euca-describe-instances verbose).
 import { z } from 'zod';
 import type { Db } from '@mallee/store';
-import { defineEc2Action, q, type Principal } from '@mallee/aws-protocol';
+import { defineEc2Action, Ec2Error, errors, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters, tagSetsFor, type Tag } from '../resources/index.js';
 import { groupsOf, listedInstances, STATE_CODES, type GroupRef, type ListedInstance } from '../instances.js';
 import { list, ownInstances, VERBOSE, type Clc } from './context.js';
@@ -127,15 +127,47 @@ const FILTERS: Record<string, (v: InstanceView) => unknown> = {
   'state-reason-code': (v) => stateReasonXml(v.row.state_reason)?.code,
 };
 
-export function describeInstances(db: Db, principal: Principal, input: { InstanceId: string[]; Filter: { Name: string; Value: string[] }[] }): Record<string, unknown> {
+/** NextToken: where the previous page ended, in the listing's order (launch time, reservation, launch index). */
+type PageKey = [string, string, number];
+const encodeToken = (r: ListedInstance) => Buffer.from(JSON.stringify([r.launch_time, r.reservation_id, r.launch_index] satisfies PageKey)).toString('base64url');
+
+function decodeToken(token: string): PageKey {
+  try {
+    const k = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(k) && k.length === 3 && typeof k[0] === 'string' && typeof k[1] === 'string' && typeof k[2] === 'number') return k as PageKey;
+  } catch { /* falls through to the error */ }
+  throw new Ec2Error('InvalidParameterValue', `Invalid value '${token}' for NextToken`);
+}
+
+const afterKey = (r: ListedInstance, [t, res, i]: PageKey) =>
+  r.launch_time > t || (r.launch_time === t && (r.reservation_id > res || (r.reservation_id === res && r.launch_index > i)));
+
+export interface DescribeInstancesInput { InstanceId: string[]; Filter: { Name: string; Value: string[] }[]; MaxResults?: number; NextToken?: string }
+
+export function describeInstances(db: Db, principal: Principal, input: DescribeInstancesInput): Record<string, unknown> {
   const verbose = input.InstanceId.includes(VERBOSE);
   const ids = input.InstanceId.filter((id) => id !== VERBOSE);
+  if (ids.length && input.MaxResults !== undefined) {
+    throw new Ec2Error('InvalidParameterCombination', 'The parameter instancesSet cannot be used with the parameter maxResults');
+  }
+  if (input.MaxResults !== undefined && (input.MaxResults < 5 || input.MaxResults > 1000)) {
+    throw errors.invalidValue('MaxResults', input.MaxResults, 'MaxResults must be between 5 and 1000.');
+  }
   const everyAccount = verbose && principal.isAdmin;
-  const rows = ids.length
+  let rows = ids.length
     ? ownInstances(db, principal, ids, { anyAccount: everyAccount })
     : listedInstances(db, everyAccount ? '1 = 1' : 'account_id = @account', { account: principal.accountId });
-  const views = applyFilters(instanceViews(db, rows), input.Filter, FILTERS, (v) => v.tags);
-  return { reservationSet: reservationsXml(views) };
+  if (input.NextToken) {
+    const key = decodeToken(input.NextToken);
+    rows = rows.filter((r) => afterKey(r, key));
+  }
+  let views = applyFilters(instanceViews(db, rows), input.Filter, FILTERS, (v) => v.tags);
+  let nextToken: string | undefined;
+  if (input.MaxResults !== undefined && views.length > input.MaxResults) {
+    views = views.slice(0, input.MaxResults);
+    nextToken = encodeToken(views.at(-1)!.row);
+  }
+  return { reservationSet: reservationsXml(views), nextToken };
 }
 
 export const describeInstancesAction = (clc: Clc) =>
