@@ -34,6 +34,7 @@ export class ClusterPoller {
   private running: Promise<void> | undefined;
   private readonly reconciled = new Set<string>();
   private readonly missedPolls = new Map<string, number>();
+  private lastPollMs = 0;
 
   constructor(private readonly o: PollerOptions) {}
 
@@ -49,9 +50,14 @@ export class ClusterPoller {
     await this.running;
   }
 
+  lastPollSeconds(): number {
+    return this.lastPollMs / 1000;
+  }
+
   /** One round over every cluster; overlapping calls share the round in progress. */
   pollAll(): Promise<void> {
     this.running ??= (async () => {
+      const started = performance.now();
       try {
         await Promise.all(this.o.clusters.list().map((c) => this.pollCluster(c.name)));
         const purged = purgeTerminated(this.o.db, new Date(Date.now() - this.o.retentionMs));
@@ -59,6 +65,7 @@ export class ClusterPoller {
       } catch (err) {
         this.o.log.error({ err }, 'cluster poll failed');
       } finally {
+        this.lastPollMs = performance.now() - started;
         this.running = undefined;
       }
     })();

@@ -13,6 +13,7 @@ import { ClusterPoller } from './cluster-poller.js';
 import { Clusters } from './clusters.js';
 import { Dispatcher } from './dispatch.js';
 import { seedInstanceTypes } from './instance-types.js';
+import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
@@ -74,6 +75,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       ...adminHandlers({ db, clusters, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
     ],
+    metrics: clcMetrics({ db, clusters, dispatcher, poller }),
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });

@@ -8,6 +8,10 @@ export class Dispatcher {
 
   constructor(private readonly clusters: Clusters) {}
 
+  inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
   isInFlight(instanceId: string): boolean {
     return this.inFlight.has(instanceId);
   }

@@ -12,12 +12,15 @@ export interface ClcServerDeps {
   keyFor: (from: string) => string | undefined;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   wireHandlers: WireHandler<any, any>[];
+  /** GET /metrics (Prometheus text). */
+  metrics: (app: FastifyInstance) => Promise<void>;
 }
 
 export function buildServer(deps: ClcServerDeps): FastifyInstance {
   const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
   app.register(ec2Api, { actions: deps.actions, credentials: deps.credentials });
   app.register(wire, { keyFor: deps.keyFor, handlers: deps.wireHandlers });
+  app.register(deps.metrics);
   app.get('/healthz', async () => ({ service: 'clc', status: 'ok' }));
   return app as unknown as FastifyInstance;
 }

@@ -142,6 +142,23 @@ describe('polling', () => {
   });
 });
 
+describe('deregistered zones', () => {
+  beforeEach(() => setup());
+
+  it('instances of a deregistered cluster keep their state and terminate at once when asked', async () => {
+    const [id] = await run();
+    cloud.cc.instances.get(id!)!.state = 'running';
+    await cloud.poll();
+    await cloud.admin(admin.DeregisterCluster, { name: 'zone-a' });
+    await cloud.poll();
+    expect(await stateOf(id!)).toBe('running');
+    expect(items((await cloud.ec2.ok('DescribeAvailabilityZones')).availabilityZoneInfo)).toEqual([]);
+    const term = await cloud.ec2.ok('TerminateInstances', { 'InstanceId.1': id! });
+    expect((items(term.instancesSet)[0]!.currentState as Record<string, string>).name).toBe('terminated');
+    expect((await cloud.ec2.call('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 })).code).toBe('InsufficientInstanceCapacity');
+  });
+});
+
 describe('restart reconciliation', () => {
   beforeEach(() => setup());
 

@@ -48,6 +48,13 @@ describe('instances', () => {
     expect((items(again.instancesSet)[0]!.currentState as Record<string, string>).name).toBe('terminated');
   });
 
+  it('/metrics counts instances by zone and state, and clusters by state', async () => {
+    const text = await (await fetch(new URL('/metrics', cloud.url))).text();
+    expect(text).toMatch(/^mallee_clc_instances\{zone="zone-a",state="running"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^mallee_clc_clusters\{state="ENABLED"\} 1$/m);
+    expect(text).toMatch(/^mallee_clc_accounts 1$/m);
+  });
+
   it('malformed and unknown instance ids are refused with their EC2 codes', async () => {
     expect((await cloud.ec2.call('DescribeInstances', { 'InstanceId.1': 'bogus' })).code).toBe('InvalidInstanceID.Malformed');
     expect((await cloud.ec2.call('DescribeInstances', { 'InstanceId.1': 'i-12345678' })).code).toBe('InvalidInstanceID.NotFound');

@@ -30,6 +30,11 @@ export async function terminateInstances(clc: Clc, ids: string[], ctx: Pick<Acti
     for (const r of toStop) if (r.state !== 'shutting-down') setState(db, r.instance_id, 'shutting-down', USER_SHUTDOWN);
   })();
   await Promise.all([...byZone(toStop)].map(async ([zone, zoneIds]) => {
+    if (!clusters.get(zone)) {
+      // Its cluster was deregistered: nothing is left to stop them, and nothing would ever report them gone.
+      for (const id of zoneIds) setState(db, id, 'terminated', USER_SHUTDOWN);
+      return;
+    }
     try {
       const res = await clusters.client(zone).call(cc.TerminateInstances, { instanceIds: zoneIds, force: false });
       for (const i of res.instances) {
