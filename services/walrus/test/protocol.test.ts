@@ -198,3 +198,29 @@ describe('interrupted uploads', () => {
     expectS3Error(await send({ method: 'GET', path: '/proto/aborted' }), 404, 'NoSuchKey');
   });
 });
+
+describe('keep-alive', () => {
+  it('a request body the action does not read is drained, so the connection serves the next request', async () => {
+    const { Agent, request: httpRequest } = await import('node:http');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const u = new URL(w.url);
+    const a = ACCOUNTS.alice!;
+    const go = (method: string, path: string, body: Buffer) =>
+      new Promise<number>((resolve, reject) => {
+        const s = signV4({ method, path, headers: { host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, payloadHash: 'UNSIGNED-PAYLOAD' });
+        const r = httpRequest({ agent, host: u.hostname, port: u.port, method, path, headers: { ...s.headers, 'content-length': String(body.length) } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        r.on('error', reject);
+        r.setTimeout(5000, () => r.destroy(new Error('timed out: the connection stalled')));
+        r.end(body);
+      });
+    try {
+      expect(await go('DELETE', '/proto/nothing-here', Buffer.alloc(3 * 1024 * 1024, 1))).toBe(204);
+      expect(await go('GET', '/proto', Buffer.alloc(0))).toBe(200);
+    } finally {
+      agent.destroy();
+    }
+  });
+});

@@ -232,6 +232,8 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
       actionName = action.name;
       request.log.debug({ action: action.name, bucket: req.bucket, key: req.key, account: req.principal?.accountName }, 's3 request');
       const out = await action.handler(req);
+      // A body the action did not read would stall the keep-alive connection: drain it.
+      if (!auth.body.readableEnded) auth.body.destroy();
       opts.onServed?.(actionName, out.status ?? 200);
       reply.code(out.status ?? 200);
       if (out.headers) reply.headers(out.headers);
