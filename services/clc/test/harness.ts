@@ -74,6 +74,8 @@ export interface TestCloud {
   poll(): Promise<void>;
   /** Stop the clc and start it again on the same home (nothing else restarts). */
   restartClc(opts?: { beforeStart?: () => void | Promise<void> }): Promise<void>;
+  /** Stop the cc and start it again on the same home and port (its nodes keep running). */
+  restartCc(): Promise<void>;
   stopCluster(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -95,13 +97,13 @@ export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud
   const adminCall = <Req, Res>(op: Operation<Req, Res>, req: Req) => adminClient().call(op, req);
 
   let nc: { close(): Promise<void> } | undefined;
-  let ccd: { close(): Promise<void>; pollNow(): Promise<void> } | undefined;
+  let ccd: { url: string; close(): Promise<void>; pollNow(): Promise<void> } | undefined;
+  const ccHome = temp('mallee-cc-');
   if (opts.cluster ?? true) {
     const ncHome = temp('mallee-nc-');
-    const ccHome = temp('mallee-cc-');
     nc = await startNc({ home: ncHome, config: testConfig({ SIM_CORES: 4, SIM_MEM: 4096, SIM_DISK: 100, ...opts.nc }), port: 0, monitorIntervalMs: 100 });
     ccd = await startCc({ home: ccHome, config: testConfig(opts.cc), port: 0 });
-    const { key } = await adminCall(admin.RegisterCluster, { name: 'zone-a', url: (ccd as unknown as { url: string }).url });
+    const { key } = await adminCall(admin.RegisterCluster, { name: 'zone-a', url: ccd.url });
     writeKeyFile(cloudKeyFile(ccHome), key);
     const node = await adminCall(admin.RegisterNodeAdmin, { cluster: 'zone-a', node: 'node1', url: (nc as unknown as { url: string }).url });
     writeKeyFile(nodeKeyFile(ncHome), node.key);
@@ -131,6 +133,11 @@ export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud
       await clc.close();
       await o.beforeStart?.();
       clc = await startClc({ home: clcHome, config: clcConfig, port });
+    },
+    async restartCc() {
+      const port = Number(new URL(ccd!.url).port);
+      await ccd!.close();
+      ccd = await startCc({ home: ccHome, config: testConfig(opts.cc), port });
     },
     async stopCluster() {
       await ccd?.close();

@@ -33,6 +33,20 @@ describe('instances', () => {
     expect((running.item.placement as Record<string, string>).availabilityZone).toBe('zone-a');
   });
 
+  it('a cc restart loses no running instance, even when the clc polls it before it has polled its nodes', async () => {
+    const run = await cloud.ec2.ok('RunInstances', { ImageId: image, MinCount: 2, MaxCount: 2 });
+    const ids = items(run.instancesSet).map((i) => String(i.instanceId));
+    await eventually('running', async () => {
+      await cloud.poll();
+      const states = await Promise.all(ids.map(describeOne));
+      return states.every((d) => d.state === 'running') ? true : undefined;
+    });
+    await cloud.restartCc();
+    for (let i = 0; i < 5; i++) await cloud.clc.pollNow();
+    await cloud.poll();
+    expect((await Promise.all(ids.map(describeOne))).map((d) => d.state)).toEqual(['running', 'running']);
+  });
+
   it('terminating moves the instance to shutting-down and then terminated', async () => {
     const run = await cloud.ec2.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 });
     const id = String(items(run.instancesSet)[0]!.instanceId);
