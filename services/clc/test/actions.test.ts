@@ -82,6 +82,29 @@ describe('DescribeInstances pages', () => {
   });
 });
 
+describe('instance status and attributes', () => {
+  it('DescribeInstanceStatus shows running instances as ok, others only with IncludeAllInstances', async () => {
+    const ids = items((await cloud.ec2.ok('RunInstances', { ImageId: image, MinCount: 2, MaxCount: 2, UserData: Buffer.from('hello').toString('base64') })).instancesSet).map((i) => String(i.instanceId));
+    cloud.cc.instances.get(ids[0]!)!.state = 'running';
+    await cloud.poll();
+    const running = items((await cloud.ec2.ok('DescribeInstanceStatus', { 'InstanceId.1': ids[0]!, 'InstanceId.2': ids[1]! })).instanceStatusSet);
+    expect(running.map((s) => s.instanceId)).toEqual([ids[0]]);
+    expect(running[0]).toMatchObject({ availabilityZone: 'zone-a', instanceStatus: { status: 'ok' }, systemStatus: { status: 'ok' } });
+    const all = items((await cloud.ec2.ok('DescribeInstanceStatus', { 'InstanceId.1': ids[0]!, 'InstanceId.2': ids[1]!, IncludeAllInstances: 'true' })).instanceStatusSet);
+    expect(all.map((s) => [s.instanceId, (s.instanceState as Record<string, string>).name])).toEqual([[ids[0], 'running'], [ids[1], 'pending']]);
+  });
+
+  it('DescribeInstanceAttribute answers type, user data and groups of the account\'s own instance', async () => {
+    const id = String(items((await cloud.ec2.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: 'm1.large', UserData: Buffer.from('hi').toString('base64') })).instancesSet)[0]!.instanceId);
+    expect((await cloud.ec2.ok('DescribeInstanceAttribute', { InstanceId: id, Attribute: 'instanceType' })).instanceType).toEqual({ value: 'm1.large' });
+    expect((await cloud.ec2.ok('DescribeInstanceAttribute', { InstanceId: id, Attribute: 'userData' })).userData).toEqual({ value: Buffer.from('hi').toString('base64') });
+    expect(items((await cloud.ec2.ok('DescribeInstanceAttribute', { InstanceId: id, Attribute: 'groupSet' })).groupSet).map((g) => g.groupName)).toEqual(['default']);
+    expect((await cloud.ec2.call('DescribeInstanceAttribute', { InstanceId: id, Attribute: 'colour' })).code).toBe('InvalidParameterValue');
+    const other = await cloud.account('attrother');
+    expect((await other.ec2.call('DescribeInstanceAttribute', { InstanceId: id, Attribute: 'userData' })).code).toBe('InvalidInstanceID.NotFound');
+  });
+});
+
 describe('regions, zones and attributes', () => {
   it('DescribeRegions names this region and its endpoint', async () => {
     const regions = items((await cloud.ec2.ok('DescribeRegions')).regionInfo);

@@ -3,6 +3,7 @@
 import type { Ec2Action } from '@mallee/aws-protocol';
 import type { Clc } from './context.js';
 import { describeInstancesAction } from './describe-instances.js';
+import { instanceStatusActions } from './instance-status.js';
 import { instanceTypeActions } from './instance-types.js';
 import { lifecycleActions } from './lifecycle.js';
 import { runInstancesAction } from './run-instances.js';
@@ -16,6 +17,7 @@ export function coreActions(clc: Clc): Ec2Action[] {
     runInstancesAction(clc),
     describeInstancesAction(clc),
     ...lifecycleActions(clc),
+    ...instanceStatusActions(clc),
     ...instanceTypeActions(clc),
   ] as Ec2Action[];
 }
