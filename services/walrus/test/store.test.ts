@@ -101,4 +101,36 @@ describe('FsObjectStore', () => {
     for await (const c of again.openObject(info)) chunks.push(c as Buffer);
     expect(Buffer.concat(chunks).toString()).toBe('kept');
   });
+
+  it('keeps a completed multipart object as its part blobs: ranges across parts, recovery keeps them, delete frees them', async () => {
+    const { dir, db, store } = open();
+    store.createBucket('b', owner, acl, '');
+    const five = 5 * 1024 * 1024;
+    const data = Buffer.alloc(2 * five + 100);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
+    const upload = store.createMultipartUpload('b', 'mp', { headers: {}, acl, owner });
+    const parts = [];
+    for (let n = 0; n < 3; n++) parts.push(await store.putObjectPart(upload, n + 1, Readable.from([data.subarray(n * five, (n + 1) * five)]), {}));
+    // Part 2 uploaded again: the replaced blob goes, the new one is used.
+    parts[1] = await store.putObjectPart(upload, 2, Readable.from([data.subarray(five, 2 * five)]), {});
+    const info = await store.completeMultipartUpload(upload, parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag })));
+    expect(info.size).toBe(data.length);
+    const read = async (range?: { start: number; end: number }) => {
+      const chunks: Buffer[] = [];
+      for await (const c of store.openObject(info, range)) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    };
+    expect((await read()).equals(data)).toBe(true);
+    expect((await read({ start: five - 3, end: five + 2 })).equals(data.subarray(five - 3, five + 3))).toBe(true);
+    expect((await read({ start: 2 * five + 10, end: 2 * five + 99 })).equals(data.subarray(2 * five + 10))).toBe(true);
+    const blobs = () => readdirSync(join(dir, 'walrus', 'data')).flatMap((d) => readdirSync(join(dir, 'walrus', 'data', d)));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(blobs()).toHaveLength(3);
+    expect(store.recover()).toEqual({ tempFiles: 0, orphanBlobs: 0 });
+    expect(store.getBucket('b')!.bytes).toBe(data.length);
+    store.deleteObject('b', 'mp');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(blobs()).toHaveLength(0);
+    expect(db.prepare('SELECT COUNT(*) FROM object_segments').pluck().get()).toBe(0);
+  });
 });

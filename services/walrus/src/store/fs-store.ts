@@ -3,7 +3,7 @@
 // blobs unlinked. A crash between steps leaves only unreferenced blobs, which the next start removes.
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Db } from '@mallee/store';
 import { S3Error, s3Errors } from '@mallee/aws-protocol';
 import { BlobStore, type WrittenBlob } from './blobs.js';
@@ -35,7 +35,16 @@ const toBucket = (r: BucketRow): BucketInfo => ({
   ...(r.policy !== null ? { policy: r.policy } : {}),
   bytes: r.bytes,
 });
-const toObject = (r: ObjectRow): ObjectInfo & { blob: string | null } => ({
+type Stored = ObjectInfo & { blob: string | null; seq: number };
+interface Content {
+  size: number;
+  etag: string;
+  /** A single blob, or the segments (part blobs, in order) of a multipart object. */
+  blob?: string;
+  segments?: { blob: string; size: number }[];
+}
+
+const toObject = (r: ObjectRow): Stored => ({
   bucket: r.bucket,
   key: r.key,
   versionId: r.version_id,
@@ -48,6 +57,7 @@ const toObject = (r: ObjectRow): ObjectInfo & { blob: string | null } => ({
   acl: JSON.parse(r.acl) as Acl,
   owner: { id: r.owner_id, displayName: r.owner_name },
   blob: r.blob,
+  seq: r.seq,
 });
 const toUpload = (r: UploadRow): UploadInfo => ({
   uploadId: r.upload_id,
@@ -86,8 +96,10 @@ export class FsObjectStore implements ObjectStore {
   /** Start-up recovery: drop temp files and blobs no row references. */
   recover(): { tempFiles: number; orphanBlobs: number } {
     const tempFiles = this.blobs.cleanTemp();
-    const referenced = this.db.prepare('SELECT 1 FROM objects WHERE blob = ? UNION ALL SELECT 1 FROM parts WHERE blob = ? LIMIT 1').pluck();
-    const orphanBlobs = this.blobs.collectGarbage((id) => referenced.get(id, id) !== undefined);
+    const referenced = this.db
+      .prepare('SELECT 1 FROM objects WHERE blob = ? UNION ALL SELECT 1 FROM parts WHERE blob = ? UNION ALL SELECT 1 FROM object_segments WHERE blob = ? LIMIT 1')
+      .pluck();
+    const orphanBlobs = this.blobs.collectGarbage((id) => referenced.get(id, id, id) !== undefined);
     return { tempFiles, orphanBlobs };
   }
 
@@ -192,6 +204,12 @@ export class FsObjectStore implements ObjectStore {
     return blob;
   }
 
+  /** Every blob holding a stored version's bytes. */
+  private blobsOf(row: { seq: number; blob: string | null }): string[] {
+    if (row.blob) return [row.blob];
+    return this.db.prepare('SELECT blob FROM object_segments WHERE object_seq = ? ORDER BY idx').pluck().all(row.seq) as string[];
+  }
+
   /**
    * Makes a durable blob the key's newest version (or a delete marker when blob is null), honouring the
    * bucket's versioning state. Returns the row and the blobs it displaced, which the caller unlinks.
@@ -199,7 +217,7 @@ export class FsObjectStore implements ObjectStore {
   private commitVersion(
     bucket: string,
     key: string,
-    blob: { id: string; size: number; etag: string } | null,
+    content: Content | null,
     meta: { headers: ObjectHeaders; acl: Acl; owner: Owner },
   ): { info: ObjectInfo; displaced: string[] } {
     return this.db.transaction(() => {
@@ -208,21 +226,23 @@ export class FsObjectStore implements ObjectStore {
       const displaced: string[] = [];
       let freed = 0;
       if (versionId === 'null') {
-        const old = this.db.prepare('SELECT blob, size FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, 'null') as { blob: string | null; size: number } | undefined;
+        const old = this.db.prepare('SELECT seq, blob, size FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, 'null') as { seq: number; blob: string | null; size: number } | undefined;
         if (old) {
           freed = old.size;
-          if (old.blob) displaced.push(old.blob);
+          displaced.push(...this.blobsOf(old));
           this.db.prepare('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, 'null');
         }
       }
-      this.checkQuota(b, (blob?.size ?? 0) - freed);
-      this.db.prepare('UPDATE buckets SET bytes = bytes + ? WHERE name = ?').run((blob?.size ?? 0) - freed, bucket);
+      this.checkQuota(b, (content?.size ?? 0) - freed);
+      this.db.prepare('UPDATE buckets SET bytes = bytes + ? WHERE name = ?').run((content?.size ?? 0) - freed, bucket);
       this.db.prepare('UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1').run(bucket, key);
       const now = new Date();
       const r = this.db
         .prepare(`INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, blob, size, etag, last_modified, headers, acl, owner_id, owner_name)
                   VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`)
-        .get(bucket, key, versionId, blob ? 0 : 1, blob?.id ?? null, blob?.size ?? 0, blob?.etag ?? '', now.toISOString(), JSON.stringify(meta.headers), JSON.stringify(meta.acl), meta.owner.id, meta.owner.displayName) as ObjectRow;
+        .get(bucket, key, versionId, content ? 0 : 1, content?.blob ?? null, content?.size ?? 0, content?.etag ?? '', now.toISOString(), JSON.stringify(meta.headers), JSON.stringify(meta.acl), meta.owner.id, meta.owner.displayName) as ObjectRow;
+      const addSegment = this.db.prepare('INSERT INTO object_segments (object_seq, idx, blob, size) VALUES (?, ?, ?, ?)');
+      content?.segments?.forEach((s, i) => addSegment.run(r.seq, i, s.blob, s.size));
       return { info: toObject(r), displaced };
     })();
   }
@@ -230,7 +250,7 @@ export class FsObjectStore implements ObjectStore {
   private async commitBlob(bucket: string, key: string, blob: WrittenBlob, etag: string, meta: { headers: ObjectHeaders; acl: Acl; owner: Owner }): Promise<ObjectInfo> {
     let result;
     try {
-      result = this.commitVersion(bucket, key, { id: blob.id, size: blob.size, etag }, meta);
+      result = this.commitVersion(bucket, key, { blob: blob.id, size: blob.size, etag }, meta);
     } catch (e) {
       await this.blobs.remove(blob.id);
       throw e;
@@ -247,7 +267,7 @@ export class FsObjectStore implements ObjectStore {
     return this.commitBlob(bucket, key, blob, blob.md5.toString('hex'), opts);
   }
 
-  private row(bucket: string, key: string, versionId?: string): (ObjectInfo & { blob: string | null }) | undefined {
+  private row(bucket: string, key: string, versionId?: string): Stored | undefined {
     const r = (versionId === undefined
       ? this.db.prepare('SELECT * FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1').get(bucket, key)
       : this.db.prepare('SELECT * FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, versionId)) as ObjectRow | undefined;
@@ -270,8 +290,31 @@ export class FsObjectStore implements ObjectStore {
 
   openObject(info: ObjectInfo, range?: ByteRange): Readable {
     const r = this.row(info.bucket, info.key, info.versionId);
-    if (!r || !r.blob) throw s3Errors.noSuchKey(info.key);
-    return this.blobs.open(r.blob, range);
+    if (!r || r.deleteMarker) throw s3Errors.noSuchKey(info.key);
+    if (r.blob) return this.blobs.open(r.blob, range);
+    const segments = this.db.prepare('SELECT blob, size FROM object_segments WHERE object_seq = ? ORDER BY idx').all(r.seq) as { blob: string; size: number }[];
+    return this.openSegments(segments, range ?? { start: 0, end: r.size - 1 });
+  }
+
+  /** The bytes of a range of consecutive segments as one stream; every needed blob is opened at once. */
+  private openSegments(segments: { blob: string; size: number }[], range: ByteRange): Readable {
+    const streams: Readable[] = [];
+    let offset = 0;
+    for (const s of segments) {
+      const first = offset;
+      const last = offset + s.size - 1;
+      offset += s.size;
+      if (s.size === 0 || last < range.start || first > range.end) continue;
+      streams.push(this.blobs.open(s.blob, { start: Math.max(range.start, first) - first, end: Math.min(range.end, last) - first }));
+    }
+    async function* concat() {
+      try {
+        for (const st of streams) yield* st;
+      } finally {
+        for (const st of streams) st.destroy();
+      }
+    }
+    return Readable.from(concat(), { objectMode: false, highWaterMark: 1 << 20 });
   }
 
   deleteObject(bucket: string, key: string, versionId?: string): DeleteResult {
@@ -280,22 +323,24 @@ export class FsObjectStore implements ObjectStore {
       if (versionId === undefined) {
         if (b.versioning === '') {
           const old = this.row(bucket, key, 'null');
+          const blobs = old ? this.blobsOf(old) : [];
           if (old) {
-            this.db.prepare('DELETE FROM objects WHERE seq = (SELECT seq FROM objects WHERE bucket = ? AND key = ? AND version_id = ?)').run(bucket, key, 'null');
+            this.db.prepare('DELETE FROM objects WHERE seq = ?').run(old.seq);
             this.db.prepare('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(old.size, bucket);
           }
-          return { result: { deleteMarker: false }, displaced: old?.blob ? [old.blob] : [] };
+          return { result: { deleteMarker: false }, displaced: blobs };
         }
         return { result: undefined, displaced: [] as string[] };
       }
       const r = this.row(bucket, key, versionId);
       if (!r) return { result: { deleteMarker: false, versionId }, displaced: [] };
+      const blobs = this.blobsOf(r);
       this.db.prepare('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
       this.db.prepare('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(r.size, bucket);
       if (r.isLatest) {
         this.db.prepare('UPDATE objects SET is_latest = 1 WHERE seq = (SELECT MAX(seq) FROM objects WHERE bucket = ? AND key = ?)').run(bucket, key);
       }
-      return { result: { deleteMarker: r.deleteMarker, versionId }, displaced: r.blob ? [r.blob] : [] };
+      return { result: { deleteMarker: r.deleteMarker, versionId }, displaced: r.deleteMarker ? [] : blobs };
     })();
     for (const id of displaced) this.blobs.discard(id);
     if (result) return result;
@@ -483,46 +528,44 @@ export class FsObjectStore implements ObjectStore {
 
   async completeMultipartUpload(upload: UploadInfo, requested: { partNumber: number; etag: string }[]): Promise<ObjectInfo> {
     if (requested.length === 0) throw new S3Error('MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema');
-    const stored = new Map((this.db.prepare('SELECT * FROM parts WHERE upload_id = ?').all(upload.uploadId) as PartRow[]).map((p) => [p.part_number, p]));
-    const chosen: PartRow[] = [];
-    let last = 0;
-    for (const want of requested) {
-      if (want.partNumber <= last) throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
-      last = want.partNumber;
-      const p = stored.get(want.partNumber);
-      if (!p || p.etag !== want.etag.replace(/"/g, '').toLowerCase()) {
-        throw new S3Error('InvalidPart', 'One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part\'s entity tag.', { UploadId: upload.uploadId, PartNumber: String(want.partNumber), ETag: want.etag });
+    let unused: string[] = [];
+    // One transaction from reading the parts to committing the object: a part re-uploaded meanwhile
+    // cannot swap its blob out from under the new object.
+    const result = this.db.transaction(() => {
+      const stored = new Map((this.db.prepare('SELECT * FROM parts WHERE upload_id = ?').all(upload.uploadId) as PartRow[]).map((p) => [p.part_number, p]));
+      const chosen: PartRow[] = [];
+      let last = 0;
+      for (const want of requested) {
+        if (want.partNumber <= last) throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
+        last = want.partNumber;
+        const p = stored.get(want.partNumber);
+        if (!p || p.etag !== want.etag.replace(/"/g, '').toLowerCase()) {
+          throw new S3Error('InvalidPart', 'One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part\'s entity tag.', { UploadId: upload.uploadId, PartNumber: String(want.partNumber), ETag: want.etag });
+        }
+        chosen.push(p);
       }
-      chosen.push(p);
-    }
-    chosen.forEach((p, i) => {
-      if (i < chosen.length - 1 && p.size < MIN_PART_SIZE) {
-        throw new S3Error('EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size.', { ProposedSize: String(p.size), MinSizeAllowed: String(MIN_PART_SIZE), PartNumber: String(p.part_number), ETag: p.etag });
-      }
-    });
-    const md5s = createHash('md5');
-    for (const p of chosen) md5s.update(Buffer.from(p.etag, 'hex'));
-    const etag = `${md5s.digest('hex')}-${chosen.length}`;
-    const blob = await this.blobs.write(chosen.map((p) => () => this.blobs.open(p.blob)));
-    let result;
-    let partBlobs: string[] = [];
-    try {
-      result = this.db.transaction(() => {
-        partBlobs = this.db.prepare('SELECT blob FROM parts WHERE upload_id = ?').pluck().all(upload.uploadId) as string[];
-        if (this.db.prepare('DELETE FROM uploads WHERE upload_id = ?').run(upload.uploadId).changes === 0) throw s3Errors.noSuchUpload(upload.uploadId);
-        return this.commitVersion(upload.bucket, upload.key, { id: blob.id, size: blob.size, etag }, upload);
-      })();
-    } catch (e) {
-      await this.blobs.remove(blob.id);
-      throw e;
-    }
-    for (const id of [...result.displaced, ...partBlobs]) await this.blobs.remove(id);
+      chosen.forEach((p, i) => {
+        if (i < chosen.length - 1 && p.size < MIN_PART_SIZE) {
+          throw new S3Error('EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size.', { ProposedSize: String(p.size), MinSizeAllowed: String(MIN_PART_SIZE), PartNumber: String(p.part_number), ETag: p.etag });
+        }
+      });
+      const md5s = createHash('md5');
+      for (const p of chosen) md5s.update(Buffer.from(p.etag, 'hex'));
+      const etag = `${md5s.digest('hex')}-${chosen.length}`;
+      // The parts' blobs become the object's segments: no second write of the data.
+      const kept = new Set(chosen.map((p) => p.blob));
+      unused = [...stored.values()].map((p) => p.blob).filter((b) => !kept.has(b));
+      if (this.db.prepare('DELETE FROM uploads WHERE upload_id = ?').run(upload.uploadId).changes === 0) throw s3Errors.noSuchUpload(upload.uploadId);
+      const size = chosen.reduce((n, p) => n + p.size, 0);
+      return this.commitVersion(upload.bucket, upload.key, { size, etag, segments: chosen.map((p) => ({ blob: p.blob, size: p.size })) }, upload);
+    })();
+    for (const id of [...result.displaced, ...unused]) await this.blobs.remove(id);
     return stripBlob(result.info);
   }
 }
 
-function stripBlob(info: ObjectInfo & { blob?: string | null }): ObjectInfo {
-  const { blob: _blob, ...rest } = info;
+function stripBlob(info: ObjectInfo & { blob?: string | null; seq?: number }): ObjectInfo {
+  const { blob: _blob, seq: _seq, ...rest } = info;
   return rest;
 }
 

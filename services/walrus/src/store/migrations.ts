@@ -66,4 +66,17 @@ export const migrations: Migration[] = [
     up: `ALTER TABLE buckets ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
          UPDATE buckets SET bytes = (SELECT COALESCE(SUM(size), 0) FROM objects WHERE objects.bucket = buckets.name);`,
   },
+  {
+    id: 4,
+    name: 'multipart objects as segments',
+    // A completed multipart upload keeps its part blobs as the object's segments (blob IS NULL).
+    up: `CREATE TABLE object_segments (
+           object_seq INTEGER NOT NULL REFERENCES objects(seq) ON DELETE CASCADE,
+           idx INTEGER NOT NULL,
+           blob TEXT NOT NULL,
+           size INTEGER NOT NULL,
+           PRIMARY KEY (object_seq, idx)
+         );
+         CREATE INDEX object_segments_blob ON object_segments(blob);`,
+  },
 ];
