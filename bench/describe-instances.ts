@@ -11,9 +11,11 @@ import { freePortBase, mallee, parseEucarc, repoRoot, sleep } from '../test/e2e/
 
 const sizes = (process.env.MALLEE_BENCH_SIZES ?? '1000,10000').split(',').map(Number);
 // moto needs tens of seconds per 10,000-instance listing: fewer samples at that size.
-const samplesFor = (n: number) => Number(process.env.MALLEE_BENCH_SAMPLES ?? (n > 2000 ? 7 : 21));
+const samplesFor = (n: number) => Number(process.env.MALLEE_BENCH_SAMPLES ?? (n > 2000 ? 5 : 21));
 const maxSize = Math.max(...sizes);
 const BATCH = 1000;
+// moto takes about a minute per 10,000-instance listing on a busy 2-core machine.
+const REQUEST_TIMEOUT_MS = 600_000;
 
 interface Target {
   name: string;
@@ -38,7 +40,7 @@ async function startMallee(): Promise<Target> {
   );
   await mallee(['up', '--home', home, '--detach']);
   const env = parseEucarc(join(home, 'eucarc'));
-  const client = new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!);
+  const client = new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!, undefined, REQUEST_TIMEOUT_MS);
   const imageId = String((await client.ok('RegisterImage', { ImageLocation: 'bench/img.manifest.xml', Name: 'bench' })).imageId);
   return {
     name: 'Mallee',
@@ -56,7 +58,7 @@ async function startMoto(): Promise<Target> {
   const port = await freePortBase();
   const proc: ChildProcess = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}/`;
-  const client = new Ec2Client(url, { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench' }, 'us-east-1');
+  const client = new Ec2Client(url, { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench' }, 'us-east-1', undefined, REQUEST_TIMEOUT_MS);
   for (let i = 0; ; i++) {
     try {
       await client.ok('DescribeRegions');

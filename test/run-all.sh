@@ -19,7 +19,7 @@ suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by 
   local name=$1 json=$2; shift 2
   log "$name"
   rm -f "$json"
-  "$@" --reporter=default --reporter=json --outputFile="$json"
+  "$@" --reporter=default --reporter=json --outputFile="$PWD/$json"
   local rc=$?
   if [ -s "$json" ]; then
     read -r p f < <(node -e 'const r=require(process.argv[1]);const fails=r.testResults.flatMap(f=>f.assertionResults.filter(a=>a.status==="failed").map(a=>f.name.replace(process.cwd()+"/","")+" > "+a.fullName));for(const x of fails)console.error("FAILED: "+x);const suiteErr=r.testResults.filter(f=>f.status==="failed"&&f.assertionResults.length===0).length;console.log(r.numPassedTests,r.numFailedTests+suiteErr)' "$PWD/$json")

@@ -28,10 +28,11 @@ export class Ec2Client {
     private readonly creds: Ec2Credentials,
     private readonly region: string,
     private readonly version = '2016-11-15',
+    private readonly timeoutMs = 60_000,
   ) {}
 
   withCredentials(creds: Ec2Credentials): Ec2Client {
-    return new Ec2Client(this.url, creds, this.region, this.version);
+    return new Ec2Client(this.url, creds, this.region, this.version, this.timeoutMs);
   }
 
   async call(action: string, params: Record<string, string | number | boolean> = {}): Promise<Ec2Reply> {
@@ -66,7 +67,7 @@ export class Ec2Client {
     const kSigning = hmac(hmac(hmac(kDate, this.region), 'ec2'), 'aws4_request');
     const signature = createHmac('sha256', kSigning).update(toSign).digest('hex');
     headers.authorization = `AWS4-HMAC-SHA256 Credential=${this.creds.accessKeyId}/${scope}, SignedHeaders=${signed.join(';')}, Signature=${signature}`;
-    const res = await fetch(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(60_000) });
+    const res = await fetch(this.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
     return { status: res.status, body: await res.text() };
   }
 
