@@ -3,7 +3,7 @@
 // receiving component issued at registration. Replies are signed with the same key.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { z } from 'zod';
-import { encodeValue, decodeValue, parseXml, elementName, children, WireDecodeError, escapeXml, type WireValue } from './codec.js';
+import { encodeValue, decodeDocument, WireDecodeError, escapeXml, type WireValue } from './codec.js';
 
 export const WIRE_VERSION = 1;
 /** Oldest peer version this build still talks to: one version of skew is tolerated. */
@@ -64,19 +64,19 @@ export interface DecodedEnvelope {
 }
 
 export function decodeEnvelope(xml: string): DecodedEnvelope {
-  const roots = parseXml(xml).filter((n) => elementName(n) === 'Envelope');
+  const roots = decodeDocument(xml).filter((n) => n.name === 'Envelope');
   if (roots.length !== 1) throw new WireDecodeError('expected one Envelope');
-  const body = children(roots[0]!).find((n) => elementName(n) === 'Body');
+  const body = roots[0]!.children.find((n) => n.name === 'Body');
   if (!body) throw new WireDecodeError('Envelope has no Body');
-  const ops = children(body).filter((n) => elementName(n) !== '#text');
-  if (ops.length !== 1) throw new WireDecodeError('Body must hold exactly one operation');
-  const opNode = ops[0]!;
-  const op = elementName(opNode)!;
+  if (body.children.length !== 1) throw new WireDecodeError('Body must hold exactly one operation');
+  const opNode = body.children[0]!;
+  const op = opNode.name;
+  const value = opNode.value ?? {};
   if (op === 'Fault') {
-    const f = decodeValue(opNode) as Record<string, WireValue>;
+    const f = (typeof value === 'object' && !Array.isArray(value) ? value : {}) as Record<string, WireValue>;
     return { op, body: f, fault: { code: String(f.code ?? 'InternalError'), message: String(f.message ?? '') } };
   }
-  return { op, body: decodeValue(opNode) };
+  return { op, body: value };
 }
 
 export function encodeFault(code: string, message: string): string {

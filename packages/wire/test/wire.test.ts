@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { wire, handler, WireClient, WireError, defineOperation, encodeValue, decodeValue, parseXml, sign, HDR, WIRE_PATH, encodeEnvelope, WIRE_VERSION } from '../src/index.js';
+import { wire, handler, WireClient, WireError, defineOperation, encodeValue, decodeDocument, sign, HDR, WIRE_PATH, encodeEnvelope, WIRE_VERSION } from '../src/index.js';
 
 const Echo = defineOperation('Echo',
   z.object({ text: z.string(), n: z.number(), flag: z.boolean(), list: z.array(z.object({ k: z.string() })), opt: z.string().optional() }),
@@ -28,12 +28,26 @@ afterEach(async () => { await app?.close(); app = undefined; });
 describe('wire codec', () => {
   it('round-trips strings with markup, control characters, numbers, booleans, empty and one-element lists', () => {
     const value = { a: '<b>&"x"\'', ctl: 'bell\u0007\r\n', n: -1.5, t: true, f: false, one: [{ k: '' }], none: [], nested: { deep: ['x'] } };
-    const node = parseXml(encodeValue('V', value))[0]!;
-    expect(decodeValue(node)).toEqual(value);
+    const [node] = decodeDocument(encodeValue('V', value));
+    expect(node!.value).toEqual(value);
+  });
+
+  it('refuses mismatched tags, lists of non-items and bad numbers', () => {
+    expect(() => decodeDocument('<a t="s"><b>x</c></a>')).toThrow(/malformed/);
+    expect(() => decodeDocument('<a t="l"><b>x</b></a>')).toThrow(/item/);
+    expect(() => decodeDocument('<a t="n">1e</a>')).toThrow(/number/);
+    expect(() => decodeDocument('<a t="s"><b>x</b>')).toThrow(/malformed/);
+  });
+
+  it('decodes a 10,000-instance reply intact', () => {
+    const instances = Array.from({ length: 10_000 }, (_, i) => ({ instanceId: `i-${i}`, state: 'running', vmType: { name: 'm1.small', cores: 1, memoryMiB: 512, diskGiB: 5 } }));
+    const xml = encodeValue('R', { instances });
+    const [node] = decodeDocument(xml);
+    expect((node!.value as { instances: unknown[] }).instances).toEqual(instances);
   });
 
   it('refuses DTDs (entity expansion)', () => {
-    expect(() => parseXml('<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')).toThrow(/DTD/);
+    expect(() => decodeDocument('<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>')).toThrow(/DTD/);
   });
 });
 
