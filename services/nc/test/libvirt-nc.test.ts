@@ -84,6 +84,19 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Wait until the node reports `state` for the instance; on timeout say what it last reported. */
+async function waitState(client: WireClient, instanceId: string, state: string, timeoutMs: number): Promise<void> {
+  let last: unknown;
+  try {
+    await waitFor(`${instanceId} ${state}`, async () => {
+      last = (await client.call(nc.ncDescribeInstances, { instanceIds: [instanceId] })).instances[0];
+      return (last as { state?: string } | undefined)?.state === state;
+    }, timeoutMs);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; the node last reported ${JSON.stringify(last)}`);
+  }
+}
+
 const markers = (text: string, id: string) => text.split(`mallee: boot done ${id}`).length - 1;
 
 const libvirtOverrides = (home: string) => ({ HYPERVISOR: 'qemu', INSTANCE_PATH: join(home, 'instances'), MAX_CORES: 8 });
@@ -121,7 +134,7 @@ describe.skipIf(skipReason !== undefined)('node controller with the libvirt driv
     const s = spec();
     const t0 = Date.now();
     await node.client.call(nc.ncRunInstance, s);
-    await waitFor('running', async () => (await node.client.call(nc.ncDescribeInstances, { instanceIds: [s.instanceId] })).instances[0]?.state === 'running', 60_000);
+    await waitState(node.client, s.instanceId, 'running', 60_000);
     await waitFor('boot-done marker', async () => markers(await consoleText(node.client, s.instanceId), s.instanceId) === 1, 90_000);
     console.info(`nc + libvirt/qemu: ncRunInstance → boot-done marker on ncGetConsoleOutput in ${Date.now() - t0} ms`);
 
@@ -134,7 +147,7 @@ describe.skipIf(skipReason !== undefined)('node controller with the libvirt driv
     expect(Buffer.byteLength(text, 'latin1')).toBeLessThan(64 * 1024);
 
     await node.client.call(nc.ncTerminateInstance, { instanceId: s.instanceId, force: false });
-    await waitFor('terminated', async () => (await node.client.call(nc.ncDescribeInstances, { instanceIds: [s.instanceId] })).instances[0]?.state === 'terminated', 60_000);
+    await waitState(node.client, s.instanceId, 'terminated', 60_000);
     expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
     const conn = new LibvirtConnection('qemu:///system');
     await conn.open();
@@ -152,7 +165,7 @@ describe.skipIf(skipReason !== undefined)('node controller with the libvirt driv
 
     const startNc = async (): Promise<{ proc: ChildProcess; client: WireClient }> => {
       rmSync(join(home, 'run', 'nc.url'), { force: true });
-      const proc = spawn(process.execPath, [ncMain, '--home', home, '--conf', conf], { stdio: ['ignore', 'ignore', 'inherit'] });
+      const proc = spawn(process.execPath, [ncMain, '--home', home, '--conf', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
       children.push(proc);
       const url = await waitFor('nc.url', () => (existsSync(join(home, 'run', 'nc.url')) ? readFileSync(join(home, 'run', 'nc.url'), 'utf8').trim() || undefined : undefined), 30_000);
       return { proc, client: new WireClient({ url, from: 'cc', key }) };
@@ -168,7 +181,7 @@ describe.skipIf(skipReason !== undefined)('node controller with the libvirt driv
     const second = await startNc();
     const { instances } = await second.client.call(nc.ncDescribeInstances, { instanceIds: [] });
     expect(instances.map((i) => i.instanceId).sort()).toEqual(specs.map((s) => s.instanceId).sort());
-    expect(instances.every((i) => i.state === 'running' && i.reservationId !== '')).toBe(true);
+    expect(instances.map((i) => [i.state, i.stateReason ?? '', i.reservationId !== ''])).toEqual(specs.map(() => ['running', '', true]));
     // A cc retrying a launch after the restart gets the same guest, not a fourth one.
     await second.client.call(nc.ncRunInstance, specs[0]!);
     const conn = new LibvirtConnection('qemu:///system');
