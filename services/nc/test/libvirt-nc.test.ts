@@ -139,12 +139,8 @@ describe.skipIf(skipReason !== undefined)('node controller with the libvirt driv
     console.info(`nc + libvirt/qemu: ncRunInstance → boot-done marker on ncGetConsoleOutput in ${Date.now() - t0} ms`);
 
     await node.client.call(nc.ncRebootInstance, { instanceId: s.instanceId });
-    const text = await waitFor('second marker', async () => {
-      const t = await consoleText(node.client, s.instanceId);
-      return markers(t, s.instanceId) === 2 ? t : undefined;
-    }, 90_000);
-    // Both boots fit in the 64 KiB the NC returns (kernel messages included).
-    expect(Buffer.byteLength(text, 'latin1')).toBeLessThan(64 * 1024);
+    // Both boots' markers in the last 64 KiB the NC returns (kernel messages included, ~25 KB a boot).
+    await waitFor('second marker', async () => markers(await consoleText(node.client, s.instanceId), s.instanceId) === 2, 90_000);
 
     await node.client.call(nc.ncTerminateInstance, { instanceId: s.instanceId, force: false });
     await waitState(node.client, s.instanceId, 'terminated', 60_000);
