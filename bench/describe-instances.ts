@@ -140,7 +140,7 @@ Run by \`npm run bench\` (bench/describe-instances.ts) on ${new Date().toISOStri
 
 - Machine: ${cpus().length} CPUs (\`nproc\` ${execFileSync('nproc').toString().trim()}; ${cpus()[0]?.model ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, shared with other work
 - Node ${process.version}; ${targets[1]!.name} (pyenv Python), on 127.0.0.1
-- Mallee: all-in-one (\`mallee up --hypervisor simulated\`): real clc + cc + nc processes, simulated hypervisor, SQLite in WAL mode
+- Mallee: all-in-one (\`mallee up --hypervisor simulated\`): real clc + cc + nc (and walrus, idle) processes, simulated hypervisor, SQLite in WAL mode
 - Client: the same SigV4-signed EC2 Query client (test/e2e/helpers/ec2-client.ts, Node fetch) for both, one request at a time;
   an unfiltered DescribeInstances listing every instance, timed from sending the signed request to the last byte of the reply
   (no XML parsing in the timing); ${sizes.map((n) => `${samplesFor(n)} timed requests at ${n.toLocaleString('en')}`).join(', ')}, after one warm-up, per target
