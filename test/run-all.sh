@@ -33,7 +33,7 @@ suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by 
 
 ensure_node
 ensure_test_clients
-check "npm run build" ensure_built
+check "npm ci (if needed) + npm run build" ensure_built
 check "npm run lint" npm run -s lint
 check "npm run typecheck" npm run -s typecheck
 suite "unit tests (vitest.config.ts)" "$out/unit.json" npx vitest run
