@@ -1,44 +1,21 @@
 // The Node Controller over the wire with the libvirt driver and real TCG guests: what the cc sees.
 // Skipped only where libvirtd, QEMU or the bindings are genuinely absent.
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WireClient, generateKey, nc, writeKeyFile, type InstanceSpec } from '@mallee/wire';
 import { nodeKeyFile } from '../src/index.js';
-import { LibvirtConnection, loadBindings } from '../src/hypervisors/libvirt-connection.js';
+import { LibvirtConnection } from '../src/hypervisors/libvirt-connection.js';
+import { buildTestImages, ensureLibvirtd, imagesOut, repo, whyLibvirtUnavailable } from './libvirt-env.js';
 import { startNode, waitFor, cleanup } from './harness.js';
 
-const run = promisify(execFile);
-const repo = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
-const imagesOut = join(repo, 'test-output', 'images');
 const ncMain = join(repo, 'services/nc/dist/src/main.js');
 
-function onPath(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function whyUnavailable(): Promise<string | undefined> {
-  for (const cmd of ['libvirtd', 'virsh', 'qemu-system-x86_64', 'qemu-img']) if (!onPath(cmd)) return `${cmd} is not installed`;
-  try {
-    await loadBindings();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return undefined;
-}
-
-const skipReason = await whyUnavailable();
+const skipReason = await whyLibvirtUnavailable();
 if (skipReason) console.warn(`libvirt NC tests skipped: ${skipReason}`);
 
 const guests = new Set<string>();
@@ -103,14 +80,8 @@ const libvirtOverrides = (home: string) => ({ HYPERVISOR: 'qemu', INSTANCE_PATH:
 
 describe.skipIf(skipReason !== undefined)('node controller with the libvirt driver (real TCG guests)', () => {
   beforeAll(async () => {
-    for (const d of ['virtlogd', 'libvirtd']) {
-      try {
-        execFileSync('pgrep', ['-x', d], { stdio: 'ignore' });
-      } catch {
-        await run(d, ['-d']);
-      }
-    }
-    await run('bash', [join(repo, 'test/images/build-test-image.sh'), imagesOut], { timeout: 600_000 });
+    await ensureLibvirtd();
+    await buildTestImages();
   }, 660_000);
 
   afterAll(async () => {

@@ -1,59 +1,28 @@
 // The libvirt driver with real guests: the test image set (test/images) booted under QEMU/TCG through
 // libvirtd. Skipped only where libvirtd, QEMU or the bindings are genuinely absent.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, rmSync, symlinkSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, symlinkSync, mkdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@mallee/config';
 import type { InstanceSpec } from '@mallee/wire';
 import { createLibvirtHypervisor, type LibvirtHypervisor } from '../src/hypervisors/libvirt.js';
-import { LibvirtConnection, loadBindings } from '../src/hypervisors/libvirt-connection.js';
+import { LibvirtConnection } from '../src/hypervisors/libvirt-connection.js';
 import { bootsUnder, chooseDomainType } from '../src/hypervisors/libvirt-probe.js';
 import { parseDomainXml } from '../src/hypervisors/libvirt-domain-xml.js';
+import { buildTestImages, ensureLibvirtd, imagesOut, whyLibvirtUnavailable } from './libvirt-env.js';
 
 const run = promisify(execFile);
-const repo = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
-const imagesOut = join(repo, 'test-output', 'images');
 const log = pino({ level: process.env.MALLEE_TEST_LOG ?? 'silent' });
 
-function onPath(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function whyUnavailable(): Promise<string | undefined> {
-  for (const cmd of ['libvirtd', 'virsh', 'qemu-system-x86_64', 'qemu-img']) if (!onPath(cmd)) return `${cmd} is not installed`;
-  try {
-    await loadBindings();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return undefined;
-}
-
-const skipReason = await whyUnavailable();
+const skipReason = await whyLibvirtUnavailable();
 if (skipReason) console.warn(`libvirt driver tests skipped: ${skipReason}`);
 
-function running(name: string): boolean {
-  try {
-    execFileSync('pgrep', ['-x', name], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const started: string[] = [];
 const homes: string[] = [];
 const guests = new Set<string>();
 const drivers: LibvirtHypervisor[] = [];
@@ -112,17 +81,8 @@ async function waitForConsole(hv: LibvirtHypervisor, id: string, needle: string,
 
 describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU/TCG)', () => {
   beforeAll(async () => {
-    if (!running('virtlogd')) {
-      await run('virtlogd', ['-d']);
-      started.push('virtlogd');
-    }
-    if (!running('libvirtd')) {
-      await run('libvirtd', ['-d']);
-      started.push('libvirtd');
-      await new Promise((r) => setTimeout(r, 1500));
-    }
-    // Cached: a no-op when test-output/images is up to date.
-    await run('bash', [join(repo, 'test/images/build-test-image.sh'), imagesOut], { timeout: 600_000 });
+    await ensureLibvirtd();
+    await buildTestImages(); // cached: a no-op when test-output/images is up to date
   }, 660_000);
 
   afterAll(async () => {
@@ -136,10 +96,6 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     await conn.close();
     for (const hv of drivers) await hv.close().catch(() => undefined);
     for (const home of homes) rmSync(home, { recursive: true, force: true });
-    for (const name of started.reverse()) {
-      const pidFile = `/run/${name}.pid`;
-      if (existsSync(pidFile)) process.kill(Number(readFileSync(pidFile, 'utf8').trim()), 'SIGTERM');
-    }
   }, 120_000);
 
   it('boots a guest that prints its instance id, reboots it (marker twice), and terminate removes domain and disks', async () => {
