@@ -1,9 +1,10 @@
 // The `mallee` command on a real all-in-one cloud: idempotent up, status, accounts and keys, down.
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ec2Client } from './helpers/ec2-client.js';
-import { mallee, parseEucarc, startCloud, type Cloud } from './helpers/cloud.js';
+import { eventually, freePortBase, mallee, parseEucarc, repoRoot, startCloud, type Cloud } from './helpers/cloud.js';
 
 let cloud: Cloud;
 beforeAll(async () => {
@@ -69,6 +70,37 @@ describe('the mallee command', () => {
     expect(env.EC2_USER_ID).toBe(created[0]!.accountId);
     const viaEucarc = new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!);
     expect((await viaEucarc.call('DescribeInstances')).status).toBe(200);
+  });
+
+  it('`mallee register-nodes` adds a second node controller: its printed key, installed, brings it ENABLED and instances fill it', async () => {
+    const home2 = mkdtempSync(join(cloud.home, 'node2-'));
+    const port = (await freePortBase()) + 2;
+    writeFileSync(join(home2, 'mallee.conf'), `HYPERVISOR="simulated"\nNC_PORT="${port}"\nSIM_CORES="2"\nINSTANCE_PATH="${home2}/instances"\n`);
+    const nc2 = spawn(process.execPath, [join(repoRoot, 'services/nc/dist/src/main.js'), '--home', home2, '--conf', join(home2, 'mallee.conf')], { stdio: 'ignore' });
+    try {
+      const url = await eventually('the second nc up', async () => (existsSync(join(home2, 'run', 'nc.url')) ? readFileSync(join(home2, 'run', 'nc.url'), 'utf8').trim() : undefined));
+      const { stdout } = await cloud.mallee(['register-nodes', '--cluster', 'mallee-1a', url]);
+      expect(stdout).toMatch(new RegExp(`registered node 127-0-0-1-${port} at`));
+      const key = stdout.trim().split('\n').pop()!;
+      expect(key).toMatch(/^[0-9a-f]{64}$/);
+      mkdirSync(join(home2, 'keys'), { recursive: true });
+      writeFileSync(join(home2, 'keys', 'node.key'), key + '\n', { mode: 0o600 });
+      await eventually('two nodes ENABLED', async () => {
+        const services = JSON.parse((await cloud.mallee(['describe-services', '-o', 'json'])).stdout) as Service[];
+        const ncs = services.filter((s) => s.type === 'nc');
+        return ncs.length === 2 && ncs.every((s) => s.state === 'ENABLED') ? true : undefined;
+      }, 30_000);
+      // The first node simulates 4 cores and the second 2: six 1-core instances fit only on both, seven on neither.
+      const image = String((await cloud.client.ok('RegisterImage', { ImageLocation: 'cli/img.manifest.xml', Name: 'cli-image' })).imageId);
+      const seven = await cloud.client.call('RunInstances', { ImageId: image, MinCount: 7, MaxCount: 7, InstanceType: 'm1.small' });
+      expect(seven.code).toBe('InsufficientInstanceCapacity');
+      await eventually('six instances launched over both nodes', async () => {
+        const six = await cloud.client.call('RunInstances', { ImageId: image, MinCount: 6, MaxCount: 6, InstanceType: 'm1.small' });
+        return six.status === 200 ? true : undefined;
+      }, 20_000);
+    } finally {
+      nc2.kill('SIGTERM');
+    }
   });
 
   it('a bad account name is refused with a message, not a stack trace', async () => {

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { admin } from '@mallee/wire';
 import { adminLink, CliError } from './admin.js';
-import { configOf, down, nodeName, up, writeAccountCredentials, type Hypervisor } from './cloud.js';
+import { configOf, down, up, writeAccountCredentials, type Hypervisor } from './cloud.js';
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
@@ -164,12 +164,14 @@ program
   .command('register-nodes <urls...>')
   .description("register node controllers with a cluster; prints each key to install as the nc's keys/node.key")
   .requiredOption('--cluster <name>', 'cluster (zone) name')
+  .option('--name <node>', 'node name (one URL only; default: its host, plus -PORT unless the port is 8775)')
   .addOption(homeOption())
-  .action(async (urls: string[], opts: { home: string; cluster: string }) => {
+  .action(async (urls: string[], opts: { home: string; cluster: string; name?: string }) => {
+    if (opts.name && urls.length > 1) throw new CliError('--name names one node: register the others separately');
     const link = adminLink(homeOf(opts));
     for (const url of urls) {
       const u = new URL(url);
-      const node = urls.length === 1 && ['127.0.0.1', 'localhost'].includes(u.hostname) ? nodeName() : `${u.hostname}${u.port ? `-${u.port}` : ''}`.replace(/[^a-zA-Z0-9-]+/g, '-');
+      const node = opts.name ?? `${u.hostname}${u.port && u.port !== '8775' ? `-${u.port}` : ''}`.replace(/[^a-zA-Z0-9-]+/g, '-');
       const { key } = await link.call(admin.RegisterNodeAdmin, { cluster: opts.cluster, node, url });
       say(`registered node ${node} at ${url} in cluster ${opts.cluster}. Install this key as <nc home>/keys/node.key (mode 0600) on that host:`);
       say(key);
