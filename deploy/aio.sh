@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/lib.sh
 ensure_node
+# Real guests need libvirt; without it `mallee up` falls back to the simulated hypervisor.
+ensure_libvirt || log "continuing without libvirt: the cloud will use the simulated hypervisor"
 ensure_built
 exec node packages/cli/dist/src/main.js up --detach "$@"

@@ -52,3 +52,15 @@ ensure_test_clients() {
     export PATH="$venv/bin:$PATH"
   fi
 }
+
+# QEMU + libvirt for real guests (and the headers @unraid/libvirt builds against, so before npm ci),
+# then the daemons started by hand: there is no systemd as PID 1 on these hosts.
+ensure_libvirt() {
+  apt_install qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients libvirt-dev genisoimage
+  pgrep -x virtlogd >/dev/null || virtlogd -d
+  if ! pgrep -x libvirtd >/dev/null; then
+    libvirtd -d
+    for _ in $(seq 1 50); do [ -S /run/libvirt/libvirt-sock ] && break; sleep 0.2; done
+  fi
+  [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
+}

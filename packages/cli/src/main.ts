@@ -8,6 +8,7 @@ import { configOf, down, up, writeAccountCredentials, type Hypervisor } from './
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
+import { installTestImage, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
 let stdoutClosed = false;
@@ -33,13 +34,26 @@ program
   .option('--detach', 'return once the cloud is up, leaving the daemons running')
   .option('--port-base <n>', 'clc on N, cc N+1, nc N+2, walrus N+3, sc N+4', (v) => Number(v))
   .option('--poll-interval <seconds>', 'controller poll interval written to a new mallee.conf', (v) => Number(v))
-  .action(async (opts: { home: string; hypervisor?: Hypervisor; detach?: boolean; portBase?: number; pollInterval?: number }) => {
+  .option('--no-test-image', 'with real guests, do not build and register the test image set')
+  .action(async (opts: { home: string; hypervisor?: Hypervisor; detach?: boolean; portBase?: number; pollInterval?: number; testImage: boolean }) => {
     const home = homeOf(opts);
     const res = await up(home, { hypervisor: opts.hypervisor, portBase: opts.portBase, pollInterval: opts.pollInterval, say });
+    let image: TestImage | undefined;
+    if (opts.testImage && res.config.HYPERVISOR !== 'simulated') {
+      try {
+        image = await installTestImage(home, res.config, say);
+      } catch (err) {
+        say(`warning: no test image registered (${(err as Error).message}); retry with \`mallee test-image --home ${home.dir}\``);
+      }
+    }
     say('');
     say(`Mallee is up in ${home.dir} (region ${res.config.REGION}, zone ${res.config.ZONE}).`);
     say(`  source ${res.credentials.eucarc}`);
     say('  aws ec2 describe-availability-zones');
+    if (image) {
+      say(`  aws ec2 run-instances --image-id ${image.emi} --instance-type t1.micro    # the test image (kernel ${image.eki}, ramdisk ${image.eri})`);
+      say('  aws ec2 get-console-output --instance-id i-…    # shows "mallee: boot done i-…" once it has booted');
+    }
     say('  ../shared/tools/euca euca-describe-instances     # or any euca2ools 3.4; config: ' + res.credentials.eucaIni);
     say(`  AWS_CONFIG_FILE=${res.credentials.awsConfig} AWS_SHARED_CREDENTIALS_FILE=${res.credentials.awsCredentials} aws ec2 describe-instances`);
     if (opts.detach) {
@@ -68,6 +82,17 @@ program
   .description('stop the daemons of --home')
   .addOption(homeOption())
   .action(async (opts: { home: string }) => down(homeOf(opts), say));
+
+program
+  .command('test-image')
+  .description('build the tiny test image set (kernel + busybox initramfs + root disk) from Debian packages and register it as public EKI/ERI/EMI')
+  .addOption(homeOption())
+  .addHelpText('after', '\nExample:\n  mallee test-image --home /var/lib/mallee && aws ec2 run-instances --image-id "$(jq -r .emi /var/lib/mallee/test-image.json)"')
+  .action(async (opts: { home: string }) => {
+    const home = homeOf(opts);
+    const image = await installTestImage(home, configOf(home), say);
+    say(`test image: ${image.emi} (kernel ${image.eki}, ramdisk ${image.eri}); ids also in ${home.dir}/test-image.json`);
+  });
 
 program
   .command('status')

@@ -1,7 +1,7 @@
 // Brings up a real all-in-one cloud from the built daemons in a temp home on free ports, through
 // the `mallee` command exactly as a user would, and tears it down again.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,7 +63,7 @@ export interface Cloud {
   stop(): Promise<void>;
 }
 
-export async function startCloud(opts: { pollInterval?: number; /** mallee.conf keys as MALLEE_<KEY> env for every daemon */ conf?: Record<string, string | number> } = {}): Promise<Cloud> {
+export async function startCloud(opts: { pollInterval?: number; /** mallee.conf keys as MALLEE_<KEY> env for every daemon */ conf?: Record<string, string | number>; /** libvirt: real guests, and `up` registers the test image */ hypervisor?: 'simulated' | 'libvirt' } = {}): Promise<Cloud> {
   const confEnv = Object.fromEntries(Object.entries(opts.conf ?? {}).map(([k, v]) => [`MALLEE_${k}`, String(v)]));
   const home = mkdtempSync(join(tmpdir(), 'mallee-e2e-'));
   const base = await freePortBase();
@@ -78,7 +78,7 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
       })
       .join('\n');
   try {
-    await mallee(['up', '--home', home, '--hypervisor', 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1)], confEnv);
+    await mallee(['up', '--home', home, '--hypervisor', opts.hypervisor ?? 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1)], confEnv);
   } catch (err) {
     const message = `${(err as Error).message}\n${logs()}`;
     await mallee(['down', '--home', home]).catch(() => {});
@@ -96,6 +96,7 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
     logs,
     stop: async () => {
       await mallee(['down', '--home', home]).catch(() => {});
+      if (opts.hypervisor === 'libvirt') await removeGuestsOf(home);
       if (!process.env.MALLEE_E2E_KEEP) rmSync(home, { recursive: true, force: true });
     },
   };
@@ -135,4 +136,21 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
     await sleep(250);
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+/** Guests a failed test may leave behind: the libvirt domains of this home's instance directories. */
+export async function removeGuestsOf(home: string): Promise<string[]> {
+  const dir = join(home, 'instances');
+  const ids = existsSync(dir) ? readdirSync(dir).filter((n) => /^i-[0-9a-f]+$/.test(n)) : [];
+  for (const id of ids) {
+    await runTool('virsh', ['-c', 'qemu:///system', 'destroy', id], process.env, 30_000);
+    await runTool('virsh', ['-c', 'qemu:///system', 'undefine', id], process.env, 30_000);
+  }
+  return ids;
+}
+
+/** Names of the libvirt domains that exist now (running or not). */
+export async function libvirtDomains(): Promise<string[]> {
+  const r = await runTool('virsh', ['-c', 'qemu:///system', 'list', '--all', '--name'], process.env, 30_000);
+  return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
 }
