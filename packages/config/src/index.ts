@@ -113,3 +113,4 @@ export function renderConf(values: Partial<Record<ConfigKey, string | number>>, 
   for (const [k, v] of Object.entries(values)) if (v !== undefined) lines.push(`${k}="${String(v).replace(/(["\\])/g, '\\$1')}"`);
   return lines.join('\n') + '\n';
 }
+export * from './daemon-main.js';
