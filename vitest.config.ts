@@ -16,6 +16,7 @@ export default defineConfig({
       '@mallee/cc': src('./services/cc'),
       '@mallee/clc': src('./services/clc'),
       '@mallee/walrus': src('./services/walrus'),
+      '@mallee/sc': src('./services/sc'),
     },
   },
   test: {

@@ -50,6 +50,17 @@ export const configSchema = z.object({
   WALRUS_MAX_BUCKETS_PER_ACCOUNT: z.coerce.number().int().nonnegative().default(100),
   WALRUS_MAX_BUCKET_SIZE_MB: z.coerce.number().int().nonnegative().default(0),
   WALRUS_MAX_ACCOUNT_STORAGE_MB: z.coerce.number().int().nonnegative().default(0),
+  /** Storage Controller (sc): volumes as sparse files under <home>/sc/volumes, or LVM logical volumes in SC_LVM_VG. */
+  SC_BACKEND: z.enum(['file', 'lvm']).default('file'),
+  SC_LVM_VG: z.string().default('mallee'),
+  /** The iSCSI portal NCs connect to (this host's address as the nodes reach it) and tgtd's port. */
+  SC_ISCSI_ADDRESS: z.string().default(''),
+  SC_ISCSI_PORT: port.default(3260),
+  /** Eucalyptus storage.maxvolumesizeingb / storage.maxtotalvolumesizeingb (0 = unlimited). */
+  SC_MAX_VOLUME_SIZE_GB: z.coerce.number().int().nonnegative().default(15),
+  SC_MAX_TOTAL_STORAGE_GB: z.coerce.number().int().nonnegative().default(50),
+  /** Snapshot chunk size in MiB (content-addressed objects in Walrus; only changed, non-zero chunks are uploaded). */
+  SC_CHUNK_MB: z.coerce.number().int().positive().max(64).default(1),
 });
 
 export type MalleeConfig = z.infer<typeof configSchema>;

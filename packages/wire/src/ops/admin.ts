@@ -46,3 +46,39 @@ export const DescribeAccounts = defineOperation('DescribeAccounts', empty, z.obj
 export const CreateAccessKey = defineOperation('CreateAccessKey', z.object({ accountName: z.string() }), accountCredentials);
 /** An active access key of the account (for `mallee credentials`), creating one if it has none. */
 export const GetCredentials = defineOperation('GetCredentials', z.object({ accountName: z.string() }), accountCredentials);
+
+// --- storage controllers (sc) -------------------------------------------------------------------
+
+/** What an SC needs to reach Walrus: the S3 endpoint and the block-storage system account's key. */
+export const blockStorageCredentials = z.object({
+  walrusUrl: z.string().url(),
+  bucket: z.string(),
+  accessKeyId: z.string(),
+  secretAccessKey: z.string(),
+});
+export type BlockStorageCredentials = z.infer<typeof blockStorageCredentials>;
+
+/**
+ * Register the SC of a zone (one per cluster). key: install as the SC's keys/sc.key; storage: its
+ * keys/blockstorage.json (the clc creates the `blockstorage` system account for it, once).
+ */
+export const RegisterStorageController = defineOperation(
+  'RegisterStorageController',
+  z.object({ zone: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/), url: z.string().url(), walrusUrl: z.string().url() }),
+  z.object({ zone: z.string(), key: z.string(), storage: blockStorageCredentials }),
+);
+export const DeregisterStorageController = defineOperation('DeregisterStorageController', z.object({ zone: z.string() }), empty);
+
+/** Every account's volumes with what the SC knows of them (`mallee describe-volumes --verbose`). */
+export const DescribeVolumesAdmin = defineOperation(
+  'DescribeVolumesAdmin',
+  z.object({ verbose: z.boolean().default(false) }),
+  z.object({
+    volumes: z.array(z.object({
+      volumeId: z.string(), accountName: z.string(), zone: z.string(), sizeGiB: z.number(), status: z.string(),
+      snapshotId: z.string().optional(), instanceId: z.string().optional(), device: z.string().optional(),
+      attachmentStatus: z.string().optional(), scStatus: z.string().optional(), exportedTo: z.string().optional(), detail: z.string().optional(),
+    })),
+    controllers: z.array(z.object({ zone: z.string(), url: z.string(), state: z.string(), totalGiB: z.number().optional(), maxTotalGiB: z.number().optional(), maxVolumeGiB: z.number().optional(), detail: z.string().optional() })),
+  }),
+);

@@ -51,6 +51,8 @@ export const nodeInstance = z.object({
   macAddress: z.string().optional(),
   /** Why the guest is in its state (e.g. boot failure), for DescribeInstances stateReason. */
   stateReason: z.string().optional(),
+  /** EBS volumes attached to the guest, as the hypervisor has them (sc). */
+  volumes: z.array(z.lazy(() => attachedVolume)).optional(),
 });
 export type NodeInstance = z.infer<typeof nodeInstance>;
 
@@ -66,3 +68,14 @@ export const nodeResources = z.object({
 export type NodeResources = z.infer<typeof nodeResources>;
 
 export const empty = z.object({}).passthrough();
+
+// --- volumes (sc) ------------------------------------------------------------------------------
+
+/** A volume attached to a guest, as its node reports it. */
+export const attachedVolume = z.object({
+  volumeId: z.string(),
+  /** The device the user asked for (e.g. /dev/sdf), and the one the hypervisor used (e.g. vdf). */
+  device: z.string(),
+  guestDevice: z.string(),
+});
+export type AttachedVolume = z.infer<typeof attachedVolume>;
