@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { admin } from '@mallee/wire';
 import { adminLink, CliError } from './admin.js';
-import { configOf, down, up, writeAccountCredentials, type Hypervisor } from './cloud.js';
+import { configOf, down, up, writeAccountCredentials, writeBlockStorage, type Hypervisor } from './cloud.js';
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
@@ -101,7 +101,7 @@ program
   .addOption(outputOption())
   .action(async (opts: { home: string; output: OutputFormat }) => {
     const home = homeOf(opts);
-    const local = SERVICES.map((svc) => serviceState(home, svc)).filter((s) => s.svc !== 'walrus' || s.running || s.pid);
+    const local = SERVICES.map((svc) => serviceState(home, svc)).filter((s) => (s.svc !== 'walrus' && s.svc !== 'sc') || s.running || s.pid);
     const clc = local.find((s) => s.svc === 'clc')!;
     if (!clc.running) {
       print(local.map((s) => ({ type: s.svc, pid: s.pid, url: s.url, state: s.running ? 'RUNNING' : 'STOPPED' })), ['type', 'pid', 'url', 'state'], opts.output);
@@ -200,6 +200,50 @@ program
       const { key } = await link.call(admin.RegisterNodeAdmin, { cluster: opts.cluster, node, url });
       say(`registered node ${node} at ${url} in cluster ${opts.cluster}. Install this key as <nc home>/keys/node.key (mode 0600) on that host:`);
       say(key);
+    }
+  });
+
+program
+  .command('register-sc <zone> <url>')
+  .description("register the storage controller of a zone; writes (or prints) its keys/sc.key and keys/blockstorage.json")
+  .option('--walrus-url <url>', "Walrus's S3 URL the sc uploads snapshots to (default: this home's running walrus)")
+  .option('--sc-home <dir>', 'the sc\'s home on this host, to install its keys in (default: print them)')
+  .addOption(homeOption())
+  .action(async (zone: string, url: string, opts: { home: string; walrusUrl?: string; scHome?: string }) => {
+    const home = homeOf(opts);
+    const walrusUrl = opts.walrusUrl ?? serviceState(home, 'walrus').url;
+    if (!walrusUrl) throw new CliError(`no walrus is running in ${home.dir}: pass --walrus-url with Walrus's S3 URL`);
+    const res = await adminLink(home).call(admin.RegisterStorageController, { zone, url, walrusUrl });
+    say(`registered the storage controller of ${zone} at ${url} (snapshots into ${walrusUrl}, bucket ${res.storage.bucket}).`);
+    if (opts.scHome) {
+      const scHome = homeAt(resolve(opts.scHome));
+      writeBlockStorage(scHome, res.key, res.storage);
+      say(`wrote ${scHome.scKey} and ${scHome.blockStorage}`);
+    } else {
+      say('Install this key as <sc home>/keys/sc.key (mode 0600) on the sc host:');
+      say(res.key);
+      say('and this as <sc home>/keys/blockstorage.json (mode 0600):');
+      say(JSON.stringify(res.storage));
+    }
+  });
+
+program
+  .command('describe-volumes')
+  .description("every account's EBS volumes and the storage controllers (--verbose: what each SC reports, exports)")
+  .option('--verbose', "also ask each storage controller about its volumes")
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action(async (opts: { home: string; verbose?: boolean; output: OutputFormat }) => {
+    const res = await adminLink(homeOf(opts)).call(admin.DescribeVolumesAdmin, { verbose: opts.verbose ?? false });
+    const cols = ['volumeId', 'accountName', 'zone', 'sizeGiB', 'status', 'snapshotId', 'instanceId', 'device', 'attachmentStatus'];
+    if (opts.output === 'json') {
+      say(JSON.stringify(res, null, 2));
+      return;
+    }
+    print(res.volumes, opts.verbose ? [...cols, 'scStatus', 'exportedTo', 'detail'] : cols, opts.output);
+    if (opts.verbose) {
+      say('');
+      print(res.controllers, ['zone', 'state', 'url', 'totalGiB', 'maxTotalGiB', 'maxVolumeGiB', 'detail'], opts.output);
     }
   });
 

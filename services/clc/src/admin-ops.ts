@@ -35,6 +35,9 @@ async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
       return [{ type: 'nc', name: '(unknown)', partition: c.name, url: c.url, state: 'NOTREADY', detail: `cc did not list its nodes: ${(err as Error).message}` } satisfies ServiceStatus];
     }
   }));
+  for (const c of d.db.prepare('SELECT zone, url, state, detail, last_contact FROM storage_controllers ORDER BY zone').all() as { zone: string; url: string; state: 'ENABLED' | 'NOTREADY'; detail: string | null; last_contact: string | null }[]) {
+    services.push({ type: 'sc', name: c.zone, partition: c.zone, url: c.url, state: c.state, ...(c.last_contact ? { lastContact: c.last_contact } : {}), ...(c.detail ? { detail: c.detail } : {}) });
+  }
   clusters.forEach((c, i) => {
     services.push({ type: 'cc', name: c.name, partition: c.name, url: c.url, state: c.state, ...(c.lastContact ? { lastContact: c.lastContact } : {}), ...(c.detail ? { detail: c.detail } : {}) });
     services.push(...nodes[i]!);

@@ -18,6 +18,7 @@ import { clcMigrations } from './migrations.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { walrusLinkHandler } from './walrus-link.js';
+import { StorageControllers, StoragePoller, storageActions, storageAdminHandlers } from './storage/index.js';
 
 export interface StartOptions {
   home: string;
@@ -64,16 +65,19 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const dispatcher = new Dispatcher(clusters);
   let url = '';
   const clc: Clc = { db, config, clusters, dispatcher, url: () => url };
+  const storage = { db, clusters, controllers: new StorageControllers(db) };
+  const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
   const poller = new ClusterPoller({ db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000 });
   const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
   const app = buildServer({
     logger: log,
-    actions: [...coreActions(clc), ...resourceActionsFor(db)],
+    actions: [...coreActions(clc), ...resourceActionsFor(db), ...storageActions(storage, config.REGION)],
     credentials: credentialLookup(db),
     keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
     wireHandlers: [
       ...adminHandlers({ db, clusters, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
+      ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll()),
     ],
     metrics: clcMetrics({ db, clusters, dispatcher, poller }),
   });
@@ -85,6 +89,9 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     throw err;
   }
   poller.start();
+  const storageTimer = setInterval(() => void storagePoller.pollAll(), config.POLL_INTERVAL * 1000);
+  storageTimer.unref();
+  void storagePoller.pollAll();
   writeFileSync(join(runDir, 'clc.url'), url + '\n');
   writeFileSync(join(runDir, 'clc.pid'), `${process.pid}\n`);
   log.info({ url, home, region: config.REGION }, 'cloud controller listening');
@@ -93,11 +100,16 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   return {
     url,
     db,
-    pollNow: () => poller.pollAll(),
+    pollNow: async () => {
+      await poller.pollAll();
+      await storagePoller.pollAll();
+    },
     close: () =>
       (closing ??= (async () => {
+        clearInterval(storageTimer);
         await app.close();
         await poller.stop();
+        await storagePoller.settled();
         db.close();
         rmSync(join(runDir, 'clc.url'), { force: true });
         rmSync(join(runDir, 'clc.pid'), { force: true });

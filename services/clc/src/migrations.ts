@@ -3,6 +3,7 @@
 // cross between the two, so each evolves on its own.
 import type { Migration } from '@mallee/store';
 import { resourcesMigration } from './resources/index.js';
+import { storageMigration } from './storage/index.js';
 
 export const coreMigration: Migration = {
   id: 1,
@@ -110,4 +111,4 @@ export const coreMigration: Migration = {
 };
 
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, storageMigration];

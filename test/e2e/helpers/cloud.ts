@@ -68,7 +68,7 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
   const home = mkdtempSync(join(tmpdir(), 'mallee-e2e-'));
   const base = await freePortBase();
   const logs = () =>
-    ['clc', 'walrus', 'cc', 'nc']
+    ['clc', 'walrus', 'sc', 'cc', 'nc']
       .map((s) => {
         try {
           return `--- ${s}.log\n${readFileSync(join(home, 'log', `${s}.log`), 'utf8').split('\n').slice(-20).join('\n')}`;

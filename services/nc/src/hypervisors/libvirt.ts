@@ -31,6 +31,7 @@ import { DomainState, LibvirtConnection } from './libvirt-connection.js';
 import { buildInstanceDisks, ImageCache, instanceDir, instanceFiles } from './libvirt-disks.js';
 import { buildDomainXml, parseDomainXml, type DomainDisk, type DomainType, type MalleeDomainMetadata } from './libvirt-domain-xml.js';
 import { chooseDomainType } from './libvirt-probe.js';
+import { LibvirtVolumes, volumeDisks } from './libvirt-volumes.js';
 
 export interface LibvirtOptions {
   /** libvirt connection URI (default qemu:///system). */
@@ -63,6 +64,7 @@ export class LibvirtHypervisor implements Hypervisor {
   /** Guests being shut down by terminateInstance. */
   private readonly stopping = new Map<string, Promise<void>>();
   private initialised = false;
+  readonly volumes: LibvirtVolumes;
 
   constructor(
     private readonly ctx: HypervisorContext,
@@ -75,6 +77,11 @@ export class LibvirtHypervisor implements Hypervisor {
     this.stateDir = join(this.home, 'libvirt');
     this.cache = new ImageCache(join(this.stateDir, 'cache'), join(this.home, 'images'));
     this.conn = new LibvirtConnection(opts.uri ?? 'qemu:///system');
+    this.volumes = new LibvirtVolumes({
+      uri: this.conn.uri, stateDir: this.stateDir, owner: this.node, log: this.log,
+      ownXml: (id) => this.domainXml(id),
+      ownGuests: async () => (await this.ownDomains()).map((d) => ({ instanceId: d.meta.instanceId, xml: d.xml })),
+    });
   }
 
   get name(): string {
@@ -101,6 +108,7 @@ export class LibvirtHypervisor implements Hypervisor {
       ...(this.opts.probeKernel !== undefined ? { kernel: this.opts.probeKernel } : {}),
     });
     this.type = choice.type;
+    await this.volumes.recover();
     this.log.info({ domainType: choice.type, reason: choice.reason, uri: this.conn.uri, instancePath: this.instancePath }, `libvirt driver uses domain type ${choice.type}`);
     this.initialised = true;
   }
@@ -224,6 +232,7 @@ export class LibvirtHypervisor implements Hypervisor {
     // Disks first: once the domain is undefined the guest counts as gone, so nothing may be left by then.
     await rm(dir, { recursive: true, force: true });
     await this.conn.undefine(instanceId);
+    for (const v of xml ? volumeDisks(xml) : []) await this.volumes.undefineSecret(instanceId, v.volumeId);
     this.log.info({ instanceId, force }, 'guest terminated, domain undefined and disks deleted');
   }
 
@@ -311,12 +320,12 @@ export class LibvirtHypervisor implements Hypervisor {
     return (await this.domainXml(instanceId)) === undefined ? undefined : this.conn.domainState(instanceId);
   }
 
-  private async ownDomains(): Promise<{ meta: MalleeDomainMetadata; state: number; memoryMiB: number; cores: number }[]> {
+  private async ownDomains(): Promise<{ meta: MalleeDomainMetadata; state: number; memoryMiB: number; cores: number; xml: string }[]> {
     const out = [];
     for (const d of await this.conn.listDomains()) {
       const parsed = parseDomainXml(d.xml);
       if (parsed.metadata?.node !== this.node || parsed.metadata.instanceId !== d.name) continue;
-      out.push({ meta: parsed.metadata, state: d.state, memoryMiB: parsed.memoryMiB, cores: parsed.cores });
+      out.push({ meta: parsed.metadata, state: d.state, memoryMiB: parsed.memoryMiB, cores: parsed.cores, xml: d.xml });
     }
     return out;
   }
