@@ -19,7 +19,7 @@ export interface AdminDeps {
 
 const fromAdmin = (from: string) => from === admin.ADMIN_SENDER;
 
-async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
+export async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
   const now = new Date().toISOString();
   const services: ServiceStatus[] = [{ type: 'clc', name: 'clc', partition: d.region, url: d.url(), state: 'ENABLED', lastContact: now }];
   const clusters = d.clusters.list();
