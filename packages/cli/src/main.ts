@@ -9,6 +9,7 @@ import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
 import { propertyCommand } from './property.js';
+import { registrationCommands } from './registration.js';
 import { installTestImage, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
@@ -204,7 +205,9 @@ program
     }
   });
 
-propertyCommand(program, { homeOption, outputOption, homeOf, print, say });
+const kit = { homeOption, outputOption, homeOf, print, say };
+propertyCommand(program, kit);
+registrationCommands(program, kit);
 
 try {
   await program.parseAsync();

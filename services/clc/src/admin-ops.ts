@@ -2,19 +2,17 @@
 // node registration, the health of every component (DescribeServices) and cloud properties.
 import type { Db } from '@mallee/store';
 import { admin, cc, handler, properties as propertyOps, WireError, type WireHandler } from '@mallee/wire';
-import type { z } from 'zod';
 import { createAccessKey, createAccount, getCredentials, listAccounts } from './accounts.js';
 import type { Clusters } from './clusters.js';
 import type { CloudProperties } from './properties.js';
-
-type ServiceStatus = z.infer<typeof admin.serviceStatus>;
+import type { ServiceStatus } from './services.js';
 
 export interface AdminDeps {
   db: Db;
   clusters: Clusters;
   properties: CloudProperties;
-  region: string;
-  url(): string;
+  /** Every component's health (services.ts). */
+  services(): Promise<ServiceStatus[]>;
   /** Ask for a poll now (after a registration, so the new component shows up without waiting). */
   pollSoon(): void;
 }
@@ -22,29 +20,6 @@ export interface AdminDeps {
 const fromAdmin = (from: string) => from === admin.ADMIN_SENDER;
 /** Every component with a key here reads properties: the CLI, Walrus, SCs and CCs (sc:<zone>, cc:<zone>). */
 const readsProperties = (from: string) => fromAdmin(from) || from === 'walrus' || /^(sc|cc)(:|$)/.test(from);
-
-async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
-  const now = new Date().toISOString();
-  const services: ServiceStatus[] = [{ type: 'clc', name: 'clc', partition: d.region, url: d.url(), state: 'ENABLED', lastContact: now }];
-  const clusters = d.clusters.list();
-  const nodes = await Promise.all(clusters.map(async (c) => {
-    if (c.state !== 'ENABLED') return [];
-    try {
-      const res = await d.clusters.client(c.name).call(cc.DescribeNodes, {}, { timeoutMs: 5000 });
-      return res.nodes.map((n): ServiceStatus => ({
-        type: 'nc', name: n.node, partition: c.name, url: n.url, state: n.state,
-        ...(n.lastSeen ? { lastContact: n.lastSeen } : {}), ...(n.detail ? { detail: n.detail } : {}),
-      }));
-    } catch (err) {
-      return [{ type: 'nc', name: '(unknown)', partition: c.name, url: c.url, state: 'NOTREADY', detail: `cc did not list its nodes: ${(err as Error).message}` } satisfies ServiceStatus];
-    }
-  }));
-  clusters.forEach((c, i) => {
-    services.push({ type: 'cc', name: c.name, partition: c.name, url: c.url, state: c.state, ...(c.lastContact ? { lastContact: c.lastContact } : {}), ...(c.detail ? { detail: c.detail } : {}) });
-    services.push(...nodes[i]!);
-  });
-  return services;
-}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
@@ -68,7 +43,13 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
       d.pollSoon();
       return res;
     }, fromAdmin),
-    handler(admin.DescribeServices, async () => ({ services: await describeServices(d) }), fromAdmin),
+    handler(admin.DeregisterNodeAdmin, async (req) => {
+      if (!d.clusters.get(req.cluster)) throw new WireError('NoSuchEntity', `no cluster named ${req.cluster}`, 404);
+      await d.clusters.client(req.cluster).call(cc.DeregisterNode, { node: req.node });
+      d.pollSoon();
+      return {};
+    }, fromAdmin),
+    handler(admin.DescribeServices, async () => ({ services: await d.services() }), fromAdmin),
     handler(propertyOps.DescribeProperties, (req) => ({ properties: d.properties.describe(req) }), readsProperties),
     handler(admin.ModifyPropertyValue, (req) => {
       if (req.reset && req.value !== undefined) throw new WireError('InvalidParameterCombination', 'give a value or reset, not both');

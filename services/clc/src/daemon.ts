@@ -17,6 +17,7 @@ import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
 import { CloudProperties } from './properties.js';
+import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { walrusLinkHandler } from './walrus-link.js';
@@ -70,7 +71,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   });
   properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, properties, url: () => url };
+  const services = () => describeServices({ clusters, region: config.REGION, url: () => url });
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, url: () => url };
   const poller = new ClusterPoller({
     db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
     retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
@@ -82,7 +84,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     credentials: credentialLookup(db),
     keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
     wireHandlers: [
-      ...adminHandlers({ db, clusters, properties, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
+      ...adminHandlers({ db, clusters, properties, services, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
     ],
     metrics: clcMetrics({ db, clusters, dispatcher, poller }),

@@ -21,6 +21,9 @@ export const RegisterNodeAdmin = defineOperation(
   z.object({ node: z.string(), key: z.string() }),
 );
 
+/** Forwarded to the cluster's cc; the node's key stops working there at once. */
+export const DeregisterNodeAdmin = defineOperation('DeregisterNodeAdmin', z.object({ cluster: z.string(), node: z.string() }), empty);
+
 export const serviceStatus = z.object({
   type: z.enum(['clc', 'walrus', 'sc', 'cc', 'nc']),
   name: z.string(),
