@@ -1,12 +1,13 @@
 // Operating a real all-in-one cloud with the `mallee` command: cloud properties (an admin changes a
 // setting and the cloud follows it, seen with awscli); registration and health (list-*, deregister-*,
 // describe-services, DescribeAvailabilityZones verbose with euca2ools and awscli); components with the
-// wrong key, unregistered senders and replayed messages refused by the real daemons.
+// wrong key, unregistered senders and replayed messages refused by the real daemons; one version of
+// wire skew: the real cc speaking N+1 and N-1 between a clc and an nc speaking N.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WireClient, WireError, admin, nc as ncOps } from '@mallee/wire';
+import { BUILD_WIRE_VERSION, WireClient, WireError, admin, nc as ncOps } from '@mallee/wire';
 import { clientEnv, eventually, freePortBase, repoRoot, runTool, startCloud, type Cloud } from './helpers/cloud.js';
 import { WireRecorder } from './helpers/wire-recorder.js';
 
@@ -177,5 +178,67 @@ describe('registration and health', () => {
       await recorder.stop();
     }
     await eventually('the cluster ENABLED at its own URL', async () => ((await services()).filter((s) => s.state === 'ENABLED').length === 3 ? true : undefined));
+  });
+});
+
+describe('wire version skew', () => {
+  const N = BUILD_WIRE_VERSION;
+  const pidFile = () => join(cloud.home, 'run', 'cc.pid');
+  const ccPid = () => Number(readFileSync(pidFile(), 'utf8'));
+  /** Exited (or a zombie waiting to be reaped). */
+  const gone = (pid: number) => {
+    try {
+      return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return true;
+    }
+  };
+  /** Stop the running cc and start the same build speaking `version` (MALLEE_WIRE_VERSION), as a newer or older build would. */
+  async function restartCcSpeaking(version: number): Promise<void> {
+    const old = ccPid();
+    process.kill(old, 'SIGTERM');
+    await eventually('the cc stopped', async () => (gone(old) ? true : undefined));
+    const log = openSync(join(cloud.home, 'log', 'cc.log'), 'a');
+    const child = spawn(process.execPath, [join(repoRoot, 'services/cc/dist/src/main.js'), '--home', cloud.home, '--conf', join(cloud.home, 'mallee.conf')], {
+      detached: true, stdio: ['ignore', log, log], env: { ...process.env, MALLEE_WIRE_VERSION: String(version) },
+    });
+    closeSync(log);
+    child.unref();
+    await eventually(`the cc speaking version ${version} up`, async () => (existsSync(pidFile()) && ccPid() === child.pid ? true : undefined));
+  }
+  const stateOf = async (type: string) => (await services()).find((s) => s.type === type);
+
+  afterAll(async () => {
+    // Back to the build's own version, through the command a user would run.
+    process.kill(ccPid(), 'SIGTERM');
+    await cloud.mallee(['up', '--detach']);
+  });
+
+  for (const version of [N + 1, N - 1]) {
+    it(`a cc speaking wire version ${version} works between a clc and an nc speaking ${N}: polls, launches, terminates`, async () => {
+      await restartCcSpeaking(version);
+      await eventually('cc and nc ENABLED across the skew', async () => {
+        const all = await services();
+        return all.length === 3 && all.every((s) => s.state === 'ENABLED') && recent(all.find((s) => s.type === 'nc')!.lastContact) ? true : undefined;
+      });
+      const image = String((await aws('register-image', '--image-location', `ops/skew${version}.manifest.xml`, '--name', `ops-skew-${version}`)).ImageId);
+      const id = String((((await aws('run-instances', '--image-id', image)).Instances as { InstanceId: string }[])[0]!).InstanceId);
+      await eventually(`${id} running`, async () => {
+        const r = await aws('describe-instances', '--instance-ids', id);
+        return ((r.Reservations as { Instances: { State: { Name: string } }[] }[])[0]!.Instances[0]!.State.Name === 'running') ? true : undefined;
+      });
+      await aws('terminate-instances', '--instance-ids', id);
+      expect(readFileSync(join(cloud.home, 'log', 'cc.log'), 'utf8')).not.toMatch(/UnsupportedVersion/);
+    });
+  }
+
+  it(`a cc two versions ahead (${N + 2}) is refused: the clc reports it NOTREADY with UnsupportedVersion, and says who to upgrade`, async () => {
+    await restartCcSpeaking(N + 2);
+    const cc = await eventually('the cc refused', async () => {
+      const c = await stateOf('cc');
+      return c?.state === 'NOTREADY' && c.detail?.includes('UnsupportedVersion') ? c : undefined;
+    });
+    expect(cc.detail).toMatch(new RegExp(`wire version ${N} not supported; this component speaks ${N + 2}`));
+    expect(cc.detail).toMatch(/upgrade the older side/);
   });
 });
