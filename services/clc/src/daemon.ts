@@ -4,18 +4,21 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
+import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
 import { RequestLatency } from '@mallee/config';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { coreActions, type Clc } from './actions/index.js';
-import { adminHandlers, describeServices, type AdminDeps } from './admin-ops.js';
+import { adminHandlers } from './admin-ops.js';
 import { ClusterPoller } from './cluster-poller.js';
 import { Clusters } from './clusters.js';
 import { Dispatcher } from './dispatch.js';
-import { seedInstanceTypes } from './instance-types.js';
+import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
+import { CloudProperties } from './properties.js';
+import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { walrusLinkHandler } from './walrus-link.js';
@@ -72,11 +75,19 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const db = openClcDatabase(join(home, 'clc.sqlite'));
   const clusters = new Clusters(db);
   const dispatcher = new Dispatcher(clusters);
+  const properties = new CloudProperties(db, config, {
+    zones: () => clusters.list().map((c) => c.name),
+    checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
+  });
+  properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, url: () => url };
-  const poller = new ClusterPoller({ db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000 });
+  const services = () => describeServices({ clusters, region: config.REGION, url: () => url });
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, url: () => url };
+  const poller = new ClusterPoller({
+    db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
+    retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
+  });
   const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
-  const adminDeps: AdminDeps = { db, clusters, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() };
   const credentials = credentialLookup(db);
   const latency = new RequestLatency();
   const app = buildServer({
@@ -85,12 +96,12 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     credentials,
     keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
     wireHandlers: [
-      ...adminHandlers(adminDeps),
+      ...adminHandlers({ db, clusters, properties, services, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
     ],
     metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
     latency,
-    console: { credentials, region: config.REGION, walrusUrl: () => allInOneWalrusUrl(home), describeServices: () => describeServices(adminDeps), metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
+    console: { credentials, region: config.REGION, walrusUrl: () => allInOneWalrusUrl(home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });
