@@ -10,6 +10,7 @@ import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
 import { propertyCommand } from './property.js';
 import { registrationCommands } from './registration.js';
+import { backupCommands } from './backup.js';
 import { installTestImage, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
@@ -208,6 +209,7 @@ program
 const kit = { homeOption, outputOption, homeOf, print, say };
 propertyCommand(program, kit);
 registrationCommands(program, kit);
+backupCommands(program, kit);
 
 try {
   await program.parseAsync();
