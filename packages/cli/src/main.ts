@@ -11,6 +11,7 @@ import { parseOutput, renderRows, type OutputFormat } from './output.js';
 import { propertyCommand } from './property.js';
 import { registrationCommands } from './registration.js';
 import { backupCommands } from './backup.js';
+import { addExamples } from './examples.js';
 import { installTestImage, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
@@ -51,6 +52,7 @@ program
     }
     say('');
     say(`Mallee is up in ${home.dir} (region ${res.config.REGION}, zone ${res.config.ZONE}).`);
+    say(`  web console: ${res.urls.clc.replace(/\/$/, '')}/console/  (sign in with the access keys in ${res.credentials.eucarc})`);
     say(`  source ${res.credentials.eucarc}`);
     say('  aws ec2 describe-availability-zones');
     if (image) {
@@ -210,6 +212,7 @@ const kit = { homeOption, outputOption, homeOf, print, say };
 propertyCommand(program, kit);
 registrationCommands(program, kit);
 backupCommands(program, kit);
+addExamples(program);
 
 try {
   await program.parseAsync();
