@@ -8,6 +8,10 @@ import { configOf, down, up, writeAccountCredentials, writeBlockStorage, type Hy
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
+import { propertyCommand } from './property.js';
+import { registrationCommands } from './registration.js';
+import { backupCommands } from './backup.js';
+import { addExamples } from './examples.js';
 import { installTestImage, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
@@ -48,6 +52,7 @@ program
     }
     say('');
     say(`Mallee is up in ${home.dir} (region ${res.config.REGION}, zone ${res.config.ZONE}).`);
+    say(`  web console: ${res.urls.clc.replace(/\/$/, '')}/console/  (sign in with the access keys in ${res.credentials.eucarc})`);
     say(`  source ${res.credentials.eucarc}`);
     say('  aws ec2 describe-availability-zones');
     if (image) {
@@ -246,6 +251,12 @@ program
       print(res.controllers, ['zone', 'state', 'url', 'totalGiB', 'maxTotalGiB', 'maxVolumeGiB', 'detail'], opts.output);
     }
   });
+
+const kit = { homeOption, outputOption, homeOf, print, say };
+propertyCommand(program, kit);
+registrationCommands(program, kit);
+backupCommands(program, kit);
+addExamples(program);
 
 try {
   await program.parseAsync();

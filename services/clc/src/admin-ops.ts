@@ -1,49 +1,25 @@
 // The admin wire operations the `mallee` CLI calls (sender "admin"): accounts and keys, cluster and
-// node registration, and the health of every component (DescribeServices).
+// node registration, the health of every component (DescribeServices) and cloud properties.
 import type { Db } from '@mallee/store';
-import { admin, cc, handler, WireError, type WireHandler } from '@mallee/wire';
-import type { z } from 'zod';
+import { admin, cc, handler, properties as propertyOps, WireError, type WireHandler } from '@mallee/wire';
 import { createAccessKey, createAccount, getCredentials, listAccounts } from './accounts.js';
 import type { Clusters } from './clusters.js';
-
-type ServiceStatus = z.infer<typeof admin.serviceStatus>;
+import type { CloudProperties } from './properties.js';
+import type { ServiceStatus } from './services.js';
 
 export interface AdminDeps {
   db: Db;
   clusters: Clusters;
-  region: string;
-  url(): string;
+  properties: CloudProperties;
+  /** Every component's health (services.ts). */
+  services(): Promise<ServiceStatus[]>;
   /** Ask for a poll now (after a registration, so the new component shows up without waiting). */
   pollSoon(): void;
 }
 
 const fromAdmin = (from: string) => from === admin.ADMIN_SENDER;
-
-async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
-  const now = new Date().toISOString();
-  const services: ServiceStatus[] = [{ type: 'clc', name: 'clc', partition: d.region, url: d.url(), state: 'ENABLED', lastContact: now }];
-  const clusters = d.clusters.list();
-  const nodes = await Promise.all(clusters.map(async (c) => {
-    if (c.state !== 'ENABLED') return [];
-    try {
-      const res = await d.clusters.client(c.name).call(cc.DescribeNodes, {}, { timeoutMs: 5000 });
-      return res.nodes.map((n): ServiceStatus => ({
-        type: 'nc', name: n.node, partition: c.name, url: n.url, state: n.state,
-        ...(n.lastSeen ? { lastContact: n.lastSeen } : {}), ...(n.detail ? { detail: n.detail } : {}),
-      }));
-    } catch (err) {
-      return [{ type: 'nc', name: '(unknown)', partition: c.name, url: c.url, state: 'NOTREADY', detail: `cc did not list its nodes: ${(err as Error).message}` } satisfies ServiceStatus];
-    }
-  }));
-  for (const c of d.db.prepare('SELECT zone, url, state, detail, last_contact FROM storage_controllers ORDER BY zone').all() as { zone: string; url: string; state: 'ENABLED' | 'NOTREADY'; detail: string | null; last_contact: string | null }[]) {
-    services.push({ type: 'sc', name: c.zone, partition: c.zone, url: c.url, state: c.state, ...(c.last_contact ? { lastContact: c.last_contact } : {}), ...(c.detail ? { detail: c.detail } : {}) });
-  }
-  clusters.forEach((c, i) => {
-    services.push({ type: 'cc', name: c.name, partition: c.name, url: c.url, state: c.state, ...(c.lastContact ? { lastContact: c.lastContact } : {}), ...(c.detail ? { detail: c.detail } : {}) });
-    services.push(...nodes[i]!);
-  });
-  return services;
-}
+/** Every component with a key here reads properties: the CLI, Walrus, SCs and CCs (sc:<zone>, cc:<zone>). */
+const readsProperties = (from: string) => fromAdmin(from) || from === 'walrus' || /^(sc|cc)(:|$)/.test(from);
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
@@ -67,6 +43,18 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
       d.pollSoon();
       return res;
     }, fromAdmin),
-    handler(admin.DescribeServices, async () => ({ services: await describeServices(d) }), fromAdmin),
+    handler(admin.DeregisterNodeAdmin, async (req) => {
+      if (!d.clusters.get(req.cluster)) throw new WireError('NoSuchEntity', `no cluster named ${req.cluster}`, 404);
+      await d.clusters.client(req.cluster).call(cc.DeregisterNode, { node: req.node });
+      d.pollSoon();
+      return {};
+    }, fromAdmin),
+    handler(admin.DescribeServices, async () => ({ services: await d.services() }), fromAdmin),
+    handler(propertyOps.DescribeProperties, (req) => ({ properties: d.properties.describe(req) }), readsProperties),
+    handler(admin.ModifyPropertyValue, (req) => {
+      if (req.reset && req.value !== undefined) throw new WireError('InvalidParameterCombination', 'give a value or reset, not both');
+      if (!req.reset && req.value === undefined) throw new WireError('MissingParameter', 'a value (or reset) is required');
+      return d.properties.modify(req.name, req.reset ? undefined : req.value);
+    }, fromAdmin),
   ];
 }

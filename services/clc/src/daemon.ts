@@ -1,10 +1,12 @@
 // Starting and stopping the clc: database, admin account and keys, cluster poller, HTTP server and
 // run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
+import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
+import { RequestLatency } from '@mallee/config';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { coreActions, type Clc } from './actions/index.js';
@@ -12,13 +14,15 @@ import { adminHandlers } from './admin-ops.js';
 import { ClusterPoller } from './cluster-poller.js';
 import { Clusters } from './clusters.js';
 import { Dispatcher } from './dispatch.js';
-import { seedInstanceTypes } from './instance-types.js';
+import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
+import { CloudProperties } from './properties.js';
+import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { walrusLinkHandler } from './walrus-link.js';
-import { StorageControllers, StoragePoller, storageActions, storageAdminHandlers } from './storage/index.js';
+import { StorageControllers, StoragePoller, storageActions, storageAdminHandlers, storageServices } from './storage/index.js';
 
 export interface StartOptions {
   home: string;
@@ -52,6 +56,15 @@ export function openClcDatabase(file: string): Db {
   return db;
 }
 
+/** Until Walrus registers with the clc, the console finds the all-in-one's Walrus by its run file in this home. */
+function allInOneWalrusUrl(home: string): string | undefined {
+  try {
+    return readFileSync(join(home, 'run', 'walrus.url'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const { home, config } = opts;
   const log = opts.logger ?? pino({ name: 'clc', level: config.LOG_LEVEL });
@@ -63,23 +76,37 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const db = openClcDatabase(join(home, 'clc.sqlite'));
   const clusters = new Clusters(db);
   const dispatcher = new Dispatcher(clusters);
+  const properties = new CloudProperties(db, config, {
+    zones: () => clusters.list().map((c) => c.name),
+    checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
+  });
+  properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, url: () => url };
   const storage = { db, clusters, controllers: new StorageControllers(db) };
   const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
-  const poller = new ClusterPoller({ db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000 });
+  const services = () => describeServices({ clusters, region: config.REGION, url: () => url, others: () => storageServices(storage.controllers) });
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, url: () => url };
+  const poller = new ClusterPoller({
+    db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
+    retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
+  });
   const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
+  const credentials = credentialLookup(db);
+  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
     actions: [...coreActions(clc), ...resourceActionsFor(db), ...storageActions(storage, config.REGION)],
-    credentials: credentialLookup(db),
-    keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
+    credentials,
+    // An SC signs as sc:<zone> (properties) with the key the clc issued it at register-sc.
+    keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : from.startsWith('sc:') ? storage.controllers.get(from.slice(3))?.key : undefined),
     wireHandlers: [
-      ...adminHandlers({ db, clusters, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
+      ...adminHandlers({ db, clusters, properties, services, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
       ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll()),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller }),
+    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
+    latency,
+    console: { credentials, region: config.REGION, walrusUrl: () => allInOneWalrusUrl(home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });

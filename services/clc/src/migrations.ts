@@ -1,7 +1,8 @@
 // The clc's schema: migration 1 (accounts, clusters, instance types, reservations, instances) is the
-// core's; migration 2 is the resources module's (key pairs, groups, images, tags). No foreign keys
+// core's; migration 2 is the resources module's (key pairs, groups, images, tags); 3 the cloud properties. No foreign keys
 // cross between the two, so each evolves on its own.
 import type { Migration } from '@mallee/store';
+import { propertiesMigration } from './properties.js';
 import { resourcesMigration } from './resources/index.js';
 import { storageMigration } from './storage/index.js';
 
@@ -111,4 +112,4 @@ export const coreMigration: Migration = {
 };
 
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, storageMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, storageMigration];

@@ -5,6 +5,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
+import { clcPropertyReader, storageProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
 import { readKeyFile, sc } from '@mallee/wire';
 import { createBackend } from './backends/index.js';
@@ -25,6 +26,8 @@ export interface StartOptions {
   logger?: Logger;
   /** tgtadm access (tests may count calls). */
   tgt?: Tgt;
+  /** The clc the SC reads its properties from (default http://<BIND_ADDRESS>:<CLC_PORT>). */
+  clcUrl?: string;
   /** ms between reconciliations of tgtd with the exports and chunk sweeps (default 30 s). */
   reconcileIntervalMs?: number;
 }
@@ -64,9 +67,20 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const chunks = new ChunkStore({ db, s3, prefix, log });
   const exports = new Exports({ db, tgt: opts.tgt ?? realTgt, prefix, log, pathOf: (id) => backend.path(id) });
   const snapshots = new SnapshotEngine({ db, backend, s3, chunks, prefix, chunkSize: config.SC_CHUNK_MB * 1024 * 1024, log });
+  // Limits are cloud properties (storage.*, per zone) held by the clc; mallee.conf SC_MAX_* until it answers.
+  const properties = clcPropertyReader({
+    clcUrl: opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`,
+    from: `sc:${config.ZONE}`,
+    key: () => readKeyFile(keyFile) ?? '',
+    prefix: 'storage.',
+    zone: config.ZONE,
+    config,
+    ttlMs: 5000,
+    onError: (err) => log.debug({ err: err.message }, 'cloud properties not readable from the clc now; using the last known or mallee.conf'),
+  });
   const controller = new StorageController({
     db, backend, exports, snapshots, s3, log,
-    limits: () => ({ maxVolumeGiB: config.SC_MAX_VOLUME_SIZE_GB, maxTotalGiB: config.SC_MAX_TOTAL_STORAGE_GB }),
+    limits: async () => ({ maxVolumeGiB: await properties.get(storageProperties.maxVolumeSizeGb), maxTotalGiB: await properties.get(storageProperties.maxTotalVolumeSizeGb) }),
     portal: { address: config.SC_ISCSI_ADDRESS || config.BIND_ADDRESS, port: config.SC_ISCSI_PORT },
     wireKey: () => {
       const k = readKeyFile(keyFile);

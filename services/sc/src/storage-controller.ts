@@ -27,7 +27,8 @@ export interface StorageControllerOptions {
   exports: Exports;
   snapshots: SnapshotEngine;
   s3: S3Client;
-  limits: () => StorageLimits;
+  /** The zone's current limits (cloud properties storage.*, read from the clc with a short cache). */
+  limits: () => Promise<StorageLimits> | StorageLimits;
   /** The portal NCs connect to. */
   portal: { address: string; port: number };
   /** The key shared with the clc: CHAP secrets leave sealed with it. */
@@ -64,13 +65,13 @@ export class StorageController {
   async createVolume(req: Req<typeof sc.CreateStorageVolume>): Promise<Res<typeof sc.CreateStorageVolume>> {
     const known = this.row(req.volumeId);
     if (known) return { volume: this.view(known) };
-    const { maxVolumeGiB, maxTotalGiB } = this.o.limits();
+    const { maxVolumeGiB, maxTotalGiB } = await this.o.limits();
     if (maxVolumeGiB > 0 && req.sizeGiB > maxVolumeGiB) {
-      throw new WireError('VolumeSizeExceeded', `a ${req.sizeGiB} GiB volume is larger than this zone allows (${maxVolumeGiB} GiB, SC_MAX_VOLUME_SIZE_GB)`);
+      throw new WireError('VolumeSizeExceeded', `a ${req.sizeGiB} GiB volume is larger than this zone allows (${maxVolumeGiB} GiB, property storage.maxvolumesizeingb)`);
     }
     const total = this.totalGiB();
     if (maxTotalGiB > 0 && total + req.sizeGiB > maxTotalGiB) {
-      throw new WireError('VolumeLimitExceeded', `a ${req.sizeGiB} GiB volume would exceed this zone's storage: ${total} of ${maxTotalGiB} GiB in use (SC_MAX_TOTAL_STORAGE_GB)`);
+      throw new WireError('VolumeLimitExceeded', `a ${req.sizeGiB} GiB volume would exceed this zone's storage: ${total} of ${maxTotalGiB} GiB in use (property storage.maxtotalvolumesizeingb)`);
     }
     const createdAt = new Date().toISOString();
     this.o.db.prepare(`INSERT INTO volumes (volume_id, size_gib, status, snapshot_id, snapshot_location, created_at) VALUES (?, ?, 'creating', ?, ?, ?)`)
@@ -129,10 +130,10 @@ export class StorageController {
     this.o.log.info({ volumeId }, 'volume deleted');
   }
 
-  describeVolumes(req: Req<typeof sc.DescribeStorageVolumes>): Res<typeof sc.DescribeStorageVolumes> {
+  async describeVolumes(req: Req<typeof sc.DescribeStorageVolumes>): Promise<Res<typeof sc.DescribeStorageVolumes>> {
     const rows = this.o.db.prepare('SELECT * FROM volumes ORDER BY created_at').all() as VolumeRow[];
     const wanted = req.volumeIds.length ? new Set(req.volumeIds) : undefined;
-    const { maxVolumeGiB, maxTotalGiB } = this.o.limits();
+    const { maxVolumeGiB, maxTotalGiB } = await this.o.limits();
     return { volumes: rows.filter((r) => !wanted || wanted.has(r.volume_id)).map((r) => this.view(r)), totalGiB: this.totalGiB(), maxTotalGiB, maxVolumeGiB };
   }
 

@@ -12,6 +12,16 @@ export { StorageControllers } from './controllers.js';
 export { StoragePoller } from './poller.js';
 export { storageAdminHandlers, BLOCKSTORAGE_ACCOUNT } from './admin.js';
 export { attachmentsOfInstances } from './records.js';
+import type { StorageControllers } from './controllers.js';
+import type { ServiceStatus } from '../services.js';
+
+/** The zones' SCs for DescribeServices, as the storage poller last saw them. */
+export function storageServices(controllers: StorageControllers): ServiceStatus[] {
+  return controllers.list().map((c) => ({
+    type: 'sc', name: c.zone, partition: c.zone, url: c.url, state: c.state,
+    ...(c.lastContact ? { lastContact: c.lastContact } : {}), ...(c.detail ? { detail: c.detail } : {}),
+  }));
+}
 export type { StorageContext } from './volume-actions.js';
 
 registerTaggableType({
