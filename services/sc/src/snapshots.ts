@@ -214,6 +214,14 @@ export class SnapshotEngine {
     const n = Math.ceil(size / r.chunk_size);
     // Resuming after a restart: the chunks already recorded, and whether their objects were written.
     const recorded = new Map((db.prepare('SELECT idx, hash FROM snapshot_chunks WHERE snapshot_id = ?').raw().all(snapshotId) as [number, string][]));
+    // Chunks with no allocated byte are zero: skipped without reading them.
+    const ranges = r.cut_path ? await this.o.backend.allocated(r.cut_path) : undefined;
+    const mayHoldData = (i: number) => {
+      if (!ranges) return true;
+      const start = i * r.chunk_size;
+      const end = start + r.chunk_size;
+      return ranges.some(([a, b]) => a < end && b > start);
+    };
     let processed = 0;
     let uploadedBytes = r.uploaded_bytes;
     let uploadedChunks = r.uploaded_chunks;
@@ -224,6 +232,11 @@ export class SnapshotEngine {
       const known = recorded.get(i);
       if (known && this.o.chunks.isStored(known)) {
         processed++;
+        return;
+      }
+      if (!known && !mayHoldData(i)) {
+        processed++;
+        this.progress.set(snapshotId, (processed / n) * 99);
         return;
       }
       const buf = Buffer.allocUnsafe(len);

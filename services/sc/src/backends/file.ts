@@ -63,6 +63,18 @@ export class FileBackend implements VolumeBackend {
     return dest;
   }
 
+  /** The file's extents (FIEMAP through e2fsprogs' filefrag): reading a hole costs as much as zero-filling it. */
+  async allocated(path: string): Promise<[number, number][] | undefined> {
+    try {
+      const { stdout } = await run('filefrag', ['-s', '-e', '-b1024', path], { maxBuffer: 64 << 20 });
+      const out: [number, number][] = [];
+      for (const m of stdout.matchAll(/^\s*\d+:\s+(\d+)\.\.\s*(\d+):/gm)) out.push([Number(m[1]) * 1024, (Number(m[2]) + 1) * 1024]);
+      return out;
+    } catch {
+      return undefined;
+    }
+  }
+
   async dropCut(_snapshotId: string, path: string): Promise<void> {
     await rm(path, { force: true });
   }

@@ -71,6 +71,10 @@ export class LvmBackend implements VolumeBackend {
     return `/dev/${this.vg}/${name}`;
   }
 
+  async allocated(): Promise<undefined> {
+    return undefined;
+  }
+
   async dropCut(snapshotId: string): Promise<void> {
     const name = `${snapshotId}-cut`;
     if (await access(`/dev/${this.vg}/${name}`, constants.F_OK).then(() => true, () => false)) await lvm('lvremove', '-q', '-f', `${this.vg}/${name}`);

@@ -23,6 +23,11 @@ export interface VolumeBackend {
    * sparse-aware (or reflink) copy of the file, or an LVM snapshot. Returns what to read.
    */
   cut(volumeId: string, snapshotId: string): Promise<string>;
+  /**
+   * The byte ranges of a cut that may hold data ([start, end) pairs); everything else reads as zeros.
+   * Undefined when the backend cannot tell (then every chunk is read).
+   */
+  allocated(path: string): Promise<[number, number][] | undefined>;
   /** Drop the copy once its upload is done (or abandoned). */
   dropCut(snapshotId: string, path: string): Promise<void>;
 }
