@@ -64,3 +64,8 @@ ensure_libvirt() {
   fi
   [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
 }
+
+# systemd-analyze, to verify the units deploy/install.sh writes (no systemd runs as PID 1 here).
+ensure_systemd_analyze() {
+  command -v systemd-analyze >/dev/null || apt_install systemd
+}
