@@ -69,3 +69,9 @@ ensure_libvirt() {
 ensure_systemd_analyze() {
   command -v systemd-analyze >/dev/null || apt_install systemd
 }
+
+# Debian's Chromium for the console's browser tests (driven by playwright-core, which never downloads a browser).
+ensure_chromium() {
+  apt_install chromium
+  [ -x /usr/bin/chromium ] || { log "chromium is not at /usr/bin/chromium"; return 1; }
+}

@@ -13,6 +13,7 @@ import { registrationCommands } from './registration.js';
 import { backupCommands } from './backup.js';
 import { adoptHomeFiles } from './ownership.js';
 import { superviseCommand } from './supervise.js';
+import { addExamples } from './examples.js';
 import { installTestImage, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
@@ -53,6 +54,7 @@ program
     }
     say('');
     say(`Mallee is up in ${home.dir} (region ${res.config.REGION}, zone ${res.config.ZONE}).`);
+    say(`  web console: ${res.urls.clc.replace(/\/$/, '')}/console/  (sign in with the access keys in ${res.credentials.eucarc})`);
     say(`  source ${res.credentials.eucarc}`);
     say('  aws ec2 describe-availability-zones');
     if (image) {
@@ -218,6 +220,7 @@ program.hook('postAction', (_program, action) => {
   const opts = action.opts() as { home?: string };
   if (opts.home) adoptHomeFiles(homeAt(resolve(opts.home)), { all: action.name() === 'restore' });
 });
+addExamples(program);
 
 try {
   await program.parseAsync();

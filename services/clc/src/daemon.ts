@@ -1,11 +1,12 @@
 // Starting and stopping the clc: database, admin account and keys, cluster poller, HTTP server and
 // run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
+import { RequestLatency } from '@mallee/config';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { coreActions, type Clc } from './actions/index.js';
@@ -54,6 +55,15 @@ export function openClcDatabase(file: string): Db {
   return db;
 }
 
+/** Until Walrus registers with the clc, the console finds the all-in-one's Walrus by its run file in this home. */
+function allInOneWalrusUrl(home: string): string | undefined {
+  try {
+    return readFileSync(join(home, 'run', 'walrus.url'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const { home, config } = opts;
   const log = opts.logger ?? pino({ name: 'clc', level: config.LOG_LEVEL });
@@ -78,16 +88,20 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
   });
   const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
+  const credentials = credentialLookup(db);
+  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
     actions: [...coreActions(clc), ...resourceActionsFor(db)],
-    credentials: credentialLookup(db),
+    credentials,
     keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
     wireHandlers: [
       ...adminHandlers({ db, clusters, properties, services, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller }),
+    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
+    latency,
+    console: { credentials, region: config.REGION, walrusUrl: () => allInOneWalrusUrl(home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });

@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 
 import type { Logger } from 'pino';
 import { randomBytes } from 'node:crypto';
 import { S3Error, s3ErrorXml, type CredentialLookup } from '@mallee/aws-protocol';
+import { RequestLatency } from '@mallee/config';
 import type { ObjectStore } from './store/types.js';
 import { S3Metrics, walrusMetrics } from './metrics.js';
 import { s3Api } from './s3/plugin.js';
@@ -35,7 +36,7 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
       void (reply as FastifyReply).code(err.status).header('x-amz-request-id', requestId).type('application/xml').send(s3ErrorXml(err, '', requestId));
     },
   });
-  const metrics = new S3Metrics();
+  const metrics = new S3Metrics(new RequestLatency().attach(app));
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
   app.register(walrusMetrics(metrics, deps.store));
   app.register(s3Api, {
