@@ -17,6 +17,12 @@ const EXAMPLES: Record<string, string[]> = {
   'user key create': ['mallee user key create --account alice'],
   'register-cluster': ['mallee register-cluster zone-b http://10.0.0.2:8774   # then install the printed key as <cc home>/keys/cloud.key'],
   'register-nodes': ['mallee register-nodes --cluster mallee-1a http://node1:8775 http://node2:8775'],
+  'list-clusters': ['mallee list-clusters', "mallee list-clusters --output json | jq -r '.[] | select(.state != \"ENABLED\") | .name'"],
+  'list-nodes': ['mallee list-nodes --cluster mallee-1a'],
+  'deregister-cluster': ['mallee deregister-cluster zone-b'],
+  'deregister-nodes': ['mallee deregister-nodes --cluster mallee-1a node2'],
+  backup: ['mallee backup --out /srv/backups/mallee-$(date +%F)', 'mallee backup --objects --out /srv/backups/full   # with the Walrus objects'],
+  restore: ['mallee down --home /var/lib/mallee && mallee restore /srv/backups/mallee-2024-05-01 --home /var/lib/mallee --force && mallee up'],
 };
 
 function fullName(cmd: Command): string {

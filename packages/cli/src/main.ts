@@ -11,6 +11,8 @@ import { parseOutput, renderRows, type OutputFormat } from './output.js';
 import { propertyCommand } from './property.js';
 import { registrationCommands } from './registration.js';
 import { backupCommands } from './backup.js';
+import { adoptHomeFiles } from './ownership.js';
+import { superviseCommand } from './supervise.js';
 import { addExamples } from './examples.js';
 import { installTestImage, type TestImage } from './test-image.js';
 
@@ -256,6 +258,12 @@ const kit = { homeOption, outputOption, homeOf, print, say };
 propertyCommand(program, kit);
 registrationCommands(program, kit);
 backupCommands(program, kit);
+superviseCommand(program, kit);
+// On an installed host the home belongs to the clc's user: what root wrote there is handed to it.
+program.hook('postAction', (_program, action) => {
+  const opts = action.opts() as { home?: string };
+  if (opts.home) adoptHomeFiles(homeAt(resolve(opts.home)), { all: action.name() === 'restore' });
+});
 addExamples(program);
 
 try {
