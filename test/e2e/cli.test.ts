@@ -26,9 +26,9 @@ const alive = (pid: number) => {
 };
 
 describe('the mallee command', () => {
-  it('`mallee status -o json` reports clc, cc and nc ENABLED', async () => {
+  it('`mallee status -o json` reports clc, sc, cc and nc ENABLED', async () => {
     const services = JSON.parse((await cloud.mallee(['status', '-o', 'json'])).stdout) as Service[];
-    expect(services.map((s) => `${s.type}:${s.state}`).sort()).toEqual(['cc:ENABLED', 'clc:ENABLED', 'nc:ENABLED']);
+    expect(services.map((s) => `${s.type}:${s.state}`).sort()).toEqual(['cc:ENABLED', 'clc:ENABLED', 'nc:ENABLED', 'sc:ENABLED']);
   });
 
   it('a second `mallee up` on a running home starts nothing and keeps the same processes and keys', async () => {

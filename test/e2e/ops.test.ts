@@ -82,7 +82,7 @@ describe('registration and health', () => {
     expect(nodes[0]).toMatchObject({ cluster: 'mallee-1a', state: 'ENABLED' });
     expect(recent(nodes[0]!.lastContact)).toBe(true);
     const all = await services();
-    expect(all.map((s) => s.type).sort()).toEqual(['cc', 'clc', 'nc']);
+    expect(all.map((s) => s.type).sort()).toEqual(['cc', 'clc', 'nc', 'sc']);
     expect(all.every((s) => s.state === 'ENABLED' && recent(s.lastContact))).toBe(true);
     expect((await cloud.mallee(['list-nodes'])).stdout).toMatch(/^NAME\s+CLUSTER\s+URL\s+STATE\s+LASTCONTACT/);
     await expect(cloud.mallee(['list-nodes', '--cluster', 'atlantis'])).rejects.toThrow(/no cluster named atlantis/);
@@ -162,7 +162,7 @@ describe('registration and health', () => {
       expect(((await aws('describe-availability-zones')).AvailabilityZones as unknown[]).length).toBe(0);
       const { stdout } = await cloud.mallee(['register-cluster', 'mallee-1a', recorder.url]);
       writeFileSync(join(cloud.home, 'keys', 'cloud.key'), stdout.trim().split('\n').pop()! + '\n', { mode: 0o600 });
-      await eventually('the cluster ENABLED again', async () => ((await services()).filter((s) => s.state === 'ENABLED').length === 3 ? true : undefined));
+      await eventually('the cluster ENABLED again', async () => ((await services()).filter((s) => s.state === 'ENABLED').length === 4 ? true : undefined));
       // One the cc accepted (the first polls came before its new key was installed, and were refused).
       const msg = recorder.recorded.filter((r) => r.body.includes('<DescribeInstances') && r.status === 200).at(-1)!;
       expect(msg).toBeDefined();
@@ -177,7 +177,7 @@ describe('registration and health', () => {
       writeFileSync(join(cloud.home, 'keys', 'cloud.key'), stdout.trim().split('\n').pop()! + '\n', { mode: 0o600 });
       await recorder.stop();
     }
-    await eventually('the cluster ENABLED at its own URL', async () => ((await services()).filter((s) => s.state === 'ENABLED').length === 3 ? true : undefined));
+    await eventually('the cluster ENABLED at its own URL', async () => ((await services()).filter((s) => s.state === 'ENABLED').length === 4 ? true : undefined));
   });
 });
 
@@ -219,7 +219,7 @@ describe('wire version skew', () => {
       await restartCcSpeaking(version);
       await eventually('cc and nc ENABLED across the skew', async () => {
         const all = await services();
-        return all.length === 3 && all.every((s) => s.state === 'ENABLED') && recent(all.find((s) => s.type === 'nc')!.lastContact) ? true : undefined;
+        return all.length === 4 && all.every((s) => s.state === 'ENABLED') && recent(all.find((s) => s.type === 'nc')!.lastContact) ? true : undefined;
       });
       const image = String((await aws('register-image', '--image-location', `ops/skew${version}.manifest.xml`, '--name', `ops-skew-${version}`)).ImageId);
       const id = String((((await aws('run-instances', '--image-id', image)).Instances as { InstanceId: string }[])[0]!).InstanceId);
