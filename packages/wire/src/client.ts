@@ -11,6 +11,8 @@ export interface WireClientOptions {
   /** Shared key, or a function returning the current one (keys can be re-issued). */
   key: Buffer | string | (() => Buffer | string);
   timeoutMs?: number;
+  /** Path of the peer's wire endpoint (default /wire; Walrus serves it at /_mallee/wire, clear of bucket names). */
+  path?: string;
 }
 
 export class WireClient {
@@ -27,9 +29,10 @@ export class WireClient {
     const timestamp = String(Date.now());
     const nonce = newNonce();
     const requestId = ctx.requestId ?? randomUUID();
+    const path = this.opts.path ?? WIRE_PATH;
     let res: Response;
     try {
-      res = await fetch(new URL(WIRE_PATH, this.opts.url), {
+      res = await fetch(new URL(path, this.opts.url), {
         method: 'POST',
         headers: {
           'content-type': 'application/xml',
@@ -38,7 +41,7 @@ export class WireClient {
           [HDR.nonce]: nonce,
           [HDR.version]: String(WIRE_VERSION),
           [HDR.requestId]: requestId,
-          [HDR.signature]: sign(key, timestamp, nonce, WIRE_PATH, body),
+          [HDR.signature]: sign(key, timestamp, nonce, path, body),
         },
         body,
         signal: AbortSignal.timeout(ctx.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
@@ -50,7 +53,7 @@ export class WireClient {
     const replySig = res.headers.get(HDR.signature) ?? '';
     const replyTs = res.headers.get(HDR.timestamp) ?? '';
     // Refusals of our own signature come back unsigned: the peer could not trust us, so it says why plainly.
-    const trusted = signaturesEqual(replySig, sign(key, replyTs, nonce, WIRE_PATH, text));
+    const trusted = signaturesEqual(replySig, sign(key, replyTs, nonce, path, text));
     let env;
     try {
       env = decodeEnvelope(text);
