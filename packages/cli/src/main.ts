@@ -9,6 +9,7 @@ import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
 import { installTestImage, type TestImage } from './test-image.js';
+import { addImageCommands } from './image-commands.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
 let stdoutClosed = false;
@@ -55,6 +56,11 @@ program
       say('  aws ec2 get-console-output --instance-id i-…    # shows "mallee: boot done i-…" once it has booted');
     }
     say('  ../shared/tools/euca euca-describe-instances     # or any euca2ools 3.4; config: ' + res.credentials.eucaIni);
+    if (res.urls.walrus) {
+      say('Your own image (a raw disk, or a kernel + ramdisk + root set), bundled and uploaded into Walrus:');
+      say('  mallee bundle-and-upload -i disk.img -b my-images --register my-image    # or: mallee bundle-image, then mallee upload-bundle');
+      say('  euca-bundle-image -i disk.img -r x86_64 -d bundle && euca-upload-bundle -b my-images -m bundle/disk.img.manifest.xml && euca-register -n my-image my-images/disk.img.manifest.xml');
+    }
     say(`  AWS_CONFIG_FILE=${res.credentials.awsConfig} AWS_SHARED_CREDENTIALS_FILE=${res.credentials.awsCredentials} aws ec2 describe-instances`);
     if (opts.detach) {
       say(`Stop it with: mallee down --home ${home.dir}`);
@@ -202,6 +208,8 @@ program
       say(key);
     }
   });
+
+addImageCommands(program, say, homeOption, homeOf);
 
 try {
   await program.parseAsync();

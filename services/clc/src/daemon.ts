@@ -7,6 +7,7 @@ import type { MalleeConfig } from '@mallee/config';
 import { openDatabase, type Db } from '@mallee/store';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
+import { accountCertificates, ensureCloudCa } from './certificates.js';
 import { coreActions, type Clc } from './actions/index.js';
 import { adminHandlers } from './admin-ops.js';
 import { ClusterPoller } from './cluster-poller.js';
@@ -17,7 +18,8 @@ import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
-import { walrusLinkHandler } from './walrus-link.js';
+import { WalrusLink } from './walrus.js';
+import { certificatesHandler, walrusLinkHandler } from './walrus-link.js';
 
 export interface StartOptions {
   home: string;
@@ -25,6 +27,8 @@ export interface StartOptions {
   /** Overrides CLC_PORT (0 = any free port; the real one is in the returned url and run/clc.url). */
   port?: number;
   logger?: Logger;
+  /** Seconds the presigned image URLs in launches stay valid (default 15 minutes). */
+  imageUrlTtl?: number;
 }
 
 export interface RunningDaemon {
@@ -36,7 +40,7 @@ export interface RunningDaemon {
 }
 
 export const adminKeyFile = (home: string) => join(home, 'keys', 'admin.key');
-/** The key Walrus signs LookupAccessKey with (all-in-one: Walrus shares this home). */
+/** Where Walrus keeps the link key the clc issues at RegisterWalrus (all-in-one: Walrus shares this home). */
 export const walrusKeyFile = (home: string) => join(home, 'keys', 'walrus.key');
 
 function ensureKeyFile(file: string): void {
@@ -57,23 +61,27 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
   ensureKeyFile(adminKeyFile(home));
-  ensureKeyFile(walrusKeyFile(home));
+  const cloudCa = await ensureCloudCa(home);
 
   const db = openClcDatabase(join(home, 'clc.sqlite'));
   const clusters = new Clusters(db);
-  const dispatcher = new Dispatcher(clusters);
+  const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
+  const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
   let url = '';
   const clc: Clc = { db, config, clusters, dispatcher, url: () => url };
   const poller = new ClusterPoller({ db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000 });
-  const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
   const app = buildServer({
     logger: log,
-    actions: [...coreActions(clc), ...resourceActionsFor(db)],
+    actions: [...coreActions(clc), ...resourceActionsFor(db, { checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image) })],
     credentials: credentialLookup(db),
-    keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
+    keyFor: (from) => (from === admin.ADMIN_SENDER ? readKeyFile(adminKeyFile(home)) : from === walrus.WALRUS_SENDER ? walrusLink.key() : undefined),
     wireHandlers: [
-      ...adminHandlers({ db, clusters, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
+      ...adminHandlers({ db, home, clusters, walrus: walrusLink, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
+      certificatesHandler((accountId) => ({
+        certificates: accountCertificates(db, accountId).map(({ certificateId, userId, pem }) => ({ certificateId, userId, pem })),
+        cloudCertificate: cloudCa.certificate,
+      })),
     ],
     metrics: clcMetrics({ db, clusters, dispatcher, poller }),
   });
