@@ -64,3 +64,9 @@ ensure_libvirt() {
   fi
   [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
 }
+
+# Debian's Chromium for the console's browser tests (driven by playwright-core, which never downloads a browser).
+ensure_chromium() {
+  apt_install chromium
+  [ -x /usr/bin/chromium ] || { log "chromium is not at /usr/bin/chromium"; return 1; }
+}

@@ -8,6 +8,9 @@ import { configOf, down, up, writeAccountCredentials, type Hypervisor } from './
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
+import { propertyCommand } from './property.js';
+import { registrationCommands } from './registration.js';
+import { backupCommands } from './backup.js';
 import { installTestImage, type TestImage } from './test-image.js';
 import { addImageCommands } from './image-commands.js';
 
@@ -209,6 +212,10 @@ program
     }
   });
 
+const kit = { homeOption, outputOption, homeOf, print, say };
+propertyCommand(program, kit);
+registrationCommands(program, kit);
+backupCommands(program, kit);
 addImageCommands(program, say, homeOption, homeOf);
 
 try {

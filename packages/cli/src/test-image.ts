@@ -2,7 +2,7 @@
 // disk) from Debian packages, bundles each as the cloud admin and uploads it into Walrus (as any user's
 // image), registers them as public images; NCs fetch them from Walrus like every other image.
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { admin } from '@mallee/wire';

@@ -49,6 +49,8 @@ export const configSchema = z.object({
   VNET_DNS: z.string().default(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Walrus quotas (Eucalyptus walrus.storagemaxbucketsperaccount / storagemaxbucketsizeinmb / …); 0 = unlimited. */
+  /** Seconds between the console's readings of every daemon's /metrics (its plots keep an hour's worth at 10 s). */
+  CONSOLE_METRICS_INTERVAL: positiveInt.default(10),
   WALRUS_MAX_BUCKETS_PER_ACCOUNT: z.coerce.number().int().nonnegative().default(100),
   WALRUS_MAX_BUCKET_SIZE_MB: z.coerce.number().int().nonnegative().default(0),
   WALRUS_MAX_ACCOUNT_STORAGE_MB: z.coerce.number().int().nonnegative().default(0),
@@ -116,3 +118,4 @@ export function renderConf(values: Partial<Record<ConfigKey, string | number>>, 
   return lines.join('\n') + '\n';
 }
 export * from './daemon-main.js';
+export * from './request-latency.js';

@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WireValue } from './codec.js';
 import { WireDecodeError } from './codec.js';
-import { decodeEnvelope, encodeEnvelope, encodeFault, sign, signaturesEqual, HDR, WIRE_PATH, WIRE_VERSION, WIRE_MIN_VERSION, ReplayGuard, WireError, type Operation } from './protocol.js';
+import { decodeEnvelope, encodeEnvelope, encodeFault, sign, signaturesEqual, versionsCompatible, HDR, WIRE_PATH, WIRE_VERSION, ReplayGuard, WireError, type Operation } from './protocol.js';
 
 export interface WireContext {
   /** The authenticated sender's component id. */
@@ -33,6 +33,8 @@ export interface WirePluginOptions {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   handlers: readonly WireHandler<any, any>[];
   maxSkewMs?: number;
+  /** The wire version this receiver speaks (default WIRE_VERSION); it accepts one version of skew either way. */
+  version?: number;
   /** Where the endpoint is served (default /wire). */
   path?: string;
 }
@@ -40,6 +42,7 @@ export interface WirePluginOptions {
 async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promise<void> {
   const table = new Map(opts.handlers.map((h) => [h.op.name, h]));
   const guard = new ReplayGuard(opts.maxSkewMs ?? 5 * 60_000);
+  const own = opts.version ?? WIRE_VERSION;
 
   app.addContentTypeParser(['application/xml', 'text/xml'], { parseAs: 'string', bodyLimit: 8 * 1024 * 1024 }, (_req, body, done) => done(null, body));
 
@@ -52,9 +55,8 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
       request.log.warn({ from, code }, `wire request refused: ${message}`);
       return reply.code(status).type('application/xml').send(encodeFault(code, message));
     };
-    const version = Number(h(HDR.version));
-    if (!(version >= WIRE_MIN_VERSION && version <= WIRE_VERSION + 1)) {
-      return refuse(400, 'UnsupportedVersion', `wire version ${h(HDR.version) || '(none)'} not supported; this component speaks ${WIRE_MIN_VERSION}..${WIRE_VERSION}`);
+    if (!versionsCompatible(own, Number(h(HDR.version) || NaN))) {
+      return refuse(400, 'UnsupportedVersion', `wire version ${h(HDR.version) || '(none)'} not supported; this component speaks ${own} and accepts ${own - 1}..${own + 1}: upgrade the older side`);
     }
     const key = from ? opts.keyFor(from) : undefined;
     if (!key) return refuse(403, 'UnknownComponent', `component ${JSON.stringify(from)} is not registered here`);
@@ -83,7 +85,7 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
       if (!parsed.success) return signedReply(400, encodeFault('InvalidParameterValue', `${op}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`));
       const result = await hd.handle(parsed.data, { from, requestId, log });
       const checked = hd.op.response.parse(result);
-      return signedReply(200, encodeEnvelope(`${op}Response`, checked as WireValue, { Version: String(WIRE_VERSION) }));
+      return signedReply(200, encodeEnvelope(`${op}Response`, checked as WireValue, { Version: String(own) }));
     } catch (e) {
       if (e instanceof WireError) return signedReply(e.status, encodeFault(e.code, e.message));
       if (e instanceof WireDecodeError) return signedReply(400, encodeFault('MalformedEnvelope', e.message));

@@ -1,6 +1,7 @@
 // The CC daemon's fastify app, assembled from plugins.
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { RequestLatency } from '@mallee/config';
 import { wire } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
 import { ccHandlers } from './handlers.js';
@@ -15,8 +16,9 @@ export interface CcServerDeps {
 
 export function buildServer(deps: CcServerDeps): FastifyInstance {
   const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
+  const latency = new RequestLatency().attach(app);
   app.register(wire, { keyFor: deps.keyFor, handlers: ccHandlers(deps.cluster) });
-  app.register(ccMetrics(deps.cluster));
+  app.register(ccMetrics(deps.cluster, latency));
   app.get('/healthz', async () => ({ service: 'cc', status: 'ok' }));
   return app as unknown as FastifyInstance;
 }

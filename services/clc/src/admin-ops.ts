@@ -1,14 +1,14 @@
 // The admin wire operations the `mallee` CLI calls (sender "admin"): accounts, keys and certificates,
-// Walrus, cluster and node registration, and the health of every component (DescribeServices).
+// Walrus, cluster and node registration, the health of every component (DescribeServices) and cloud
+// properties.
 import type { Db } from '@mallee/store';
-import { admin, cc, handler, WireError, type WireHandler } from '@mallee/wire';
-import type { z } from 'zod';
+import { admin, cc, handler, properties as propertyOps, WireError, type WireHandler } from '@mallee/wire';
 import { accountByName, createAccessKey, createAccount, getCredentials, listAccounts, userOf } from './accounts.js';
 import { accountCertificates, ensureCloudCa, issueUserCertificate } from './certificates.js';
 import type { Clusters } from './clusters.js';
 import type { WalrusLink } from './walrus.js';
-
-type ServiceStatus = z.infer<typeof admin.serviceStatus>;
+import type { CloudProperties } from './properties.js';
+import type { ServiceStatus } from './services.js';
 
 export interface AdminDeps {
   db: Db;
@@ -16,36 +16,16 @@ export interface AdminDeps {
   home: string;
   clusters: Clusters;
   walrus: WalrusLink;
-  region: string;
-  url(): string;
+  properties: CloudProperties;
+  /** Every component's health (services.ts). */
+  services(): Promise<ServiceStatus[]>;
   /** Ask for a poll now (after a registration, so the new component shows up without waiting). */
   pollSoon(): void;
 }
 
 const fromAdmin = (from: string) => from === admin.ADMIN_SENDER;
-
-async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
-  const now = new Date().toISOString();
-  const services: ServiceStatus[] = [{ type: 'clc', name: 'clc', partition: d.region, url: d.url(), state: 'ENABLED', lastContact: now }, ...(await d.walrus.serviceStatus())];
-  const clusters = d.clusters.list();
-  const nodes = await Promise.all(clusters.map(async (c) => {
-    if (c.state !== 'ENABLED') return [];
-    try {
-      const res = await d.clusters.client(c.name).call(cc.DescribeNodes, {}, { timeoutMs: 5000 });
-      return res.nodes.map((n): ServiceStatus => ({
-        type: 'nc', name: n.node, partition: c.name, url: n.url, state: n.state,
-        ...(n.lastSeen ? { lastContact: n.lastSeen } : {}), ...(n.detail ? { detail: n.detail } : {}),
-      }));
-    } catch (err) {
-      return [{ type: 'nc', name: '(unknown)', partition: c.name, url: c.url, state: 'NOTREADY', detail: `cc did not list its nodes: ${(err as Error).message}` } satisfies ServiceStatus];
-    }
-  }));
-  clusters.forEach((c, i) => {
-    services.push({ type: 'cc', name: c.name, partition: c.name, url: c.url, state: c.state, ...(c.lastContact ? { lastContact: c.lastContact } : {}), ...(c.detail ? { detail: c.detail } : {}) });
-    services.push(...nodes[i]!);
-  });
-  return services;
-}
+/** Every component with a key here reads properties: the CLI, Walrus, SCs and CCs (sc:<zone>, cc:<zone>). */
+const readsProperties = (from: string) => fromAdmin(from) || from === 'walrus' || /^(sc|cc)(:|$)/.test(from);
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
@@ -80,6 +60,18 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
       d.pollSoon();
       return res;
     }, fromAdmin),
-    handler(admin.DescribeServices, async () => ({ services: await describeServices(d) }), fromAdmin),
+    handler(admin.DeregisterNodeAdmin, async (req) => {
+      if (!d.clusters.get(req.cluster)) throw new WireError('NoSuchEntity', `no cluster named ${req.cluster}`, 404);
+      await d.clusters.client(req.cluster).call(cc.DeregisterNode, { node: req.node });
+      d.pollSoon();
+      return {};
+    }, fromAdmin),
+    handler(admin.DescribeServices, async () => ({ services: await d.services() }), fromAdmin),
+    handler(propertyOps.DescribeProperties, (req) => ({ properties: d.properties.describe(req) }), readsProperties),
+    handler(admin.ModifyPropertyValue, (req) => {
+      if (req.reset && req.value !== undefined) throw new WireError('InvalidParameterCombination', 'give a value or reset, not both');
+      if (!req.reset && req.value === undefined) throw new WireError('MissingParameter', 'a value (or reset) is required');
+      return d.properties.modify(req.name, req.reset ? undefined : req.value);
+    }, fromAdmin),
   ];
 }

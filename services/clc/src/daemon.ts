@@ -1,10 +1,12 @@
 // Starting and stopping the clc: database, admin account and keys, cluster poller, HTTP server and
 // run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
+import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
+import { RequestLatency } from '@mallee/config';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { accountCertificates, ensureCloudCa } from './certificates.js';
@@ -13,9 +15,11 @@ import { adminHandlers } from './admin-ops.js';
 import { ClusterPoller } from './cluster-poller.js';
 import { Clusters } from './clusters.js';
 import { Dispatcher } from './dispatch.js';
-import { seedInstanceTypes } from './instance-types.js';
+import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
+import { CloudProperties } from './properties.js';
+import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { WalrusLink } from './walrus.js';
@@ -55,6 +59,17 @@ export function openClcDatabase(file: string): Db {
   return db;
 }
 
+/** The registered Walrus; before registration, the all-in-one's by its run file in this home (for the console). */
+function walrusUrlOf(link: WalrusLink, home: string): string | undefined {
+  const registered = link.url();
+  if (registered) return registered;
+  try {
+    return readFileSync(join(home, 'run', 'walrus.url'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const { home, config } = opts;
   const log = opts.logger ?? pino({ name: 'clc', level: config.LOG_LEVEL });
@@ -67,23 +82,36 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const clusters = new Clusters(db);
   const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
   const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
+  const properties = new CloudProperties(db, config, {
+    zones: () => clusters.list().map((c) => c.name),
+    checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
+  });
+  properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, url: () => url };
-  const poller = new ClusterPoller({ db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000 });
+  const services = () => describeServices({ clusters, region: config.REGION, url: () => url, others: () => walrusLink.serviceStatus() });
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, url: () => url };
+  const poller = new ClusterPoller({
+    db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
+    retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
+  });
+  const credentials = credentialLookup(db);
+  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
     actions: [...coreActions(clc), ...resourceActionsFor(db, { checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image) })],
-    credentials: credentialLookup(db),
+    credentials,
     keyFor: (from) => (from === admin.ADMIN_SENDER ? readKeyFile(adminKeyFile(home)) : from === walrus.WALRUS_SENDER ? walrusLink.key() : undefined),
     wireHandlers: [
-      ...adminHandlers({ db, home, clusters, walrus: walrusLink, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
+      ...adminHandlers({ db, home, clusters, walrus: walrusLink, properties, services, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
       certificatesHandler((accountId) => ({
         certificates: accountCertificates(db, accountId).map(({ certificateId, userId, pem }) => ({ certificateId, userId, pem })),
         cloudCertificate: cloudCa.certificate,
       })),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller }),
+    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
+    latency,
+    console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });

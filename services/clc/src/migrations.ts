@@ -1,7 +1,8 @@
 // The clc's schema: migration 1 (accounts, clusters, instance types, reservations, instances) is the
-// core's; migration 2 is the resources module's (key pairs, groups, images, tags). No foreign keys
+// core's; migration 2 is the resources module's (key pairs, groups, images, tags); 3 the cloud properties. No foreign keys
 // cross between the two, so each evolves on its own.
 import type { Migration } from '@mallee/store';
+import { propertiesMigration } from './properties.js';
 import { resourcesMigration } from './resources/index.js';
 
 export const coreMigration: Migration = {
@@ -110,12 +111,12 @@ export const coreMigration: Migration = {
 };
 
 /**
- * Migration 3: the registered Walrus (its URL and the link key), users' X.509 certificates (which
+ * Migration 4: the registered Walrus (its URL and the link key), users' X.509 certificates (which
  * may sign bundles), and what Walrus verified about each registered bundle (its decrypted image's
  * size and SHA-256, which NCs check what they download against).
  */
 export const walrusMigration: Migration = {
-  id: 3,
+  id: 4,
   name: 'walrus, certificates, image bundles',
   up: `
     CREATE TABLE walrus (
@@ -149,4 +150,4 @@ export const walrusMigration: Migration = {
 };
 
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, walrusMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration];

@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import type { CredentialLookup } from '@mallee/aws-protocol';
 import type { MalleeConfig } from '@mallee/config';
 import { openDatabase } from '@mallee/store';
+import { clcPropertyReader, walrusProperties } from '@mallee/properties';
 import { readKeyFile, walrus } from '@mallee/wire';
 import { cachedLookup, clcLookup } from './credentials.js';
 import { DecryptedImageCache } from './images/decrypt.js';
@@ -33,7 +34,7 @@ export interface StartOptions {
   cloudKeyFile?: string;
   /** Who may sign an account's manifests; default: ask the clc (GetCertificates) with keys/walrus.key. */
   certificates?: CertificateSource;
-  /** Overrides the WALRUS_MAX_* quota settings. */
+  /** Fixed quotas instead of the walrus.* cloud properties (tests). */
   quotas?: Quotas;
 }
 
@@ -54,16 +55,6 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   mkdirSync(runDir, { recursive: true });
 
   const db = openDatabase(join(home, 'walrus.sqlite'), { migrations });
-  const MiB = 1024 * 1024;
-  const quotas: Quotas = opts.quotas ?? {
-    maxBucketsPerAccount: config.WALRUS_MAX_BUCKETS_PER_ACCOUNT,
-    maxBucketBytes: config.WALRUS_MAX_BUCKET_SIZE_MB * MiB,
-    maxAccountBytes: config.WALRUS_MAX_ACCOUNT_STORAGE_MB * MiB,
-  };
-  const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas });
-  const recovered = store.recover();
-  if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
-
   const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
   const keyFile = walrusKeyFile(home);
   const linkKey = () => {
@@ -71,6 +62,22 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     if (k === undefined) throw new Error(`no ${keyFile}: register this Walrus with the clc (mallee register-walrus URL) and install the key it prints`);
     return k;
   };
+  // Quotas are cloud properties (walrus.storagemax…, `mallee property`), read from the clc and cached;
+  // until the clc answers, this host's mallee.conf WALRUS_MAX_* settings (the properties' defaults).
+  const properties = clcPropertyReader({ clcUrl, from: walrus.WALRUS_SENDER, key: linkKey, prefix: 'walrus.', config, ttlMs: 10_000 });
+  const MiB = 1024 * 1024;
+  const quotas = opts.quotas ?? (() => {
+    void properties.get(walrusProperties.maxBucketsPerAccount); // refreshes in the background once the cached set is stale
+    return {
+      maxBucketsPerAccount: properties.peek(walrusProperties.maxBucketsPerAccount),
+      maxBucketBytes: properties.peek(walrusProperties.maxBucketSizeMb) * MiB,
+      maxAccountBytes: properties.peek(walrusProperties.maxAccountSizeMb) * MiB,
+    };
+  });
+  const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas });
+  const recovered = store.recover();
+  if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
+
   const credentials = opts.credentials ?? cachedLookup(clcLookup({ clcUrl, key: linkKey }));
 
   const cloudKeyFile = opts.cloudKeyFile ?? join(home, 'keys', 'cloud-pk.pem');

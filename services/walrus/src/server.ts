@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { randomBytes } from 'node:crypto';
 import { S3Error, s3ErrorXml, type CredentialLookup } from '@mallee/aws-protocol';
 import { walrus, wire, type WirePluginOptions } from '@mallee/wire';
+import { RequestLatency } from '@mallee/config';
 import type { ObjectStore } from './store/types.js';
 import { S3Metrics, walrusMetrics } from './metrics.js';
 import { s3Api } from './s3/plugin.js';
@@ -38,7 +39,7 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
       void (reply as FastifyReply).code(err.status).header('x-amz-request-id', requestId).type('application/xml').send(s3ErrorXml(err, '', requestId));
     },
   });
-  const metrics = new S3Metrics();
+  const metrics = new S3Metrics(new RequestLatency().attach(app));
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
   app.register(walrusMetrics(metrics, deps.store));
   // In its own context: the wire body parser must not reach the S3 routes, which stream raw bodies.

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { empty } from './common.js';
+import { propertySource } from './properties.js';
 
 export const ADMIN_SENDER = 'admin';
 
@@ -19,6 +20,9 @@ export const RegisterNodeAdmin = defineOperation(
   z.object({ cluster: z.string(), node: z.string(), url: z.string().url() }),
   z.object({ node: z.string(), key: z.string() }),
 );
+
+/** Forwarded to the cluster's cc; the node's key stops working there at once. */
+export const DeregisterNodeAdmin = defineOperation('DeregisterNodeAdmin', z.object({ cluster: z.string(), node: z.string() }), empty);
 
 export const serviceStatus = z.object({
   type: z.enum(['clc', 'walrus', 'sc', 'cc', 'nc']),
@@ -68,4 +72,14 @@ export const DescribeCertificates = defineOperation(
   'DescribeCertificates',
   z.object({ accountName: z.string() }),
   z.object({ certificates: z.array(z.object({ certificateId: z.string(), userId: z.string(), fingerprint: z.string() })) }),
+);
+
+/**
+ * Sets a cloud property (`mallee property NAME=VALUE`), or with `reset` returns it to its default
+ * (Eucalyptus's ModifyPropertyValue). `oldValue` is what applied before.
+ */
+export const ModifyPropertyValue = defineOperation(
+  'ModifyPropertyValue',
+  z.object({ name: z.string().min(1).max(200), value: z.string().max(4096).optional(), reset: z.boolean().optional() }),
+  z.object({ name: z.string(), oldValue: z.string(), value: z.string(), source: propertySource }),
 );
