@@ -65,6 +65,11 @@ ensure_libvirt() {
   [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
 }
 
+# systemd-analyze, to verify the units deploy/install.sh writes (no systemd runs as PID 1 here).
+ensure_systemd_analyze() {
+  command -v systemd-analyze >/dev/null || apt_install systemd
+}
+
 # Debian's Chromium for the console's browser tests (driven by playwright-core, which never downloads a browser).
 ensure_chromium() {
   apt_install chromium

@@ -12,6 +12,7 @@ import { BUILD_WIRE_VERSION } from '@mallee/wire';
 import { blobRelativePath, referencedBlobIds } from '@mallee/walrus/backup';
 import type { Command } from 'commander';
 import { CliError } from './admin.js';
+import { formatBytes, progress, type Progress } from './progress.js';
 import { serviceState } from './daemons.js';
 import { SERVICES, type Home, type Service } from './home.js';
 import type { CommandKit } from './property.js';
@@ -47,8 +48,6 @@ function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
-const human = (bytes: number) => (bytes < 1024 ? `${bytes} B` : bytes < 1 << 20 ? `${(bytes / 1024).toFixed(1)} KiB` : `${(bytes / (1 << 20)).toFixed(1)} MiB`);
-
 function timestamp(d = new Date()): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
@@ -78,13 +77,13 @@ export async function backupHome(home: Home, outDir: string, opts: { objects?: b
     const source = join(home.dir, `${svc}.sqlite`);
     if (!existsSync(source)) continue;
     const rel = `${svc}.sqlite`;
-    let shown = -1;
+    let bar: Progress | undefined; // on stderr, for databases big enough to take a while
     const { pages, schemaVersion } = await snapshotDatabaseFile(source, join(work, rel), (done, total) => {
-      const pct = Math.floor((done / Math.max(total, 1)) * 100);
-      if (total > 2000 && pct >= shown + 25) say(`  ${rel}: ${(shown = pct)}% of ${total} pages`);
+      if (total > 2000) (bar ??= progress({ label: `copying ${rel} (pages)`, total, unit: 'items' })).update(done);
     });
+    bar?.done();
     add(rel, { service: svc, schemaVersion });
-    say(`${rel}: ${pages} pages, ${human(files.at(-1)!.bytes)}, schema ${schemaVersion}${serviceState(home, svc as Service).running ? ' (live snapshot)' : ''}`);
+    say(`${rel}: ${pages} pages, ${formatBytes(files.at(-1)!.bytes)}, schema ${schemaVersion}${serviceState(home, svc as Service).running ? ' (live snapshot)' : ''}`);
     if (svc === 'walrus') walrusCopy = join(work, rel);
   }
 
@@ -109,7 +108,9 @@ export async function backupHome(home: Home, outDir: string, opts: { objects?: b
     db.close();
     let bytes = 0;
     let copied = 0;
+    const bar = ids.length > 100 ? progress({ label: 'copying objects', total: ids.length, unit: 'items' }) : undefined;
     for (const id of ids) {
+      bar?.advance(1);
       const rel = blobRelativePath(id);
       const src = join(home.dir, rel);
       if (!existsSync(src)) {
@@ -120,9 +121,10 @@ export async function backupHome(home: Home, outDir: string, opts: { objects?: b
       copyFileSync(src, join(work, rel), constants.COPYFILE_FICLONE);
       add(rel);
       bytes += files.at(-1)!.bytes;
-      if (++copied % 500 === 0) say(`  objects: ${copied} of ${ids.length}`);
+      copied++;
     }
-    say(`objects: ${copied} blobs, ${human(bytes)}${missingObjects ? `; ${missingObjects} deleted after the snapshot (their objects will read as missing)` : ''}`);
+    bar?.done();
+    say(`objects: ${copied} blobs, ${formatBytes(bytes)}${missingObjects ? `; ${missingObjects} deleted after the snapshot (their objects will read as missing)` : ''}`);
   }
 
   const manifest: BackupManifest = {
@@ -236,7 +238,7 @@ export function backupCommands(program: Command, kit: CommandKit): void {
       const out = resolve(opts.out ?? defaultBackupDir());
       const m = await backupHome(home, out, { objects: Boolean(opts.objects), say: kit.say });
       const bytes = m.files.reduce((n, f) => n + f.bytes, 0);
-      kit.say(`backup written to ${out} (${m.files.length} files, ${human(bytes)}). Restore with: mallee restore ${out} --home <empty home>`);
+      kit.say(`backup written to ${out} (${m.files.length} files, ${formatBytes(bytes)}). Restore with: mallee restore ${out} --home <empty home>`);
     });
 
   program

@@ -10,6 +10,7 @@ import { adminLink, CliError, type AdminLink } from './admin.js';
 import { writeCredentials, type WrittenCredentials } from './credentials.js';
 import { answersHttp, serviceMain, serviceState, startService, stopService } from './daemons.js';
 import { ADMIN_ACCOUNT, SERVICES, type Home, type Service } from './home.js';
+import { stopSupervisor } from './supervise.js';
 import { ensureUserCertificate, ensureWalrusRegistered, writeCloudCertificate } from './walrus.js';
 
 export type Hypervisor = 'simulated' | 'libvirt';
@@ -174,6 +175,7 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
 }
 
 export async function down(home: Home, say: Say = () => {}): Promise<void> {
+  await stopSupervisor(home, say); // else it would start them again
   for (const svc of [...SERVICES].reverse()) say(`${svc}: ${await stopService(home, svc)}`);
 }
 

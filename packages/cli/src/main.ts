@@ -11,6 +11,9 @@ import { parseOutput, renderRows, type OutputFormat } from './output.js';
 import { propertyCommand } from './property.js';
 import { registrationCommands } from './registration.js';
 import { backupCommands } from './backup.js';
+import { adoptHomeFiles } from './ownership.js';
+import { superviseCommand } from './supervise.js';
+import { addExamples } from './examples.js';
 import { installTestImage, type TestImage } from './test-image.js';
 import { addImageCommands } from './image-commands.js';
 
@@ -52,6 +55,7 @@ program
     }
     say('');
     say(`Mallee is up in ${home.dir} (region ${res.config.REGION}, zone ${res.config.ZONE}).`);
+    say(`  web console: ${res.urls.clc.replace(/\/$/, '')}/console/  (sign in with the access keys in ${res.credentials.eucarc})`);
     say(`  source ${res.credentials.eucarc}`);
     say('  aws ec2 describe-availability-zones');
     if (image) {
@@ -217,6 +221,13 @@ propertyCommand(program, kit);
 registrationCommands(program, kit);
 backupCommands(program, kit);
 addImageCommands(program, say, homeOption, homeOf);
+superviseCommand(program, kit);
+// On an installed host the home belongs to the clc's user: what root wrote there is handed to it.
+program.hook('postAction', (_program, action) => {
+  const opts = action.opts() as { home?: string };
+  if (opts.home) adoptHomeFiles(homeAt(resolve(opts.home)), { all: action.name() === 'restore' });
+});
+addExamples(program);
 
 try {
   await program.parseAsync();
