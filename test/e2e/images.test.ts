@@ -85,6 +85,11 @@ describe.skipIf(!libvirtHere)('bundled images from Walrus boot real guests', () 
   }, 300_000);
 
   it('awscli and euca2ools boot them (the NC fetched each image from Walrus into its cache), and boto3 boots one again without a download', async () => {
+    // A loaded host's libvirtd can keep the node from answering a poll or two: launch once it is ENABLED.
+    await eventually('the node ENABLED', async () => {
+      const services = JSON.parse((await cloud.mallee(['describe-services', '-o', 'json'])).stdout) as { type: string; state: string }[];
+      return services.some((s) => s.type === 'nc' && s.state === 'ENABLED') ? true : undefined;
+    }, 120_000);
     const [a, b] = await Promise.all([
       aws(['ec2', 'run-instances', '--image-id', ids.emiMallee!, '--instance-type', 't1.micro']).then((r) => (r.Instances as { InstanceId: string }[])[0]!.InstanceId),
       euca('euca-run-instances', ['-t', 't1.micro', ids.emiEuca!]).then((out) => /INSTANCE\s+(i-[0-9a-f]+)/.exec(out)![1]!),
