@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ec2Client } from './helpers/ec2-client.js';
 import { clientEnv, freePortBase, mallee, parseEucarc, runTool, type Cloud, startCloud } from './helpers/cloud.js';
+import { registerTestImage } from './helpers/images.js';
 
 let cloud: Cloud;
 let restoredHome: string;
@@ -44,7 +45,7 @@ describe('backup and restore of the cloud itself', () => {
     const c = cloud.client;
     await cloud.mallee(['account', 'create', 'backup-tenant']);
     await cloud.mallee(['property', 'cloud.vmstate.user_data_max_size_kb=24']);
-    const image = String((await c.ok('RegisterImage', { ImageLocation: 'bk/img.manifest.xml', Name: 'bk-image' })).imageId);
+    const image = await registerTestImage(cloud, 'bk-images/img.manifest.xml', 'bk-image');
     await c.ok('RunInstances', { ImageId: image, MinCount: 2, MaxCount: 2 });
     for (let i = 0; i < 5; i++) await c.ok('CreateKeyPair', { KeyName: `before-${i}` });
     await s3(cloud.env, 'mb', 's3://bk-bucket');
@@ -77,7 +78,8 @@ describe('backup and restore of the cloud itself', () => {
     expect(written - started).toBeGreaterThan(0); // the cloud took writes while the backup ran
     expect(out).toMatch(/^clc\.sqlite: \d+ pages, .*schema \d+ \(live snapshot\)$/m);
     expect(out).toMatch(/^walrus\.sqlite: .*\(live snapshot\)$/m);
-    expect(out).toMatch(/^objects: 1 blobs/m);
+    // The test's own object, and the image bundle's part and manifest.
+    expect(out).toMatch(/^objects: 3 blobs/m);
     expect(out).toMatch(/backup written to /);
     const manifest = JSON.parse(readFileSync(join(backupDir, 'manifest.json'), 'utf8')) as { files: { path: string; sha256: string }[] };
     expect(manifest.files.map((f) => f.path)).toEqual(expect.arrayContaining(['clc.sqlite', 'walrus.sqlite', 'cc.sqlite', 'nc.sqlite', 'keys/admin.key', 'mallee.conf']));

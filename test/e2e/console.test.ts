@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { Ec2Client, instancesOf } from './helpers/ec2-client.js';
 import { parseEucarc, startCloud, type Cloud } from './helpers/cloud.js';
+import { registerTestImage } from './helpers/images.js';
 import { browserMissing, launchBrowser, screenshot } from './helpers/browser.js';
 
 const missing = browserMissing();
@@ -29,11 +30,13 @@ const bucket = `console-a-${Date.now().toString(36)}`;
 const small = Buffer.from('hello from the console test\n');
 const bigger = Buffer.alloc(3 << 20, 7);
 
+const eucarcs: Record<string, Record<string, string>> = {};
 async function accountKeys(name: string): Promise<Keys> {
   await cloud.mallee(['account', 'create', name]);
   const out = `${cloud.home}/${name}-creds`;
   await cloud.mallee(['credentials', '--account', name, '--out', out]);
   const env = parseEucarc(`${out}/eucarc`);
+  eucarcs[name] = env;
   return { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! };
 }
 
@@ -58,7 +61,7 @@ beforeAll(async () => {
   a = await accountKeys('console-a');
   b = await accountKeys('console-b');
   aClient = cloud.client.withCredentials(a);
-  imageId = String((await aClient.ok('RegisterImage', { ImageLocation: 'console/img.manifest.xml', Name: 'console-image' })).imageId);
+  imageId = await registerTestImage(cloud, 'console-a-images/img.manifest.xml', 'console-image', { env: eucarcs['console-a']!, client: aClient });
   volumesOnCloud = (await aClient.call('DescribeVolumes')).code !== 'InvalidAction';
   addressesOnCloud = (await aClient.call('DescribeAddresses')).code !== 'InvalidAction';
   browser = await launchBrowser();

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_WIRE_VERSION, WireClient, WireError, admin, nc as ncOps } from '@mallee/wire';
 import { clientEnv, eventually, freePortBase, repoRoot, runTool, startCloud, type Cloud } from './helpers/cloud.js';
 import { WireRecorder } from './helpers/wire-recorder.js';
+import { uploadTestBundle } from './helpers/images.js';
 
 let cloud: Cloud;
 beforeAll(async () => {
@@ -46,6 +47,7 @@ describe('mallee property', () => {
   });
 
   it('NAME=VALUE sets a property and the cloud follows it: RunInstances without a type launches the new default type', async () => {
+    await uploadTestBundle(cloud, 'ops/img.manifest.xml');
     const image = String((await aws('register-image', '--image-location', 'ops/img.manifest.xml', '--name', 'ops-img')).ImageId);
     const { stdout } = await cloud.mallee(['property', 'cloud.vmtypes.default_type_name=c1.medium']);
     expect(stdout.trim()).toBe('PROPERTY\tcloud.vmtypes.default_type_name\tc1.medium\twas m1.small');
@@ -68,7 +70,8 @@ describe('mallee property', () => {
 
 type Service = { type: string; name: string; partition: string; state: string; url: string; lastContact?: string; detail?: string };
 const json = async <T>(args: string[]) => JSON.parse((await cloud.mallee([...args, '-o', 'json'])).stdout) as T;
-const services = () => json<Service[]>(['describe-services']);
+// The clc, cc and nc (Walrus is listed too, and stays out of these checks).
+const services = async () => (await json<Service[]>(['describe-services'])).filter((s) => s.type !== 'walrus');
 const recent = (iso: string | undefined) => iso !== undefined && Date.now() - Date.parse(iso) < 60_000;
 const eucaWrapper = join(repoRoot, '../shared/tools/euca');
 
@@ -119,6 +122,7 @@ describe('registration and health', () => {
       });
       expect(refused.state).toBe('NOTREADY');
       // The first node has 4 cores: five instances need the refused one too, and the cc does not use it.
+      await uploadTestBundle(cloud, 'ops/wk.manifest.xml');
       const image = String((await aws('register-image', '--image-location', 'ops/wk.manifest.xml', '--name', 'ops-wk')).ImageId);
       const r = await runTool('aws', ['--endpoint-url', cloud.ec2Url, '--region', cloud.region, 'ec2', 'run-instances', '--image-id', image, '--count', '5', '--instance-type', 'm1.small'], clientEnv(cloud.env));
       expect(r.stderr).toMatch(/InsufficientInstanceCapacity/);
@@ -221,6 +225,7 @@ describe('wire version skew', () => {
         const all = await services();
         return all.length === 4 && all.every((s) => s.state === 'ENABLED') && recent(all.find((s) => s.type === 'nc')!.lastContact) ? true : undefined;
       });
+      await uploadTestBundle(cloud, `ops/skew${version}.manifest.xml`);
       const image = String((await aws('register-image', '--image-location', `ops/skew${version}.manifest.xml`, '--name', `ops-skew-${version}`)).ImageId);
       const id = String((((await aws('run-instances', '--image-id', image)).Instances as { InstanceId: string }[])[0]!).InstanceId);
       await eventually(`${id} running`, async () => {

@@ -3,14 +3,16 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig, renderConf, type ConfigKey, type MalleeConfig } from '@mallee/config';
 import { admin, writeKeyFile, readKeyFile } from '@mallee/wire';
 import { adminLink, CliError, type AdminLink } from './admin.js';
-import { ensureCloudCertificate, writeCredentials, type WrittenCredentials } from './credentials.js';
+import { writeCredentials, type WrittenCredentials } from './credentials.js';
 import { answersHttp, serviceMain, serviceState, startService, stopService } from './daemons.js';
 import { ADMIN_ACCOUNT, SERVICES, type Home, type Service } from './home.js';
 import { stopSupervisor } from './supervise.js';
+import { ensureUserCertificate, ensureWalrusRegistered, writeCloudCertificate } from './walrus.js';
 
 export type Hypervisor = 'simulated' | 'libvirt';
 type Say = (line: string) => void;
@@ -148,13 +150,19 @@ async function waitEnabled(link: AdminLink, timeoutMs: number): Promise<void> {
 
 export async function writeAccountCredentials(home: Home, link: AdminLink, config: MalleeConfig, account: string, outDir: string): Promise<WrittenCredentials> {
   const creds = await link.call(admin.GetCredentials, { accountName: account });
-  ensureCloudCertificate(home.cloudCert, home.cloudPrivateKey);
+  // The home's own copy (the clc made it) serves its admin; any other directory gets one of its own.
+  const certFile = outDir === home.dir && existsSync(home.cloudCert) ? home.cloudCert : join(outDir, 'cloud-cert.pem');
+  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  if (creds.cloudCertificate) writeCloudCertificate(certFile, creds.cloudCertificate);
+  const user = await ensureUserCertificate(link, account, creds.userName, outDir);
   const walrus = serviceState(home, 'walrus').running ? serviceState(home, 'walrus').url : undefined;
   return writeCredentials(outDir, creds, {
     ec2Url: `${link.url.replace(/\/$/, '')}/services/compute`,
     s3Url: walrus ?? `${link.url.replace(/\/$/, '')}/services/Walrus`,
     region: config.REGION,
-    certFile: home.cloudCert,
+    certFile,
+    userCertFile: user.certFile,
+    userKeyFile: user.keyFile,
   });
 }
 
@@ -173,7 +181,6 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
       ? `hypervisor: simulated (no real guests${libvirtUsable() ? '' : '; libvirt needs libvirtd running and the nc built with its driver'})`
       : `hypervisor: ${config.HYPERVISOR} (real guests through libvirtd; \`--hypervisor simulated\` in a new home for none)`,
   );
-  ensureCloudCertificate(home.cloudCert, home.cloudPrivateKey);
   const urls = {} as Record<Service, string>;
   for (const svc of SERVICES) {
     if (svc === 'sc') {
@@ -200,6 +207,7 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
   await waitForAdminKey(home);
   const link = adminLink(home);
   await registerComponents(link, home, config.ZONE, urls, say);
+  if (urls.walrus) await ensureWalrusRegistered(link, home, urls.walrus, say);
   if (urls.sc && urls.walrus) await registerStorage(link, home, config.ZONE, urls, say);
   await waitEnabled(link, (config.POLL_INTERVAL * 3 + 15) * 1000);
   say('all components ENABLED');

@@ -15,6 +15,7 @@ import { adoptHomeFiles } from './ownership.js';
 import { superviseCommand } from './supervise.js';
 import { addExamples } from './examples.js';
 import { installTestImage, type TestImage } from './test-image.js';
+import { addImageCommands } from './image-commands.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
 let stdoutClosed = false;
@@ -62,6 +63,11 @@ program
       say('  aws ec2 get-console-output --instance-id i-…    # shows "mallee: boot done i-…" once it has booted');
     }
     say('  ../shared/tools/euca euca-describe-instances     # or any euca2ools 3.4; config: ' + res.credentials.eucaIni);
+    if (res.urls.walrus) {
+      say('Your own image (a raw disk, or a kernel + ramdisk + root set), bundled and uploaded into Walrus:');
+      say('  mallee bundle-and-upload -i disk.img -b my-images --register my-image    # or: mallee bundle-image, then mallee upload-bundle');
+      say('  euca-bundle-image -i disk.img -r x86_64 -d bundle && euca-upload-bundle -b my-images -m bundle/disk.img.manifest.xml && euca-register -n my-image my-images/disk.img.manifest.xml');
+    }
     say(`  AWS_CONFIG_FILE=${res.credentials.awsConfig} AWS_SHARED_CREDENTIALS_FILE=${res.credentials.awsCredentials} aws ec2 describe-instances`);
     if (opts.detach) {
       say(`Stop it with: mallee down --home ${home.dir}`);
@@ -258,6 +264,7 @@ const kit = { homeOption, outputOption, homeOf, print, say };
 propertyCommand(program, kit);
 registrationCommands(program, kit);
 backupCommands(program, kit);
+addImageCommands(program, say, homeOption, homeOf);
 superviseCommand(program, kit);
 // On an installed host the home belongs to the clc's user: what root wrote there is handed to it.
 program.hook('postAction', (_program, action) => {

@@ -35,6 +35,8 @@ export const configSchema = z.object({
   SIM_MEM: positiveInt.default(8192),
   SIM_DISK: positiveInt.default(200),
   INSTANCE_PATH: z.string().default('/var/lib/mallee/instances'),
+  /** MiB the NC's image cache may hold (Eucalyptus NC_CACHE_SIZE); least recently used unused images go first. */
+  NC_CACHE_SIZE: z.coerce.number().int().nonnegative().default(99999),
   VNET_MODE: z.enum(['MANAGED', 'MANAGED-NOVLAN', 'SYSTEM']).default('MANAGED'),
   VNET_ENCAP: z.enum(['vlan', 'vxlan']).default('vxlan'),
   VNET_SUBNET: ipv4.default('172.31.0.0'),

@@ -13,6 +13,8 @@ export interface WireClientOptions {
   timeoutMs?: number;
   /** The wire version to announce (default WIRE_VERSION). */
   version?: number;
+  /** Path of the peer's wire endpoint (default /wire; Walrus serves it at /_mallee/wire, clear of bucket names). */
+  path?: string;
 }
 
 export class WireClient {
@@ -30,6 +32,7 @@ export class WireClient {
     const timestamp = String(Date.now());
     const nonce = newNonce();
     const requestId = ctx.requestId ?? randomUUID();
+    const path = this.opts.path ?? WIRE_PATH;
     const init: RequestInit = {
       method: 'POST',
       headers: {
@@ -39,18 +42,18 @@ export class WireClient {
         [HDR.nonce]: nonce,
         [HDR.version]: version,
         [HDR.requestId]: requestId,
-        [HDR.signature]: sign(key, timestamp, nonce, WIRE_PATH, body),
+        [HDR.signature]: sign(key, timestamp, nonce, path, body),
       },
       body,
       signal: AbortSignal.timeout(ctx.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
     };
     let res: Response;
     try {
-      res = await fetch(new URL(WIRE_PATH, this.opts.url), init).catch((e: unknown) => {
+      res = await fetch(new URL(path, this.opts.url), init).catch((e: unknown) => {
         // A kept-alive connection the peer closed (it restarted) fails before any answer: send the
         // same signed message once more on a new one. Had the peer seen it, its replay guard refuses it.
         if (!closedConnection(e)) throw e;
-        return fetch(new URL(WIRE_PATH, this.opts.url), init);
+        return fetch(new URL(path, this.opts.url), init);
       });
     } catch (e) {
       throw new WireError('ServiceUnavailable', `${this.opts.url} unreachable for ${op.name}: ${(e as Error).message}`, 503);
@@ -59,7 +62,7 @@ export class WireClient {
     const replySig = res.headers.get(HDR.signature) ?? '';
     const replyTs = res.headers.get(HDR.timestamp) ?? '';
     // Refusals of our own signature come back unsigned: the peer could not trust us, so it says why plainly.
-    const trusted = signaturesEqual(replySig, sign(key, replyTs, nonce, WIRE_PATH, text));
+    const trusted = signaturesEqual(replySig, sign(key, replyTs, nonce, path, text));
     let env;
     try {
       env = decodeEnvelope(text);

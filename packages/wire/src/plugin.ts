@@ -35,6 +35,8 @@ export interface WirePluginOptions {
   maxSkewMs?: number;
   /** The wire version this receiver speaks (default WIRE_VERSION); it accepts one version of skew either way. */
   version?: number;
+  /** Where the endpoint is served (default /wire). */
+  path?: string;
 }
 
 async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promise<void> {
@@ -44,7 +46,8 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
 
   app.addContentTypeParser(['application/xml', 'text/xml'], { parseAs: 'string', bodyLimit: 8 * 1024 * 1024 }, (_req, body, done) => done(null, body));
 
-  app.post(WIRE_PATH, async (request, reply) => {
+  const path = opts.path ?? WIRE_PATH;
+  app.post(path, async (request, reply) => {
     const h = (name: string) => String(request.headers[name] ?? '');
     const from = h(HDR.from);
     const nonce = h(HDR.nonce);
@@ -59,7 +62,7 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
     if (!key) return refuse(403, 'UnknownComponent', `component ${JSON.stringify(from)} is not registered here`);
     const body = typeof request.body === 'string' ? request.body : '';
     const timestamp = h(HDR.timestamp);
-    if (!signaturesEqual(h(HDR.signature), sign(key, timestamp, nonce, WIRE_PATH, body))) {
+    if (!signaturesEqual(h(HDR.signature), sign(key, timestamp, nonce, path, body))) {
       return refuse(403, 'SignatureDoesNotMatch', 'wire signature does not verify with the registered key');
     }
     const stale = guard.check(Number(timestamp), nonce);
@@ -69,7 +72,7 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
     const log = request.log.child({ requestId, from });
     const signedReply = (status: number, xml: string) => {
       const ts = String(Date.now());
-      return reply.code(status).type('application/xml').header(HDR.timestamp, ts).header(HDR.signature, sign(key, ts, nonce, WIRE_PATH, xml)).send(xml);
+      return reply.code(status).type('application/xml').header(HDR.timestamp, ts).header(HDR.signature, sign(key, ts, nonce, path, xml)).send(xml);
     };
     let op = '(unknown)';
     try {

@@ -1,15 +1,21 @@
-// The admin wire operations the `mallee` CLI calls (sender "admin"): accounts and keys, cluster and
-// node registration, the health of every component (DescribeServices) and cloud properties.
+// The admin wire operations the `mallee` CLI calls (sender "admin"): accounts, keys and certificates,
+// Walrus, cluster and node registration, the health of every component (DescribeServices) and cloud
+// properties.
 import type { Db } from '@mallee/store';
 import { admin, cc, handler, properties as propertyOps, WireError, type WireHandler } from '@mallee/wire';
-import { createAccessKey, createAccount, getCredentials, listAccounts } from './accounts.js';
+import { accountByName, createAccessKey, createAccount, getCredentials, listAccounts, userOf } from './accounts.js';
+import { accountCertificates, ensureCloudCa, issueUserCertificate } from './certificates.js';
 import type { Clusters } from './clusters.js';
+import type { WalrusLink } from './walrus.js';
 import type { CloudProperties } from './properties.js';
 import type { ServiceStatus } from './services.js';
 
 export interface AdminDeps {
   db: Db;
+  /** The clc's home (the cloud CA lives in its keys/). */
+  home: string;
   clusters: Clusters;
+  walrus: WalrusLink;
   properties: CloudProperties;
   /** Every component's health (services.ts). */
   services(): Promise<ServiceStatus[]>;
@@ -27,7 +33,18 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
     handler(admin.CreateAccount, (req) => createAccount(d.db, req.name), fromAdmin),
     handler(admin.DescribeAccounts, () => ({ accounts: listAccounts(d.db).map((a) => ({ accountId: a.accountId, accountName: a.name })) }), fromAdmin),
     handler(admin.CreateAccessKey, (req) => createAccessKey(d.db, req.accountName), fromAdmin),
-    handler(admin.GetCredentials, (req) => getCredentials(d.db, req.accountName), fromAdmin),
+    handler(admin.GetCredentials, async (req) => ({ ...getCredentials(d.db, req.accountName), cloudCertificate: (await ensureCloudCa(d.home)).certificate }), fromAdmin),
+    handler(admin.CreateCertificate, async (req) => {
+      const user = userOf(d.db, req.accountName, req.userName);
+      const issued = await issueUserCertificate(d.db, d.home, user);
+      return { ...issued, userName: user.userName };
+    }, fromAdmin),
+    handler(admin.DescribeCertificates, (req) => {
+      const account = accountByName(d.db, req.accountName);
+      if (!account) throw new WireError('NoSuchEntity', `no account named ${req.accountName}`, 404);
+      return { certificates: accountCertificates(d.db, account.accountId).map(({ certificateId, userId, fingerprint }) => ({ certificateId, userId, fingerprint })) };
+    }, fromAdmin),
+    handler(admin.RegisterWalrus, (req) => ({ name: 'walrus', key: d.walrus.register(req.url) }), fromAdmin),
     handler(admin.RegisterCluster, (req) => {
       const key = d.clusters.register(req.name, req.url);
       d.pollSoon();

@@ -41,6 +41,10 @@ export interface Hypervisor {
   /** The serial console output captured so far (the NC returns its last 64 KiB). */
   consoleOutput(instanceId: string): Promise<Buffer>;
   close(): Promise<void>;
+
+  // ---- images (optional: drivers that keep an image cache) ----
+  /** Counters of the driver's image cache, for /metrics. */
+  imageCacheStats?(): Promise<{ downloads: number; downloadedBytes: number; hits: number; evictions: number; entries: number; bytes: number }>;
   /** EBS volumes (sc); a driver without it cannot attach volumes. */
   readonly volumes?: HypervisorVolumes;
 }

@@ -20,6 +20,14 @@ export function ncMetrics(node: NodeController, latency?: RequestLatency) {
         lines.push(`mallee_nc_capacity{resource="${resource}",kind="max"} ${c.max}`, `mallee_nc_capacity{resource="${resource}",kind="available"} ${c.available}`);
       }
       lines.push(...(latency?.render() ?? []));
+      const cache = await node.imageCacheStats();
+      if (cache) {
+        lines.push(
+          '# HELP mallee_nc_image_cache The image cache: downloads from Walrus, hits, evictions (counters), entries and bytes held.',
+          '# TYPE mallee_nc_image_cache gauge',
+          ...Object.entries(cache).map(([k, v]) => `mallee_nc_image_cache{stat="${k}"} ${v}`),
+        );
+      }
       return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
     });
   };

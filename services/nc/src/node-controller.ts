@@ -300,6 +300,11 @@ export class NodeController {
     return out;
   }
 
+  /** The driver's image cache counters, when it keeps one. */
+  imageCacheStats(): ReturnType<NonNullable<Hypervisor['imageCacheStats']>> | Promise<undefined> {
+    return this.o.hypervisor.imageCacheStats?.() ?? Promise.resolve(undefined);
+  }
+
   /** Every tracked instance as last seen, without asking the hypervisor (metrics). */
   snapshot(): NodeInstance[] {
     return [...this.instances.values()].map((t) => this.view(t));

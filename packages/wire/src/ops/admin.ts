@@ -41,6 +41,8 @@ export const accountCredentials = z.object({
   userName: z.string(),
   accessKeyId: z.string(),
   secretAccessKey: z.string(),
+  /** The cloud certificate (EUCALYPTUS_CERT: bundles are encrypted to it). */
+  cloudCertificate: z.string().optional(),
 });
 export type AccountCredentials = z.infer<typeof accountCredentials>;
 
@@ -50,6 +52,27 @@ export const DescribeAccounts = defineOperation('DescribeAccounts', empty, z.obj
 export const CreateAccessKey = defineOperation('CreateAccessKey', z.object({ accountName: z.string() }), accountCredentials);
 /** An active access key of the account (for `mallee credentials`), creating one if it has none. */
 export const GetCredentials = defineOperation('GetCredentials', z.object({ accountName: z.string() }), accountCredentials);
+
+/** Register the cloud's Walrus (euca_conf --register-walrus); key: install it as Walrus's keys/walrus.key. */
+export const RegisterWalrus = defineOperation('RegisterWalrus', z.object({ url: z.string().url() }), z.object({ name: z.string(), key: z.string() }));
+
+/**
+ * A new X.509 certificate and private key for an account's user, signed by the cloud (what Eucalyptus's
+ * credentials zip holds as euca2-<user>-cert.pem / -pk.pem): the user signs bundle manifests with it.
+ * The clc keeps the certificate only; the private key is in this answer and nowhere else.
+ */
+export const CreateCertificate = defineOperation(
+  'CreateCertificate',
+  z.object({ accountName: z.string(), userName: z.string().optional() }),
+  z.object({ certificateId: z.string(), userName: z.string(), certificate: z.string(), privateKey: z.string() }),
+);
+
+/** The active certificates of an account's users (id, user, SHA-256 fingerprint). */
+export const DescribeCertificates = defineOperation(
+  'DescribeCertificates',
+  z.object({ accountName: z.string() }),
+  z.object({ certificates: z.array(z.object({ certificateId: z.string(), userId: z.string(), fingerprint: z.string() })) }),
+);
 
 /**
  * Sets a cloud property (`mallee property NAME=VALUE`), or with `reset` returns it to its default
@@ -74,11 +97,12 @@ export type BlockStorageCredentials = z.infer<typeof blockStorageCredentials>;
 
 /**
  * Register the SC of a zone (one per cluster). key: install as the SC's keys/sc.key; storage: its
- * keys/blockstorage.json (the clc creates the `blockstorage` system account for it, once).
+ * keys/blockstorage.json (the clc creates the `blockstorage` system account for it, once). walrusUrl
+ * defaults to the Walrus registered with the clc.
  */
 export const RegisterStorageController = defineOperation(
   'RegisterStorageController',
-  z.object({ zone: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/), url: z.string().url(), walrusUrl: z.string().url() }),
+  z.object({ zone: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/), url: z.string().url(), walrusUrl: z.string().url().optional() }),
   z.object({ zone: z.string(), key: z.string(), storage: blockStorageCredentials }),
 );
 export const DeregisterStorageController = defineOperation('DeregisterStorageController', z.object({ zone: z.string() }), empty);

@@ -13,6 +13,15 @@ export const vmType = z.object({
 });
 export type VmType = z.infer<typeof vmType>;
 
+/** Where a node fetches one image of a launch: a short-lived URL, and what it must find there. */
+export const imageSource = z.object({
+  url: z.string(),
+  /** SHA-256 hex and size in bytes of the (decrypted) image, as Walrus verified it at registration. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+});
+export type ImageSource = z.infer<typeof imageSource>;
+
 /** Everything a node needs to launch one instance. */
 export const instanceSpec = z.object({
   instanceId: z.string(),
@@ -34,6 +43,8 @@ export const instanceSpec = z.object({
   macAddress: z.string().optional(),
   privateIp: z.string().optional(),
   platform: z.string().optional(),
+  /** Presigned Walrus URLs of the images (machine, kernel, ramdisk) registered from bundles; absent for local ones. */
+  imageSources: z.object({ machine: imageSource.optional(), kernel: imageSource.optional(), ramdisk: imageSource.optional() }).optional(),
 });
 export type InstanceSpec = z.infer<typeof instanceSpec>;
 

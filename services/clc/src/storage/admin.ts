@@ -1,7 +1,7 @@
 // Admin wire ops of EBS: register-sc (with the block-storage system account whose key the SC uses
 // for Walrus) and `mallee describe-volumes --verbose`.
 import type { Db } from '@mallee/store';
-import { admin, handler, sc, type WireHandler } from '@mallee/wire';
+import { admin, handler, sc, WireError, type WireHandler } from '@mallee/wire';
 import { accountByName, createAccount, getCredentials } from '../accounts.js';
 import type { StorageControllers } from './controllers.js';
 import type { AttachmentRow, VolumeRow } from './records.js';
@@ -18,10 +18,13 @@ export function blockStorageCredentials(db: Db, walrusUrl: string): admin.BlockS
 const fromAdmin = (from: string) => from === admin.ADMIN_SENDER;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function storageAdminHandlers(db: Db, controllers: StorageControllers, pollSoon: () => void): WireHandler<any, any>[] {
+export function storageAdminHandlers(db: Db, controllers: StorageControllers, pollSoon: () => void, registeredWalrus: () => string | undefined): WireHandler<any, any>[] {
   return [
     handler(admin.RegisterStorageController, (req) => {
-      const storage = blockStorageCredentials(db, req.walrusUrl);
+      // Walrus as registered with the clc (register-walrus), unless the caller names another S3 endpoint.
+      const walrusUrl = req.walrusUrl ?? registeredWalrus();
+      if (!walrusUrl) throw new WireError('NoSuchEntity', 'no Walrus is registered with the clc: register it first (mallee register-walrus) or pass the Walrus URL', 404);
+      const storage = blockStorageCredentials(db, walrusUrl);
       const key = controllers.register(req.zone, req.url);
       pollSoon();
       return { zone: req.zone, key, storage };

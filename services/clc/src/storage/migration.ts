@@ -1,9 +1,9 @@
-// Migration 4: EBS. Storage controllers (one per zone), volumes and their attachments, snapshots and
+// Migration 5: EBS. Storage controllers (one per zone), volumes and their attachments, snapshots and
 // who may create volumes from them, and deletions the SC has not confirmed yet (retried by the poller).
 import type { Migration } from '@mallee/store';
 
 export const storageMigration: Migration = {
-  id: 4,
+  id: 5,
   name: 'storage',
   up: `
     CREATE TABLE storage_controllers (

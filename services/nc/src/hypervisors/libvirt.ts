@@ -5,10 +5,10 @@
 // and several NCs on one host never see each other's. Its files live in INSTANCE_PATH/<instance-id>/:
 // root.qcow2 (overlay on the cached base image), swap.img, ephemeral0.img, kernel, ramdisk, console.log.
 //
-// Where images come from (until Walrus serves them, issue 3): the machine image from
-// spec.imageLocation when that is a local path or a file:// URL, else from <home>/images/<imageId>;
-// the kernel and ramdisk from <home>/images/<kernelId> and <home>/images/<ramdiskId>. Each is copied
-// once into <home>/libvirt/cache/<id> and shared by every instance's overlay.
+// Where images come from: the presigned Walrus URLs the launch carries (spec.imageSources, checked
+// against the SHA-256 the clc recorded), else a local spec.imageLocation (path or file:// URL) or
+// <home>/images/<id>. Each is fetched once into <home>/libvirt/cache/<id> (image-cache.ts: LRU bounded
+// by NC_CACHE_SIZE, never evicting a base a guest uses) and shared by every instance's overlay.
 //
 // Boot: kernel + ramdisk when the spec names a kernel (command line
 // `console=ttyS0 root=/dev/vda rw mallee.instance_id=<id>`), else from the root disk.
@@ -28,7 +28,8 @@ import {
   type HypervisorContext,
 } from '../hypervisor.js';
 import { DomainState, LibvirtConnection } from './libvirt-connection.js';
-import { buildInstanceDisks, ImageCache, instanceDir, instanceFiles } from './libvirt-disks.js';
+import { ImageCache, type ImageCacheStats } from './image-cache.js';
+import { buildInstanceDisks, instanceDir, instanceFiles } from './libvirt-disks.js';
 import { buildDomainXml, parseDomainXml, type DomainDisk, type DomainType, type MalleeDomainMetadata } from './libvirt-domain-xml.js';
 import { chooseDomainType } from './libvirt-probe.js';
 import { LibvirtVolumes, volumeDisks } from './libvirt-volumes.js';
@@ -75,7 +76,13 @@ export class LibvirtHypervisor implements Hypervisor {
     this.node = this.home;
     this.instancePath = resolve(opts.instancePath ?? ctx.config.INSTANCE_PATH);
     this.stateDir = join(this.home, 'libvirt');
-    this.cache = new ImageCache(join(this.stateDir, 'cache'), join(this.home, 'images'));
+    this.cache = new ImageCache({
+      dir: join(this.stateDir, 'cache'),
+      imagesDir: join(this.home, 'images'),
+      maxBytes: ctx.config.NC_CACHE_SIZE * 1024 * 1024,
+      inUse: async () => new Set((await this.ownDomains()).map((d) => d.meta.imageId)),
+      log: this.log,
+    });
     this.conn = new LibvirtConnection(opts.uri ?? 'qemu:///system');
     this.volumes = new LibvirtVolumes({
       uri: this.conn.uri, stateDir: this.stateDir, owner: this.node, log: this.log,
@@ -197,8 +204,10 @@ export class LibvirtHypervisor implements Hypervisor {
         metadata: meta,
       });
       await this.conn.defineAndStart(xml);
+      this.cache.release(spec.imageId);
       this.log.info({ instanceId: id, domainType: this.type, ms: Date.now() - started, memoryMiB: spec.vmType.memoryMiB, cores: spec.vmType.cores }, 'guest defined and started');
     } catch (err) {
+      this.cache.release(spec.imageId);
       // Leave nothing behind: a retry starts from scratch.
       await this.conn.destroy(id).catch(() => undefined);
       await this.conn.undefine(id).catch(() => undefined);
@@ -308,6 +317,11 @@ export class LibvirtHypervisor implements Hypervisor {
     await Promise.allSettled([...this.launching.values(), ...this.stopping.values()]);
     await this.conn.close();
     this.initialised = false;
+  }
+
+  /** What the image cache holds and has done (downloads, hits, evictions). */
+  imageCacheStats(): Promise<ImageCacheStats> {
+    return this.cache.stats();
   }
 
   /** The domain XML of one of our guests (for inspection and tests), or undefined. */
