@@ -87,7 +87,7 @@ describe('backup and restore of the cloud itself', () => {
   });
 
   it('restore refuses a home whose daemons run, and a damaged backup', async () => {
-    await expect(cloud.mallee(['restore', backupDir])).rejects.toThrow(/clc, walrus, cc, nc are running in .*: stop them first/);
+    await expect(cloud.mallee(['restore', backupDir])).rejects.toThrow(/clc, walrus, (sc, )?cc, nc(, sc)? are running in .*: stop them first/);
     const damaged = join(temp('mallee-bk-bad-'), 'copy');
     await runTool('cp', ['-r', backupDir, damaged], process.env);
     const f = join(damaged, 'clc.sqlite');

@@ -4,13 +4,16 @@
 // installed cloud started through the plain supervisor (`mallee supervise`), driven with awscli, a
 // daemon killed and brought back, and everything stopped and removed.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientEnv, eventually, freePortBase, parseEucarc, repoRoot, runTool } from './helpers/cloud.js';
 
 // An existing unprivileged account stands in for the "mallee" user (a --root install creates none).
 const USER = 'daemon';
+/** What --role all runs here (the sc once services/sc is built). */
+const DAEMONS = ['clc', 'walrus', ...(existsSync(join(repoRoot, 'services/sc/dist/src/main.js')) ? ['sc'] : []), 'cc', 'nc'];
 let root: string;
 let home: string;
 let conf: string;
@@ -128,21 +131,25 @@ describe('deploy/install.sh', () => {
 describe('the installed cloud under `mallee supervise`', () => {
   it('starts every daemon (clc and walrus as the unprivileged user), registers, and serves awscli', async () => {
     const out = await mallee('supervise', '--role', 'all', '--conf', conf, '--user', USER, '--detach');
-    expect(out).toMatch(/supervisor running \(pid \d+\): clc, walrus, cc, nc up/);
+    expect(out).toMatch(new RegExp(`supervisor running \\(pid \\d+\\): ${DAEMONS.join(', ')} up`));
     const uid = Number(execFileSync('id', ['-u', USER]).toString());
     expect(uidOf(pidOf('clc'))).toBe(uid);
     expect(uidOf(pidOf('walrus'))).toBe(uid);
     expect(uidOf(pidOf('cc'))).toBe(0);
     const text = readFileSync(conf, 'utf8');
     const port = (k: string) => new RegExp(`^${k}="(\\d+)"`, 'm').exec(text)![1];
-    const ccKey = (await mallee('register-cluster', 'mallee-1a', `http://127.0.0.1:${port('CC_PORT')}`)).trim().split('\n').pop()!;
-    writeFileSync(join(home, 'keys/cloud.key'), ccKey + '\n', { mode: 0o600 });
-    const ncKey = (await mallee('register-nodes', '--cluster', 'mallee-1a', '--name', 'node1', `http://127.0.0.1:${port('NC_PORT')}`)).trim().split('\n').pop()!;
-    writeFileSync(join(home, 'keys/node.key'), ncKey + '\n', { mode: 0o600 });
+    // Registration as on separate hosts: each printed key installed where its daemon reads it (Walrus's for its user).
+    const walrusUrl = `http://127.0.0.1:${port('WALRUS_PORT')}`;
+    const lastLine = (s: string) => s.trim().split('\n').pop()!;
+    writeFileSync(join(home, 'keys/walrus.key'), lastLine(await mallee('register-walrus', walrusUrl)) + '\n', { mode: 0o600 });
+    chownSync(join(home, 'keys/walrus.key'), uid, uid);
+    writeFileSync(join(home, 'keys/cloud.key'), lastLine(await mallee('register-cluster', 'mallee-1a', `http://127.0.0.1:${port('CC_PORT')}`)) + '\n', { mode: 0o600 });
+    writeFileSync(join(home, 'keys/node.key'), lastLine(await mallee('register-nodes', '--cluster', 'mallee-1a', '--name', 'node1', `http://127.0.0.1:${port('NC_PORT')}`)) + '\n', { mode: 0o600 });
+    if (DAEMONS.includes('sc')) await mallee('register-sc', 'mallee-1a', `http://127.0.0.1:${port('SC_PORT')}`, '--walrus-url', walrusUrl, '--sc-home', home);
     await eventually('every component ENABLED', async () => {
       const s = JSON.parse(await mallee('describe-services', '-o', 'json')) as { state: string }[];
-      return s.length === 3 && s.every((x) => x.state === 'ENABLED') ? true : undefined;
-    });
+      return s.length === DAEMONS.length && s.every((x) => x.state === 'ENABLED') ? true : undefined;
+    }, 60_000);
     await mallee('credentials');
     expect(statSync(join(home, 'keys/cloud-pk.pem')).uid).toBe(uid); // Walrus (as the user) reads it
     const env = parseEucarc(join(home, 'eucarc'));
@@ -151,7 +158,12 @@ describe('the installed cloud under `mallee supervise`', () => {
       if (r.code !== 0) throw new Error(`aws ${args.join(' ')}: ${r.stderr}`);
       return r.stdout ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};
     };
-    const image = String((await aws('ec2', 'register-image', '--image-location', 'inst/img.manifest.xml', '--name', 'installed')).ImageId);
+    // An image as a user makes one, with the installed command: bundled, uploaded to Walrus, registered.
+    const disk = join(root, 'disk.img');
+    writeFileSync(disk, randomBytes(64 * 1024));
+    const bundled = await runTool(process.execPath, [cli, 'bundle-and-upload', '-i', disk, '-b', 'inst'], { ...clientEnv(env), TMPDIR: root });
+    expect(bundled.code, bundled.stderr).toBe(0);
+    const image = String((await aws('ec2', 'register-image', '--image-location', 'inst/disk.img.manifest.xml', '--name', 'installed')).ImageId);
     const id = String(((await aws('ec2', 'run-instances', '--image-id', image)).Instances as { InstanceId: string }[])[0]!.InstanceId);
     await eventually(`${id} running`, async () => {
       const r = await aws('ec2', 'describe-instances', '--instance-ids', id);
@@ -175,7 +187,7 @@ describe('the installed cloud under `mallee supervise`', () => {
     expect(readFileSync(join(home, 'log/supervise.log'), 'utf8')).toMatch(/cc: exited \(SIGKILL\) after [\d.]+ s; restarting in 1 s/);
     await eventually('every component ENABLED again', async () => {
       const s = JSON.parse(await mallee('describe-services', '-o', 'json')) as { type: string; state: string }[];
-      return s.length === 3 && s.every((x) => x.state === 'ENABLED') ? true : undefined;
+      return s.length === DAEMONS.length && s.every((x) => x.state === 'ENABLED') ? true : undefined;
     });
     expect(pidOf('cc')).toBe(after);
   });

@@ -185,6 +185,37 @@ describe('registration and health', () => {
   });
 });
 
+describe('Walrus and storage controller registration', () => {
+  type Row = { name: string; partition: string; url: string; state: string; lastContact?: string };
+  const s3ls = (env: Record<string, string>) => runTool('aws', ['--endpoint-url', cloud.env.S3_URL!, '--region', cloud.region, 's3', 'ls'], clientEnv(env));
+
+  it('list-walrus and list-sc show them ENABLED; deregister-sc and deregister-walrus take them out, and registering again brings them back', async () => {
+    const [walrus] = await json<Row[]>(['list-walrus']);
+    expect(walrus).toMatchObject({ name: 'walrus', state: 'ENABLED' });
+    expect(recent(walrus!.lastContact)).toBe(true);
+    const [sc] = await json<Row[]>(['list-sc']);
+    expect(sc).toMatchObject({ name: 'mallee-1a', partition: 'mallee-1a', state: 'ENABLED' });
+
+    expect((await cloud.mallee(['deregister-sc', 'mallee-1a'])).stdout).toMatch(/deregistered the storage controller of zone mallee-1a/);
+    expect(await json<Row[]>(['list-sc'])).toEqual([]);
+    await expect(cloud.mallee(['deregister-sc', 'mallee-1a'])).rejects.toThrow(/NoSuchEntity/);
+    await cloud.mallee(['register-sc', 'mallee-1a', sc!.url, '--walrus-url', walrus!.url, '--sc-home', cloud.home]);
+    await eventually('the sc ENABLED again', async () => ((await json<Row[]>(['list-sc']))[0]?.state === 'ENABLED' ? true : undefined));
+
+    // Walrus asks the clc who signed each request: once deregistered, its key is refused and a new user's S3 request fails.
+    await cloud.mallee(['deregister-walrus']);
+    expect(await json<Row[]>(['list-walrus'])).toEqual([]);
+    const tenant = JSON.parse((await cloud.mallee(['account', 'create', 'walrus-less', '-o', 'json'])).stdout) as { accessKeyId: string; secretAccessKey: string }[];
+    const env = { ...cloud.env, AWS_ACCESS_KEY_ID: tenant[0]!.accessKeyId, AWS_SECRET_ACCESS_KEY: tenant[0]!.secretAccessKey };
+    const refused = await s3ls(env);
+    expect(refused.code).not.toBe(0);
+    const { stdout } = await cloud.mallee(['register-walrus', walrus!.url]);
+    writeFileSync(join(cloud.home, 'keys', 'walrus.key'), stdout.trim().split('\n').pop()! + '\n', { mode: 0o600 });
+    await eventually('Walrus ENABLED again', async () => ((await json<Row[]>(['list-walrus']))[0]?.state === 'ENABLED' ? true : undefined));
+    await eventually("the new user's S3 request served", async () => ((await s3ls(env)).code === 0 ? true : undefined), 30_000);
+  });
+});
+
 describe('wire version skew', () => {
   const N = BUILD_WIRE_VERSION;
   const pidFile = () => join(cloud.home, 'run', 'cc.pid');

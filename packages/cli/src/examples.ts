@@ -21,6 +21,10 @@ const EXAMPLES: Record<string, string[]> = {
   'list-nodes': ['mallee list-nodes --cluster mallee-1a'],
   'deregister-cluster': ['mallee deregister-cluster zone-b'],
   'deregister-nodes': ['mallee deregister-nodes --cluster mallee-1a node2'],
+  'list-walrus': ['mallee list-walrus'],
+  'list-sc': ['mallee list-sc --output json'],
+  'deregister-walrus': ['mallee deregister-walrus && mallee register-walrus http://10.0.0.1:8776   # install the printed key as Walrus\'s keys/walrus.key'],
+  'deregister-sc': ['mallee deregister-sc mallee-1a'],
   backup: ['mallee backup --out /srv/backups/mallee-$(date +%F)', 'mallee backup --objects --out /srv/backups/full   # with the Walrus objects'],
   restore: ['mallee down --home /var/lib/mallee && mallee restore /srv/backups/mallee-2024-05-01 --home /var/lib/mallee --force && mallee up'],
 };

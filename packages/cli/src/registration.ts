@@ -1,5 +1,6 @@
-// euca_conf's listing and deregistration: `mallee list-clusters`, `list-nodes`, `deregister-cluster`,
-// `deregister-nodes` (the register-* commands are in main.ts), over the clc's admin wire ops.
+// euca_conf's listing and deregistration: `mallee list-clusters`, `list-nodes`, `list-walrus`, `list-sc`,
+// `deregister-cluster`, `deregister-nodes`, `deregister-walrus`, `deregister-sc` (the register-* commands
+// are beside the areas they belong to), over the clc's admin wire ops.
 import type { Command } from 'commander';
 import { admin } from '@mallee/wire';
 import { adminLink, CliError } from './admin.js';
@@ -51,5 +52,35 @@ export function registrationCommands(program: Command, kit: CommandKit): void {
         await link.call(admin.DeregisterNodeAdmin, { cluster: opts.cluster, node });
         kit.say(`deregistered node ${node} from cluster ${opts.cluster}`);
       }
+    });
+
+  for (const [type, what] of [['walrus', 'the registered Walrus'], ['sc', 'registered storage controllers (one per zone)']] as const) {
+    program
+      .command(`list-${type}`)
+      .description(`${what}, its state and last contact`)
+      .addOption(kit.homeOption())
+      .addOption(kit.outputOption())
+      .action(async (opts: { home: string; output: OutputFormat }) => {
+        const { services } = await adminLink(kit.homeOf(opts)).call(admin.DescribeServices, {});
+        kit.print(services.filter((s) => s.type === type), ['name', 'partition', 'url', 'state', 'lastContact', 'detail'], opts.output);
+      });
+  }
+
+  program
+    .command('deregister-walrus')
+    .description("deregister the cloud's Walrus: the clc forgets it and its key (S3 requests fail until it is registered again)")
+    .addOption(kit.homeOption())
+    .action(async (opts: { home: string }) => {
+      await adminLink(kit.homeOf(opts)).call(admin.DeregisterWalrus, { name: 'walrus' });
+      kit.say('deregistered walrus. Register one again with `mallee register-walrus URL` (it prints a new key).');
+    });
+
+  program
+    .command('deregister-sc <zone>')
+    .description("deregister a zone's storage controller: the clc stops using it and its key stops working; the volumes' records stay")
+    .addOption(kit.homeOption())
+    .action(async (zone: string, opts: { home: string }) => {
+      await adminLink(kit.homeOf(opts)).call(admin.DeregisterStorageController, { zone });
+      kit.say(`deregistered the storage controller of zone ${zone}`);
     });
 }

@@ -45,6 +45,10 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
       return { certificates: accountCertificates(d.db, account.accountId).map(({ certificateId, userId, fingerprint }) => ({ certificateId, userId, fingerprint })) };
     }, fromAdmin),
     handler(admin.RegisterWalrus, (req) => ({ name: 'walrus', key: d.walrus.register(req.url) }), fromAdmin),
+    handler(admin.DeregisterWalrus, (req) => {
+      d.walrus.deregister(req.name);
+      return {};
+    }, fromAdmin),
     handler(admin.RegisterCluster, (req) => {
       const key = d.clusters.register(req.name, req.url);
       d.pollSoon();

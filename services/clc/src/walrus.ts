@@ -41,6 +41,12 @@ export class WalrusLink {
     return key;
   }
 
+  /** Forgets the registered Walrus: its key stops working here at once (NoSuchEntity when none is registered). */
+  deregister(name = WALRUS_NAME): void {
+    if (!this.db.prepare('DELETE FROM walrus WHERE name = ?').run(name).changes) throw new WireError('NoSuchEntity', `no Walrus named ${name} is registered`, 404);
+    this.cached = undefined;
+  }
+
   private row(): WalrusRow | undefined {
     return this.db.prepare('SELECT * FROM walrus WHERE name = ?').get(WALRUS_NAME) as WalrusRow | undefined;
   }

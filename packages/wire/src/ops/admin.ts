@@ -55,6 +55,8 @@ export const GetCredentials = defineOperation('GetCredentials', z.object({ accou
 
 /** Register the cloud's Walrus (euca_conf --register-walrus); key: install it as Walrus's keys/walrus.key. */
 export const RegisterWalrus = defineOperation('RegisterWalrus', z.object({ url: z.string().url() }), z.object({ name: z.string(), key: z.string() }));
+/** euca_conf --deregister-walrus: the clc forgets Walrus and its key (Walrus's requests are refused from then on). */
+export const DeregisterWalrus = defineOperation('DeregisterWalrus', z.object({ name: z.string().default('walrus') }), empty);
 
 /**
  * A new X.509 certificate and private key for an account's user, signed by the cloud (what Eucalyptus's
