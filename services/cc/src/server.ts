@@ -1,7 +1,8 @@
 // The CC daemon's fastify app, assembled from plugins.
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { wire } from '@mallee/wire';
+import { DaemonMetrics, envelopeNotFound, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
+import { wire, wireErrorEnvelope } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
 import { ccHandlers } from './handlers.js';
 import { ccMetrics } from './metrics.js';
@@ -14,9 +15,12 @@ export interface CcServerDeps {
 }
 
 export function buildServer(deps: CcServerDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }), ...envelopeServerOptions(wireErrorEnvelope) });
+  app.setNotFoundHandler(envelopeNotFound(wireErrorEnvelope));
+  const metrics = ccMetrics(new DaemonMetrics('cc'), deps.cluster);
+  app.register(requestMetrics, { metrics });
   app.register(wire, { keyFor: deps.keyFor, handlers: ccHandlers(deps.cluster) });
-  app.register(ccMetrics(deps.cluster));
+  app.register(metricsEndpoint(metrics));
   app.get('/healthz', async () => ({ service: 'cc', status: 'ok' }));
   return app as unknown as FastifyInstance;
 }

@@ -6,6 +6,7 @@ import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
+import { DaemonMetrics } from '@mallee/telemetry';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { coreActions, type Clc } from './actions/index.js';
@@ -85,7 +86,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       ...adminHandlers({ db, clusters, properties, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller }),
+    metrics: clcMetrics(new DaemonMetrics('clc'), { db, clusters, dispatcher, poller }),
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });

@@ -1,7 +1,8 @@
 // The NC daemon's fastify app, assembled from plugins.
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { wire } from '@mallee/wire';
+import { DaemonMetrics, envelopeNotFound, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
+import { wire, wireErrorEnvelope } from '@mallee/wire';
 import type { NodeController } from './node-controller.js';
 import { ncHandlers } from './handlers.js';
 import { ncMetrics } from './metrics.js';
@@ -14,9 +15,12 @@ export interface NcServerDeps {
 }
 
 export function buildServer(deps: NcServerDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }), ...envelopeServerOptions(wireErrorEnvelope) });
+  app.setNotFoundHandler(envelopeNotFound(wireErrorEnvelope));
+  const metrics = ncMetrics(new DaemonMetrics('nc'), deps.node);
+  app.register(requestMetrics, { metrics });
   app.register(wire, { keyFor: deps.keyFor, handlers: ncHandlers(deps.node) });
-  app.register(ncMetrics(deps.node));
+  app.register(metricsEndpoint(metrics));
   app.get('/healthz', async () => ({ service: 'nc', hypervisor: deps.node.hypervisorName, status: 'ok' }));
   return app as unknown as FastifyInstance;
 }

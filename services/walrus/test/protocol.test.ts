@@ -173,8 +173,8 @@ describe('health and metrics', () => {
     expect(await health.json()).toEqual({ service: 'walrus', status: 'ok' });
     await send({ method: 'GET', path: '/proto/not-there' });
     const text = await (await fetch(new URL('/_mallee/metrics', w.url))).text();
-    expect(text).toMatch(/^mallee_walrus_requests_total\{action="GetObject",status="404"\} [1-9]\d*$/m);
-    expect(text).toMatch(/^mallee_walrus_requests_total\{action="CreateBucket",status="200"\} 1$/m);
+    expect(text).toMatch(/^mallee_requests_total\{api="s3",action="GetObject",status="404"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^mallee_requests_total\{api="s3",action="CreateBucket",status="200"\} 1$/m);
     expect(text).toMatch(/^mallee_walrus_buckets 1$/m);
     expect(text).toMatch(/^mallee_walrus_stored_bytes [1-9]\d*$/m);
   });

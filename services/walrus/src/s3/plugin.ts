@@ -9,6 +9,7 @@ import {
   AwsChunkedDecoder, Ec2Error, S3Error, decodeFormComponent, s3ErrorFromAuth, s3ErrorXml, s3SigV2Form, s3Xml, sigV4Form,
   verifyS3SigV2, verifySigV4, type CredentialLookup, type Principal,
 } from '@mallee/aws-protocol';
+import { labelRequest } from '@mallee/telemetry';
 import type { ObjectStore } from '../store/types.js';
 import { bucketActions } from './actions-buckets.js';
 import { listActions } from './actions-lists.js';
@@ -200,6 +201,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
     let resource = rawPath;
     let body: Readable | undefined;
     let actionName = 'Unknown';
+    labelRequest(request, 's3', actionName, requestId);
     try {
       const addr = address(rawPath, request.headers.host, opts.virtualHostDomains);
       resource = addr.bucket === undefined ? '/' : `/${addr.bucket}${addr.key !== undefined ? '/' + addr.key : ''}`;
@@ -230,6 +232,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
       const action = selectAction(request.method, target, req);
       if (!action) throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', { Method: request.method, ResourceType: target.toUpperCase() });
       actionName = action.name;
+      labelRequest(request, 's3', actionName, requestId);
       request.log.debug({ action: action.name, bucket: req.bucket, key: req.key, account: req.principal?.accountName }, 's3 request');
       const out = await action.handler(req);
       // A body the action did not read would stall the keep-alive connection: drain it.
