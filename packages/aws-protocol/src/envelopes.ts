@@ -18,6 +18,7 @@ export const ec2ErrorEnvelope: ErrorEnvelope = {
       case 'header-too-large': return { code: 'RequestHeaderSectionTooLarge', message: 'The request line and headers exceed the maximum allowed size', status: 431 };
       case 'timeout': return { code: 'RequestTimeout', message: 'The request was not received in time', status: 408 };
       case 'bad-request': return { code: 'InvalidRequest', message: 'The request is not valid HTTP', status: 400 };
+      case 'internal': return { code: 'InternalError', message: 'An internal error has occurred', status: 500 };
     }
   },
   render: (err, requestId) => ec2ErrorXml(err.code, err.message, requestId),
@@ -34,6 +35,7 @@ export const s3ErrorEnvelope: ErrorEnvelope = {
       case 'header-too-large': return { code: 'RequestHeaderSectionTooLarge', message: 'Your request header section exceeds the maximum allowed size.', status: 400 };
       case 'timeout': return { code: 'RequestTimeout', message: 'Your socket connection to the server was not read from or written to within the timeout period.', status: 400 };
       case 'bad-request': return { code: 'InvalidRequest', message: 'The request is not valid HTTP.', status: 400 };
+      case 'internal': return { code: 'InternalError', message: 'We encountered an internal error. Please try again.', status: 500 };
     }
   },
   render: (err, requestId, resource) => s3ErrorXml(new S3Error(err.code, err.message, {}, err.status), resource, requestId),

@@ -3,7 +3,7 @@
 import { request } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { envelopeNotFound, envelopeServerOptions, type ErrorEnvelope } from '@mallee/telemetry';
+import { envelopeHandlers, envelopeServerOptions, type ErrorEnvelope } from '@mallee/telemetry';
 import { ec2ErrorEnvelope, s3ErrorEnvelope } from '../src/index.js';
 
 function raw(url: string, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
@@ -21,7 +21,7 @@ function raw(url: string, method: string, path: string, headers: Record<string, 
 
 async function serve(envelope: ErrorEnvelope): Promise<{ app: FastifyInstance; url: string }> {
   const app = Fastify({ ...envelopeServerOptions(envelope) });
-  app.setNotFoundHandler(envelopeNotFound(envelope));
+  envelopeHandlers(app, envelope);
   app.get('/', async () => 'ok');
   return { app, url: await app.listen({ port: 0, host: '127.0.0.1' }) };
 }
@@ -45,6 +45,12 @@ describe.each([
       expect(r.body, `${method} ${path}`).toMatch(shape);
       expect(r.headers[envelope.requestIdHeader]).toBeTruthy();
     }
+  });
+
+  it('a body the root parsers refuse (bad JSON to an unserved path) is an envelope too', async () => {
+    const r = await s.app.inject({ method: 'OPTIONS', url: '/', headers: { 'content-type': 'application/json' }, payload: '{nope' });
+    expect(r.statusCode).toBe(400);
+    expect(r.body).toMatch(shape);
   });
 
   it('headers past the HTTP parser limit are an envelope too, and the server serves on', async () => {

@@ -3,9 +3,9 @@
 // daemon's protocol envelope (EC2, S3 or wire) instead of fastify's JSON, so every client can read it.
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, FastifyServerOptions } from 'fastify';
 
-export type FramingProblem = 'bad-url' | 'not-found' | 'header-too-large' | 'timeout' | 'bad-request';
+export type FramingProblem = 'bad-url' | 'not-found' | 'header-too-large' | 'timeout' | 'bad-request' | 'internal';
 
 export interface EnvelopeError {
   code: string;
@@ -62,7 +62,20 @@ export function envelopeServerOptions(envelope: ErrorEnvelope): Pick<FastifyServ
   };
 }
 
-/** A not-found handler (`app.setNotFoundHandler(...)`) answering in the envelope. */
-export function envelopeNotFound(envelope: ErrorEnvelope) {
-  return (req: FastifyRequest, reply: FastifyReply) => send(envelope, reply, envelope.error('not-found', { method: req.method, url: req.url }), req.url);
+/**
+ * The app's not-found handler and its root error handler (a body its parsers refuse on a route no plugin
+ * of its own handles, e.g. a JSON body to an unserved path), both answering in the envelope.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function envelopeHandlers(app: FastifyInstance<any, any, any, any, any>, envelope: ErrorEnvelope): void {
+  app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => send(envelope, reply, envelope.error('not-found', { method: req.method, url: req.url }), req.url));
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500) {
+      req.log.error({ err }, 'request failed');
+      return send(envelope, reply, envelope.error('internal', { method: req.method, url: req.url }), req.url);
+    }
+    const e = envelope.error('bad-request', { method: req.method, url: req.url });
+    return send(envelope, reply, { ...e, status, message: `${e.message}: ${err.message}` }, req.url);
+  });
 }

@@ -16,6 +16,7 @@ export const wireErrorEnvelope: ErrorEnvelope = {
       case 'header-too-large': return { code: 'MalformedRequest', message: 'the request headers exceed the maximum allowed size', status: 431 };
       case 'timeout': return { code: 'RequestTimeout', message: 'the request was not received in time', status: 408 };
       case 'bad-request': return { code: 'MalformedRequest', message: 'the request is not valid HTTP', status: 400 };
+      case 'internal': return { code: 'InternalError', message: 'the request failed inside the component; see its log', status: 500 };
     }
   },
   render: (err) => encodeFault(err.code, err.message),

@@ -3,7 +3,7 @@
 import { request } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { envelopeNotFound, envelopeServerOptions } from '@mallee/telemetry';
+import { envelopeHandlers, envelopeServerOptions } from '@mallee/telemetry';
 import { decodeEnvelope, wireErrorEnvelope } from '../src/index.js';
 
 function raw(url: string, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
@@ -23,7 +23,7 @@ let app: FastifyInstance;
 let url: string;
 beforeAll(async () => {
   app = Fastify({ ...envelopeServerOptions(wireErrorEnvelope) });
-  app.setNotFoundHandler(envelopeNotFound(wireErrorEnvelope));
+  envelopeHandlers(app, wireErrorEnvelope);
   url = await app.listen({ port: 0, host: '127.0.0.1' });
 });
 afterAll(async () => {

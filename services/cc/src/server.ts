@@ -1,7 +1,7 @@
 // The CC daemon's fastify app, assembled from plugins.
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { DaemonMetrics, envelopeNotFound, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
+import { DaemonMetrics, envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
 import { wire, wireErrorEnvelope } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
 import { ccHandlers } from './handlers.js';
@@ -16,7 +16,7 @@ export interface CcServerDeps {
 
 export function buildServer(deps: CcServerDeps): FastifyInstance {
   const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }), ...envelopeServerOptions(wireErrorEnvelope) });
-  app.setNotFoundHandler(envelopeNotFound(wireErrorEnvelope));
+  envelopeHandlers(app, wireErrorEnvelope);
   const metrics = ccMetrics(new DaemonMetrics('cc'), deps.cluster);
   app.register(requestMetrics, { metrics });
   app.register(wire, { keyFor: deps.keyFor, handlers: ccHandlers(deps.cluster) });

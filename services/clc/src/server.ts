@@ -2,7 +2,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { ec2Api, ec2ErrorEnvelope, type CredentialLookup, type Ec2Action } from '@mallee/aws-protocol';
-import { envelopeNotFound, envelopeServerOptions, metricsEndpoint, requestMetrics, type DaemonMetrics } from '@mallee/telemetry';
+import { envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics, type DaemonMetrics } from '@mallee/telemetry';
 import { wire, type WireHandler } from '@mallee/wire';
 
 export interface ClcServerDeps {
@@ -20,7 +20,7 @@ export interface ClcServerDeps {
 export function buildServer(deps: ClcServerDeps): FastifyInstance {
   // What fastify answers itself (bad URLs, unserved paths, unreadable HTTP) comes in EC2's envelope too.
   const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }), ...envelopeServerOptions(ec2ErrorEnvelope) });
-  app.setNotFoundHandler(envelopeNotFound(ec2ErrorEnvelope));
+  envelopeHandlers(app, ec2ErrorEnvelope);
   app.register(requestMetrics, { metrics: deps.metrics });
   app.register(ec2Api, { actions: deps.actions, credentials: deps.credentials });
   app.register(wire, { keyFor: deps.keyFor, handlers: deps.wireHandlers });

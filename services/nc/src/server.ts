@@ -1,7 +1,7 @@
 // The NC daemon's fastify app, assembled from plugins.
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { DaemonMetrics, envelopeNotFound, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
+import { DaemonMetrics, envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
 import { wire, wireErrorEnvelope } from '@mallee/wire';
 import type { NodeController } from './node-controller.js';
 import { ncHandlers } from './handlers.js';
@@ -16,7 +16,7 @@ export interface NcServerDeps {
 
 export function buildServer(deps: NcServerDeps): FastifyInstance {
   const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }), ...envelopeServerOptions(wireErrorEnvelope) });
-  app.setNotFoundHandler(envelopeNotFound(wireErrorEnvelope));
+  envelopeHandlers(app, wireErrorEnvelope);
   const metrics = ncMetrics(new DaemonMetrics('nc'), deps.node);
   app.register(requestMetrics, { metrics });
   app.register(wire, { keyFor: deps.keyFor, handlers: ncHandlers(deps.node) });

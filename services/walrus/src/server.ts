@@ -3,7 +3,7 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { s3ErrorEnvelope, type CredentialLookup } from '@mallee/aws-protocol';
-import { DaemonMetrics, envelopeNotFound, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
+import { DaemonMetrics, envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
 import type { ObjectStore } from './store/types.js';
 import { METRICS_PATH, walrusMetrics } from './metrics.js';
 import { s3Api } from './s3/plugin.js';
@@ -31,7 +31,7 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
     // A URL the router cannot decode, a method S3 has not, unreadable HTTP: S3 errors, not fastify's JSON.
     ...envelopeServerOptions(s3ErrorEnvelope),
   });
-  app.setNotFoundHandler(envelopeNotFound(s3ErrorEnvelope));
+  envelopeHandlers(app, s3ErrorEnvelope);
   const metrics = walrusMetrics(new DaemonMetrics('walrus'), deps.store);
   app.register(requestMetrics, { metrics });
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
