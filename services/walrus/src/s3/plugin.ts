@@ -102,6 +102,9 @@ const one = (h: IncomingHttpHeaders, name: string) => (typeof h[name] === 'strin
 function guardedBody(raw: IncomingMessage, via?: AwsChunkedDecoder): Readable {
   const out = via ?? new PassThrough({ highWaterMark: 1 << 20 });
   raw.on('error', (e) => out.destroy(e));
+  // The decoder may refuse a chunk before the action starts reading (the body flows in as it arrives):
+  // the stream keeps the error for its reader, and this listener keeps it from being an uncaught 'error'.
+  out.on('error', () => {});
   raw.pipe(out);
   out.on('close', () => {
     raw.unpipe(out);
