@@ -142,6 +142,15 @@ describe('aws-chunked uploads', () => {
   });
 });
 
+describe('malformed query strings', () => {
+  // Found by test/fuzz: a stray % or invalid UTF-8 in the query was InternalError (500).
+  it('a query that does not percent-decode is InvalidURI (400), signed or not', async () => {
+    for (const query of ['acl&%', 'prefix=%ZZ', 'prefix=%C0%AF', 'X-Amz-A%lgorithm=x']) {
+      expectS3Error(await send({ method: 'GET', path: `/proto?${query}`, sign: false }), 400, 'InvalidURI');
+    }
+  });
+});
+
 describe('malformed aws-chunked bodies', () => {
   // Found by test/fuzz: a chunk the decoder refused before the action read the body emitted 'error' on a
   // stream nobody listened to yet, and the uncaught error killed Walrus.

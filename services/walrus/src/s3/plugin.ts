@@ -84,11 +84,19 @@ function address(rawPath: string, host: string | undefined, domains: readonly st
 
 function parseQuery(raw: string): Map<string, string> {
   const map = new Map<string, string>();
+  // The shared form decoder throws EC2's MalformedQueryString for a stray `%` or invalid UTF-8.
+  const decode = (s: string) => {
+    try {
+      return decodeFormComponent(s);
+    } catch {
+      throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
+    }
+  };
   for (const part of raw.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    const k = decodeFormComponent(eq < 0 ? part : part.slice(0, eq));
-    if (!map.has(k)) map.set(k, eq < 0 ? '' : decodeFormComponent(part.slice(eq + 1)));
+    const k = decode(eq < 0 ? part : part.slice(0, eq));
+    if (!map.has(k)) map.set(k, eq < 0 ? '' : decode(part.slice(eq + 1)));
   }
   return map;
 }
