@@ -53,6 +53,12 @@ describe.each([
     expect(r.body).toMatch(shape);
   });
 
+  it('an Expect header other than 100-continue is ExpectationFailed (417) in the envelope', async () => {
+    const r = await raw(s.url, 'PUT', '/', { expect: 'nothing' });
+    expect(r.status).toBe(417);
+    expect(shape.exec(r.body)?.[1]).toBe('ExpectationFailed');
+  });
+
   it('headers past the HTTP parser limit are an envelope too, and the server serves on', async () => {
     const r = await raw(s.url, 'GET', '/', { 'x-big': 'y'.repeat(20_000) });
     expect(r.status).toBe(status.big);

@@ -68,6 +68,14 @@ export function envelopeServerOptions(envelope: ErrorEnvelope): Pick<FastifyServ
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function envelopeHandlers(app: FastifyInstance<any, any, any, any, any>, envelope: ErrorEnvelope): void {
+  // An `Expect` other than 100-continue: node answers a bare 417 unless someone listens for it.
+  (app.server as import('node:http').Server).on('checkExpectation', (req, res) => {
+    const e = { code: 'ExpectationFailed', message: `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported; only 100-continue is`, status: 417 };
+    const requestId = envelope.newRequestId();
+    const body = envelope.render(e, requestId, pathOf(req.url));
+    res.writeHead(417, { 'content-type': envelope.contentType, [envelope.requestIdHeader]: requestId, 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  });
   app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => send(envelope, reply, envelope.error('not-found', { method: req.method, url: req.url }), req.url));
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
