@@ -6,3 +6,4 @@ export * from './plugin.js';
 export * from './envelope.js';
 export * from './keys.js';
 export * from './ops/index.js';
+export * from './secrets.js';

@@ -4,8 +4,9 @@ import type { Logger } from 'pino';
 import { DaemonMetrics, envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
 import { wire, wireErrorEnvelope } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
-import { ccHandlers } from './handlers.js';
+import { ccHandlers, CC_CALLER } from './handlers.js';
 import { ccMetrics } from './metrics.js';
+import { ClusterVolumes } from './volumes.js';
 
 export interface CcServerDeps {
   logger: Logger;
@@ -19,7 +20,7 @@ export function buildServer(deps: CcServerDeps): FastifyInstance {
   envelopeHandlers(app, wireErrorEnvelope);
   const metrics = ccMetrics(new DaemonMetrics('cc'), deps.cluster);
   app.register(requestMetrics, { metrics });
-  app.register(wire, { keyFor: deps.keyFor, handlers: ccHandlers(deps.cluster) });
+  app.register(wire, { keyFor: deps.keyFor, handlers: ccHandlers(deps.cluster, new ClusterVolumes(deps.cluster, () => deps.keyFor(CC_CALLER))) });
   app.register(metricsEndpoint(metrics));
   app.get('/healthz', async () => ({ service: 'cc', status: 'ok' }));
   return app as unknown as FastifyInstance;

@@ -1,6 +1,6 @@
 // The clc's gauges on its /metrics (Prometheus text, with the request counts and latencies every
 // daemon has): instances by zone and state, clusters by state, accounts, launches in flight and how
-// long the last cluster poll took.
+// long the last cluster poll took, what each zone can still start per instance type.
 import type { Db } from '@mallee/store';
 import type { DaemonMetrics } from '@mallee/telemetry';
 import type { ClusterPoller } from './cluster-poller.js';
@@ -19,5 +19,9 @@ export function clcMetrics(metrics: DaemonMetrics, deps: { db: Db; clusters: Clu
   metrics.gauge('mallee_clc_accounts', 'Accounts.', [], () => [[{}, deps.db.prepare('SELECT COUNT(*) FROM accounts').pluck().get() as number]]);
   metrics.gauge('mallee_clc_launches_in_flight', 'Instances with a RunInstances to their cc still outstanding.', [], () => [[{}, deps.dispatcher.inFlightCount()]]);
   metrics.gauge('mallee_clc_last_poll_seconds', 'How long the last round of cluster polls took.', [], () => [[{}, deps.poller.lastPollSeconds()]]);
+  // From each cc's last DescribeResources.
+  metrics.gauge('mallee_clc_capacity', 'Instances of each type a zone can start (available) and could hold empty (max).', ['zone', 'type', 'kind'], () =>
+    deps.clusters.list().flatMap((c) => deps.clusters.availability(c.name).flatMap((a) => [[{ zone: c.name, type: a.name, kind: 'available' }, Math.max(0, a.available)], [{ zone: c.name, type: a.name, kind: 'max' }, a.max]] as [Record<string, string>, number][])),
+  );
   return metrics;
 }

@@ -1,5 +1,5 @@
 // The nc's gauges on its /metrics (with the request counts and latencies every daemon has): its
-// instances by state and its capacity.
+// instances by state, its capacity and its image cache.
 import type { DaemonMetrics } from '@mallee/telemetry';
 import type { NodeController } from './node-controller.js';
 
@@ -13,5 +13,8 @@ export function ncMetrics(metrics: DaemonMetrics, node: NodeController): DaemonM
     const res = await node.describeResource();
     return ([['cores', res.cores], ['memory_mib', res.memoryMiB], ['disk_gib', res.diskGiB]] as const).flatMap(([resource, c]) => [[{ resource, kind: 'max' }, c.max], [{ resource, kind: 'available' }, c.available]] as [Record<string, string>, number][]);
   });
+  metrics.gauge('mallee_nc_image_cache', 'The image cache: downloads from Walrus, hits, evictions (counters), entries and bytes held.', ['stat'], async () =>
+    Object.entries((await node.imageCacheStats()) ?? {}).map(([stat, v]) => [{ stat }, v] as [Record<string, string>, number]),
+  );
   return metrics;
 }

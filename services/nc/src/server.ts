@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { DaemonMetrics, envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
 import { wire, wireErrorEnvelope } from '@mallee/wire';
 import type { NodeController } from './node-controller.js';
-import { ncHandlers } from './handlers.js';
+import { ncHandlers, NC_CALLER } from './handlers.js';
 import { ncMetrics } from './metrics.js';
 
 export interface NcServerDeps {
@@ -19,7 +19,7 @@ export function buildServer(deps: NcServerDeps): FastifyInstance {
   envelopeHandlers(app, wireErrorEnvelope);
   const metrics = ncMetrics(new DaemonMetrics('nc'), deps.node);
   app.register(requestMetrics, { metrics });
-  app.register(wire, { keyFor: deps.keyFor, handlers: ncHandlers(deps.node) });
+  app.register(wire, { keyFor: deps.keyFor, handlers: ncHandlers(deps.node, () => deps.keyFor(NC_CALLER)) });
   app.register(metricsEndpoint(metrics));
   app.get('/healthz', async () => ({ service: 'nc', hypervisor: deps.node.hypervisorName, status: 'ok' }));
   return app as unknown as FastifyInstance;

@@ -6,6 +6,7 @@ import { Ec2Error, type Principal } from '@mallee/aws-protocol';
 import type { Clusters } from '../clusters.js';
 import type { Dispatcher } from '../dispatch.js';
 import type { CloudProperties } from '../properties.js';
+import type { ServiceStatus } from '../services.js';
 import { instanceRows, type InstanceRow } from '../instances.js';
 
 export interface Clc {
@@ -14,6 +15,8 @@ export interface Clc {
   clusters: Clusters;
   dispatcher: Dispatcher;
   properties: CloudProperties;
+  /** Every component's health (DescribeServices). */
+  services(): Promise<ServiceStatus[]>;
   /** This clc's own URL (known once it listens). */
   url(): string;
 }
