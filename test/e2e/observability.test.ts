@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancesOf, items } from './helpers/ec2-client.js';
 import { eventually, startCloud, type Cloud } from './helpers/cloud.js';
+import { registerTestImage } from './helpers/images.js';
 
 let cloud: Cloud;
 const url = (svc: string) => readFileSync(join(cloud.home, 'run', `${svc}.url`), 'utf8').trim();
@@ -25,7 +26,7 @@ let runRequestId: string;
 let instanceId: string;
 beforeAll(async () => {
   cloud = await startCloud();
-  const image = String((await cloud.client.ok('RegisterImage', { ImageLocation: 'obs/img.manifest.xml', Name: 'obs' })).imageId);
+  const image = await registerTestImage(cloud, 'obs/img.manifest.xml', 'obs');
   const run = await cloud.client.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 });
   runRequestId = String(run.requestId);
   instanceId = String(items(run.instancesSet)[0]!.instanceId);
