@@ -110,9 +110,16 @@ export const requestMetrics = fp<RequestMetricsOptions>(
   { name: 'mallee-request-metrics', fastify: '5.x' },
 );
 
-/** GET `path` answers the registry in Prometheus text (walrus uses /_mallee/metrics: /metrics is a bucket there). */
-export function metricsEndpoint(metrics: DaemonMetrics, path = '/metrics') {
+/**
+ * GET `path` answers the registry in Prometheus text (walrus uses /_mallee/metrics: /metrics is a bucket there).
+ * While `notReady()` says what the daemon is still doing, it answers 503 with that instead.
+ */
+export function metricsEndpoint(metrics: DaemonMetrics, path = '/metrics', notReady: () => string | undefined = () => undefined) {
   return async (app: FastifyInstance): Promise<void> => {
-    app.get(path, async (_req, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+    app.get(path, async (_req, reply) => {
+      const step = notReady();
+      if (step !== undefined) return reply.code(503).type('text/plain').send(`# the ${metrics.daemon} is starting: ${step}\n`);
+      return reply.type(metrics.contentType).send(await metrics.text());
+    });
   };
 }

@@ -35,7 +35,7 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
     ...envelopeServerOptions(s3ErrorEnvelope),
   });
   envelopeHandlers(app, s3ErrorEnvelope);
-  const metrics = walrusMetrics(new DaemonMetrics('walrus'), deps.store);
+  const metrics = walrusMetrics(new DaemonMetrics('walrus'), deps.store, deps.images);
   app.register(requestMetrics, { metrics });
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
   app.register(metricsEndpoint(metrics, METRICS_PATH));
