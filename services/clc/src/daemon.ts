@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
-import { openDatabase, type Db } from '@mallee/store';
+import { openDaemonDatabase, type Db } from '@mallee/store';
 import { RequestLatency } from '@mallee/config';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
@@ -53,8 +53,9 @@ function ensureKeyFile(file: string): void {
 }
 
 /** Opens (and migrates) the clc database and makes what a new cloud needs: admin account, instance types. */
-export function openClcDatabase(file: string): Db {
-  const db = openDatabase(file, { migrations: clcMigrations });
+/** clc.sqlite, or schema clc of DB_URL (PostgreSQL) when it is set. */
+export function openClcDatabase(file: string, dbUrl = ''): Db {
+  const db = openDaemonDatabase(dbUrl, file, 'clc', { migrations: clcMigrations });
   ensureAdminAccount(db);
   seedInstanceTypes(db);
   return db;
@@ -79,7 +80,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   ensureKeyFile(adminKeyFile(home));
   const cloudCa = await ensureCloudCa(home);
 
-  const db = openClcDatabase(join(home, 'clc.sqlite'));
+  const db = openClcDatabase(join(home, 'clc.sqlite'), config.DB_URL);
   const clusters = new Clusters(db);
   const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
   const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
