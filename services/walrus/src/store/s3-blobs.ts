@@ -25,6 +25,8 @@ export interface S3BlobsOptions {
 }
 
 const PART_SIZE = 8 * 1024 * 1024;
+// Node 20 is this project's platform (Debian 12); the SDK's notice about its future support is noise in every daemon log.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 export class S3Blobs implements Blobs {
   private readonly s3: S3Client;
