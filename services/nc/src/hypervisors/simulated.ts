@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { InstanceSpec } from '@mallee/wire';
 import { GuestNotFoundError, type CreateHypervisor, type GuestStatus, type HostCapacity, type Hypervisor } from '../hypervisor.js';
-import { SimulatedVolumes, simulatedVolumeMigration } from './simulated-volumes.js';
+import { SimulatedVolumes } from './simulated-volumes.js';
 
 /** One simulated guest: everything else (state, console) follows from these times. */
 interface SimGuest {
@@ -28,25 +28,33 @@ export interface SimulatedOptions {
   /** ms from start (or reboot) until the guest is up; also the shutdown time. */
   bootDelayMs: number;
   capacity: HostCapacity;
+  /** ms init() takes (a stand-in for a slow driver start-up), told to onStep. */
+  initDelayMs?: number;
+  onStep?: (step: string) => void;
 }
 
 const migrations: Migration[] = [
   { id: 1, name: 'guests', up: 'CREATE TABLE guests (instance_id TEXT PRIMARY KEY, data TEXT NOT NULL)' },
-  simulatedVolumeMigration,
 ];
 
 export class SimulatedHypervisor implements Hypervisor {
   readonly name = 'simulated';
   private db: Db | undefined;
   private readonly guests = new Map<string, SimGuest>();
-  readonly volumes = new SimulatedVolumes(() => this.db!, (id) => {
-    const g = this.live(id);
-    return g !== undefined && g.stoppingAt === undefined;
-  });
+  readonly volumes: SimulatedVolumes;
 
-  constructor(private readonly opts: SimulatedOptions) {}
+  constructor(private readonly opts: SimulatedOptions) {
+    this.volumes = new SimulatedVolumes(opts.dir, (id) => {
+      const g = this.live(id);
+      return g !== undefined && g.stoppingAt === undefined;
+    });
+  }
 
   async init(): Promise<void> {
+    if (this.opts.initDelayMs) {
+      this.opts.onStep?.(`simulating a slow start-up (SIM_INIT_DELAY ${this.opts.initDelayMs} ms)`);
+      await new Promise((r) => setTimeout(r, this.opts.initDelayMs));
+    }
     // NORMAL: a kill -9 of the NC keeps every committed guest; only a power cut could lose the last ones.
     this.db = openDatabase(join(this.opts.dir, 'guests.sqlite'), { migrations, synchronous: 'NORMAL' });
     for (const row of this.db.prepare('SELECT data FROM guests').pluck().all() as string[]) {
@@ -105,6 +113,7 @@ export class SimulatedHypervisor implements Hypervisor {
   }
 
   async close(): Promise<void> {
+    this.volumes.close();
     this.db?.close();
     this.db = undefined;
   }
@@ -159,9 +168,11 @@ export function renderConsole(g: SimGuest, bootDelayMs: number, now: number): st
   return lines.join('\r\n') + '\r\n';
 }
 
-export const createHypervisor: CreateHypervisor = ({ config, home }) =>
+export const createHypervisor: CreateHypervisor = ({ config, home, onStep }) =>
   new SimulatedHypervisor({
     dir: join(home, 'simulated'),
     bootDelayMs: config.SIM_BOOT_DELAY,
+    initDelayMs: config.SIM_INIT_DELAY,
+    ...(onStep ? { onStep } : {}),
     capacity: { cores: config.SIM_CORES, memoryMiB: config.SIM_MEM, diskGiB: config.SIM_DISK },
   });
