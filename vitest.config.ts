@@ -12,6 +12,7 @@ export default defineConfig({
       '@mallee/config': src('./packages/config'),
       '@mallee/wire': src('./packages/wire'),
       '@mallee/aws-protocol': src('./packages/aws-protocol'),
+      '@mallee/vnet': src('./packages/vnet'),
       '@mallee/nc': src('./services/nc'),
       '@mallee/cc': src('./services/cc'),
       '@mallee/clc': src('./services/clc'),

@@ -1,12 +1,13 @@
 // The cc.* wire operation table: each operation maps to one Cluster method.
 import { cc, handler, type WireHandler } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
+import type { NetworkManager } from './net/manager.js';
 
 /** Only the cloud controller that registered this cluster talks to it. */
 export const CC_CALLER = 'clc';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function ccHandlers(cluster: Cluster): WireHandler<any, any>[] {
+export function ccHandlers(cluster: Cluster, network?: NetworkManager): WireHandler<any, any>[] {
   return [
     handler(cc.RunInstances, (req) => cluster.runInstances(req)),
     handler(cc.TerminateInstances, (req) => cluster.terminateInstances(req)),
@@ -20,5 +21,14 @@ export function ccHandlers(cluster: Cluster): WireHandler<any, any>[] {
       return {};
     }),
     handler(cc.DescribeNodes, () => cluster.describeNodes()),
+    // networking (issue 6)
+    ...(network
+      ? [
+          handler(cc.StartNetwork, (req) => network.startNetwork(req)),
+          handler(cc.ConfigureNetwork, (req) => network.configure(req)),
+          handler(cc.AssignAddress, async (req) => (await network.assign(req), {})),
+          handler(cc.UnassignAddress, async (req) => (await network.unassign(req.publicIp), {})),
+        ]
+      : []),
   ];
 }

@@ -15,6 +15,7 @@ import { Dispatcher } from './dispatch.js';
 import { seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
+import { addressActions, networkPlan, NetworkSync } from './network/index.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { walrusLinkHandler } from './walrus-link.js';
@@ -62,13 +63,17 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const db = openClcDatabase(join(home, 'clc.sqlite'));
   const clusters = new Clusters(db);
   const dispatcher = new Dispatcher(clusters);
+  const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, url: () => url };
-  const poller = new ClusterPoller({ db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000 });
+  const clc: Clc = { db, config, clusters, dispatcher, network, url: () => url };
+  const poller = new ClusterPoller({
+    db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000,
+    afterPoll: (zone) => network.afterPoll(zone),
+  });
   const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
   const app = buildServer({
     logger: log,
-    actions: [...coreActions(clc), ...resourceActionsFor(db)],
+    actions: network.watch([...coreActions(clc), ...resourceActionsFor(db), ...addressActions({ ...clc, network })]),
     credentials: credentialLookup(db),
     keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
     wireHandlers: [
@@ -98,6 +103,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       (closing ??= (async () => {
         await app.close();
         await poller.stop();
+        network.stop();
         db.close();
         rmSync(join(runDir, 'clc.url'), { force: true });
         rmSync(join(runDir, 'clc.pid'), { force: true });

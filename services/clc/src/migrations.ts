@@ -2,6 +2,7 @@
 // core's; migration 2 is the resources module's (key pairs, groups, images, tags). No foreign keys
 // cross between the two, so each evolves on its own.
 import type { Migration } from '@mallee/store';
+import { networkMigration } from './network/index.js';
 import { resourcesMigration } from './resources/index.js';
 
 export const coreMigration: Migration = {
@@ -110,4 +111,4 @@ export const coreMigration: Migration = {
 };
 
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, networkMigration];
