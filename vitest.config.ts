@@ -13,6 +13,7 @@ export default defineConfig({
       '@mallee/wire': src('./packages/wire'),
       '@mallee/aws-protocol': src('./packages/aws-protocol'),
       '@mallee/vnet': src('./packages/vnet'),
+      '@mallee/properties': src('./packages/properties'),
       '@mallee/nc': src('./services/nc'),
       '@mallee/cc': src('./services/cc'),
       '@mallee/clc': src('./services/clc'),

@@ -8,6 +8,7 @@ import { configOf, down, up, writeAccountCredentials, type Hypervisor } from './
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
+import { propertyCommand } from './property.js';
 import { installTestImage, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
@@ -202,6 +203,8 @@ program
       say(key);
     }
   });
+
+propertyCommand(program, { homeOption, outputOption, homeOf, print, say });
 
 try {
   await program.parseAsync();

@@ -27,21 +27,27 @@ export class WireClient {
     const timestamp = String(Date.now());
     const nonce = newNonce();
     const requestId = ctx.requestId ?? randomUUID();
+    const init: RequestInit = {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/xml',
+        [HDR.from]: this.opts.from,
+        [HDR.timestamp]: timestamp,
+        [HDR.nonce]: nonce,
+        [HDR.version]: String(WIRE_VERSION),
+        [HDR.requestId]: requestId,
+        [HDR.signature]: sign(key, timestamp, nonce, WIRE_PATH, body),
+      },
+      body,
+      signal: AbortSignal.timeout(ctx.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
+    };
     let res: Response;
     try {
-      res = await fetch(new URL(WIRE_PATH, this.opts.url), {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/xml',
-          [HDR.from]: this.opts.from,
-          [HDR.timestamp]: timestamp,
-          [HDR.nonce]: nonce,
-          [HDR.version]: String(WIRE_VERSION),
-          [HDR.requestId]: requestId,
-          [HDR.signature]: sign(key, timestamp, nonce, WIRE_PATH, body),
-        },
-        body,
-        signal: AbortSignal.timeout(ctx.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
+      res = await fetch(new URL(WIRE_PATH, this.opts.url), init).catch((e: unknown) => {
+        // A kept-alive connection the peer closed (it restarted) fails before any answer: send the
+        // same signed message once more on a new one. Had the peer seen it, its replay guard refuses it.
+        if (!closedConnection(e)) throw e;
+        return fetch(new URL(WIRE_PATH, this.opts.url), init);
       });
     } catch (e) {
       throw new WireError('ServiceUnavailable', `${this.opts.url} unreachable for ${op.name}: ${(e as Error).message}`, 503);
@@ -66,4 +72,9 @@ export class WireClient {
     if (!parsed.success) throw new WireError('InvalidReply', `${op.name}: reply does not match its schema: ${parsed.error.message}`, 502);
     return parsed.data;
   }
+}
+
+function closedConnection(e: unknown): boolean {
+  const cause = (e as { cause?: { code?: string } } | undefined)?.cause;
+  return cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET';
 }

@@ -1,16 +1,18 @@
 // The admin wire operations the `mallee` CLI calls (sender "admin"): accounts and keys, cluster and
-// node registration, and the health of every component (DescribeServices).
+// node registration, the health of every component (DescribeServices) and cloud properties.
 import type { Db } from '@mallee/store';
-import { admin, cc, handler, WireError, type WireHandler } from '@mallee/wire';
+import { admin, cc, handler, properties as propertyOps, WireError, type WireHandler } from '@mallee/wire';
 import type { z } from 'zod';
 import { createAccessKey, createAccount, getCredentials, listAccounts } from './accounts.js';
 import type { Clusters } from './clusters.js';
+import type { CloudProperties } from './properties.js';
 
 type ServiceStatus = z.infer<typeof admin.serviceStatus>;
 
 export interface AdminDeps {
   db: Db;
   clusters: Clusters;
+  properties: CloudProperties;
   region: string;
   url(): string;
   /** Ask for a poll now (after a registration, so the new component shows up without waiting). */
@@ -18,6 +20,8 @@ export interface AdminDeps {
 }
 
 const fromAdmin = (from: string) => from === admin.ADMIN_SENDER;
+/** Every component with a key here reads properties: the CLI, Walrus, SCs and CCs (sc:<zone>, cc:<zone>). */
+const readsProperties = (from: string) => fromAdmin(from) || from === 'walrus' || /^(sc|cc)(:|$)/.test(from);
 
 async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
   const now = new Date().toISOString();
@@ -65,5 +69,11 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
       return res;
     }, fromAdmin),
     handler(admin.DescribeServices, async () => ({ services: await describeServices(d) }), fromAdmin),
+    handler(propertyOps.DescribeProperties, (req) => ({ properties: d.properties.describe(req) }), readsProperties),
+    handler(admin.ModifyPropertyValue, (req) => {
+      if (req.reset && req.value !== undefined) throw new WireError('InvalidParameterCombination', 'give a value or reset, not both');
+      if (!req.reset && req.value === undefined) throw new WireError('MissingParameter', 'a value (or reset) is required');
+      return d.properties.modify(req.name, req.reset ? undefined : req.value);
+    }, fromAdmin),
   ];
 }

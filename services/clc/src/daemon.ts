@@ -4,6 +4,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
+import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
@@ -12,10 +13,11 @@ import { adminHandlers } from './admin-ops.js';
 import { ClusterPoller } from './cluster-poller.js';
 import { Clusters } from './clusters.js';
 import { Dispatcher } from './dispatch.js';
-import { seedInstanceTypes } from './instance-types.js';
+import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
 import { addressActions, networkPlan, NetworkSync } from './network/index.js';
+import { CloudProperties } from './properties.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { walrusLinkHandler } from './walrus-link.js';
@@ -63,11 +65,17 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const db = openClcDatabase(join(home, 'clc.sqlite'));
   const clusters = new Clusters(db);
   const dispatcher = new Dispatcher(clusters);
+  const properties = new CloudProperties(db, config, {
+    zones: () => clusters.list().map((c) => c.name),
+    checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
+  });
+  properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, network, url: () => url };
+  const clc: Clc = { db, config, clusters, dispatcher, properties, network, url: () => url };
   const poller = new ClusterPoller({
-    db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000,
+    db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
+    retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
     afterPoll: (zone) => network.afterPoll(zone),
   });
   const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
@@ -77,7 +85,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     credentials: credentialLookup(db),
     keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
     wireHandlers: [
-      ...adminHandlers({ db, clusters, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
+      ...adminHandlers({ db, clusters, properties, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
     ],
     metrics: clcMetrics({ db, clusters, dispatcher, poller }),

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { empty } from './common.js';
+import { propertySource } from './properties.js';
 
 export const ADMIN_SENDER = 'admin';
 
@@ -46,3 +47,13 @@ export const DescribeAccounts = defineOperation('DescribeAccounts', empty, z.obj
 export const CreateAccessKey = defineOperation('CreateAccessKey', z.object({ accountName: z.string() }), accountCredentials);
 /** An active access key of the account (for `mallee credentials`), creating one if it has none. */
 export const GetCredentials = defineOperation('GetCredentials', z.object({ accountName: z.string() }), accountCredentials);
+
+/**
+ * Sets a cloud property (`mallee property NAME=VALUE`), or with `reset` returns it to its default
+ * (Eucalyptus's ModifyPropertyValue). `oldValue` is what applied before.
+ */
+export const ModifyPropertyValue = defineOperation(
+  'ModifyPropertyValue',
+  z.object({ name: z.string().min(1).max(200), value: z.string().max(4096).optional(), reset: z.boolean().optional() }),
+  z.object({ name: z.string(), oldValue: z.string(), value: z.string(), source: propertySource }),
+);

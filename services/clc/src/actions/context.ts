@@ -6,6 +6,7 @@ import { Ec2Error, type Principal } from '@mallee/aws-protocol';
 import type { Clusters } from '../clusters.js';
 import type { Dispatcher } from '../dispatch.js';
 import type { NetworkSync } from '../network/index.js';
+import type { CloudProperties } from '../properties.js';
 import { instanceRows, type InstanceRow } from '../instances.js';
 
 export interface Clc {
@@ -15,6 +16,7 @@ export interface Clc {
   dispatcher: Dispatcher;
   /** MANAGED networking: addresses, and keeping the clusters' networks in step (absent in some tests). */
   network?: NetworkSync;
+  properties: CloudProperties;
   /** This clc's own URL (known once it listens). */
   url(): string;
 }
