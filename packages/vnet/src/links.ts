@@ -28,6 +28,7 @@ export function tapName(prefix: string, instanceId: string): string {
 /** A link as `ip -j -d link show` reports it, reduced to what reconciling needs. */
 export interface LinkInfo {
   name: string;
+  ifindex?: number;
   kind?: string;
   master?: string;
   up: boolean;
@@ -37,12 +38,13 @@ export interface LinkInfo {
 
 export async function readLinks(run: CommandRunner): Promise<Map<string, LinkInfo>> {
   const out = await run(['ip', '-j', '-d', 'link', 'show']);
-  const links = JSON.parse(out || '[]') as { ifname: string; master?: string; flags?: string[]; linkinfo?: { info_kind?: string; info_data?: { id?: number } } }[];
+  const links = JSON.parse(out || '[]') as { ifname: string; ifindex?: number; master?: string; flags?: string[]; linkinfo?: { info_kind?: string; info_data?: { id?: number } } }[];
   return new Map(
     links.map((l) => [
       l.ifname,
       {
         name: l.ifname,
+        ...(l.ifindex !== undefined ? { ifindex: l.ifindex } : {}),
         ...(l.linkinfo?.info_kind ? { kind: l.linkinfo.info_kind } : {}),
         ...(l.master ? { master: l.master } : {}),
         up: (l.flags ?? []).includes('UP'),

@@ -17,6 +17,8 @@ export interface DhcpHost {
 export interface DhcpServer {
   /** The bridge it serves. */
   bridge: string;
+  /** The bridge's ifindex: a bridge deleted and made again needs a dnsmasq bound to the new one. */
+  ifindex?: number;
   networks: PrivateNetwork[];
   hosts: DhcpHost[];
   mtu?: number;
@@ -91,7 +93,7 @@ export class Dnsmasq {
     const hostsChanged = !existsSync(f.hosts) || readFileSync(f.hosts, 'utf8') !== hosts;
     if (hostsChanged) writeFileSync(f.hosts, hosts);
     const args = this.args(s);
-    const argsHash = createHash('sha256').update(args.join('\0')).digest('hex');
+    const argsHash = createHash('sha256').update(`${args.join('\0')}\0${s.ifindex ?? ''}`).digest('hex');
     const running = this.pidOf(s.bridge);
     const sameArgs = existsSync(f.args) && readFileSync(f.args, 'utf8') === argsHash;
     if (running && sameArgs) {

@@ -205,9 +205,12 @@ export class NetworkManager {
     }
     const metas = this.o.db.prepare('SELECT data FROM instance_meta').pluck().all() as string[];
     const specs = metas.map((m) => JSON.parse(m) as InstanceSpec);
+    const now = await readLinks(this.run);
     for (const [bridge, vlans] of bridges) {
+      const ifindex = now.get(bridge)?.ifindex;
       await this.dnsmasq.ensure({
         bridge,
+        ...(ifindex !== undefined ? { ifindex } : {}),
         networks: vlans.map((v) => privateNetwork(this.plan, v)),
         hosts: specs.filter((s) => s.vlan !== undefined && vlans.includes(s.vlan) && s.privateIp && s.macAddress)
           .map((s) => ({ mac: s.macAddress!, ip: s.privateIp!, hostname: `ip-${s.privateIp!.replace(/\./g, '-')}` })),

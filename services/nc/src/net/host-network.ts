@@ -67,6 +67,8 @@ export class HostNetwork {
       const tap = tapName(this.prefix, spec.instanceId);
       const chain = this.chainOf(tap);
       while (await this.run(['ebtables', '-D', 'FORWARD', '-i', tap, '-j', chain]).then(() => true, () => false));
+      // ebtables-nft deletes only empty chains.
+      await this.run(['ebtables', '-F', chain]).catch(() => undefined);
       await this.run(['ebtables', '-X', chain]).catch(() => undefined);
       if (spec.network!.mode !== 'MANAGED') return;
       const links = await readLinks(this.run);
@@ -84,7 +86,7 @@ export class HostNetwork {
   private async antiSpoof(tap: string, mac: string, ip: string): Promise<void> {
     const chain = this.chainOf(tap);
     const exists = await this.run(['ebtables', '-L', chain]).then(() => true, () => false);
-    if (!exists) await this.run(['ebtables', '-N', chain, '-P', 'DROP']);
+    if (!exists) await this.run(['ebtables', '-N', chain]);
     else await this.run(['ebtables', '-F', chain]);
     const rules = [
       ['-s', '!', mac, '-j', 'DROP'],
@@ -92,6 +94,8 @@ export class HostNetwork {
       ['-p', 'IPv4', '--ip-src', '0.0.0.0', '--ip-proto', 'udp', '--ip-dport', '67', '-j', 'RETURN'],
       ['-p', 'ARP', '--arp-ip-src', ip, '--arp-mac-src', mac, '-j', 'RETURN'],
       ['-p', 'ARP', '--arp-ip-src', '0.0.0.0', '--arp-mac-src', mac, '-j', 'RETURN'],
+      // Everything else from the tap (another address, IPv6, other protocols) stops here.
+      ['-j', 'DROP'],
     ];
     for (const r of rules) await this.run(['ebtables', '-A', chain, ...r]);
     const hooked = (await this.run(['ebtables', '-L', 'FORWARD'])).split('\n').some((l) => l.includes(`-i ${tap} `) && l.includes(`-j ${chain}`));
