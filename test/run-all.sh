@@ -34,6 +34,7 @@ suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by 
 ensure_node
 ensure_test_clients
 check "libvirt + QEMU (real guests)" ensure_libvirt
+check "dnsmasq, iptables, ebtables (MANAGED networking)" ensure_network
 check "npm ci (if needed) + npm run build" ensure_built
 check "npm run lint" npm run -s lint
 check "npm run typecheck" npm run -s typecheck

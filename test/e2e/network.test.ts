@@ -156,6 +156,17 @@ describe.skipIf(!canRun)('MANAGED networking in the seed topology (frontend, nod
     expect(await inGuest(inst.a2.id, guestGet(`${md}/meta-data/placement/availability-zone`))).toBe('mallee-1a');
   }, 180_000);
 
+  it('ebtables on the node: a guest cannot speak for another guest\'s address', async () => {
+    const gw = (await inGuest(inst.a1.id, "ip route | awk '/^default/ {print $3}'")).trim();
+    expect(gw).toMatch(/^172\.31\./);
+    const arping = (source: string) => inGuest(inst.a1.id, `arping -c 2 -w 3 -I eth0 -s ${source} ${gw}; true`);
+    expect(await arping(inst.a1.privateIp)).toMatch(/Received [12] resp/);
+    // A1 takes A2's address as its own too: what it sends with it never gets past the node's bridge.
+    const spoofed = await inGuest(inst.a1.id, `ip addr add ${inst.a2.privateIp}/32 dev eth0; arping -c 2 -w 3 -I eth0 -s ${inst.a2.privateIp} ${gw}; ip addr del ${inst.a2.privateIp}/32 dev eth0; true`);
+    expect(spoofed).toMatch(/Received 0 resp/);
+    expect(await arping(inst.a1.privateIp)).toMatch(/Received [12] resp/);
+  }, 120_000);
+
   let eip = '';
   it('euca2ools: an elastic IP reaches the guest\'s HTTP page from the internet only while the group allows tcp/80 from 0.0.0.0/0; revoked, it stops within 5 s', async () => {
     eip = /ADDRESS\s+(\S+)/.exec(await euca('euca-allocate-address', []))?.[1] ?? '';

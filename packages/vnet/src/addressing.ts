@@ -111,7 +111,9 @@ export function parsePublicIps(spec: string): string[] {
     if (b - a > 65535) throw new Error(`VNET_PUBLICIPS: range ${item} is larger than 65536 addresses`);
     for (let n = a; n <= b; n++) {
       const ip = intToIp(n);
-      if (!seen.has(ip)) out.push(ip), seen.add(ip);
+      if (seen.has(ip)) continue;
+      out.push(ip);
+      seen.add(ip);
     }
   }
   return out;

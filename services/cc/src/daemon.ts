@@ -38,10 +38,9 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   mkdirSync(runDir, { recursive: true });
 
   const db = openDatabase(join(home, 'cc.sqlite'), { migrations: [...migrations, ...networkMigrations] });
-  // eslint-disable-next-line prefer-const
-  let cluster: Cluster;
-  const network = new NetworkManager({ config, home, db, log, nodeHosts: () => cluster.nodeHosts(), liveInstances: () => cluster.liveInstanceIds() });
-  cluster = new Cluster({ registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log, network });
+  // The manager asks the cluster (made next) for its nodes and live instances only once it applies a state.
+  const network: NetworkManager = new NetworkManager({ config, home, db, log, nodeHosts: (): string[] => cluster.nodeHosts(), liveInstances: (): Set<string> => cluster.liveInstanceIds() });
+  const cluster: Cluster = new Cluster({ registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log, network });
   const keyFile = cloudKeyFile(home);
   const app = buildServer({ logger: log, cluster, network, keyFor: (from) => (from === CC_CALLER ? readKeyFile(keyFile) : undefined) });
   let url: string;
