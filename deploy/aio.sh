@@ -10,5 +10,6 @@ ensure_node
 ensure_libvirt || log "continuing without libvirt: the cloud will use the simulated hypervisor"
 # MANAGED networking needs dnsmasq, iptables and ebtables (the all-in-one default, USERMODE, does not).
 ensure_network || log "continuing without dnsmasq/iptables/ebtables: only VNET_MODE=USERMODE works"
+ensure_tgt || log "continuing without tgt: EBS volumes can be created but not attached"
 ensure_built
 exec node packages/cli/dist/src/main.js up --detach "$@"

@@ -1,12 +1,15 @@
 // `mallee test-image`: builds the tiny test image set (EKI kernel, ERI busybox initramfs, EMI root
-// disk) from Debian packages, registers it as public images and stages the files where this host's
-// NC reads images (<home>/images/<id>) — the interim path until NCs fetch images from Walrus.
+// disk) from Debian packages, bundles each as the cloud admin and uploads it into Walrus (as any user's
+// image), registers them as public images; NCs fetch them from Walrus like every other image.
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { admin } from '@mallee/wire';
 import { adminLink, CliError } from './admin.js';
+import { bundleAndUpload } from './bundles.js';
+import { serviceState } from './daemons.js';
+import { ensureUserCertificate, writeCloudCertificate } from './walrus.js';
 import { ec2Call, type Ec2Endpoint } from './ec2.js';
 import { ADMIN_ACCOUNT, type Home } from './home.js';
 import type { MalleeConfig } from '@mallee/config';
@@ -45,15 +48,6 @@ async function registerOnce(ep: Ec2Endpoint, location: string, name: string, ext
   return id;
 }
 
-function stage(home: Home, id: string, file: string): void {
-  const dir = join(home.dir, 'images');
-  const target = join(dir, id);
-  if (existsSync(target)) return;
-  mkdirSync(dir, { recursive: true });
-  copyFileSync(file, `${target}.tmp`);
-  renameSync(`${target}.tmp`, target);
-}
-
 export async function installTestImage(home: Home, config: MalleeConfig, say: Say): Promise<TestImage> {
   const outDir = join(home.dir, 'test-image');
   await build(outDir, say);
@@ -62,13 +56,24 @@ export async function installTestImage(home: Home, config: MalleeConfig, say: Sa
   const creds = await link.call(admin.GetCredentials, { accountName: ADMIN_ACCOUNT });
   const ep: Ec2Endpoint = { url: `${link.url.replace(/\/$/, '')}/services/compute`, region: config.REGION, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey };
   const s = meta.stamp;
-  // Image types follow the manifest names (vmlinuz → kernel, initrd → ramdisk) until manifests are read from Walrus.
-  const eki = await registerOnce(ep, `mallee-test-image/vmlinuz-${s}.manifest.xml`, `mallee-test-kernel-${s}`, {}, say);
-  const eri = await registerOnce(ep, `mallee-test-image/initrd-${s}.manifest.xml`, `mallee-test-ramdisk-${s}`, {}, say);
-  const emi = await registerOnce(ep, `mallee-test-image/mallee-test-${s}.manifest.xml`, `mallee-test-${s}`, { KernelId: eki, RamdiskId: eri, Description: 'Mallee test image: Debian cloud kernel + busybox initramfs; prints "mallee: boot done <instance-id>" on its console' }, say);
-  stage(home, eki, join(outDir, meta.kernel.file));
-  stage(home, eri, join(outDir, meta.ramdisk.file));
-  stage(home, emi, join(outDir, meta.root.file));
+  const walrus = serviceState(home, 'walrus');
+  if (!walrus.running || !walrus.url) throw new CliError(`Walrus is not running in ${home.dir}: the test images are bundles in Walrus; start it with \`mallee up --home ${home.dir}\``);
+  // Bundled as the cloud admin, with its own certificate, and uploaded like any user's image.
+  const cert = await ensureUserCertificate(link, ADMIN_ACCOUNT, creds.userName, home.dir);
+  if (creds.cloudCertificate) writeCloudCertificate(home.cloudCert, creds.cloudCertificate);
+  const s3 = { url: walrus.url, region: config.REGION, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey };
+  const env = { EC2_CERT: cert.certFile, EC2_PRIVATE_KEY: cert.keyFile, EUCALYPTUS_CERT: home.cloudCert, EC2_USER_ID: creds.accountId };
+  const bucket = `mallee-test-image/${s}`;
+  const upload = async (file: string, prefix: string, imageType: 'machine' | 'kernel' | 'ramdisk') => {
+    const location = `${bucket}/${prefix}.manifest.xml`;
+    const found = await ec2Call(ep, 'DescribeImages', { 'Owner.1': 'self', 'Filter.1.Name': 'manifest-location', 'Filter.1.Value.1': location });
+    if (((found.imagesSet as { item?: unknown[] } | undefined)?.item ?? []).length) return location;
+    say(`bundling and uploading ${prefix} into Walrus (${bucket}) …`);
+    return (await bundleAndUpload({ image: join(outDir, file), arch: 'x86_64', prefix, imageType }, bucket, s3, { env: { ...process.env, ...env } })).location;
+  };
+  const eki = await registerOnce(ep, await upload(meta.kernel.file, `vmlinuz-${s}`, 'kernel'), `mallee-test-kernel-${s}`, {}, say);
+  const eri = await registerOnce(ep, await upload(meta.ramdisk.file, `initrd-${s}`, 'ramdisk'), `mallee-test-ramdisk-${s}`, {}, say);
+  const emi = await registerOnce(ep, await upload(meta.root.file, `mallee-test-${s}`, 'machine'), `mallee-test-${s}`, { KernelId: eki, RamdiskId: eri, Description: 'Mallee test image: Debian cloud kernel + busybox initramfs; prints "mallee: boot done <instance-id>" on its console' }, say);
   const result: TestImage = { emi, eki, eri, stamp: s };
   writeFileSync(join(home.dir, 'test-image.json'), JSON.stringify(result, null, 2) + '\n');
   return result;

@@ -2,12 +2,13 @@
 import { cc, handler, type WireHandler } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
 import type { NetworkManager } from './net/manager.js';
+import type { ClusterVolumes } from './volumes.js';
 
 /** Only the cloud controller that registered this cluster talks to it. */
 export const CC_CALLER = 'clc';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function ccHandlers(cluster: Cluster, network?: NetworkManager): WireHandler<any, any>[] {
+export function ccHandlers(cluster: Cluster, volumes?: ClusterVolumes, network?: NetworkManager): WireHandler<any, any>[] {
   return [
     handler(cc.RunInstances, (req) => cluster.runInstances(req)),
     handler(cc.TerminateInstances, (req) => cluster.terminateInstances(req)),
@@ -28,6 +29,15 @@ export function ccHandlers(cluster: Cluster, network?: NetworkManager): WireHand
           handler(cc.ConfigureNetwork, (req) => network.configure(req)),
           handler(cc.AssignAddress, async (req) => (await network.assign(req), {})),
           handler(cc.UnassignAddress, async (req) => (await network.unassign(req.publicIp), {})),
+        ]
+      : []),
+    // --- volumes (sc)
+    ...(volumes
+      ? [
+          handler(cc.AttachVolume, (req) => volumes.attachVolume(req)),
+          handler(cc.DetachVolume, (req) => volumes.detachVolume(req)),
+          handler(cc.FreezeInstance, (req) => volumes.freezeInstance(req)),
+          handler(cc.ThawInstance, (req) => volumes.thawInstance(req)),
         ]
       : []),
   ];

@@ -1,13 +1,15 @@
 // Starting and stopping the clc: database, admin account and keys, cluster poller, HTTP server and
 // run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
+import { RequestLatency } from '@mallee/config';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
+import { accountCertificates, ensureCloudCa } from './certificates.js';
 import { coreActions, type Clc } from './actions/index.js';
 import { adminHandlers } from './admin-ops.js';
 import { ClusterPoller } from './cluster-poller.js';
@@ -18,9 +20,12 @@ import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
 import { addressActions, networkPlan, NetworkSync } from './network/index.js';
 import { CloudProperties } from './properties.js';
+import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
-import { walrusLinkHandler } from './walrus-link.js';
+import { WalrusLink } from './walrus.js';
+import { certificatesHandler, walrusLinkHandler } from './walrus-link.js';
+import { StorageControllers, StoragePoller, storageActions, storageAdminHandlers, storageServices } from './storage/index.js';
 
 export interface StartOptions {
   home: string;
@@ -28,6 +33,8 @@ export interface StartOptions {
   /** Overrides CLC_PORT (0 = any free port; the real one is in the returned url and run/clc.url). */
   port?: number;
   logger?: Logger;
+  /** Seconds the presigned image URLs in launches stay valid (default 15 minutes). */
+  imageUrlTtl?: number;
 }
 
 export interface RunningDaemon {
@@ -39,7 +46,7 @@ export interface RunningDaemon {
 }
 
 export const adminKeyFile = (home: string) => join(home, 'keys', 'admin.key');
-/** The key Walrus signs LookupAccessKey with (all-in-one: Walrus shares this home). */
+/** Where Walrus keeps the link key the clc issues at RegisterWalrus (all-in-one: Walrus shares this home). */
 export const walrusKeyFile = (home: string) => join(home, 'keys', 'walrus.key');
 
 function ensureKeyFile(file: string): void {
@@ -54,17 +61,29 @@ export function openClcDatabase(file: string): Db {
   return db;
 }
 
+/** The registered Walrus; before registration, the all-in-one's by its run file in this home (for the console). */
+function walrusUrlOf(link: WalrusLink, home: string): string | undefined {
+  const registered = link.url();
+  if (registered) return registered;
+  try {
+    return readFileSync(join(home, 'run', 'walrus.url'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const { home, config } = opts;
   const log = opts.logger ?? pino({ name: 'clc', level: config.LOG_LEVEL });
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
   ensureKeyFile(adminKeyFile(home));
-  ensureKeyFile(walrusKeyFile(home));
+  const cloudCa = await ensureCloudCa(home);
 
   const db = openClcDatabase(join(home, 'clc.sqlite'));
   const clusters = new Clusters(db);
-  const dispatcher = new Dispatcher(clusters);
+  const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
+  const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
   const properties = new CloudProperties(db, config, {
     zones: () => clusters.list().map((c) => c.name),
     checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
@@ -72,23 +91,44 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, properties, network, url: () => url };
+  const storage = { db, clusters, controllers: new StorageControllers(db) };
+  const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
+  const services = () => describeServices({
+    clusters, region: config.REGION, url: () => url,
+    others: async () => [...(await walrusLink.serviceStatus()), ...storageServices(storage.controllers)],
+  });
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, network, url: () => url };
   const poller = new ClusterPoller({
     db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
     retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
     afterPoll: (zone) => network.afterPoll(zone),
   });
-  const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
+  const credentials = credentialLookup(db);
+  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
-    actions: network.watch([...coreActions(clc), ...resourceActionsFor(db), ...addressActions({ ...clc, network })]),
-    credentials: credentialLookup(db),
-    keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
+    actions: network.watch([
+      ...addressActions({ ...clc, network }),
+      ...coreActions(clc),
+      ...resourceActionsFor(db, { checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image) }),
+      ...storageActions(storage, config.REGION),
+    ]),
+    credentials,
+    // An SC signs as sc:<zone> (properties) with the key the clc issued it at register-sc.
+    keyFor: (from) => (from === admin.ADMIN_SENDER ? readKeyFile(adminKeyFile(home)) : from === walrus.WALRUS_SENDER ? walrusLink.key()
+      : from.startsWith('sc:') ? storage.controllers.get(from.slice(3))?.key : undefined),
     wireHandlers: [
-      ...adminHandlers({ db, clusters, properties, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
+      ...adminHandlers({ db, home, clusters, walrus: walrusLink, properties, services, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
+      certificatesHandler((accountId) => ({
+        certificates: accountCertificates(db, accountId).map(({ certificateId, userId, pem }) => ({ certificateId, userId, pem })),
+        cloudCertificate: cloudCa.certificate,
+      })),
+      ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll(), () => walrusLink.url()),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller }),
+    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
+    latency,
+    console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });
@@ -98,6 +138,9 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     throw err;
   }
   poller.start();
+  const storageTimer = setInterval(() => void storagePoller.pollAll(), config.POLL_INTERVAL * 1000);
+  storageTimer.unref();
+  void storagePoller.pollAll();
   writeFileSync(join(runDir, 'clc.url'), url + '\n');
   writeFileSync(join(runDir, 'clc.pid'), `${process.pid}\n`);
   log.info({ url, home, region: config.REGION }, 'cloud controller listening');
@@ -106,12 +149,17 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   return {
     url,
     db,
-    pollNow: () => poller.pollAll(),
+    pollNow: async () => {
+      await poller.pollAll();
+      await storagePoller.pollAll();
+    },
     close: () =>
       (closing ??= (async () => {
+        clearInterval(storageTimer);
         await app.close();
         await poller.stop();
         network.stop();
+        await storagePoller.settled();
         db.close();
         rmSync(join(runDir, 'clc.url'), { force: true });
         rmSync(join(runDir, 'clc.pid'), { force: true });

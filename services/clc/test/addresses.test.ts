@@ -8,7 +8,7 @@ let image: string;
 const net = { VNET_MODE: 'MANAGED', VNET_PUBLICIPS: '198.51.100.10-198.51.100.12', VNET_PRIVINTERFACE: 'mallee-none0' };
 beforeAll(async () => {
   cloud = await startTestCloud({ clc: net, cc: net });
-  image = String((await cloud.ec2.ok('RegisterImage', { ImageLocation: 'test/img.manifest.xml', Name: 'img' })).imageId);
+  image = await cloud.registerImage('img');
 });
 afterAll(async () => {
   await cloud?.stop();

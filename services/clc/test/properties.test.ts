@@ -13,7 +13,7 @@ let image: string;
 
 beforeAll(async () => {
   cloud = await startFakeCloud({ clc: { TERMINATED_RETENTION: 7200, WALRUS_MAX_BUCKETS_PER_ACCOUNT: 7 } });
-  image = String((await cloud.ec2.ok('RegisterImage', { ImageLocation: 'test/img.manifest.xml', Name: 'img' })).imageId);
+  image = await cloud.registerImage('img');
 });
 afterAll(async () => {
   await cloud?.stop();

@@ -7,6 +7,7 @@ import type { Clusters } from '../clusters.js';
 import type { Dispatcher } from '../dispatch.js';
 import type { NetworkSync } from '../network/index.js';
 import type { CloudProperties } from '../properties.js';
+import type { ServiceStatus } from '../services.js';
 import { instanceRows, type InstanceRow } from '../instances.js';
 
 export interface Clc {
@@ -17,6 +18,8 @@ export interface Clc {
   /** MANAGED networking: addresses, and keeping the clusters' networks in step (absent in some tests). */
   network?: NetworkSync;
   properties: CloudProperties;
+  /** Every component's health (DescribeServices). */
+  services(): Promise<ServiceStatus[]>;
   /** This clc's own URL (known once it listens). */
   url(): string;
 }

@@ -1,10 +1,10 @@
-// Migration 4: MANAGED networking's state in the clc (the source of truth the cc's rules are built
+// Migration 6: MANAGED networking's state in the clc (the source of truth the cc's rules are built
 // from): the private network of each security group, the public addresses of each account, and the
 // network an instance was placed in.
 import type { Migration } from '@mallee/store';
 
 export const networkMigration: Migration = {
-  id: 4,
+  id: 6,
   name: 'network',
   up: `
     -- One private network per (account, security group): its index is the VLAN tag / VXLAN VNI.

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { InstanceSpec } from '@mallee/wire';
 import { GuestNotFoundError, type CreateHypervisor, type GuestNic, type GuestStatus, type HostCapacity, type Hypervisor } from '../hypervisor.js';
+import { SimulatedVolumes, simulatedVolumeMigration } from './simulated-volumes.js';
 
 /** One simulated guest: everything else (state, console) follows from these times. */
 interface SimGuest {
@@ -33,12 +34,17 @@ export interface SimulatedOptions {
 
 const migrations: Migration[] = [
   { id: 1, name: 'guests', up: 'CREATE TABLE guests (instance_id TEXT PRIMARY KEY, data TEXT NOT NULL)' },
+  simulatedVolumeMigration,
 ];
 
 export class SimulatedHypervisor implements Hypervisor {
   readonly name = 'simulated';
   private db: Db | undefined;
   private readonly guests = new Map<string, SimGuest>();
+  readonly volumes = new SimulatedVolumes(() => this.db!, (id) => {
+    const g = this.live(id);
+    return g !== undefined && g.stoppingAt === undefined;
+  });
 
   constructor(private readonly opts: SimulatedOptions) {}
 
