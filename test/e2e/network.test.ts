@@ -97,8 +97,10 @@ beforeAll(async () => {
   for (const g of ['A', 'B']) await aws(['ec2', 'create-security-group', '--group-name', g, '--description', `group ${g}`]);
   writeFileSync(join(t.dir, 'user-data.sh'), agentScript());
   const launch = async (group: string, count: number) => {
-    const r = await aws(['ec2', 'run-instances', '--image-id', t.image.emi, '--instance-type', 't1.micro', '--count', String(count), '--security-groups', group,
-      '--key-name', 'nettest', '--user-data', `file://${join(t.dir, 'user-data.sh')}`]);
+    const args = ['ec2', 'run-instances', '--image-id', t.image.emi, '--instance-type', 't1.micro', '--count', String(count), '--security-groups', group,
+      '--key-name', 'nettest', '--user-data', `file://${join(t.dir, 'user-data.sh')}`];
+    // On a busy machine the node can miss a poll while it builds guests (NOTREADY for a moment): retry as a user would.
+    const r = await eventually(`run-instances in ${group}`, () => aws(args), 180_000);
     return (r.Instances as { InstanceId: string }[]).map((i) => i.InstanceId);
   };
   const [a1, a2] = await launch('A', 2);

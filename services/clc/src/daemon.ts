@@ -89,7 +89,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
   });
   properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
-  const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }));
+  const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }), config.POLL_INTERVAL * 1000);
   let url = '';
   const storage = { db, clusters, controllers: new StorageControllers(db) };
   const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));

@@ -9,7 +9,7 @@
 // the nc talks to it through a socket in the node's home — as a real node host runs its own libvirtd.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -92,7 +92,7 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
   const feHome = join(dir, 'frontend');
   const nodeHome = join(dir, 'node1');
   const lv = join(nodeHome, 'libvirt-host');
-  for (const d of [feHome, nodeHome, join(nodeHome, 'images'), ...['run', 'lib', 'etc', 'log', 'cache', 'sock'].map((s) => join(lv, s))]) mkdirSync(d, { recursive: true });
+  for (const d of [feHome, nodeHome, ...['run', 'lib', 'etc', 'log', 'cache', 'sock'].map((s) => join(lv, s))]) mkdirSync(d, { recursive: true });
   const libvirtUri = `qemu:///system?socket=${join(lv, 'sock', 'libvirt-sock')}`;
   const pids = new Map<string, number>();
   const exec: Topology['exec'] = (name, argv, o = {}) => sh(['ip', 'netns', 'exec', name, ...argv], o);
@@ -214,7 +214,7 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
       INSTANCE_PATH: join(nodeHome, 'instances'), VNET_PRIVINTERFACE: `${id}prv1`, MAX_CORES: 8,
     }));
     await topo.startDaemon('clc');
-    await topo.startDaemon('walrus').catch(() => undefined);
+    await topo.startDaemon('walrus');
     await topo.startDaemon('cc');
     await topo.startDaemon('nc');
     const key = (out: string) => {
@@ -229,17 +229,18 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
     for (let i = 0; i < 50 && !existsSync(join(feHome, 'keys', 'admin.key')); i++) await sleep(100);
     writeKey(join(feHome, 'keys', 'cloud.key'), key(await topo.mallee(['register-cluster', 'mallee-1a', `http://${ADDR.frontendPrivate}:${PORTS.cc}`])));
     writeKey(join(nodeHome, 'keys', 'node.key'), key(await topo.mallee(['register-nodes', '--cluster', 'mallee-1a', '--name', 'node1', `http://${ADDR.node}:${PORTS.nc}`])));
+    // Walrus on the front end's private address: the node downloads images from it (presigned URLs).
+    writeKey(join(feHome, 'keys', 'walrus.key'), key(await topo.mallee(['register-walrus', `http://${ADDR.frontendPrivate}:${PORTS.walrus}`])));
     for (let i = 0; ; i++) {
       const out = await topo.mallee(['describe-services', '--output', 'json']);
       const services = JSON.parse(out) as { type: string; state: string }[];
-      if (services.some((s) => s.type === 'nc') && services.filter((s) => s.type !== 'walrus').every((s) => s.state === 'ENABLED')) break;
+      if (services.some((s) => s.type === 'nc') && services.some((s) => s.type === 'walrus') && services.every((s) => s.state === 'ENABLED')) break;
       if (i > 120) throw new Error(`the cloud did not come up: ${out}`);
       await sleep(250);
     }
-    // The test image, registered in the clc and staged on the node (where Walrus would deliver it).
+    // The test image, bundled into Walrus and registered; the node fetches it from Walrus at launch.
     await topo.mallee(['test-image']);
     topo.image = JSON.parse(readFileSync(join(feHome, 'test-image.json'), 'utf8')) as Topology['image'];
-    for (const f of readdirSync(join(feHome, 'images'))) copyFileSync(join(feHome, 'images', f), join(nodeHome, 'images', f));
     await topo.mallee(['credentials']);
     const env = parseEucarc(join(feHome, 'eucarc'));
     const ec2Url = `http://${ADDR.frontendPublic}:${PORTS.clc}/services/compute`;

@@ -84,6 +84,10 @@ export const networkSpec = z.object({
 });
 export type NetworkSpec = z.infer<typeof networkSpec>;
 
+/** An instance's place on its network: what its DHCP lease is made from. */
+export const networkInstance = z.object({ instanceId: z.string(), vlan: z.number().int(), privateIp: z.string(), macAddress: z.string() });
+export type NetworkInstance = z.infer<typeof networkInstance>;
+
 export const addressMapping = z.object({ publicIp: z.string(), privateIp: z.string(), instanceId: z.string().optional() });
 export type AddressMapping = z.infer<typeof addressMapping>;
 
@@ -97,7 +101,7 @@ export const StartNetwork = defineOperation('StartNetwork', networkSpec, z.objec
  */
 export const ConfigureNetwork = defineOperation(
   'ConfigureNetwork',
-  z.object({ networks: z.array(networkSpec), addresses: z.array(addressMapping).default([]) }),
+  z.object({ networks: z.array(networkSpec), addresses: z.array(addressMapping).default([]), instances: z.array(networkInstance).default([]) }),
   z.object({ networks: z.number().int(), addresses: z.number().int(), mode: z.string() }),
 );
 

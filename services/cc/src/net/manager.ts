@@ -47,6 +47,8 @@ export interface NetworkManagerOptions {
 interface State {
   networks: cc.NetworkSpec[];
   addresses: cc.AddressMapping[];
+  /** Leases the clc knows of (a cc that lost its own launch records still serves them). */
+  instances?: cc.NetworkInstance[];
 }
 
 /** How long a launched instance's record survives without the cluster reporting it (launches take a moment to show). */
@@ -143,7 +145,7 @@ export class NetworkManager {
   }
 
   async configure(desired: State): Promise<{ networks: number; addresses: number; mode: string }> {
-    this.state = { networks: desired.networks, addresses: desired.addresses };
+    this.state = { networks: desired.networks, addresses: desired.addresses, instances: desired.instances ?? [] };
     await this.apply();
     return { networks: desired.networks.length, addresses: desired.addresses.length, mode: this.active ? this.mode : `${this.mode} (inactive)` };
   }
@@ -204,7 +206,11 @@ export class NetworkManager {
       }
     }
     const metas = this.o.db.prepare('SELECT data FROM instance_meta').pluck().all() as string[];
-    const specs = metas.map((m) => JSON.parse(m) as InstanceSpec);
+    const leases = new Map<string, { vlan: number; ip: string; mac: string }>();
+    for (const i of this.state.instances ?? []) leases.set(i.instanceId, { vlan: i.vlan, ip: i.privateIp, mac: i.macAddress });
+    for (const s of metas.map((m) => JSON.parse(m) as InstanceSpec)) {
+      if (s.vlan !== undefined && s.privateIp && s.macAddress) leases.set(s.instanceId, { vlan: s.vlan, ip: s.privateIp, mac: s.macAddress });
+    }
     const now = await readLinks(this.run);
     for (const [bridge, vlans] of bridges) {
       const ifindex = now.get(bridge)?.ifindex;
@@ -212,8 +218,7 @@ export class NetworkManager {
         bridge,
         ...(ifindex !== undefined ? { ifindex } : {}),
         networks: vlans.map((v) => privateNetwork(this.plan, v)),
-        hosts: specs.filter((s) => s.vlan !== undefined && vlans.includes(s.vlan) && s.privateIp && s.macAddress)
-          .map((s) => ({ mac: s.macAddress!, ip: s.privateIp!, hostname: `ip-${s.privateIp!.replace(/\./g, '-')}` })),
+        hosts: [...leases.values()].filter((l) => vlans.includes(l.vlan)).map((l) => ({ mac: l.mac, ip: l.ip, hostname: `ip-${l.ip.replace(/\./g, '-')}` })),
         ...(this.mode === 'MANAGED' && cfg.VNET_ENCAP === 'vxlan' ? { mtu: VXLAN_MTU } : {}),
         ...(cfg.VNET_DNS ? { dns: cfg.VNET_DNS } : {}),
         domain: `${cfg.REGION}.compute.internal`,

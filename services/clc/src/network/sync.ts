@@ -21,12 +21,15 @@ export class NetworkSync {
   private readonly pushed = new Map<string, { hash: string; at: number }>();
   private soonTimer: NodeJS.Timeout | undefined;
   private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly lastPoll = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
     private readonly clusters: Clusters,
     readonly plan: NetworkPlan,
     private readonly log: Logger,
+    /** The clc's poll interval: a zone that missed polls (its cc restarting, say) gets the whole state at once. */
+    private readonly pollIntervalMs = 2000,
   ) {}
 
   /** The network spec (with resolved rules) of one group's network. */
@@ -56,13 +59,16 @@ export class NetworkSync {
   }
 
   /** What the zone's cc must have: networks of its live instances, and their address mappings. */
-  desired(zone: string): { networks: cc.NetworkSpec[]; addresses: cc.AddressMapping[] } {
+  desired(zone: string): { networks: cc.NetworkSpec[]; addresses: cc.AddressMapping[]; instances: cc.NetworkInstance[] } {
     const vlans = this.db.prepare(`SELECT DISTINCT vlan FROM instances WHERE zone = ? AND vlan IS NOT NULL AND state IN ${LIVE} ORDER BY vlan`).pluck().all(zone) as number[];
     const networks = vlans.map((v) => this.networkSpec(v)).filter((n): n is cc.NetworkSpec => n !== undefined);
     const addresses = (this.db.prepare(`SELECT a.public_ip, i.private_ip, i.instance_id FROM addresses a JOIN instances i ON i.instance_id = a.instance_id
       WHERE i.zone = ? AND i.state IN ${LIVE} AND i.private_ip IS NOT NULL ORDER BY a.public_ip`).all(zone) as { public_ip: string; private_ip: string; instance_id: string }[])
       .map((a) => ({ publicIp: a.public_ip, privateIp: a.private_ip, instanceId: a.instance_id }));
-    return { networks, addresses };
+    const instances = (this.db.prepare(`SELECT instance_id, vlan, private_ip, mac_address FROM instances
+      WHERE zone = ? AND vlan IS NOT NULL AND private_ip IS NOT NULL AND mac_address IS NOT NULL AND state IN ${LIVE} ORDER BY instance_id`).all(zone) as { instance_id: string; vlan: number; private_ip: string; mac_address: string }[])
+      .map((i) => ({ instanceId: i.instance_id, vlan: i.vlan, privateIp: i.private_ip, macAddress: i.mac_address }));
+    return { networks, addresses, instances };
   }
 
   /** Bring a network up on the zone's cc before its first instance starts there. */
@@ -92,7 +98,11 @@ export class NetworkSync {
   /** After each poll of a zone: release addresses of instances that went, push when something moved. */
   async afterPoll(zone: string): Promise<void> {
     if (releaseAddressesOfGoneInstances(this.db) > 0) this.soon();
-    await this.push(zone, false);
+    const now = Date.now();
+    const last = this.lastPoll.get(zone);
+    this.lastPoll.set(zone, now);
+    // A cc that did not answer for a while may have restarted on a fresh home: it gets everything now.
+    await this.push(zone, last !== undefined && now - last > Math.max(3000, 2.5 * this.pollIntervalMs));
   }
 
   /** ConfigureNetwork with the zone's whole state when it changed, when forced, or every RESEND_MS. */
