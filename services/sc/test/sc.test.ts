@@ -118,7 +118,7 @@ describe.skipIf(!here)('storage controller', () => {
     expect(await chunkObjects()).toEqual([]);
     expect(await s3.list('mallee-snapshots', `${t.sc.prefix}/manifests/`)).toEqual([]);
     await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-0000000e' });
-  });
+  }, 180_000);
 
   it('after a restart, tgtd matches the exports: an orphan target of ours is removed, a missing one recreated', async () => {
     const { target } = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.2' });

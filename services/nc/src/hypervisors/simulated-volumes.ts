@@ -1,20 +1,33 @@
 // Volumes on the simulated hypervisor: attachments are rows beside the simulated guests (so they
 // survive an NC restart as a libvirt domain's disks do); a freeze is a recorded pause.
-import type { Db, Migration } from '@mallee/store';
+import { join } from 'node:path';
+import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { AttachedVolume, sc } from '@mallee/wire';
 import { GuestNotFoundError, type HypervisorVolumes, type VolumeAttachmentSpec } from '../hypervisor.js';
 import { guestDevice } from './volume-devices.js';
 
-export const simulatedVolumeMigration: Migration = {
-  id: 2,
+const migrations: Migration[] = [{
+  id: 1,
   name: 'volumes',
   up: 'CREATE TABLE volumes (instance_id TEXT NOT NULL, volume_id TEXT NOT NULL, device TEXT NOT NULL, guest_device TEXT NOT NULL, iqn TEXT NOT NULL, PRIMARY KEY (instance_id, volume_id))',
-};
+}];
 
 export class SimulatedVolumes implements HypervisorVolumes {
   private readonly frozen = new Map<string, NodeJS.Timeout>();
+  private opened: Db | undefined;
 
-  constructor(private readonly db: () => Db, private readonly alive: (instanceId: string) => boolean) {}
+  /** Attachments live in <dir>/volumes.sqlite, beside (not inside) the guest store. */
+  constructor(private readonly dir: string, private readonly alive: (instanceId: string) => boolean) {}
+
+  private db(): Db {
+    this.opened ??= openDatabase(join(this.dir, 'volumes.sqlite'), { migrations, synchronous: 'NORMAL' });
+    return this.opened;
+  }
+
+  close(): void {
+    this.opened?.close();
+    this.opened = undefined;
+  }
 
   async attachVolume(instanceId: string, spec: VolumeAttachmentSpec): Promise<AttachedVolume> {
     if (!this.alive(instanceId)) throw new GuestNotFoundError(instanceId);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { InstanceSpec } from '@mallee/wire';
 import { GuestNotFoundError, type CreateHypervisor, type GuestNic, type GuestStatus, type HostCapacity, type Hypervisor } from '../hypervisor.js';
-import { SimulatedVolumes, simulatedVolumeMigration } from './simulated-volumes.js';
+import { SimulatedVolumes } from './simulated-volumes.js';
 
 /** One simulated guest: everything else (state, console) follows from these times. */
 interface SimGuest {
@@ -34,19 +34,20 @@ export interface SimulatedOptions {
 
 const migrations: Migration[] = [
   { id: 1, name: 'guests', up: 'CREATE TABLE guests (instance_id TEXT PRIMARY KEY, data TEXT NOT NULL)' },
-  simulatedVolumeMigration,
 ];
 
 export class SimulatedHypervisor implements Hypervisor {
   readonly name = 'simulated';
   private db: Db | undefined;
   private readonly guests = new Map<string, SimGuest>();
-  readonly volumes = new SimulatedVolumes(() => this.db!, (id) => {
-    const g = this.live(id);
-    return g !== undefined && g.stoppingAt === undefined;
-  });
+  readonly volumes: SimulatedVolumes;
 
-  constructor(private readonly opts: SimulatedOptions) {}
+  constructor(private readonly opts: SimulatedOptions) {
+    this.volumes = new SimulatedVolumes(opts.dir, (id) => {
+      const g = this.live(id);
+      return g !== undefined && g.stoppingAt === undefined;
+    });
+  }
 
   async init(): Promise<void> {
     // NORMAL: a kill -9 of the NC keeps every committed guest; only a power cut could lose the last ones.
@@ -108,6 +109,7 @@ export class SimulatedHypervisor implements Hypervisor {
   }
 
   async close(): Promise<void> {
+    this.volumes.close();
     this.db?.close();
     this.db = undefined;
   }
