@@ -80,3 +80,20 @@ describe('addresses', () => {
     expect((await cloud.ec2.ok('AllocateAddress')).publicIp).toBeDefined();
   });
 });
+
+describe('SYSTEM mode', () => {
+  it('gives instances a MAC only: addresses come from the site\'s DHCP, and there are no public ones', async () => {
+    const sys = await startTestCloud({ clc: { VNET_MODE: 'SYSTEM' }, cc: { VNET_MODE: 'SYSTEM' } });
+    try {
+      const img = await sys.registerImage('img');
+      const id = String(items((await sys.ec2.ok('RunInstances', { ImageId: img, MinCount: 1, MaxCount: 1 })).instancesSet)[0]!.instanceId);
+      const row = sys.clc.db.prepare('SELECT mac_address, private_ip, public_ip FROM instances WHERE instance_id = ?').get(id) as Record<string, string | null>;
+      expect(row.mac_address).toBe(`d0:0d:${id.slice(2).match(/../g)!.join(':')}`);
+      expect(row.private_ip).toBeNull();
+      expect(row.public_ip).toBeNull();
+      expect((await sys.ec2.call('AllocateAddress')).code).toBe('AddressLimitExceeded');
+    } finally {
+      await sys.stop();
+    }
+  });
+});

@@ -115,6 +115,8 @@ export class NetworkManager {
 
   /** What the NC needs to attach the guest (and the CC to serve it): recorded before the launch goes out. */
   async prepareLaunch(spec: InstanceSpec): Promise<InstanceSpec> {
+    // SYSTEM: the node bridges the guest onto its VNET_BRIDGE; addresses come from the site's DHCP.
+    if (this.mode === 'SYSTEM' && spec.macAddress) return { ...spec, network: { mode: 'SYSTEM', encap: this.o.config.VNET_ENCAP } };
     if (!this.active || spec.vlan === undefined || !spec.privateIp || !spec.macAddress) return spec;
     const out: InstanceSpec = {
       ...spec,

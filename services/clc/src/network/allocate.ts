@@ -29,6 +29,12 @@ export function networkOf(db: Db, plan: NetworkPlan, group: { groupId: string; a
   throw new Ec2Error('InsufficientAddressCapacity', `All ${plan.networks - MIN_NETWORK_INDEX} private networks of ${plan.subnet}/${plan.netmask} are in use (one per security group); raise VNET_NETMASK's size or lower VNET_ADDRSPERNET`);
 }
 
+/** A SYSTEM-mode MAC: d0:0d and the last four bytes of the instance id. */
+export function macForInstance(instanceId: string): string {
+  const hex = instanceId.replace(/^i-/, '').slice(-8).padStart(8, '0');
+  return ['d0', '0d', ...hex.match(/../g)!].join(':');
+}
+
 /** Free public addresses of the pool, in pool order. */
 export function freePublicIps(db: Db, plan: NetworkPlan): string[] {
   const taken = new Set(db.prepare('SELECT public_ip FROM addresses').pluck().all() as string[]);
@@ -45,6 +51,12 @@ export interface LaunchAddressing {
  * address. Fails with InsufficientFreeAddressesInSubnet when the group's network is full.
  */
 export function assignLaunchAddresses(db: Db, plan: NetworkPlan, accountId: string, group: { groupId: string; accountId: string }, instanceIds: string[], opts: LaunchAddressing): void {
+  if (plan.mode === 'SYSTEM') {
+    // SYSTEM: the site's DHCP hands out addresses; the instance only needs its MAC (from its id).
+    const set = db.prepare('UPDATE instances SET mac_address = ? WHERE instance_id = ?');
+    for (const id of instanceIds) set.run(macForInstance(id), id);
+    return;
+  }
   if (!plan.managed) return;
   const vlan = networkOf(db, plan, group);
   const net = privateNetwork(plan, vlan);
