@@ -30,6 +30,8 @@ export const configSchema = z.object({
   HYPERVISOR: z.enum(['simulated', 'libvirt', 'kvm', 'qemu']).default('libvirt'),
   /** Simulated hypervisor: milliseconds from ncRunInstance until the guest is running. */
   SIM_BOOT_DELAY: z.coerce.number().int().nonnegative().default(500),
+  /** Simulated hypervisor: milliseconds its start-up takes (as libvirt's KVM probe does; tests of a slow NC start). */
+  SIM_INIT_DELAY: z.coerce.number().int().nonnegative().default(0),
   /** Simulated hypervisor: physical cores and memory (MiB) it pretends to have. */
   SIM_CORES: positiveInt.default(4),
   SIM_MEM: positiveInt.default(8192),

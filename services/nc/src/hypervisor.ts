@@ -102,6 +102,8 @@ export interface HypervisorContext {
   /** The NC's MALLEE_HOME; a driver keeps its own files under it (e.g. `<home>/simulated/`). */
   home: string;
   log: Logger;
+  /** Told what a slow init() is doing now (the NC shows it as its start-up state); optional for drivers. */
+  onStep?: (step: string) => void;
 }
 
 /**

@@ -3,9 +3,11 @@ import type { FastifyInstance } from 'fastify';
 import type { RequestLatency } from '@mallee/config';
 import type { NodeController } from './node-controller.js';
 
-export function ncMetrics(node: NodeController, latency?: RequestLatency) {
+export function ncMetrics(node: NodeController, latency?: RequestLatency, starting: () => string | undefined = () => undefined) {
   return async (app: FastifyInstance): Promise<void> => {
     app.get('/metrics', async (_req, reply) => {
+      const step = starting();
+      if (step !== undefined) return reply.code(503).type('text/plain').send(`# the node controller is starting: ${step}\n`);
       const res = await node.describeResource();
       const byState = new Map<string, number>();
       for (const i of node.snapshot()) byState.set(i.state, (byState.get(i.state) ?? 0) + 1);

@@ -36,6 +36,8 @@ export interface StartOptions {
   certificates?: CertificateSource;
   /** Fixed quotas instead of the walrus.* cloud properties (tests). */
   quotas?: Quotas;
+  /** A fixed bound (bytes) on the decrypted-image cache instead of walrus.storagemaxcachesizeinmb (tests). */
+  imageCacheBytes?: number;
 }
 
 export interface RunningDaemon {
@@ -88,6 +90,12 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     dir: join(walrusDataRoot(home), 'images'),
     cloudKey: () => readIfThere(cloudKeyFile),
     verify: manifestVerifier(opts.certificates ?? clcCertificates({ clcUrl, key: linkKey }), () => readIfThere(cloudCertFile)),
+    maxBytes: () => {
+      if (opts.imageCacheBytes !== undefined) return opts.imageCacheBytes;
+      void properties.get(walrusProperties.maxCacheSizeMb); // refreshes in the background once stale
+      return properties.peek(walrusProperties.maxCacheSizeMb) * MiB;
+    },
+    log: log.child({ component: 'images' }),
   });
   const app = buildServer({
     logger: log,

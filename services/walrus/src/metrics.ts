@@ -1,7 +1,8 @@
 // Prometheus text metrics at /_mallee/metrics (not /metrics: that path is the bucket "metrics"):
-// S3 requests by action and status, and what the store holds.
+// S3 requests by action and status, what the store holds, and the decrypted-image cache.
 import type { FastifyInstance } from 'fastify';
 import type { RequestLatency } from '@mallee/config';
+import type { ImageSource } from './s3/context.js';
 import type { ObjectStore } from './store/types.js';
 
 export class S3Metrics {
@@ -14,8 +15,9 @@ export class S3Metrics {
     this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
   }
 
-  text(store: ObjectStore): string {
+  text(store: ObjectStore, images?: ImageSource): string {
     const usage = store.usage();
+    const cache = images?.stats?.();
     return [
       '# HELP mallee_walrus_requests_total S3 requests by action and HTTP status.',
       '# TYPE mallee_walrus_requests_total counter',
@@ -32,6 +34,13 @@ export class S3Metrics {
       '# HELP mallee_walrus_stored_bytes Bytes in all stored object versions.',
       '# TYPE mallee_walrus_stored_bytes gauge',
       `mallee_walrus_stored_bytes ${usage.bytes}`,
+      ...(cache
+        ? [
+          '# HELP mallee_walrus_image_cache The decrypted-image cache: entries and bytes held, builds (decryptions), hits and evictions (counters).',
+          '# TYPE mallee_walrus_image_cache gauge',
+          ...Object.entries(cache).map(([k, v]) => `mallee_walrus_image_cache{stat="${k}"} ${v}`),
+        ]
+        : []),
       ...(this.latency?.render() ?? []),
       '',
     ].join('\n');
@@ -40,8 +49,8 @@ export class S3Metrics {
 
 export const METRICS_PATH = '/_mallee/metrics';
 
-export function walrusMetrics(metrics: S3Metrics, store: ObjectStore) {
+export function walrusMetrics(metrics: S3Metrics, store: ObjectStore, images?: ImageSource) {
   return async (app: FastifyInstance): Promise<void> => {
-    app.get(METRICS_PATH, async (_req, reply) => reply.type('text/plain; version=0.0.4').send(metrics.text(store)));
+    app.get(METRICS_PATH, async (_req, reply) => reply.type('text/plain; version=0.0.4').send(metrics.text(store, images)));
   };
 }

@@ -41,7 +41,7 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
   });
   const metrics = new S3Metrics(new RequestLatency().attach(app));
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
-  app.register(walrusMetrics(metrics, deps.store));
+  app.register(walrusMetrics(metrics, deps.store, deps.images));
   // In its own context: the wire body parser must not reach the S3 routes, which stream raw bodies.
   const link = deps.wire;
   if (link) app.register(async (scope) => scope.register(wire, { ...link, path: walrus.WALRUS_WIRE_PATH }));

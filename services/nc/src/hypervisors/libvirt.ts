@@ -104,10 +104,13 @@ export class LibvirtHypervisor implements Hypervisor {
 
   async init(): Promise<void> {
     if (this.initialised) return;
+    const step = this.ctx.onStep ?? (() => undefined);
+    step(`connecting to libvirtd (${this.conn.uri})`);
     await this.conn.open();
     await this.prepareDirectories();
     const kind = this.ctx.config.HYPERVISOR;
     const forced = kind === 'kvm' || kind === 'qemu' ? kind : undefined;
+    if (!forced) step(`choosing KVM or TCG (unless known for this host, a probe guest boots under KVM, up to ${Math.round((this.opts.probeTimeoutMs ?? 20_000) / 1000)} s)`);
     const choice = await chooseDomainType({
       conn: this.conn,
       forced,
@@ -117,6 +120,7 @@ export class LibvirtHypervisor implements Hypervisor {
       ...(this.opts.probeKernel !== undefined ? { kernel: this.opts.probeKernel } : {}),
     });
     this.type = choice.type;
+    step('recovering volume attachments');
     await this.volumes.recover();
     this.log.info({ domainType: choice.type, reason: choice.reason, uri: this.conn.uri, instancePath: this.instancePath }, `libvirt driver uses domain type ${choice.type}`);
     this.initialised = true;

@@ -30,6 +30,9 @@ export interface SimulatedOptions {
   /** ms from start (or reboot) until the guest is up; also the shutdown time. */
   bootDelayMs: number;
   capacity: HostCapacity;
+  /** ms init() takes (a stand-in for a slow driver start-up), told to onStep. */
+  initDelayMs?: number;
+  onStep?: (step: string) => void;
 }
 
 const migrations: Migration[] = [
@@ -50,6 +53,10 @@ export class SimulatedHypervisor implements Hypervisor {
   }
 
   async init(): Promise<void> {
+    if (this.opts.initDelayMs) {
+      this.opts.onStep?.(`simulating a slow start-up (SIM_INIT_DELAY ${this.opts.initDelayMs} ms)`);
+      await new Promise((r) => setTimeout(r, this.opts.initDelayMs));
+    }
     // NORMAL: a kill -9 of the NC keeps every committed guest; only a power cut could lose the last ones.
     this.db = openDatabase(join(this.opts.dir, 'guests.sqlite'), { migrations, synchronous: 'NORMAL' });
     for (const row of this.db.prepare('SELECT data FROM guests').pluck().all() as string[]) {
@@ -165,9 +172,11 @@ export function renderConsole(g: SimGuest, bootDelayMs: number, now: number): st
   return lines.join('\r\n') + '\r\n';
 }
 
-export const createHypervisor: CreateHypervisor = ({ config, home }) =>
+export const createHypervisor: CreateHypervisor = ({ config, home, onStep }) =>
   new SimulatedHypervisor({
     dir: join(home, 'simulated'),
     bootDelayMs: config.SIM_BOOT_DELAY,
+    initDelayMs: config.SIM_INIT_DELAY,
+    ...(onStep ? { onStep } : {}),
     capacity: { cores: config.SIM_CORES, memoryMiB: config.SIM_MEM, diskGiB: config.SIM_DISK },
   });
