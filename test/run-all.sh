@@ -34,6 +34,7 @@ suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by 
 ensure_node
 ensure_test_clients
 check "libvirt + QEMU (real guests)" ensure_libvirt
+check "dnsmasq, iptables, ebtables (MANAGED networking)" ensure_network
 check "tgt + QEMU iSCSI (EBS volumes)" ensure_tgt
 check "systemd-analyze (install suite)" ensure_systemd_analyze
 check "chromium (console browser tests)" ensure_chromium

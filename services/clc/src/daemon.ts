@@ -18,6 +18,7 @@ import { Dispatcher } from './dispatch.js';
 import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
+import { addressActions, networkPlan, NetworkSync } from './network/index.js';
 import { CloudProperties } from './properties.js';
 import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
@@ -89,6 +90,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
   });
   properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
+  const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }), config.POLL_INTERVAL * 1000);
   let url = '';
   const storage = { db, clusters, controllers: new StorageControllers(db) };
   const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
@@ -96,20 +98,22 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     clusters, region: config.REGION, url: () => url,
     others: async () => [...(await walrusLink.serviceStatus()), ...storageServices(storage.controllers)],
   });
-  const clc: Clc = { db, config, clusters, dispatcher, properties, services, url: () => url };
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, network, url: () => url };
   const poller = new ClusterPoller({
     db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
     retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
+    afterPoll: (zone) => network.afterPoll(zone),
   });
   const credentials = credentialLookup(db);
   const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
-    actions: [
+    actions: network.watch([
+      ...addressActions({ ...clc, network }),
       ...coreActions(clc),
       ...resourceActionsFor(db, { checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image) }),
       ...storageActions(storage, config.REGION),
-    ],
+    ]),
     credentials,
     // An SC signs as sc:<zone> (properties) with the key the clc issued it at register-sc.
     keyFor: (from) => (from === admin.ADMIN_SENDER ? readKeyFile(adminKeyFile(home)) : from === walrus.WALRUS_SENDER ? walrusLink.key()
@@ -155,6 +159,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
         clearInterval(storageTimer);
         await app.close();
         await poller.stop();
+        network.stop();
         await storagePoller.settled();
         db.close();
         rmSync(join(runDir, 'clc.url'), { force: true });
