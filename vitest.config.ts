@@ -13,6 +13,7 @@ export default defineConfig({
       '@mallee/config': src('./packages/config'),
       '@mallee/wire': src('./packages/wire'),
       '@mallee/aws-protocol': src('./packages/aws-protocol'),
+      '@mallee/vnet': src('./packages/vnet'),
       '@mallee/image': src('./packages/image'),
       '@mallee/properties': src('./packages/properties'),
       '@mallee/nc': src('./services/nc'),

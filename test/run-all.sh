@@ -34,9 +34,11 @@ suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by 
 ensure_node
 ensure_test_clients
 check "libvirt + QEMU (real guests)" ensure_libvirt
+check "dnsmasq, iptables, ebtables (MANAGED networking)" ensure_network
 check "tgt + QEMU iSCSI (EBS volumes)" ensure_tgt
 check "systemd-analyze (install suite)" ensure_systemd_analyze
 check "chromium (console browser tests)" ensure_chromium
+check "libpq headers (PostgreSQL driver build)" ensure_libpq
 check "npm ci (if needed) + npm run build" ensure_built
 check "npm run lint" npm run -s lint
 check "npm run typecheck" npm run -s typecheck
