@@ -34,6 +34,8 @@ ensure_libvirt >/dev/null 2>&1 || true
 ensure_tgt
 ensure_postgresql && ensure_ceph && ensure_libpq && ensure_built || { echo "0 passed, 1 failed"; exit 1; }
 
+# Its own backends in a directory of this run: nothing of a developer's own `backends.sh up` is touched.
+export MALLEE_SCALEOUT_DIR=${MALLEE_SCALEOUT_RUN_DIR:-$(mktemp -d /tmp/mallee-scaleout-run-XXXXXX)}
 trap 'test/scale-out/backends.sh down' EXIT
 if ! test/scale-out/backends.sh up all >"$out/backends.env"; then
   log "the scale-out backends did not start: see ${MALLEE_SCALEOUT_DIR:-/tmp/mallee-scaleout}/setup.log"
