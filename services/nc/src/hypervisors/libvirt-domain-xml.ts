@@ -46,6 +46,11 @@ export interface DomainSpec {
   network: { kind: 'user'; mac?: string } | { kind: 'none' };
   /** Have SeaBIOS write to the serial console too (the KVM probe uses it). */
   biosOnSerial?: boolean;
+  /**
+   * A virtio-serial port named org.qemu.guest_agent.0 for a QEMU guest agent in the guest (libvirt picks
+   * the host socket): `virsh qemu-agent-command <id> '{"execute":"guest-ping"}'`, fsfreeze for snapshots.
+   */
+  guestAgent?: boolean;
   metadata?: MalleeDomainMetadata;
 }
 
@@ -73,6 +78,7 @@ export function buildDomainXml(d: DomainSpec): string {
     const mac = d.network.mac ? `<mac address='${esc(d.network.mac)}'/>` : '';
     devices.push(`<interface type='user'>${mac}<model type='virtio'/></interface>`);
   }
+  if (d.guestAgent) devices.push(`<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>`);
   const log = `<source path='${esc(d.consoleLog)}' append='on'/>`;
   devices.push(
     `<serial type='file'>${log}<target port='0'/></serial>`,

@@ -13,7 +13,8 @@
 // Boot: kernel + ramdisk when the spec names a kernel (command line
 // `console=ttyS0 root=/dev/vda rw mallee.instance_id=<id>`), else from the root disk.
 // Network: one virtio NIC on QEMU user-mode networking (DHCP and outbound only; MANAGED bridges come
-// with the networking issue). Console: ttyS0 appended to console.log.
+// with the networking issue). Console: ttyS0 appended to console.log. Guest agent: a virtio-serial
+// channel org.qemu.guest_agent.0 (libvirt makes the host socket) for guests that run qemu-guest-agent.
 import { chmod, mkdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -186,6 +187,7 @@ export class LibvirtHypervisor implements Hypervisor {
         disks: list,
         consoleLog: disks.consoleLog,
         network: { kind: 'user', ...(spec.macAddress ? { mac: spec.macAddress } : {}) },
+        guestAgent: true,
         metadata: meta,
       });
       await this.conn.defineAndStart(xml);
