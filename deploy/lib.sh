@@ -64,3 +64,8 @@ ensure_libvirt() {
   fi
   [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
 }
+
+# debootstrap for the Debian 12 test guest (test/images/build-debian-image.sh, `mallee test-image --debian`).
+ensure_debootstrap() {
+  apt_install debootstrap qemu-utils e2fsprogs
+}

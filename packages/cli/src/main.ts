@@ -8,7 +8,7 @@ import { configOf, down, up, writeAccountCredentials, type Hypervisor } from './
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
-import { installTestImage, type TestImage } from './test-image.js';
+import { installTestImage, testImageIdsFile, type TestImage } from './test-image.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
 let stdoutClosed = false;
@@ -85,13 +85,15 @@ program
 
 program
   .command('test-image')
-  .description('build the tiny test image set (kernel + busybox initramfs + root disk) from Debian packages and register it as public EKI/ERI/EMI')
+  .description('build a test image set from Debian packages and register it as public EKI/ERI/EMI: the busybox set (boots in seconds), or with --debian a real Debian 12 guest (cloud-init, qemu-guest-agent, sshd)')
   .addOption(homeOption())
-  .addHelpText('after', '\nExample:\n  mallee test-image --home /var/lib/mallee && aws ec2 run-instances --image-id "$(jq -r .emi /var/lib/mallee/test-image.json)"')
-  .action(async (opts: { home: string }) => {
+  .option('--debian', 'the Debian 12 guest (debootstrap; built once per host into /var/cache/mallee/test-images, or $MALLEE_IMAGE_CACHE)')
+  .addHelpText('after', '\nExamples:\n  mallee test-image --home /var/lib/mallee && aws ec2 run-instances --image-id "$(jq -r .emi /var/lib/mallee/test-image.json)"\n  mallee test-image --debian --home /var/lib/mallee && aws ec2 run-instances --instance-type m1.small --key-name mykey --image-id "$(jq -r .emi /var/lib/mallee/test-image-debian.json)"')
+  .action(async (opts: { home: string; debian?: boolean }) => {
     const home = homeOf(opts);
-    const image = await installTestImage(home, configOf(home), say);
-    say(`test image: ${image.emi} (kernel ${image.eki}, ramdisk ${image.eri}); ids also in ${home.dir}/test-image.json`);
+    const which = opts.debian ? 'debian' : 'busybox';
+    const image = await installTestImage(home, configOf(home), say, which);
+    say(`${which === 'debian' ? 'Debian 12 test guest' : 'test image'}: ${image.emi} (kernel ${image.eki}, ramdisk ${image.eri}); ids also in ${home.dir}/${testImageIdsFile(which)}`);
   });
 
 program

@@ -1,8 +1,11 @@
-// `mallee test-image`: builds the tiny test image set (EKI kernel, ERI busybox initramfs, EMI root
-// disk) from Debian packages, registers it as public images and stages the files where this host's
-// NC reads images (<home>/images/<id>) — the interim path until NCs fetch images from Walrus.
+// `mallee test-image`: builds a test image set from Debian packages, registers it as public images
+// (EKI kernel, ERI ramdisk, EMI root disk) and stages the files where this host's NC reads images
+// (<home>/images/<id>) — the interim path until NCs fetch images from Walrus. Two sets:
+//   busybox (default): the Debian cloud kernel + a busybox initramfs, boots in seconds (test/images/build-test-image.sh)
+//   debian (--debian): a real Debian 12 guest (debootstrap: systemd, cloud-init, qemu-guest-agent, sshd),
+//                      built once into a cache shared by every home on the host (test/images/build-debian-image.sh)
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { admin } from '@mallee/wire';
@@ -19,18 +22,62 @@ export interface TestImage {
   stamp: string;
 }
 
+export type TestImageSet = 'busybox' | 'debian';
+
 type Say = (line: string) => void;
 
-const builder = () => join(dirname(fileURLToPath(import.meta.url)), '../../../../test/images/build-test-image.sh');
+interface SetDescription {
+  script: string;
+  /** Where the builder writes: a directory of the home, or undefined for the builder's shared cache (it prints the directory). */
+  outDir(home: Home): string | undefined;
+  /** Registered names are `<prefix>-{kernel,ramdisk}-<stamp>` and `<prefix>-<stamp>`, manifests `<bucket>/…`. */
+  prefix: string;
+  bucket: string;
+  description: string;
+  /** The ids go to <home>/<idsFile>. */
+  idsFile: string;
+  building: string;
+}
 
-function build(outDir: string, say: Say): Promise<void> {
-  const script = builder();
+const SETS: Record<TestImageSet, SetDescription> = {
+  busybox: {
+    script: 'build-test-image.sh',
+    outDir: (home) => join(home.dir, 'test-image'),
+    prefix: 'mallee-test',
+    bucket: 'mallee-test-image',
+    description: 'Mallee test image: Debian cloud kernel + busybox initramfs; prints "mallee: boot done <instance-id>" on its console',
+    idsFile: 'test-image.json',
+    building: 'building the test image set (first time: apt packages, ~30 s)',
+  },
+  debian: {
+    script: 'build-debian-image.sh',
+    outDir: () => undefined,
+    prefix: 'mallee-debian-12',
+    bucket: 'mallee-debian-12',
+    description: 'Mallee Debian 12 test guest: systemd, cloud-init (NoCloud, EC2 metadata), qemu-guest-agent, openssh-server; prints "mallee: debian boot done <instance-id>" on its console',
+    idsFile: 'test-image-debian.json',
+    building: 'building the Debian 12 test guest with debootstrap (first time on this host: about 1–2 min; later: cached)',
+  },
+};
+
+const imagesDir = () => join(dirname(fileURLToPath(import.meta.url)), '../../../../test/images');
+
+/** Run the set's builder (progress on our stderr) and return the directory it built into. */
+function build(set: SetDescription, home: Home, say: Say): Promise<string> {
+  const script = join(imagesDir(), set.script);
   if (!existsSync(script)) throw new CliError(`the image builder is missing (${script}): run mallee from a checkout of the Mallee repository`);
-  say(`building the test image set in ${outDir} (first time: apt packages, ~30 s) …`);
+  const out = set.outDir(home);
+  say(`${set.building} …`);
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [script, outDir], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn('bash', [script, ...(out ? [out] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new CliError(`the image builder failed (exit ${code}); its output is above`))));
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new CliError(`the image builder failed (exit ${code}); its output is above`));
+      const printed = stdout.trim().split('\n').pop() ?? '';
+      resolve(out ?? printed);
+    });
   });
 }
 
@@ -45,31 +92,43 @@ async function registerOnce(ep: Ec2Endpoint, location: string, name: string, ext
   return id;
 }
 
+/** Image files never change under an id: a hard link (same file system) is as good as a copy, and free. */
 function stage(home: Home, id: string, file: string): void {
   const dir = join(home.dir, 'images');
   const target = join(dir, id);
   if (existsSync(target)) return;
   mkdirSync(dir, { recursive: true });
-  copyFileSync(file, `${target}.tmp`);
-  renameSync(`${target}.tmp`, target);
+  const tmp = `${target}.tmp`;
+  rmSync(tmp, { force: true });
+  try {
+    linkSync(file, tmp);
+  } catch {
+    copyFileSync(file, tmp);
+  }
+  renameSync(tmp, target);
 }
 
-export async function installTestImage(home: Home, config: MalleeConfig, say: Say): Promise<TestImage> {
-  const outDir = join(home.dir, 'test-image');
-  await build(outDir, say);
+export async function installTestImage(home: Home, config: MalleeConfig, say: Say, which: TestImageSet = 'busybox'): Promise<TestImage> {
+  const set = SETS[which];
+  const outDir = await build(set, home, say);
   const meta = JSON.parse(readFileSync(join(outDir, 'image.json'), 'utf8')) as { stamp: string; kernel: { file: string }; ramdisk: { file: string }; root: { file: string } };
   const link = adminLink(home);
   const creds = await link.call(admin.GetCredentials, { accountName: ADMIN_ACCOUNT });
   const ep: Ec2Endpoint = { url: `${link.url.replace(/\/$/, '')}/services/compute`, region: config.REGION, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey };
   const s = meta.stamp;
+  const { prefix: p, bucket: b } = set;
   // Image types follow the manifest names (vmlinuz → kernel, initrd → ramdisk) until manifests are read from Walrus.
-  const eki = await registerOnce(ep, `mallee-test-image/vmlinuz-${s}.manifest.xml`, `mallee-test-kernel-${s}`, {}, say);
-  const eri = await registerOnce(ep, `mallee-test-image/initrd-${s}.manifest.xml`, `mallee-test-ramdisk-${s}`, {}, say);
-  const emi = await registerOnce(ep, `mallee-test-image/mallee-test-${s}.manifest.xml`, `mallee-test-${s}`, { KernelId: eki, RamdiskId: eri, Description: 'Mallee test image: Debian cloud kernel + busybox initramfs; prints "mallee: boot done <instance-id>" on its console' }, say);
+  const eki = await registerOnce(ep, `${b}/vmlinuz-${s}.manifest.xml`, `${p}-kernel-${s}`, {}, say);
+  const eri = await registerOnce(ep, `${b}/initrd-${s}.manifest.xml`, `${p}-ramdisk-${s}`, {}, say);
+  const emi = await registerOnce(ep, `${b}/${p}-${s}.manifest.xml`, `${p}-${s}`, { KernelId: eki, RamdiskId: eri, Description: set.description }, say);
   stage(home, eki, join(outDir, meta.kernel.file));
   stage(home, eri, join(outDir, meta.ramdisk.file));
   stage(home, emi, join(outDir, meta.root.file));
   const result: TestImage = { emi, eki, eri, stamp: s };
-  writeFileSync(join(home.dir, 'test-image.json'), JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(join(home.dir, set.idsFile), JSON.stringify(result, null, 2) + '\n');
   return result;
+}
+
+export function testImageIdsFile(which: TestImageSet): string {
+  return SETS[which].idsFile;
 }
