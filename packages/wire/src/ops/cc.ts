@@ -3,7 +3,11 @@ import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty } from './common.js';
 
-export const ccInstance = nodeInstance.extend({ node: z.string() });
+export const ccInstance = nodeInstance.extend({
+  node: z.string(),
+  /** Set while the instance's node does not answer the cc (since its first failed contact): the state is the last one it reported. */
+  nodeUnreachableSince: z.string().optional(),
+});
 export type CcInstance = z.infer<typeof ccInstance>;
 
 /**
