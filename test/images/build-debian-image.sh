@@ -163,7 +163,7 @@ cat > "$work/image.json" <<JSON
   "kernel": { "file": "vmlinuz", "bytes": $(size "$work/vmlinuz"), "sha256": "$(sum "$work/vmlinuz")" },
   "ramdisk": { "file": "initrd.img", "bytes": $(size "$work/initrd.img"), "sha256": "$(sum "$work/initrd.img")" },
   "root": { "file": "root.qcow2", "format": "qcow2", "filesystem": "ext4", "label": "mallee-debian", "virtualBytes": $(qemu-img info --output=json "$work/root.qcow2" | sed -n 's/.*"virtual-size": \([0-9]*\).*/\1/p'), "bytes": $(size "$work/root.qcow2"), "sha256": "$(sum "$work/root.qcow2")" },
-  "cmdline": "console=ttyS0 root=/dev/vda rw",
+  "cmdline": "console=ttyS0 root=/dev/vda rw no_timer_check mallee.instance_id=<instance-id>",
   "marker": "mallee: debian boot done <instance-id>",
   "defaultUser": "debian",
   "buildSeconds": $(($(date +%s) - started)),
