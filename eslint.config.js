@@ -13,4 +13,6 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  // The web console runs in the browser.
+  { files: ['packages/console/ui/**'], languageOptions: { globals: { ...globals.browser } } },
 );

@@ -12,10 +12,13 @@ export default defineConfig({
       '@mallee/config': src('./packages/config'),
       '@mallee/wire': src('./packages/wire'),
       '@mallee/aws-protocol': src('./packages/aws-protocol'),
+      '@mallee/image': src('./packages/image'),
+      '@mallee/properties': src('./packages/properties'),
       '@mallee/nc': src('./services/nc'),
       '@mallee/cc': src('./services/cc'),
       '@mallee/clc': src('./services/clc'),
       '@mallee/walrus': src('./services/walrus'),
+      '@mallee/sc': src('./services/sc'),
     },
   },
   test: {

@@ -2,6 +2,7 @@
 // clc/cc/nc, simulated hypervisor) vs moto_server loaded with the same number of instances, both
 // driven by the same SigV4 Query client in the same run. Writes bench/results/describe-instances.md.
 //   npm run bench            (MALLEE_BENCH_SIZES=1000,10000  MALLEE_BENCH_SAMPLES=15)
+import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, tmpdir } from 'node:os';
@@ -41,6 +42,9 @@ async function startMallee(): Promise<Target> {
   await mallee(['up', '--home', home, '--detach']);
   const env = parseEucarc(join(home, 'eucarc'));
   const client = new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!, undefined, REQUEST_TIMEOUT_MS);
+  // RegisterImage reads the bundle: make a tiny one the way users do.
+  writeFileSync(join(home, 'img'), randomBytes(4096));
+  await mallee(['bundle-and-upload', '-i', join(home, 'img'), '-b', 'bench'], { ...env, TMPDIR: home });
   const imageId = String((await client.ok('RegisterImage', { ImageLocation: 'bench/img.manifest.xml', Name: 'bench' })).imageId);
   return {
     name: 'Mallee',

@@ -8,5 +8,6 @@ cd "$(dirname "$0")/.."
 ensure_node
 # Real guests need libvirt; without it `mallee up` falls back to the simulated hypervisor.
 ensure_libvirt || log "continuing without libvirt: the cloud will use the simulated hypervisor"
+ensure_tgt || log "continuing without tgt: EBS volumes can be created but not attached"
 ensure_built
 exec node packages/cli/dist/src/main.js up --detach "$@"

@@ -65,6 +65,29 @@ ensure_libvirt() {
   [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
 }
 
+# systemd-analyze, to verify the units deploy/install.sh writes (no systemd runs as PID 1 here).
+ensure_systemd_analyze() {
+  command -v systemd-analyze >/dev/null || apt_install systemd
+}
+
+# Debian's Chromium for the console's browser tests (driven by playwright-core, which never downloads a browser).
+ensure_chromium() {
+  apt_install chromium
+  [ -x /usr/bin/chromium ] || { log "chromium is not at /usr/bin/chromium"; return 1; }
+}
+
+# tgt, the iSCSI target the sc exports volumes with, and qemu-block-extra (QEMU's own iSCSI initiator,
+# so nodes need no kernel initiator); tgtd started by hand (no systemd). Other users may share tgtd:
+# each sc only touches targets under its own IQN prefix.
+ensure_tgt() {
+  apt_install tgt qemu-block-extra
+  if ! tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1; then
+    tgtd
+    for _ in $(seq 1 50); do tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 || { log "tgtd did not start"; return 1; }
+}
+
 # debootstrap for the Debian 12 test guest (test/images/build-debian-image.sh, `mallee test-image --debian`).
 ensure_debootstrap() {
   apt_install debootstrap qemu-utils e2fsprogs

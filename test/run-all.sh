@@ -35,6 +35,9 @@ ensure_node
 ensure_test_clients
 check "libvirt + QEMU (real guests)" ensure_libvirt
 check "debootstrap (the Debian test guest)" ensure_debootstrap
+check "tgt + QEMU iSCSI (EBS volumes)" ensure_tgt
+check "systemd-analyze (install suite)" ensure_systemd_analyze
+check "chromium (console browser tests)" ensure_chromium
 check "npm ci (if needed) + npm run build" ensure_built
 check "npm run lint" npm run -s lint
 check "npm run typecheck" npm run -s typecheck

@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientEnv, eventually, runTool, startCloud, type Cloud } from './helpers/cloud.js';
+import { uploadTestBundle } from './helpers/images.js';
 
 let cloud: Cloud;
 beforeAll(async () => {
@@ -38,6 +39,7 @@ describe('awscli v1 drives an all-in-one cloud', () => {
     const perms = (groups.SecurityGroups as { IpPermissions: { FromPort?: number; IpRanges: { CidrIp: string }[] }[] }[])[0]!.IpPermissions;
     expect(perms.some((p) => p.FromPort === 22 && p.IpRanges.some((r) => r.CidrIp === '0.0.0.0/0'))).toBe(true);
 
+    await uploadTestBundle(cloud, 'cli-bucket/test.img.manifest.xml');
     const image = String((await aws(['ec2', 'register-image', '--image-location', 'cli-bucket/test.img.manifest.xml', '--name', 'cli-image'])).ImageId);
     expect(image).toMatch(/^[ae]mi-/);
 

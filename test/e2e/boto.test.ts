@@ -2,12 +2,19 @@
 // against a real all-in-one cloud, through the scripts in py/.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientEnv, runTool, startCloud, type Cloud } from './helpers/cloud.js';
+import { uploadTestBundle } from './helpers/images.js';
 
 const py = new URL('./py/', import.meta.url).pathname;
 let cloud: Cloud;
 beforeAll(async () => {
   cloud = await startCloud();
-});
+  // The bundles the scripts register (RegisterImage reads and verifies them in Walrus).
+  await Promise.all([
+    uploadTestBundle(cloud, 'b3-bucket/test.img.manifest.xml'),
+    uploadTestBundle(cloud, 'b2v2-bucket/img.manifest.xml'),
+    uploadTestBundle(cloud, 'b2v4-bucket/img.manifest.xml'),
+  ]);
+}, 120_000);
 afterAll(async () => {
   await cloud?.stop();
 });

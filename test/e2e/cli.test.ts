@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ec2Client } from './helpers/ec2-client.js';
 import { eventually, freePortBase, mallee, parseEucarc, repoRoot, startCloud, type Cloud } from './helpers/cloud.js';
+import { registerTestImage } from './helpers/images.js';
 
 let cloud: Cloud;
 beforeAll(async () => {
@@ -26,9 +27,9 @@ const alive = (pid: number) => {
 };
 
 describe('the mallee command', () => {
-  it('`mallee status -o json` reports clc, cc and nc ENABLED', async () => {
+  it('`mallee status -o json` reports clc, walrus, sc, cc and nc ENABLED', async () => {
     const services = JSON.parse((await cloud.mallee(['status', '-o', 'json'])).stdout) as Service[];
-    expect(services.map((s) => `${s.type}:${s.state}`).sort()).toEqual(['cc:ENABLED', 'clc:ENABLED', 'nc:ENABLED']);
+    expect(services.map((s) => `${s.type}:${s.state}`).sort()).toEqual(['cc:ENABLED', 'clc:ENABLED', 'nc:ENABLED', 'sc:ENABLED', 'walrus:ENABLED']);
   });
 
   it('a second `mallee up` on a running home starts nothing and keeps the same processes and keys', async () => {
@@ -91,7 +92,7 @@ describe('the mallee command', () => {
         return ncs.length === 2 && ncs.every((s) => s.state === 'ENABLED') ? true : undefined;
       }, 30_000);
       // The first node simulates 4 cores and the second 2: six 1-core instances fit only on both, seven on neither.
-      const image = String((await cloud.client.ok('RegisterImage', { ImageLocation: 'cli/img.manifest.xml', Name: 'cli-image' })).imageId);
+      const image = await registerTestImage(cloud, 'cli/img.manifest.xml', 'cli-image');
       const seven = await cloud.client.call('RunInstances', { ImageId: image, MinCount: 7, MaxCount: 7, InstanceType: 'm1.small' });
       expect(seven.code).toBe('InsufficientInstanceCapacity');
       await eventually('six instances launched over both nodes', async () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { instancesOf, items } from './helpers/ec2-client.js';
 import { eventually, sleep, startCloud, type Cloud } from './helpers/cloud.js';
+import { registerTestImage } from './helpers/images.js';
 
 let cloud: Cloud;
 beforeAll(async () => {
@@ -17,7 +18,7 @@ afterAll(async () => {
 
 describe('clc crash during a RunInstances burst', () => {
   it('after kill -9 and restart, every instance whose RunInstances returned exists exactly once and reaches running', async () => {
-    const image = String((await cloud.client.ok('RegisterImage', { ImageLocation: 'crash/img.manifest.xml', Name: 'crash-image' })).imageId);
+    const image = await registerTestImage(cloud, 'crash/img.manifest.xml', 'crash-image');
     const returned: string[] = [];
     let inFlight = 0;
     let maxInFlightAtCrash = 0;

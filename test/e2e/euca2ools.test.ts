@@ -1,5 +1,7 @@
 // euca2ools 3.4 (../shared/tools/euca, SigV4 for the eucarc's region) against a real all-in-one cloud,
 // including Eucalyptus's own instance-type extensions.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientEnv, eventually, repoRoot, runTool, startCloud, type Cloud } from './helpers/cloud.js';
@@ -33,6 +35,11 @@ describe('euca2ools drive an all-in-one cloud', () => {
     await euca('euca-create-group', ['-d', 'euca group', 'euca-web']);
     await euca('euca-authorize', ['-P', 'tcp', '-p', '22', '-s', '0.0.0.0/0', 'euca-web']);
     expect(await euca('euca-describe-group', ['euca-web'])).toMatch(/PERMISSION.*tcp\s+22\s+22/);
+    // The Eucalyptus way: euca-bundle-image with the certificates of the eucarc, euca-upload-bundle, euca-register.
+    const dir = mkdtempSync(join(cloud.home, 'euca-bundle-'));
+    writeFileSync(join(dir, 'img'), randomBytes(256 * 1024));
+    await euca('euca-bundle-image', ['-i', join(dir, 'img'), '-r', 'x86_64', '-d', join(dir, 'out')]);
+    await euca('euca-upload-bundle', ['-b', 'euca-bucket', '-m', join(dir, 'out', 'img.manifest.xml')]);
     const image = /IMAGE\s+([ae]mi-[0-9a-f]+)/.exec(await euca('euca-register', ['-n', 'euca-image', 'euca-bucket/img.manifest.xml']))?.[1];
     expect(image).toBeDefined();
 

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ec2Client, instancesOf, items } from './helpers/ec2-client.js';
 import { eventually, parseEucarc, startCloud, type Cloud } from './helpers/cloud.js';
+import { registerTestImage } from './helpers/images.js';
 
 let cloud: Cloud;
 let a: Ec2Client;
@@ -20,7 +21,7 @@ beforeAll(async () => {
 
   await a.ok('CreateKeyPair', { KeyName: 'a-key' });
   groupId = String((await a.ok('CreateSecurityGroup', { GroupName: 'a-group', GroupDescription: 'account A' })).groupId);
-  const image = String((await a.ok('RegisterImage', { ImageLocation: 'a/img.manifest.xml', Name: 'a-image' })).imageId);
+  const image = await registerTestImage(cloud, 'a-images/img.manifest.xml', 'a-image');
   const run = await a.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1, KeyName: 'a-key', 'SecurityGroup.1': 'a-group' });
   instanceId = String(items(run.instancesSet)[0]!.instanceId);
   await eventually('A instance running', async () => (instancesOf(await a.ok('DescribeInstances', { 'InstanceId.1': instanceId }))[0]?.state === 'running' ? true : undefined), 60_000);

@@ -1,14 +1,18 @@
 // The all-in-one cloud in one home: write mallee.conf, start clc/cc/nc, register the cluster and
 // the node over the admin wire ops, write credentials; and stop/inspect it again.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig, renderConf, type ConfigKey, type MalleeConfig } from '@mallee/config';
 import { admin, writeKeyFile, readKeyFile } from '@mallee/wire';
 import { adminLink, CliError, type AdminLink } from './admin.js';
-import { ensureCloudCertificate, writeCredentials, type WrittenCredentials } from './credentials.js';
+import { writeCredentials, type WrittenCredentials } from './credentials.js';
 import { answersHttp, serviceMain, serviceState, startService, stopService } from './daemons.js';
 import { ADMIN_ACCOUNT, SERVICES, type Home, type Service } from './home.js';
+import { stopSupervisor } from './supervise.js';
+import { ensureUserCertificate, ensureWalrusRegistered, writeCloudCertificate } from './walrus.js';
 
 export type Hypervisor = 'simulated' | 'libvirt';
 type Say = (line: string) => void;
@@ -102,6 +106,35 @@ async function registerComponents(link: AdminLink, home: Home, cluster: string, 
   }
 }
 
+/** Register this home's sc for the zone unless it already is at this URL; writes its key and Walrus credentials. */
+async function registerStorage(link: AdminLink, home: Home, zone: string, urls: Record<Service, string>, say: Say): Promise<void> {
+  const { services } = await link.call(admin.DescribeServices, {});
+  const known = services.find((s) => s.type === 'sc' && s.name === zone);
+  if (known && known.url === urls.sc && readKeyFile(home.scKey) && existsSync(home.blockStorage)) return;
+  const res = await link.call(admin.RegisterStorageController, { zone, url: urls.sc, walrusUrl: urls.walrus });
+  writeBlockStorage(home, res.key, res.storage);
+  say(`registered storage controller for ${zone} (${urls.sc}); its keys are in ${home.scKey} and ${home.blockStorage}`);
+}
+
+export function writeBlockStorage(home: Home, key: string, storage: admin.BlockStorageCredentials): void {
+  writeKeyFile(home.scKey, key);
+  mkdirSync(home.keysDir, { recursive: true, mode: 0o700 });
+  writeFileSync(home.blockStorage, JSON.stringify(storage, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** tgtd is a host daemon (no systemd here): start it when it is installed and not answering. */
+function ensureTgtd(say: Say): void {
+  const show = spawnSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdio: 'ignore' });
+  if (show.error) {
+    say('sc: tgtadm is not installed (Debian package tgt): volumes can be created but not attached');
+    return;
+  }
+  if (show.status === 0) return;
+  const started = spawnSync('tgtd', [], { stdio: 'ignore' });
+  say(started.status === 0 ? 'tgtd: started' : `tgtd: could not be started (${started.error?.message ?? `exit ${started.status}`})`);
+  for (let i = 0; i < 50 && spawnSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdio: 'ignore' }).status !== 0; i++) spawnSync('sleep', ['0.1']);
+}
+
 async function waitEnabled(link: AdminLink, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
@@ -117,13 +150,19 @@ async function waitEnabled(link: AdminLink, timeoutMs: number): Promise<void> {
 
 export async function writeAccountCredentials(home: Home, link: AdminLink, config: MalleeConfig, account: string, outDir: string): Promise<WrittenCredentials> {
   const creds = await link.call(admin.GetCredentials, { accountName: account });
-  ensureCloudCertificate(home.cloudCert, home.cloudPrivateKey);
+  // The home's own copy (the clc made it) serves its admin; any other directory gets one of its own.
+  const certFile = outDir === home.dir && existsSync(home.cloudCert) ? home.cloudCert : join(outDir, 'cloud-cert.pem');
+  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  if (creds.cloudCertificate) writeCloudCertificate(certFile, creds.cloudCertificate);
+  const user = await ensureUserCertificate(link, account, creds.userName, outDir);
   const walrus = serviceState(home, 'walrus').running ? serviceState(home, 'walrus').url : undefined;
   return writeCredentials(outDir, creds, {
     ec2Url: `${link.url.replace(/\/$/, '')}/services/compute`,
     s3Url: walrus ?? `${link.url.replace(/\/$/, '')}/services/Walrus`,
     region: config.REGION,
-    certFile: home.cloudCert,
+    certFile,
+    userCertFile: user.certFile,
+    userKeyFile: user.keyFile,
   });
 }
 
@@ -142,9 +181,18 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
       ? `hypervisor: simulated (no real guests${libvirtUsable() ? '' : '; libvirt needs libvirtd running and the nc built with its driver'})`
       : `hypervisor: ${config.HYPERVISOR} (real guests through libvirtd; \`--hypervisor simulated\` in a new home for none)`,
   );
-  ensureCloudCertificate(home.cloudCert, home.cloudPrivateKey);
   const urls = {} as Record<Service, string>;
   for (const svc of SERVICES) {
+    if (svc === 'sc') {
+      if (!existsSync(serviceMain('sc'))) continue;
+      ensureTgtd(say);
+      // EBS is a part of the all-in-one that may be missing (no tgt here): the cloud comes up without it.
+      urls.sc = await ensureRunning(home, svc, env, say).catch((err: unknown) => {
+        say(`sc: not started, EBS volumes are unavailable: ${(err as Error).message}`);
+        return '';
+      });
+      continue;
+    }
     if (svc === 'walrus') {
       if (!existsSync(serviceMain('walrus'))) continue;
       // S3 is a convenience of the all-in-one here: the EC2 cloud comes up without it.
@@ -159,6 +207,8 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
   await waitForAdminKey(home);
   const link = adminLink(home);
   await registerComponents(link, home, config.ZONE, urls, say);
+  if (urls.walrus) await ensureWalrusRegistered(link, home, urls.walrus, say);
+  if (urls.sc && urls.walrus) await registerStorage(link, home, config.ZONE, urls, say);
   await waitEnabled(link, (config.POLL_INTERVAL * 3 + 15) * 1000);
   say('all components ENABLED');
   const credentials = await writeAccountCredentials(home, link, config, ADMIN_ACCOUNT, home.dir);
@@ -166,6 +216,7 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
 }
 
 export async function down(home: Home, say: Say = () => {}): Promise<void> {
+  await stopSupervisor(home, say); // else it would start them again
   for (const svc of [...SERVICES].reverse()) say(`${svc}: ${await stopService(home, svc)}`);
 }
 

@@ -1,8 +1,7 @@
 // What each client reads to reach the cloud: eucarc (euca2ools, awscli, boto 2/3 via env), a euca2ools
 // region/user config, and an AWS CLI profile (AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE).
-import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { admin } from '@mallee/wire';
 
 export interface CloudEndpoints {
@@ -11,6 +10,9 @@ export interface CloudEndpoints {
   region: string;
   /** Path of the cloud certificate (EUCALYPTUS_CERT, euca2ools `certificate`). */
   certFile: string;
+  /** The user's X.509 certificate and private key (EC2_CERT / EC2_PRIVATE_KEY): bundles are signed with them. */
+  userCertFile?: string;
+  userKeyFile?: string;
 }
 
 type Credentials = admin.AccountCredentials;
@@ -33,6 +35,8 @@ export function renderEucarc(c: Credentials, e: CloudEndpoints, dir: string): st
     ['AWS_ENDPOINT_URL_S3', e.s3Url],
     ['EUCALYPTUS_CERT', e.certFile],
     ['EC2_USER_ID', c.accountId],
+    ...(e.userCertFile ? [['EC2_CERT', e.userCertFile] as [string, string]] : []),
+    ...(e.userKeyFile ? [['EC2_PRIVATE_KEY', e.userKeyFile] as [string, string]] : []),
   ];
   return [
     `# Mallee credentials for account ${c.accountName} (user ${c.userName}); use with: source ${join(dir, 'eucarc')}`,
@@ -60,6 +64,8 @@ export function renderEucaIni(c: Credentials, e: CloudEndpoints): string {
     `account-id = ${c.accountId}`,
     `key-id = ${c.accessKeyId}`,
     `secret-key = ${c.secretAccessKey}`,
+    ...(e.userCertFile ? [`certificate = ${e.userCertFile}`] : []),
+    ...(e.userKeyFile ? [`private-key = ${e.userKeyFile}`] : []),
     '',
   ].join('\n');
 }
@@ -82,20 +88,6 @@ export function renderAwsConfig(e: CloudEndpoints): string {
 
 export function renderAwsCredentials(c: Credentials): string {
   return ['[default]', `aws_access_key_id = ${c.accessKeyId}`, `aws_secret_access_key = ${c.secretAccessKey}`, ''].join('\n');
-}
-
-/**
- * The cloud's certificate and private key, as Eucalyptus keeps them in its keys dir: euca2ools encrypt
- * image bundles to the certificate (EUCALYPTUS_CERT) and Walrus decrypts them with the key
- * (keys/cloud-pk.pem). Made once with openssl; an existing key is kept and certified.
- */
-export function ensureCloudCertificate(certFile: string, keyFile: string): void {
-  if (existsSync(certFile)) return;
-  mkdirSync(dirname(certFile), { recursive: true, mode: 0o700 });
-  const subject = ['-subj', '/O=Mallee/CN=cloud', '-days', '3650', '-out', certFile];
-  if (existsSync(keyFile)) execFileSync('openssl', ['req', '-x509', '-new', '-key', keyFile, ...subject], { stdio: 'pipe' });
-  else execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, ...subject], { stdio: 'pipe' });
-  chmodSync(keyFile, 0o600);
 }
 
 export interface WrittenCredentials {

@@ -1,8 +1,8 @@
 // Where things live in a Mallee home directory (one per host; the all-in-one keeps every daemon in one).
 import { join } from 'node:path';
 
-/** In start order. Walrus is optional in the all-in-one: started when it is built. */
-export const SERVICES = ['clc', 'walrus', 'cc', 'nc'] as const;
+/** In start order. Walrus and the sc are optional in the all-in-one: started when they are built. */
+export const SERVICES = ['clc', 'walrus', 'sc', 'cc', 'nc'] as const;
 export type Service = (typeof SERVICES)[number];
 
 /** The admin account the clc creates at first start (Eucalyptus's name for it). */
@@ -22,6 +22,9 @@ export interface Home {
   adminKey: string;
   cloudKey: string;
   nodeKey: string;
+  /** The sc's wire key and its Walrus credentials (the block-storage system account), from register-sc. */
+  scKey: string;
+  blockStorage: string;
   /** The cloud certificate (EUCALYPTUS_CERT) and its private key (Walrus decrypts image bundles with it). */
   cloudCert: string;
   cloudPrivateKey: string;
@@ -44,6 +47,8 @@ export function homeAt(dir: string): Home {
     adminKey: join(keysDir, 'admin.key'),
     cloudKey: join(keysDir, 'cloud.key'),
     nodeKey: join(keysDir, 'node.key'),
+    scKey: join(keysDir, 'sc.key'),
+    blockStorage: join(keysDir, 'blockstorage.json'),
     cloudCert: join(keysDir, 'cloud-cert.pem'),
     cloudPrivateKey: join(keysDir, 'cloud-pk.pem'),
     pidFile: (svc) => join(runDir, `${svc}.pid`),

@@ -5,3 +5,4 @@ export * from './admin.js';
 export * from './credentials.js';
 export * from './cloud.js';
 export * from './output.js';
+export { progress, waitWithProgress, formatBytes, type Progress, type ProgressOptions } from './progress.js';

@@ -4,11 +4,18 @@ import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { admin } from '@mallee/wire';
 import { adminLink, CliError } from './admin.js';
-import { configOf, down, up, writeAccountCredentials, type Hypervisor } from './cloud.js';
+import { configOf, down, up, writeAccountCredentials, writeBlockStorage, type Hypervisor } from './cloud.js';
 import { serviceState } from './daemons.js';
 import { ADMIN_ACCOUNT, defaultHome, homeAt, SERVICES } from './home.js';
 import { parseOutput, renderRows, type OutputFormat } from './output.js';
+import { propertyCommand } from './property.js';
+import { registrationCommands } from './registration.js';
+import { backupCommands } from './backup.js';
+import { adoptHomeFiles } from './ownership.js';
+import { superviseCommand } from './supervise.js';
+import { addExamples } from './examples.js';
 import { installTestImage, testImageIdsFile, type TestImage } from './test-image.js';
+import { addImageCommands } from './image-commands.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
 let stdoutClosed = false;
@@ -48,6 +55,7 @@ program
     }
     say('');
     say(`Mallee is up in ${home.dir} (region ${res.config.REGION}, zone ${res.config.ZONE}).`);
+    say(`  web console: ${res.urls.clc.replace(/\/$/, '')}/console/  (sign in with the access keys in ${res.credentials.eucarc})`);
     say(`  source ${res.credentials.eucarc}`);
     say('  aws ec2 describe-availability-zones');
     if (image) {
@@ -55,6 +63,11 @@ program
       say('  aws ec2 get-console-output --instance-id i-…    # shows "mallee: boot done i-…" once it has booted');
     }
     say('  ../shared/tools/euca euca-describe-instances     # or any euca2ools 3.4; config: ' + res.credentials.eucaIni);
+    if (res.urls.walrus) {
+      say('Your own image (a raw disk, or a kernel + ramdisk + root set), bundled and uploaded into Walrus:');
+      say('  mallee bundle-and-upload -i disk.img -b my-images --register my-image    # or: mallee bundle-image, then mallee upload-bundle');
+      say('  euca-bundle-image -i disk.img -r x86_64 -d bundle && euca-upload-bundle -b my-images -m bundle/disk.img.manifest.xml && euca-register -n my-image my-images/disk.img.manifest.xml');
+    }
     say(`  AWS_CONFIG_FILE=${res.credentials.awsConfig} AWS_SHARED_CREDENTIALS_FILE=${res.credentials.awsCredentials} aws ec2 describe-instances`);
     if (opts.detach) {
       say(`Stop it with: mallee down --home ${home.dir}`);
@@ -103,7 +116,7 @@ program
   .addOption(outputOption())
   .action(async (opts: { home: string; output: OutputFormat }) => {
     const home = homeOf(opts);
-    const local = SERVICES.map((svc) => serviceState(home, svc)).filter((s) => s.svc !== 'walrus' || s.running || s.pid);
+    const local = SERVICES.map((svc) => serviceState(home, svc)).filter((s) => (s.svc !== 'walrus' && s.svc !== 'sc') || s.running || s.pid);
     const clc = local.find((s) => s.svc === 'clc')!;
     if (!clc.running) {
       print(local.map((s) => ({ type: s.svc, pid: s.pid, url: s.url, state: s.running ? 'RUNNING' : 'STOPPED' })), ['type', 'pid', 'url', 'state'], opts.output);
@@ -204,6 +217,63 @@ program
       say(key);
     }
   });
+
+program
+  .command('register-sc <zone> <url>')
+  .description("register the storage controller of a zone; writes (or prints) its keys/sc.key and keys/blockstorage.json")
+  .option('--walrus-url <url>', "Walrus's S3 URL the sc uploads snapshots to (default: this home's running walrus)")
+  .option('--sc-home <dir>', 'the sc\'s home on this host, to install its keys in (default: print them)')
+  .addOption(homeOption())
+  .action(async (zone: string, url: string, opts: { home: string; walrusUrl?: string; scHome?: string }) => {
+    const home = homeOf(opts);
+    const walrusUrl = opts.walrusUrl ?? serviceState(home, 'walrus').url;
+    if (!walrusUrl) throw new CliError(`no walrus is running in ${home.dir}: pass --walrus-url with Walrus's S3 URL`);
+    const res = await adminLink(home).call(admin.RegisterStorageController, { zone, url, walrusUrl });
+    say(`registered the storage controller of ${zone} at ${url} (snapshots into ${walrusUrl}, bucket ${res.storage.bucket}).`);
+    if (opts.scHome) {
+      const scHome = homeAt(resolve(opts.scHome));
+      writeBlockStorage(scHome, res.key, res.storage);
+      say(`wrote ${scHome.scKey} and ${scHome.blockStorage}`);
+    } else {
+      say('Install this key as <sc home>/keys/sc.key (mode 0600) on the sc host:');
+      say(res.key);
+      say('and this as <sc home>/keys/blockstorage.json (mode 0600):');
+      say(JSON.stringify(res.storage));
+    }
+  });
+
+program
+  .command('describe-volumes')
+  .description("every account's EBS volumes and the storage controllers (--verbose: what each SC reports, exports)")
+  .option('--verbose', "also ask each storage controller about its volumes")
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action(async (opts: { home: string; verbose?: boolean; output: OutputFormat }) => {
+    const res = await adminLink(homeOf(opts)).call(admin.DescribeVolumesAdmin, { verbose: opts.verbose ?? false });
+    const cols = ['volumeId', 'accountName', 'zone', 'sizeGiB', 'status', 'snapshotId', 'instanceId', 'device', 'attachmentStatus'];
+    if (opts.output === 'json') {
+      say(JSON.stringify(res, null, 2));
+      return;
+    }
+    print(res.volumes, opts.verbose ? [...cols, 'scStatus', 'exportedTo', 'detail'] : cols, opts.output);
+    if (opts.verbose) {
+      say('');
+      print(res.controllers, ['zone', 'state', 'url', 'totalGiB', 'maxTotalGiB', 'maxVolumeGiB', 'detail'], opts.output);
+    }
+  });
+
+const kit = { homeOption, outputOption, homeOf, print, say };
+propertyCommand(program, kit);
+registrationCommands(program, kit);
+backupCommands(program, kit);
+addImageCommands(program, say, homeOption, homeOf);
+superviseCommand(program, kit);
+// On an installed host the home belongs to the clc's user: what root wrote there is handed to it.
+program.hook('postAction', (_program, action) => {
+  const opts = action.opts() as { home?: string };
+  if (opts.home) adoptHomeFiles(homeAt(resolve(opts.home)), { all: action.name() === 'restore' });
+});
+addExamples(program);
 
 try {
   await program.parseAsync();

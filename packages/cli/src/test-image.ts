@@ -1,15 +1,18 @@
-// `mallee test-image`: builds a test image set from Debian packages, registers it as public images
-// (EKI kernel, ERI ramdisk, EMI root disk) and stages the files where this host's NC reads images
-// (<home>/images/<id>) — the interim path until NCs fetch images from Walrus. Two sets:
+// `mallee test-image`: builds a test image set from Debian packages, bundles each image as the cloud
+// admin and uploads it into Walrus (as any user's image), registers them as public images (EKI kernel,
+// ERI ramdisk, EMI root disk); NCs fetch them from Walrus like every other image. Two sets:
 //   busybox (default): the Debian cloud kernel + a busybox initramfs, boots in seconds (test/images/build-test-image.sh)
 //   debian (--debian): a real Debian 12 guest (debootstrap: systemd, cloud-init, qemu-guest-agent, sshd),
 //                      built once into a cache shared by every home on the host (test/images/build-debian-image.sh)
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { admin } from '@mallee/wire';
 import { adminLink, CliError } from './admin.js';
+import { bundleAndUpload } from './bundles.js';
+import { serviceState } from './daemons.js';
+import { ensureUserCertificate, writeCloudCertificate } from './walrus.js';
 import { ec2Call, type Ec2Endpoint } from './ec2.js';
 import { ADMIN_ACCOUNT, type Home } from './home.js';
 import type { MalleeConfig } from '@mallee/config';
@@ -30,7 +33,7 @@ interface SetDescription {
   script: string;
   /** Where the builder writes: a directory of the home, or undefined for the builder's shared cache (it prints the directory). */
   outDir(home: Home): string | undefined;
-  /** Registered names are `<prefix>-{kernel,ramdisk}-<stamp>` and `<prefix>-<stamp>`, manifests `<bucket>/…`. */
+  /** Registered names are `<prefix>-{kernel,ramdisk}-<stamp>` and `<prefix>-<stamp>`; bundles go to `<bucket>/<stamp>/`. */
   prefix: string;
   bucket: string;
   description: string;
@@ -56,7 +59,7 @@ const SETS: Record<TestImageSet, SetDescription> = {
     bucket: 'mallee-debian-12',
     description: 'Mallee Debian 12 test guest: systemd, cloud-init (NoCloud, EC2 metadata), qemu-guest-agent, openssh-server; prints "mallee: debian boot done <instance-id>" on its console',
     idsFile: 'test-image-debian.json',
-    building: 'building the Debian 12 test guest with debootstrap (first time on this host: about 1–2 min; later: cached)',
+    building: 'building the Debian 12 test guest with debootstrap (first time on this host: about 1–3 min; later: cached)',
   },
 };
 
@@ -75,8 +78,7 @@ function build(set: SetDescription, home: Home, say: Say): Promise<string> {
     child.on('error', reject);
     child.on('exit', (code) => {
       if (code !== 0) return reject(new CliError(`the image builder failed (exit ${code}); its output is above`));
-      const printed = stdout.trim().split('\n').pop() ?? '';
-      resolve(out ?? printed);
+      resolve(out ?? stdout.trim().split('\n').pop() ?? '');
     });
   });
 }
@@ -92,22 +94,6 @@ async function registerOnce(ep: Ec2Endpoint, location: string, name: string, ext
   return id;
 }
 
-/** Image files never change under an id: a hard link (same file system) is as good as a copy, and free. */
-function stage(home: Home, id: string, file: string): void {
-  const dir = join(home.dir, 'images');
-  const target = join(dir, id);
-  if (existsSync(target)) return;
-  mkdirSync(dir, { recursive: true });
-  const tmp = `${target}.tmp`;
-  rmSync(tmp, { force: true });
-  try {
-    linkSync(file, tmp);
-  } catch {
-    copyFileSync(file, tmp);
-  }
-  renameSync(tmp, target);
-}
-
 export async function installTestImage(home: Home, config: MalleeConfig, say: Say, which: TestImageSet = 'busybox'): Promise<TestImage> {
   const set = SETS[which];
   const outDir = await build(set, home, say);
@@ -116,14 +102,25 @@ export async function installTestImage(home: Home, config: MalleeConfig, say: Sa
   const creds = await link.call(admin.GetCredentials, { accountName: ADMIN_ACCOUNT });
   const ep: Ec2Endpoint = { url: `${link.url.replace(/\/$/, '')}/services/compute`, region: config.REGION, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey };
   const s = meta.stamp;
-  const { prefix: p, bucket: b } = set;
-  // Image types follow the manifest names (vmlinuz → kernel, initrd → ramdisk) until manifests are read from Walrus.
-  const eki = await registerOnce(ep, `${b}/vmlinuz-${s}.manifest.xml`, `${p}-kernel-${s}`, {}, say);
-  const eri = await registerOnce(ep, `${b}/initrd-${s}.manifest.xml`, `${p}-ramdisk-${s}`, {}, say);
-  const emi = await registerOnce(ep, `${b}/${p}-${s}.manifest.xml`, `${p}-${s}`, { KernelId: eki, RamdiskId: eri, Description: set.description }, say);
-  stage(home, eki, join(outDir, meta.kernel.file));
-  stage(home, eri, join(outDir, meta.ramdisk.file));
-  stage(home, emi, join(outDir, meta.root.file));
+  const walrus = serviceState(home, 'walrus');
+  if (!walrus.running || !walrus.url) throw new CliError(`Walrus is not running in ${home.dir}: the test images are bundles in Walrus; start it with \`mallee up --home ${home.dir}\``);
+  // Bundled as the cloud admin, with its own certificate, and uploaded like any user's image.
+  const cert = await ensureUserCertificate(link, ADMIN_ACCOUNT, creds.userName, home.dir);
+  if (creds.cloudCertificate) writeCloudCertificate(home.cloudCert, creds.cloudCertificate);
+  const s3 = { url: walrus.url, region: config.REGION, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey };
+  const env = { EC2_CERT: cert.certFile, EC2_PRIVATE_KEY: cert.keyFile, EUCALYPTUS_CERT: home.cloudCert, EC2_USER_ID: creds.accountId };
+  const bucket = `${set.bucket}/${s}`;
+  const upload = async (file: string, prefix: string, imageType: 'machine' | 'kernel' | 'ramdisk') => {
+    const location = `${bucket}/${prefix}.manifest.xml`;
+    const found = await ec2Call(ep, 'DescribeImages', { 'Owner.1': 'self', 'Filter.1.Name': 'manifest-location', 'Filter.1.Value.1': location });
+    if (((found.imagesSet as { item?: unknown[] } | undefined)?.item ?? []).length) return location;
+    say(`bundling and uploading ${prefix} into Walrus (${bucket}) …`);
+    return (await bundleAndUpload({ image: join(outDir, file), arch: 'x86_64', prefix, imageType }, bucket, s3, { env: { ...process.env, ...env } })).location;
+  };
+  const p = set.prefix;
+  const eki = await registerOnce(ep, await upload(meta.kernel.file, `vmlinuz-${s}`, 'kernel'), `${p}-kernel-${s}`, {}, say);
+  const eri = await registerOnce(ep, await upload(meta.ramdisk.file, `initrd-${s}`, 'ramdisk'), `${p}-ramdisk-${s}`, {}, say);
+  const emi = await registerOnce(ep, await upload(meta.root.file, `${p}-${s}`, 'machine'), `${p}-${s}`, { KernelId: eki, RamdiskId: eri, Description: set.description }, say);
   const result: TestImage = { emi, eki, eri, stamp: s };
   writeFileSync(join(home.dir, set.idsFile), JSON.stringify(result, null, 2) + '\n');
   return result;

@@ -1,16 +1,17 @@
 // The credential files mallee writes are read back by the real tools: bash, euca2ools' config reader, botocore.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureCloudCertificate, writeCredentials, type CloudEndpoints } from '../src/credentials.js';
+import { writeCredentials, type CloudEndpoints } from '../src/credentials.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mallee-creds-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const creds = { accountId: '123456789012', accountName: 'tenant-b', userName: 'admin', accessKeyId: 'AKIAEXAMPLE0000001', secretAccessKey: "s3cr/t+'quote\"$HOME" };
-const endpoints: CloudEndpoints = { ec2Url: 'http://127.0.0.1:18773/services/compute', s3Url: 'http://127.0.0.1:18773/services/Walrus', region: 'mallee', certFile: '/var/lib/mallee/keys/cloud-cert.pem' };
+const endpoints: CloudEndpoints = { ec2Url: 'http://127.0.0.1:18773/services/compute', s3Url: 'http://127.0.0.1:18773/services/Walrus', region: 'mallee', certFile: '/var/lib/mallee/keys/cloud-cert.pem',
+  userCertFile: '/var/lib/mallee/euca2-admin-cert.pem', userKeyFile: '/var/lib/mallee/euca2-admin-pk.pem' };
 const files = writeCredentials(dir, creds, endpoints);
 const eucaTools = new URL('../../../../shared/tools/euca2ools', import.meta.url).pathname;
 
@@ -29,6 +30,8 @@ describe('credential files', () => {
       AWS_AUTH_REGION: 'mallee',
       EUCALYPTUS_CERT: endpoints.certFile,
       EC2_USER_ID: creds.accountId,
+      EC2_CERT: endpoints.userCertFile,
+      EC2_PRIVATE_KEY: endpoints.userKeyFile,
     });
     expect(statSync(files.eucarc).mode & 0o777).toBe(0o600);
   });
@@ -40,10 +43,10 @@ describe('credential files', () => {
       'data = ConfigData([sys.argv[2]])',
       'v = ConfigView(data, region=data.lookup_global("default-region"))',
       'v.user = v.get_region_option("user")',
-      'print(v.region, v.get_region_option("ec2-url"), v.get_user_option("key-id"), v.get_user_option("secret-key"), v.get_user_option("account-id"))',
+      'print(v.region, v.get_region_option("ec2-url"), v.get_user_option("key-id"), v.get_user_option("secret-key"), v.get_user_option("account-id"), v.get_user_option("certificate"), v.get_user_option("private-key"))',
     ].join('\n');
     const out = execFileSync('/usr/bin/python3', ['-c', py, eucaTools, files.eucaIni]).toString().trim();
-    expect(out).toBe(`mallee ${endpoints.ec2Url} ${creds.accessKeyId} ${creds.secretAccessKey} ${creds.accountId}`);
+    expect(out).toBe(`mallee ${endpoints.ec2Url} ${creds.accessKeyId} ${creds.secretAccessKey} ${creds.accountId} ${endpoints.userCertFile} ${endpoints.userKeyFile}`);
   });
 
   it('botocore reads the AWS profile: region, keys and the ec2 endpoint', () => {
@@ -52,18 +55,5 @@ describe('credential files', () => {
       env: { PATH: process.env.PATH, HOME: dir, AWS_CONFIG_FILE: files.awsConfig, AWS_SHARED_CREDENTIALS_FILE: files.awsCredentials },
     }).toString().trim();
     expect(out).toBe(`mallee ${creds.accessKeyId} ${creds.secretAccessKey} ${endpoints.ec2Url}`);
-  });
-
-  it('the cloud certificate is an X.509 certificate of the private key Walrus decrypts with, made once', () => {
-    const cert = join(dir, 'keys', 'cloud-cert.pem');
-    const key = join(dir, 'keys', 'cloud-pk.pem');
-    ensureCloudCertificate(cert, key);
-    const certPub = execFileSync('openssl', ['x509', '-in', cert, '-noout', '-pubkey']).toString();
-    const keyPub = execFileSync('openssl', ['pkey', '-in', key, '-pubout']).toString();
-    expect(certPub).toBe(keyPub);
-    expect(statSync(key).mode & 0o777).toBe(0o600);
-    const before = readFileSync(cert, 'utf8');
-    ensureCloudCertificate(cert, key);
-    expect(readFileSync(cert, 'utf8')).toBe(before);
   });
 });

@@ -35,6 +35,8 @@ export const configSchema = z.object({
   SIM_MEM: positiveInt.default(8192),
   SIM_DISK: positiveInt.default(200),
   INSTANCE_PATH: z.string().default('/var/lib/mallee/instances'),
+  /** MiB the NC's image cache may hold (Eucalyptus NC_CACHE_SIZE); least recently used unused images go first. */
+  NC_CACHE_SIZE: z.coerce.number().int().nonnegative().default(99999),
   VNET_MODE: z.enum(['MANAGED', 'MANAGED-NOVLAN', 'SYSTEM']).default('MANAGED'),
   VNET_ENCAP: z.enum(['vlan', 'vxlan']).default('vxlan'),
   VNET_SUBNET: ipv4.default('172.31.0.0'),
@@ -47,9 +49,22 @@ export const configSchema = z.object({
   VNET_DNS: z.string().default(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Walrus quotas (Eucalyptus walrus.storagemaxbucketsperaccount / storagemaxbucketsizeinmb / …); 0 = unlimited. */
+  /** Seconds between the console's readings of every daemon's /metrics (its plots keep an hour's worth at 10 s). */
+  CONSOLE_METRICS_INTERVAL: positiveInt.default(10),
   WALRUS_MAX_BUCKETS_PER_ACCOUNT: z.coerce.number().int().nonnegative().default(100),
   WALRUS_MAX_BUCKET_SIZE_MB: z.coerce.number().int().nonnegative().default(0),
   WALRUS_MAX_ACCOUNT_STORAGE_MB: z.coerce.number().int().nonnegative().default(0),
+  /** Storage Controller (sc): volumes as sparse files under <home>/sc/volumes, or LVM logical volumes in SC_LVM_VG. */
+  SC_BACKEND: z.enum(['file', 'lvm']).default('file'),
+  SC_LVM_VG: z.string().default('mallee'),
+  /** The iSCSI portal NCs connect to (this host's address as the nodes reach it) and tgtd's port. */
+  SC_ISCSI_ADDRESS: z.string().default(''),
+  SC_ISCSI_PORT: port.default(3260),
+  /** Eucalyptus storage.maxvolumesizeingb / storage.maxtotalvolumesizeingb (0 = unlimited). */
+  SC_MAX_VOLUME_SIZE_GB: z.coerce.number().int().nonnegative().default(15),
+  SC_MAX_TOTAL_STORAGE_GB: z.coerce.number().int().nonnegative().default(50),
+  /** Snapshot chunk size in MiB (content-addressed objects in Walrus; only changed, non-zero chunks are uploaded). */
+  SC_CHUNK_MB: z.coerce.number().int().positive().max(64).default(1),
 });
 
 export type MalleeConfig = z.infer<typeof configSchema>;
@@ -114,3 +129,4 @@ export function renderConf(values: Partial<Record<ConfigKey, string | number>>, 
   return lines.join('\n') + '\n';
 }
 export * from './daemon-main.js';
+export * from './request-latency.js';

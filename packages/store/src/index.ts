@@ -24,9 +24,12 @@ export class MigrationError extends Error {}
 
 export function openDatabase(file: string, opts: OpenOptions): Db {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-  const db = new Database(file, { readonly: opts.readonly ?? false });
-  db.pragma('journal_mode = WAL');
-  db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+  const db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
+  // A read-only connection cannot change the journal mode (and has nothing to sync).
+  if (!opts.readonly) {
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+  }
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   if (!opts.readonly) migrate(db, opts.migrations);
@@ -69,4 +72,48 @@ export function schemaVersion(db: Db): number {
 export async function backupDatabase(db: Db, destination: string): Promise<void> {
   mkdirSync(dirname(destination), { recursive: true });
   await db.backup(destination);
+}
+
+export interface SnapshotResult {
+  pages: number;
+  /** Newest migration applied in the copy (0 when it has none). */
+  schemaVersion: number;
+}
+
+/**
+ * A consistent copy of a database file another process may be writing (a running daemon's), by the
+ * SQLite online backup API from a read-only connection: stepwise with progress; when writers keep
+ * restarting the copy between steps, the rest goes in one step (one read transaction). The copy is
+ * integrity-checked and left as one self-contained file (rollback journal, no -wal).
+ */
+export async function snapshotDatabaseFile(source: string, destination: string, onProgress?: (done: number, total: number) => void): Promise<SnapshotResult> {
+  mkdirSync(dirname(destination), { recursive: true });
+  const src = new Database(source, { readonly: true, fileMustExist: true });
+  let pages: number;
+  try {
+    src.pragma('busy_timeout = 5000');
+    let restarts = 0;
+    let lastRemaining = Infinity;
+    ({ totalPages: pages } = await src.backup(destination, {
+      progress: ({ totalPages, remainingPages }) => {
+        if (remainingPages >= lastRemaining) restarts++; // no headway: a writer restarted the copy
+        lastRemaining = remainingPages;
+        onProgress?.(totalPages - remainingPages, totalPages);
+        return restarts >= 2 ? 0x7fffffff : 1000;
+      },
+    }));
+  } finally {
+    src.close();
+  }
+  const copy = new Database(destination);
+  try {
+    const check = copy.pragma('integrity_check', { simple: true });
+    if (check !== 'ok') throw new Error(`the copy of ${source} fails its integrity check: ${String(check)}`);
+    copy.pragma('journal_mode = DELETE');
+    const tracked = copy.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get();
+    const schemaVersion = tracked ? ((copy.prepare('SELECT COALESCE(MAX(id), 0) FROM schema_migrations').pluck().get() as number) ?? 0) : 0;
+    return { pages, schemaVersion };
+  } finally {
+    copy.close();
+  }
 }

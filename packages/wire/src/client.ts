@@ -11,6 +11,10 @@ export interface WireClientOptions {
   /** Shared key, or a function returning the current one (keys can be re-issued). */
   key: Buffer | string | (() => Buffer | string);
   timeoutMs?: number;
+  /** The wire version to announce (default WIRE_VERSION). */
+  version?: number;
+  /** Path of the peer's wire endpoint (default /wire; Walrus serves it at /_mallee/wire, clear of bucket names). */
+  path?: string;
 }
 
 export class WireClient {
@@ -22,26 +26,34 @@ export class WireClient {
 
   async call<Req, Res>(op: Operation<Req, Res>, req: Req, ctx: { requestId?: string; timeoutMs?: number } = {}): Promise<Res> {
     const parsedReq = op.request.parse(req);
-    const body = encodeEnvelope(op.name, parsedReq as WireValue, { Version: String(WIRE_VERSION) });
+    const version = String(this.opts.version ?? WIRE_VERSION);
+    const body = encodeEnvelope(op.name, parsedReq as WireValue, { Version: version });
     const key = typeof this.opts.key === 'function' ? this.opts.key() : this.opts.key;
     const timestamp = String(Date.now());
     const nonce = newNonce();
     const requestId = ctx.requestId ?? randomUUID();
+    const path = this.opts.path ?? WIRE_PATH;
+    const init: RequestInit = {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/xml',
+        [HDR.from]: this.opts.from,
+        [HDR.timestamp]: timestamp,
+        [HDR.nonce]: nonce,
+        [HDR.version]: version,
+        [HDR.requestId]: requestId,
+        [HDR.signature]: sign(key, timestamp, nonce, path, body),
+      },
+      body,
+      signal: AbortSignal.timeout(ctx.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
+    };
     let res: Response;
     try {
-      res = await fetch(new URL(WIRE_PATH, this.opts.url), {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/xml',
-          [HDR.from]: this.opts.from,
-          [HDR.timestamp]: timestamp,
-          [HDR.nonce]: nonce,
-          [HDR.version]: String(WIRE_VERSION),
-          [HDR.requestId]: requestId,
-          [HDR.signature]: sign(key, timestamp, nonce, WIRE_PATH, body),
-        },
-        body,
-        signal: AbortSignal.timeout(ctx.timeoutMs ?? this.opts.timeoutMs ?? 30_000),
+      res = await fetch(new URL(path, this.opts.url), init).catch((e: unknown) => {
+        // A kept-alive connection the peer closed (it restarted) fails before any answer: send the
+        // same signed message once more on a new one. Had the peer seen it, its replay guard refuses it.
+        if (!closedConnection(e)) throw e;
+        return fetch(new URL(path, this.opts.url), init);
       });
     } catch (e) {
       throw new WireError('ServiceUnavailable', `${this.opts.url} unreachable for ${op.name}: ${(e as Error).message}`, 503);
@@ -50,7 +62,7 @@ export class WireClient {
     const replySig = res.headers.get(HDR.signature) ?? '';
     const replyTs = res.headers.get(HDR.timestamp) ?? '';
     // Refusals of our own signature come back unsigned: the peer could not trust us, so it says why plainly.
-    const trusted = signaturesEqual(replySig, sign(key, replyTs, nonce, WIRE_PATH, text));
+    const trusted = signaturesEqual(replySig, sign(key, replyTs, nonce, path, text));
     let env;
     try {
       env = decodeEnvelope(text);
@@ -58,7 +70,7 @@ export class WireClient {
       throw new WireError('InvalidReply', `${op.name}: ${res.status} from ${this.opts.url} with an unreadable body`, 502);
     }
     if (env.fault) {
-      if (!trusted && res.status !== 401 && res.status !== 403) throw new WireError('InvalidReply', `${op.name}: unsigned fault from ${this.opts.url}`, 502);
+      if (!trusted && !(UNSIGNED_REFUSALS.has(env.fault.code) && res.status >= 400 && res.status < 500)) throw new WireError('InvalidReply', `${op.name}: unsigned fault from ${this.opts.url}`, 502);
       throw new WireError(env.fault.code, env.fault.message, res.status);
     }
     if (!trusted) throw new WireError('InvalidReply', `${op.name}: reply signature from ${this.opts.url} does not verify`, 502);
@@ -66,4 +78,12 @@ export class WireClient {
     if (!parsed.success) throw new WireError('InvalidReply', `${op.name}: reply does not match its schema: ${parsed.error.message}`, 502);
     return parsed.data;
   }
+}
+
+/** What a receiver refuses before it can trust the sender (so unsigned): only ever a failure, safe to report as such. */
+const UNSIGNED_REFUSALS = new Set(['UnsupportedVersion', 'UnknownComponent', 'SignatureDoesNotMatch', 'StaleRequest']);
+
+function closedConnection(e: unknown): boolean {
+  const cause = (e as { cause?: { code?: string } } | undefined)?.cause;
+  return cause?.code === 'UND_ERR_SOCKET' || cause?.code === 'ECONNRESET';
 }

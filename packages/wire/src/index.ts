@@ -5,3 +5,4 @@ export * from './client.js';
 export * from './plugin.js';
 export * from './keys.js';
 export * from './ops/index.js';
+export * from './secrets.js';

@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { WireValue } from './codec.js';
 import { WireDecodeError } from './codec.js';
-import { decodeEnvelope, encodeEnvelope, encodeFault, sign, signaturesEqual, HDR, WIRE_PATH, WIRE_VERSION, WIRE_MIN_VERSION, ReplayGuard, WireError, type Operation } from './protocol.js';
+import { decodeEnvelope, encodeEnvelope, encodeFault, sign, signaturesEqual, versionsCompatible, HDR, WIRE_PATH, WIRE_VERSION, ReplayGuard, WireError, type Operation } from './protocol.js';
 
 export interface WireContext {
   /** The authenticated sender's component id. */
@@ -33,15 +33,21 @@ export interface WirePluginOptions {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   handlers: readonly WireHandler<any, any>[];
   maxSkewMs?: number;
+  /** The wire version this receiver speaks (default WIRE_VERSION); it accepts one version of skew either way. */
+  version?: number;
+  /** Where the endpoint is served (default /wire). */
+  path?: string;
 }
 
 async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promise<void> {
   const table = new Map(opts.handlers.map((h) => [h.op.name, h]));
   const guard = new ReplayGuard(opts.maxSkewMs ?? 5 * 60_000);
+  const own = opts.version ?? WIRE_VERSION;
 
   app.addContentTypeParser(['application/xml', 'text/xml'], { parseAs: 'string', bodyLimit: 8 * 1024 * 1024 }, (_req, body, done) => done(null, body));
 
-  app.post(WIRE_PATH, async (request, reply) => {
+  const path = opts.path ?? WIRE_PATH;
+  app.post(path, async (request, reply) => {
     const h = (name: string) => String(request.headers[name] ?? '');
     const from = h(HDR.from);
     const nonce = h(HDR.nonce);
@@ -49,15 +55,14 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
       request.log.warn({ from, code }, `wire request refused: ${message}`);
       return reply.code(status).type('application/xml').send(encodeFault(code, message));
     };
-    const version = Number(h(HDR.version));
-    if (!(version >= WIRE_MIN_VERSION && version <= WIRE_VERSION + 1)) {
-      return refuse(400, 'UnsupportedVersion', `wire version ${h(HDR.version) || '(none)'} not supported; this component speaks ${WIRE_MIN_VERSION}..${WIRE_VERSION}`);
+    if (!versionsCompatible(own, Number(h(HDR.version) || NaN))) {
+      return refuse(400, 'UnsupportedVersion', `wire version ${h(HDR.version) || '(none)'} not supported; this component speaks ${own} and accepts ${own - 1}..${own + 1}: upgrade the older side`);
     }
     const key = from ? opts.keyFor(from) : undefined;
     if (!key) return refuse(403, 'UnknownComponent', `component ${JSON.stringify(from)} is not registered here`);
     const body = typeof request.body === 'string' ? request.body : '';
     const timestamp = h(HDR.timestamp);
-    if (!signaturesEqual(h(HDR.signature), sign(key, timestamp, nonce, WIRE_PATH, body))) {
+    if (!signaturesEqual(h(HDR.signature), sign(key, timestamp, nonce, path, body))) {
       return refuse(403, 'SignatureDoesNotMatch', 'wire signature does not verify with the registered key');
     }
     const stale = guard.check(Number(timestamp), nonce);
@@ -67,7 +72,7 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
     const log = request.log.child({ requestId, from });
     const signedReply = (status: number, xml: string) => {
       const ts = String(Date.now());
-      return reply.code(status).type('application/xml').header(HDR.timestamp, ts).header(HDR.signature, sign(key, ts, nonce, WIRE_PATH, xml)).send(xml);
+      return reply.code(status).type('application/xml').header(HDR.timestamp, ts).header(HDR.signature, sign(key, ts, nonce, path, xml)).send(xml);
     };
     let op = '(unknown)';
     try {
@@ -80,7 +85,7 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
       if (!parsed.success) return signedReply(400, encodeFault('InvalidParameterValue', `${op}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`));
       const result = await hd.handle(parsed.data, { from, requestId, log });
       const checked = hd.op.response.parse(result);
-      return signedReply(200, encodeEnvelope(`${op}Response`, checked as WireValue, { Version: String(WIRE_VERSION) }));
+      return signedReply(200, encodeEnvelope(`${op}Response`, checked as WireValue, { Version: String(own) }));
     } catch (e) {
       if (e instanceof WireError) return signedReply(e.status, encodeFault(e.code, e.message));
       if (e instanceof WireDecodeError) return signedReply(400, encodeFault('MalformedEnvelope', e.message));

@@ -5,9 +5,28 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { z } from 'zod';
 import { encodeValue, decodeDocument, WireDecodeError, escapeXml, type WireValue } from './codec.js';
 
-export const WIRE_VERSION = 1;
-/** Oldest peer version this build still talks to: one version of skew is tolerated. */
+/** The protocol version of this build. */
+export const BUILD_WIRE_VERSION = 1;
+
+/**
+ * The version this process speaks: the build's, unless MALLEE_WIRE_VERSION pins another (a rolling
+ * upgrade can keep upgraded daemons on the older version until all are upgraded; the skew tests run a
+ * real daemon as a build one version newer or older would).
+ */
+export const WIRE_VERSION = wireVersionFrom(process.env.MALLEE_WIRE_VERSION);
+/** Oldest peer version this process still talks to: one version of skew is tolerated either way. */
 export const WIRE_MIN_VERSION = WIRE_VERSION - 1;
+
+export function wireVersionFrom(text: string | undefined): number {
+  if (text === undefined || text === '') return BUILD_WIRE_VERSION;
+  if (!/^\d{1,6}$/.test(text)) throw new Error(`MALLEE_WIRE_VERSION must be a wire version number, not ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+/** Whether a peer announcing `peer` may talk to one speaking `own` (equal, or one apart). */
+export function versionsCompatible(own: number, peer: number): boolean {
+  return Number.isInteger(peer) && Math.abs(own - peer) <= 1;
+}
 export const WIRE_PATH = '/wire';
 export const HDR = {
   from: 'x-mallee-from',

@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { wire, handler, WireClient, WireError, defineOperation, encodeValue, decodeDocument, sign, HDR, WIRE_PATH, encodeEnvelope, WIRE_VERSION } from '../src/index.js';
+import { wire, handler, WireClient, WireError, defineOperation, encodeValue, decodeDocument, sign, HDR, WIRE_PATH, encodeEnvelope, WIRE_VERSION, wireVersionFrom, type WireHandler } from '../src/index.js';
 
 const Echo = defineOperation('Echo',
   z.object({ text: z.string(), n: z.number(), flag: z.boolean(), list: z.array(z.object({ k: z.string() })), opt: z.string().optional() }),
@@ -11,14 +11,16 @@ const Boom = defineOperation('Boom', z.object({}), z.object({}));
 const KEY = 'k'.repeat(64);
 let app: FastifyInstance | undefined;
 
-async function serve(): Promise<string> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function serve(opts: { version?: number; handlers?: WireHandler<any, any>[] } = {}): Promise<string> {
   app = Fastify({ logger: false });
   await app.register(wire, {
     keyFor: (from) => (from === 'clc' ? KEY : undefined),
-    handlers: [
+    handlers: opts.handlers ?? [
       handler(Echo, (req) => ({ text: req.text, n: req.n, flag: req.flag, list: req.list })),
       handler(Boom, () => { throw new WireError('InsufficientInstanceCapacity', 'no room'); }),
     ],
+    ...(opts.version !== undefined ? { version: opts.version } : {}),
   });
   return app.listen({ port: 0, host: '127.0.0.1' });
 }
@@ -95,5 +97,41 @@ describe('wire protocol', () => {
     const res = await fetch(url + WIRE_PATH, { method: 'POST', body, headers: { 'content-type': 'application/xml', [HDR.from]: 'clc', [HDR.timestamp]: ts, [HDR.nonce]: nonce, [HDR.version]: '1', [HDR.signature]: sign(KEY, ts, nonce, WIRE_PATH, body) } });
     expect(res.status).toBe(400);
     expect(await res.text()).toMatch(/<Fault/);
+  });
+});
+
+// The same operation as a build one version newer defines it: a field more in the request and the reply.
+// New fields are optional (the rule that makes one version of skew work: never rename or require).
+const EchoV2 = defineOperation('Echo',
+  z.object({ text: z.string(), n: z.number(), flag: z.boolean(), list: z.array(z.object({ k: z.string() })), opt: z.string().optional(), priority: z.number().optional() }),
+  z.object({ text: z.string(), n: z.number(), flag: z.boolean(), list: z.array(z.object({ k: z.string() })), servedBy: z.string().optional() }));
+
+describe('wire version skew', () => {
+  const req = { text: 't', n: 1, flag: true, list: [] };
+  const codeOf = (p: Promise<unknown>) => p.then(() => 'accepted', (e: unknown) => (e as WireError).code);
+
+  it('a component speaking version N talks to peers speaking N-1 and N+1, and refuses N-2 and N+2 with UnsupportedVersion', async () => {
+    const N = 5;
+    const url = await serve({ version: N });
+    const at = (version: number) => codeOf(new WireClient({ url, from: 'clc', key: KEY, version }).call(Echo, req));
+    expect(await Promise.all([N - 2, N - 1, N, N + 1, N + 2].map(at))).toEqual(['UnsupportedVersion', 'accepted', 'accepted', 'accepted', 'UnsupportedVersion']);
+    const refused = await new WireClient({ url, from: 'clc', key: KEY, version: N + 2 }).call(Echo, req).catch((e: Error) => e.message);
+    expect(refused).toMatch(/speaks 5 and accepts 4\.\.6: upgrade the older side/);
+  });
+
+  it("fields a newer peer adds are ignored by an older receiver, and an older client reads a newer receiver's reply", async () => {
+    const older = await serve({ version: 1 });
+    const newer = new WireClient({ url: older, from: 'clc', key: KEY, version: 2 });
+    expect(await newer.call(EchoV2, { ...req, priority: 9 })).toEqual(req); // the older side never saw priority, and sent no servedBy
+    await app!.close();
+    const newerUrl = await serve({ version: 2, handlers: [handler(EchoV2, (r) => ({ text: r.text, n: r.n, flag: r.flag, list: r.list, servedBy: `v2 (priority ${r.priority ?? 'none'})` }))] });
+    expect(await new WireClient({ url: newerUrl, from: 'clc', key: KEY, version: 2 }).call(EchoV2, req)).toMatchObject({ servedBy: 'v2 (priority none)' });
+    expect(await new WireClient({ url: newerUrl, from: 'clc', key: KEY, version: 1 }).call(Echo, req)).toEqual(req); // servedBy dropped by the older schema
+  });
+
+  it('MALLEE_WIRE_VERSION pins the version a process speaks; nonsense is refused at start', () => {
+    expect(wireVersionFrom(undefined)).toBe(WIRE_VERSION);
+    expect(wireVersionFrom('2')).toBe(2);
+    expect(() => wireVersionFrom('two')).toThrow(/MALLEE_WIRE_VERSION/);
   });
 });

@@ -299,6 +299,11 @@ export class Cluster {
     return found;
   }
 
+  /** The link to the node running an instance (InvalidInstanceID.NotFound when none does). */
+  nodeOf(instanceId: string): NodeLink {
+    return this.linkOf(instanceId);
+  }
+
   private linkOf(instanceId: string): NodeLink {
     const link = this.locate(instanceId);
     if (!link) throw new WireError(NOT_FOUND, `instance ${instanceId} is not known to this cluster`, 404);

@@ -1,12 +1,13 @@
 // The cc.* wire operation table: each operation maps to one Cluster method.
 import { cc, handler, type WireHandler } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
+import type { ClusterVolumes } from './volumes.js';
 
 /** Only the cloud controller that registered this cluster talks to it. */
 export const CC_CALLER = 'clc';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function ccHandlers(cluster: Cluster): WireHandler<any, any>[] {
+export function ccHandlers(cluster: Cluster, volumes?: ClusterVolumes): WireHandler<any, any>[] {
   return [
     handler(cc.RunInstances, (req) => cluster.runInstances(req)),
     handler(cc.TerminateInstances, (req) => cluster.terminateInstances(req)),
@@ -20,5 +21,14 @@ export function ccHandlers(cluster: Cluster): WireHandler<any, any>[] {
       return {};
     }),
     handler(cc.DescribeNodes, () => cluster.describeNodes()),
+    // --- volumes (sc)
+    ...(volumes
+      ? [
+          handler(cc.AttachVolume, (req) => volumes.attachVolume(req)),
+          handler(cc.DetachVolume, (req) => volumes.detachVolume(req)),
+          handler(cc.FreezeInstance, (req) => volumes.freezeInstance(req)),
+          handler(cc.ThawInstance, (req) => volumes.thawInstance(req)),
+        ]
+      : []),
   ];
 }

@@ -1,8 +1,9 @@
 // GET /metrics in Prometheus text format: the cluster's nodes and instances by state.
 import type { FastifyInstance } from 'fastify';
+import type { RequestLatency } from '@mallee/config';
 import type { Cluster } from './cluster.js';
 
-export function ccMetrics(cluster: Cluster) {
+export function ccMetrics(cluster: Cluster, latency?: RequestLatency) {
   return async (app: FastifyInstance): Promise<void> => {
     app.get('/metrics', async (_req, reply) => {
       const nodes = new Map<string, number>([['ENABLED', 0], ['NOTREADY', 0]]);
@@ -19,6 +20,7 @@ export function ccMetrics(cluster: Cluster) {
         '# HELP mallee_cc_launches_in_flight Instances placed on a node whose resource report does not include them yet.',
         '# TYPE mallee_cc_launches_in_flight gauge',
         `mallee_cc_launches_in_flight ${cluster.launchesInFlight()}`,
+        ...(latency?.render() ?? []),
       ];
       return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
     });

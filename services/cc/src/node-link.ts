@@ -30,6 +30,7 @@ export class NodeLink {
   /** Instance ids whose entry changed since the last takeChanges(). */
   private readonly dirty = new Set<string>();
   private polling: Promise<void> | undefined;
+  private queued: Promise<void> | undefined;
 
   constructor(
     public record: NodeRecord,
@@ -94,11 +95,23 @@ export class NodeLink {
   }
 
   /** Ask the node for its resources and instances; concurrent callers share one poll. */
+  /**
+   * Polls the node; resolves once a poll that started after this call has finished. A poll already
+   * in flight may carry an answer from before the caller's own launches completed (counted twice
+   * against the reservations), so a caller joining it waits for one more, queued once for all callers.
+   */
   poll(onSeen: (link: NodeLink, lastSeen: string) => void): Promise<void> {
-    this.polling ??= this.doPoll(onSeen).finally(() => {
-      this.polling = undefined;
+    if (!this.polling) {
+      this.polling = this.doPoll(onSeen).finally(() => {
+        this.polling = undefined;
+      });
+      return this.polling;
+    }
+    this.queued ??= this.polling.then(() => {
+      this.queued = undefined;
+      return this.poll(onSeen);
     });
-    return this.polling;
+    return this.queued;
   }
 
   /** Resolves when no poll is in flight. */

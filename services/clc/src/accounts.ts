@@ -123,3 +123,33 @@ export function walrusCredential(db: Db, accessKeyId: string): walrus.AccessKeyC
   const row = keyRow(db, accessKeyId);
   return row && { secretAccessKey: row.secret_access_key, accountId: row.account_id, accountName: row.name, userId: row.user_id, isAdmin: row.is_admin === 1 };
 }
+
+/**
+ * A system user of the admin account and its access key (made on first use): what the clc signs
+ * with when it hands out URLs on the cloud's behalf (e.g. image-delivery, for NCs fetching images).
+ */
+export function systemCredential(db: Db, userName: string): { accessKeyId: string; secretAccessKey: string } {
+  return db.transaction(() => {
+    const account = ensureAdminAccount(db);
+    let userId = db.prepare('SELECT user_id FROM users WHERE account_id = ? AND name = ?').pluck().get(account.accountId, userName) as string | undefined;
+    if (!userId) {
+      userId = newUserId();
+      db.prepare('INSERT INTO users (user_id, account_id, name, created_at) VALUES (?, ?, ?, ?)').run(userId, account.accountId, userName, new Date().toISOString());
+    }
+    const row = db.prepare('SELECT access_key_id, secret_access_key FROM access_keys WHERE user_id = ? AND active = 1 ORDER BY created_at LIMIT 1')
+      .get(userId) as { access_key_id: string; secret_access_key: string } | undefined;
+    if (row) return { accessKeyId: row.access_key_id, secretAccessKey: row.secret_access_key };
+    const accessKeyId = newAccessKeyId();
+    const secretAccessKey = newSecretKey();
+    db.prepare('INSERT INTO access_keys (access_key_id, secret_access_key, user_id, created_at) VALUES (?, ?, ?, ?)').run(accessKeyId, secretAccessKey, userId, new Date().toISOString());
+    return { accessKeyId, secretAccessKey };
+  })();
+}
+
+/** The account's users (its admin user first), for certificates and credentials. */
+export function userOf(db: Db, accountName: string, userName = ADMIN_USER): { userId: string; userName: string; accountId: string; accountName: string } {
+  const account = requireAccount(db, accountName);
+  const userId = db.prepare('SELECT user_id FROM users WHERE account_id = ? AND name = ?').pluck().get(account.accountId, userName) as string | undefined;
+  if (!userId) throw new WireError('NoSuchEntity', `account ${accountName} has no user ${userName}`, 404);
+  return { userId, userName, accountId: account.accountId, accountName: account.name };
+}

@@ -1,46 +1,31 @@
-// The admin wire operations the `mallee` CLI calls (sender "admin"): accounts and keys, cluster and
-// node registration, and the health of every component (DescribeServices).
+// The admin wire operations the `mallee` CLI calls (sender "admin"): accounts, keys and certificates,
+// Walrus, cluster and node registration, the health of every component (DescribeServices) and cloud
+// properties.
 import type { Db } from '@mallee/store';
-import { admin, cc, handler, WireError, type WireHandler } from '@mallee/wire';
-import type { z } from 'zod';
-import { createAccessKey, createAccount, getCredentials, listAccounts } from './accounts.js';
+import { admin, cc, handler, properties as propertyOps, WireError, type WireHandler } from '@mallee/wire';
+import { accountByName, createAccessKey, createAccount, getCredentials, listAccounts, userOf } from './accounts.js';
+import { accountCertificates, ensureCloudCa, issueUserCertificate } from './certificates.js';
 import type { Clusters } from './clusters.js';
-
-type ServiceStatus = z.infer<typeof admin.serviceStatus>;
+import type { WalrusLink } from './walrus.js';
+import type { CloudProperties } from './properties.js';
+import type { ServiceStatus } from './services.js';
 
 export interface AdminDeps {
   db: Db;
+  /** The clc's home (the cloud CA lives in its keys/). */
+  home: string;
   clusters: Clusters;
-  region: string;
-  url(): string;
+  walrus: WalrusLink;
+  properties: CloudProperties;
+  /** Every component's health (services.ts). */
+  services(): Promise<ServiceStatus[]>;
   /** Ask for a poll now (after a registration, so the new component shows up without waiting). */
   pollSoon(): void;
 }
 
 const fromAdmin = (from: string) => from === admin.ADMIN_SENDER;
-
-async function describeServices(d: AdminDeps): Promise<ServiceStatus[]> {
-  const now = new Date().toISOString();
-  const services: ServiceStatus[] = [{ type: 'clc', name: 'clc', partition: d.region, url: d.url(), state: 'ENABLED', lastContact: now }];
-  const clusters = d.clusters.list();
-  const nodes = await Promise.all(clusters.map(async (c) => {
-    if (c.state !== 'ENABLED') return [];
-    try {
-      const res = await d.clusters.client(c.name).call(cc.DescribeNodes, {}, { timeoutMs: 5000 });
-      return res.nodes.map((n): ServiceStatus => ({
-        type: 'nc', name: n.node, partition: c.name, url: n.url, state: n.state,
-        ...(n.lastSeen ? { lastContact: n.lastSeen } : {}), ...(n.detail ? { detail: n.detail } : {}),
-      }));
-    } catch (err) {
-      return [{ type: 'nc', name: '(unknown)', partition: c.name, url: c.url, state: 'NOTREADY', detail: `cc did not list its nodes: ${(err as Error).message}` } satisfies ServiceStatus];
-    }
-  }));
-  clusters.forEach((c, i) => {
-    services.push({ type: 'cc', name: c.name, partition: c.name, url: c.url, state: c.state, ...(c.lastContact ? { lastContact: c.lastContact } : {}), ...(c.detail ? { detail: c.detail } : {}) });
-    services.push(...nodes[i]!);
-  });
-  return services;
-}
+/** Every component with a key here reads properties: the CLI, Walrus, SCs and CCs (sc:<zone>, cc:<zone>). */
+const readsProperties = (from: string) => fromAdmin(from) || from === 'walrus' || /^(sc|cc)(:|$)/.test(from);
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
@@ -48,7 +33,22 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
     handler(admin.CreateAccount, (req) => createAccount(d.db, req.name), fromAdmin),
     handler(admin.DescribeAccounts, () => ({ accounts: listAccounts(d.db).map((a) => ({ accountId: a.accountId, accountName: a.name })) }), fromAdmin),
     handler(admin.CreateAccessKey, (req) => createAccessKey(d.db, req.accountName), fromAdmin),
-    handler(admin.GetCredentials, (req) => getCredentials(d.db, req.accountName), fromAdmin),
+    handler(admin.GetCredentials, async (req) => ({ ...getCredentials(d.db, req.accountName), cloudCertificate: (await ensureCloudCa(d.home)).certificate }), fromAdmin),
+    handler(admin.CreateCertificate, async (req) => {
+      const user = userOf(d.db, req.accountName, req.userName);
+      const issued = await issueUserCertificate(d.db, d.home, user);
+      return { ...issued, userName: user.userName };
+    }, fromAdmin),
+    handler(admin.DescribeCertificates, (req) => {
+      const account = accountByName(d.db, req.accountName);
+      if (!account) throw new WireError('NoSuchEntity', `no account named ${req.accountName}`, 404);
+      return { certificates: accountCertificates(d.db, account.accountId).map(({ certificateId, userId, fingerprint }) => ({ certificateId, userId, fingerprint })) };
+    }, fromAdmin),
+    handler(admin.RegisterWalrus, (req) => ({ name: 'walrus', key: d.walrus.register(req.url) }), fromAdmin),
+    handler(admin.DeregisterWalrus, (req) => {
+      d.walrus.deregister(req.name);
+      return {};
+    }, fromAdmin),
     handler(admin.RegisterCluster, (req) => {
       const key = d.clusters.register(req.name, req.url);
       d.pollSoon();
@@ -64,6 +64,18 @@ export function adminHandlers(d: AdminDeps): WireHandler<any, any>[] {
       d.pollSoon();
       return res;
     }, fromAdmin),
-    handler(admin.DescribeServices, async () => ({ services: await describeServices(d) }), fromAdmin),
+    handler(admin.DeregisterNodeAdmin, async (req) => {
+      if (!d.clusters.get(req.cluster)) throw new WireError('NoSuchEntity', `no cluster named ${req.cluster}`, 404);
+      await d.clusters.client(req.cluster).call(cc.DeregisterNode, { node: req.node });
+      d.pollSoon();
+      return {};
+    }, fromAdmin),
+    handler(admin.DescribeServices, async () => ({ services: await d.services() }), fromAdmin),
+    handler(propertyOps.DescribeProperties, (req) => ({ properties: d.properties.describe(req) }), readsProperties),
+    handler(admin.ModifyPropertyValue, (req) => {
+      if (req.reset && req.value !== undefined) throw new WireError('InvalidParameterCombination', 'give a value or reset, not both');
+      if (!req.reset && req.value === undefined) throw new WireError('MissingParameter', 'a value (or reset) is required');
+      return d.properties.modify(req.name, req.reset ? undefined : req.value);
+    }, fromAdmin),
   ];
 }

@@ -18,8 +18,8 @@ export interface PollerOptions {
   dispatcher: Dispatcher;
   log: Logger;
   pollIntervalMs: number;
-  /** How long terminated instances stay visible (TERMINATED_RETENTION). */
-  retentionMs: number;
+  /** How long terminated instances stay visible (cloud.vmstate.terminated_time), read at each poll. */
+  retentionMs: number | (() => number);
   /** A launch the cc has not reported for this long is sent again; default max(3 polls, 10 s). */
   staleLaunchMs?: number;
 }
@@ -60,7 +60,7 @@ export class ClusterPoller {
       const started = performance.now();
       try {
         await Promise.all(this.o.clusters.list().map((c) => this.pollCluster(c.name)));
-        const purged = purgeTerminated(this.o.db, new Date(Date.now() - this.o.retentionMs));
+        const purged = purgeTerminated(this.o.db, new Date(Date.now() - (typeof this.o.retentionMs === 'function' ? this.o.retentionMs() : this.o.retentionMs)));
         if (purged) this.o.log.info({ purged }, 'purged terminated instances past their retention');
       } catch (err) {
         this.o.log.error({ err }, 'cluster poll failed');

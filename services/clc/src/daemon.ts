@@ -1,23 +1,30 @@
 // Starting and stopping the clc: database, admin account and keys, cluster poller, HTTP server and
 // run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
+import { cloudProperties } from '@mallee/properties';
 import { openDatabase, type Db } from '@mallee/store';
+import { RequestLatency } from '@mallee/config';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
+import { accountCertificates, ensureCloudCa } from './certificates.js';
 import { coreActions, type Clc } from './actions/index.js';
 import { adminHandlers } from './admin-ops.js';
 import { ClusterPoller } from './cluster-poller.js';
 import { Clusters } from './clusters.js';
 import { Dispatcher } from './dispatch.js';
-import { seedInstanceTypes } from './instance-types.js';
+import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
+import { CloudProperties } from './properties.js';
+import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
-import { walrusLinkHandler } from './walrus-link.js';
+import { WalrusLink } from './walrus.js';
+import { certificatesHandler, walrusLinkHandler } from './walrus-link.js';
+import { StorageControllers, StoragePoller, storageActions, storageAdminHandlers, storageServices } from './storage/index.js';
 
 export interface StartOptions {
   home: string;
@@ -25,6 +32,8 @@ export interface StartOptions {
   /** Overrides CLC_PORT (0 = any free port; the real one is in the returned url and run/clc.url). */
   port?: number;
   logger?: Logger;
+  /** Seconds the presigned image URLs in launches stay valid (default 15 minutes). */
+  imageUrlTtl?: number;
 }
 
 export interface RunningDaemon {
@@ -36,7 +45,7 @@ export interface RunningDaemon {
 }
 
 export const adminKeyFile = (home: string) => join(home, 'keys', 'admin.key');
-/** The key Walrus signs LookupAccessKey with (all-in-one: Walrus shares this home). */
+/** Where Walrus keeps the link key the clc issues at RegisterWalrus (all-in-one: Walrus shares this home). */
 export const walrusKeyFile = (home: string) => join(home, 'keys', 'walrus.key');
 
 function ensureKeyFile(file: string): void {
@@ -51,31 +60,71 @@ export function openClcDatabase(file: string): Db {
   return db;
 }
 
+/** The registered Walrus; before registration, the all-in-one's by its run file in this home (for the console). */
+function walrusUrlOf(link: WalrusLink, home: string): string | undefined {
+  const registered = link.url();
+  if (registered) return registered;
+  try {
+    return readFileSync(join(home, 'run', 'walrus.url'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const { home, config } = opts;
   const log = opts.logger ?? pino({ name: 'clc', level: config.LOG_LEVEL });
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
   ensureKeyFile(adminKeyFile(home));
-  ensureKeyFile(walrusKeyFile(home));
+  const cloudCa = await ensureCloudCa(home);
 
   const db = openClcDatabase(join(home, 'clc.sqlite'));
   const clusters = new Clusters(db);
-  const dispatcher = new Dispatcher(clusters);
+  const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
+  const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
+  const properties = new CloudProperties(db, config, {
+    zones: () => clusters.list().map((c) => c.name),
+    checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
+  });
+  properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   let url = '';
-  const clc: Clc = { db, config, clusters, dispatcher, url: () => url };
-  const poller = new ClusterPoller({ db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000, retentionMs: config.TERMINATED_RETENTION * 1000 });
-  const keys: Record<string, string> = { [admin.ADMIN_SENDER]: adminKeyFile(home), [walrus.WALRUS_SENDER]: walrusKeyFile(home) };
+  const storage = { db, clusters, controllers: new StorageControllers(db) };
+  const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
+  const services = () => describeServices({
+    clusters, region: config.REGION, url: () => url,
+    others: async () => [...(await walrusLink.serviceStatus()), ...storageServices(storage.controllers)],
+  });
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, url: () => url };
+  const poller = new ClusterPoller({
+    db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
+    retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
+  });
+  const credentials = credentialLookup(db);
+  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
-    actions: [...coreActions(clc), ...resourceActionsFor(db)],
-    credentials: credentialLookup(db),
-    keyFor: (from) => (keys[from] ? readKeyFile(keys[from]) : undefined),
-    wireHandlers: [
-      ...adminHandlers({ db, clusters, region: config.REGION, url: () => url, pollSoon: () => void poller.pollAll() }),
-      walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
+    actions: [
+      ...coreActions(clc),
+      ...resourceActionsFor(db, { checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image) }),
+      ...storageActions(storage, config.REGION),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller }),
+    credentials,
+    // An SC signs as sc:<zone> (properties) with the key the clc issued it at register-sc.
+    keyFor: (from) => (from === admin.ADMIN_SENDER ? readKeyFile(adminKeyFile(home)) : from === walrus.WALRUS_SENDER ? walrusLink.key()
+      : from.startsWith('sc:') ? storage.controllers.get(from.slice(3))?.key : undefined),
+    wireHandlers: [
+      ...adminHandlers({ db, home, clusters, walrus: walrusLink, properties, services, pollSoon: () => void poller.pollAll() }),
+      walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),
+      certificatesHandler((accountId) => ({
+        certificates: accountCertificates(db, accountId).map(({ certificateId, userId, pem }) => ({ certificateId, userId, pem })),
+        cloudCertificate: cloudCa.certificate,
+      })),
+      ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll(), () => walrusLink.url()),
+    ],
+    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
+    latency,
+    console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {
     url = await app.listen({ port: opts.port ?? config.CLC_PORT, host: config.BIND_ADDRESS });
@@ -85,6 +134,9 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     throw err;
   }
   poller.start();
+  const storageTimer = setInterval(() => void storagePoller.pollAll(), config.POLL_INTERVAL * 1000);
+  storageTimer.unref();
+  void storagePoller.pollAll();
   writeFileSync(join(runDir, 'clc.url'), url + '\n');
   writeFileSync(join(runDir, 'clc.pid'), `${process.pid}\n`);
   log.info({ url, home, region: config.REGION }, 'cloud controller listening');
@@ -93,11 +145,16 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   return {
     url,
     db,
-    pollNow: () => poller.pollAll(),
+    pollNow: async () => {
+      await poller.pollAll();
+      await storagePoller.pollAll();
+    },
     close: () =>
       (closing ??= (async () => {
+        clearInterval(storageTimer);
         await app.close();
         await poller.stop();
+        await storagePoller.settled();
         db.close();
         rmSync(join(runDir, 'clc.url'), { force: true });
         rmSync(join(runDir, 'clc.pid'), { force: true });

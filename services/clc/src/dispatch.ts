@@ -6,7 +6,8 @@ import type { Clusters } from './clusters.js';
 export class Dispatcher {
   private readonly inFlight = new Set<string>();
 
-  constructor(private readonly clusters: Clusters) {}
+  /** `prepare` completes specs just before they go out (the image URLs, which are short-lived). */
+  constructor(private readonly clusters: Clusters, private readonly prepare: (specs: InstanceSpec[]) => InstanceSpec[] = (s) => s) {}
 
   inFlightCount(): number {
     return this.inFlight.size;
@@ -20,7 +21,7 @@ export class Dispatcher {
   async run(zone: string, instances: InstanceSpec[], minCount: number, requestId?: string): Promise<{ instanceId: string; node: string }[]> {
     for (const i of instances) this.inFlight.add(i.instanceId);
     try {
-      const res = await this.clusters.client(zone).call(cc.RunInstances, { instances, minCount }, requestId ? { requestId } : {});
+      const res = await this.clusters.client(zone).call(cc.RunInstances, { instances: this.prepare(instances), minCount }, requestId ? { requestId } : {});
       return res.placed;
     } finally {
       for (const i of instances) this.inFlight.delete(i.instanceId);

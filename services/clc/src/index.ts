@@ -7,4 +7,5 @@ export { ADMIN_ACCOUNT, createAccount, credentialLookup, getCredentials } from '
 export { Clusters, CLC_SENDER } from './clusters.js';
 export { ClusterPoller } from './cluster-poller.js';
 export { Dispatcher } from './dispatch.js';
+export { CloudProperties, propertiesMigration } from './properties.js';
 export { DEFAULT_INSTANCE_TYPES, listInstanceTypes } from './instance-types.js';

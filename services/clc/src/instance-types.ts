@@ -16,8 +16,6 @@ export const DEFAULT_INSTANCE_TYPES: readonly InstanceType[] = [
   { name: 'c1.xlarge', cpu: 4, memoryMiB: 2048, diskGiB: 10 },
 ];
 
-export const DEFAULT_INSTANCE_TYPE = 'm1.small';
-
 interface TypeRow { name: string; cpu: number; memory_mib: number; disk_gib: number }
 const toType = (r: TypeRow): InstanceType => ({ name: r.name, cpu: r.cpu, memoryMiB: r.memory_mib, diskGiB: r.disk_gib });
 

@@ -1,6 +1,7 @@
 // GET /metrics in Prometheus text format: instances by zone and state, clusters by state, accounts,
 // launches in flight and how long the last cluster poll took.
 import type { FastifyInstance } from 'fastify';
+import type { RequestLatency } from '@mallee/config';
 import type { Db } from '@mallee/store';
 import type { ClusterPoller } from './cluster-poller.js';
 import type { Clusters } from './clusters.js';
@@ -8,7 +9,16 @@ import type { Dispatcher } from './dispatch.js';
 
 const label = (v: string) => v.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));
 
-export function clcMetrics(deps: { db: Db; clusters: Clusters; dispatcher: Dispatcher; poller: ClusterPoller }) {
+/** What each zone can still start, per instance type, from the cc's last DescribeResources. */
+function capacityLines(clusters: Clusters): string[] {
+  const lines = ['# HELP mallee_clc_capacity Instances of each type a zone can start (available) and could hold empty (max).', '# TYPE mallee_clc_capacity gauge'];
+  for (const c of clusters.list())
+    for (const a of clusters.availability(c.name))
+      lines.push(`mallee_clc_capacity{zone="${label(c.name)}",type="${label(a.name)}",kind="available"} ${Math.max(0, a.available)}`, `mallee_clc_capacity{zone="${label(c.name)}",type="${label(a.name)}",kind="max"} ${a.max}`);
+  return lines;
+}
+
+export function clcMetrics(deps: { db: Db; clusters: Clusters; dispatcher: Dispatcher; poller: ClusterPoller; latency?: RequestLatency }) {
   return async (app: FastifyInstance): Promise<void> => {
     app.get('/metrics', async (_req, reply) => {
       const instances = deps.db.prepare('SELECT zone, state, COUNT(*) AS n FROM instances GROUP BY zone, state ORDER BY zone, state').all() as { zone: string; state: string; n: number }[];
@@ -31,6 +41,8 @@ export function clcMetrics(deps: { db: Db; clusters: Clusters; dispatcher: Dispa
         '# HELP mallee_clc_last_poll_seconds How long the last round of cluster polls took.',
         '# TYPE mallee_clc_last_poll_seconds gauge',
         `mallee_clc_last_poll_seconds ${deps.poller.lastPollSeconds()}`,
+        ...capacityLines(deps.clusters),
+        ...(deps.latency?.render() ?? []),
       ];
       return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
     });

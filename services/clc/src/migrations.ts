@@ -1,8 +1,10 @@
 // The clc's schema: migration 1 (accounts, clusters, instance types, reservations, instances) is the
-// core's; migration 2 is the resources module's (key pairs, groups, images, tags). No foreign keys
+// core's; migration 2 is the resources module's (key pairs, groups, images, tags); 3 the cloud properties. No foreign keys
 // cross between the two, so each evolves on its own.
 import type { Migration } from '@mallee/store';
+import { propertiesMigration } from './properties.js';
 import { resourcesMigration } from './resources/index.js';
+import { storageMigration } from './storage/index.js';
 
 export const coreMigration: Migration = {
   id: 1,
@@ -109,5 +111,44 @@ export const coreMigration: Migration = {
   `,
 };
 
+/**
+ * Migration 4: the registered Walrus (its URL and the link key), users' X.509 certificates (which
+ * may sign bundles), and what Walrus verified about each registered bundle (its decrypted image's
+ * size and SHA-256, which NCs check what they download against).
+ */
+export const walrusMigration: Migration = {
+  id: 4,
+  name: 'walrus, certificates, image bundles',
+  up: `
+    CREATE TABLE walrus (
+      name          TEXT PRIMARY KEY,          -- 'walrus': one per cloud, as in Eucalyptus 2
+      url           TEXT NOT NULL,
+      wire_key      TEXT NOT NULL,             -- the link key (Walrus's keys/walrus.key), both directions
+      registered_at TEXT NOT NULL
+    );
+
+    CREATE TABLE certificates (
+      certificate_id TEXT PRIMARY KEY,
+      user_id        TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+      pem            TEXT NOT NULL,
+      fingerprint    TEXT NOT NULL UNIQUE,     -- SHA-256 of the DER
+      active         INTEGER NOT NULL DEFAULT 1,
+      created_at     TEXT NOT NULL
+    );
+    CREATE INDEX certificates_user ON certificates (user_id);
+
+    CREATE TABLE image_bundles (
+      image_id      TEXT PRIMARY KEY REFERENCES images(image_id) ON DELETE CASCADE,
+      bucket        TEXT NOT NULL,
+      manifest_key  TEXT NOT NULL,
+      image_bytes   INTEGER NOT NULL,
+      image_sha256  TEXT NOT NULL,
+      bundled_bytes INTEGER NOT NULL,
+      signed_by     TEXT NOT NULL,
+      checked_at    TEXT NOT NULL
+    );
+  `,
+};
+
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration, storageMigration];

@@ -8,7 +8,7 @@ let cloud: TestCloud & { cc: FakeCc };
 let image: string;
 beforeAll(async () => {
   cloud = await startFakeCloud();
-  image = String((await cloud.ec2.ok('RegisterImage', { ImageLocation: 'test/img.manifest.xml', Name: 'img' })).imageId);
+  image = await cloud.registerImage('img');
 });
 afterAll(async () => {
   await cloud?.stop();

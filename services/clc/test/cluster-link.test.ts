@@ -15,7 +15,7 @@ let image: string;
 
 async function setup(clc: Parameters<typeof startFakeCloud>[0] = {}) {
   cloud = await startFakeCloud(clc);
-  image = String((await cloud.ec2.ok('RegisterImage', { ImageLocation: 'test/img.manifest.xml', Name: 'img' })).imageId);
+  image = await cloud.registerImage('img');
 }
 afterEach(async () => {
   await cloud?.stop();
@@ -106,7 +106,7 @@ describe('polling', () => {
     cloud.cc.down = false;
     await cloud.poll();
     expect(items((await cloud.ec2.ok('DescribeAvailabilityZones')).availabilityZoneInfo)[0]!.zoneState).toBe('available');
-    expect((await cloud.admin(admin.DescribeServices, {})).services.filter((s) => s.type !== 'clc').map((s) => `${s.type}:${s.state}`)).toEqual(['cc:ENABLED', 'nc:ENABLED']);
+    expect((await cloud.admin(admin.DescribeServices, {})).services.filter((s) => s.type === 'cc' || s.type === 'nc').map((s) => `${s.type}:${s.state}`)).toEqual(['cc:ENABLED', 'nc:ENABLED']);
   });
 
   it('a running instance the cc no longer reports goes through shutting-down to terminated', async () => {

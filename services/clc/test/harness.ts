@@ -12,6 +12,7 @@ import { startDaemon as startNc, nodeKeyFile } from '@mallee/nc';
 import { startDaemon as startCc, cloudKeyFile } from '@mallee/cc';
 import { adminKeyFile, startDaemon as startClc, type RunningDaemon } from '../src/index.js';
 import { FakeCc } from './fake-cc.js';
+import { startBundler, type Bundler } from './images-harness.js';
 
 type Overrides = Partial<Record<ConfigKey, string | number>>;
 
@@ -69,7 +70,12 @@ export interface TestCloud {
   ec2: Ec2;
   admin<Req, Res>(op: Operation<Req, Res>, req: Req): Promise<Res>;
   /** A new account and its client. */
-  account(name: string): Promise<{ ec2: Ec2; accountId: string }>;
+  account(name: string): Promise<{ ec2: Ec2; accountId: string; accountName: string }>;
+  /** The cloud's Walrus (in-process, registered). */
+  walrusUrl: string;
+  /** Bundles a small image as `who` (default: the admin account), uploads it to Walrus and registers it; returns its id. */
+  registerImage(name: string, who?: { ec2: Ec2; accountId: string; accountName: string }, opts?: Parameters<Bundler['register']>[2]): Promise<string>;
+  bundler: Bundler;
   /** Poll the nc from the cc, then the cc from the clc. */
   poll(): Promise<void>;
   /** Stop the clc and start it again on the same home (nothing else restarts). */
@@ -80,7 +86,7 @@ export interface TestCloud {
   stop(): Promise<void>;
 }
 
-export interface CloudOptions { cluster?: boolean; clc?: Overrides; cc?: Overrides; nc?: Overrides }
+export interface CloudOptions { cluster?: boolean; clc?: Overrides; cc?: Overrides; nc?: Overrides; clcOptions?: { imageUrlTtl?: number } }
 
 export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud> {
   const dirs: string[] = [];
@@ -91,7 +97,7 @@ export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud
   };
   const clcHome = temp('mallee-clc-');
   const clcConfig = testConfig(opts.clc);
-  let clc = await startClc({ home: clcHome, config: clcConfig, port: 0 });
+  let clc = await startClc({ home: clcHome, config: clcConfig, port: 0, ...opts.clcOptions });
   const port = Number(new URL(clc.url).port);
   const adminClient = () => new WireClient({ url: clc.url, from: admin.ADMIN_SENDER, key: readKeyFile(adminKeyFile(clcHome))! });
   const adminCall = <Req, Res>(op: Operation<Req, Res>, req: Req) => adminClient().call(op, req);
@@ -111,6 +117,8 @@ export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud
     await clc.pollNow();
   }
   const creds = await adminCall(admin.GetCredentials, { accountName: 'eucalyptus' });
+  const bundler = await startBundler({ clcHome, url: clc.url, admin: adminCall }, testConfig());
+  const adminEc2 = new Ec2(clc.url, creds.accessKeyId, creds.secretAccessKey);
   const cloud: TestCloud = {
     clcHome,
     get url() {
@@ -119,12 +127,15 @@ export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud
     get clc() {
       return clc;
     },
-    ec2: new Ec2(clc.url, creds.accessKeyId, creds.secretAccessKey),
+    ec2: adminEc2,
     admin: adminCall,
     async account(name) {
       const c = await adminCall(admin.CreateAccount, { name });
-      return { ec2: new Ec2(clc.url, c.accessKeyId, c.secretAccessKey), accountId: c.accountId };
+      return { ec2: new Ec2(clc.url, c.accessKeyId, c.secretAccessKey), accountId: c.accountId, accountName: name };
     },
+    walrusUrl: bundler.walrusUrl,
+    bundler,
+    registerImage: (name, who, o) => bundler.register(who ?? { ec2: adminEc2, accountId: creds.accountId, accountName: 'eucalyptus' }, name, o),
     async poll() {
       await ccd?.pollNow();
       await clc.pollNow();
@@ -132,7 +143,7 @@ export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud
     async restartClc(o = {}) {
       await clc.close();
       await o.beforeStart?.();
-      clc = await startClc({ home: clcHome, config: clcConfig, port });
+      clc = await startClc({ home: clcHome, config: clcConfig, port, ...opts.clcOptions });
     },
     async restartCc() {
       const port = Number(new URL(ccd!.url).port);
@@ -146,6 +157,7 @@ export async function startTestCloud(opts: CloudOptions = {}): Promise<TestCloud
       nc = undefined;
     },
     async stop() {
+      await bundler.close();
       await clc.close();
       await ccd?.close();
       await nc?.close();
@@ -172,8 +184,8 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
 }
 
 /** A clc whose one zone ("zone-a") is served by a FakeCc the test controls. */
-export async function startFakeCloud(opts: { clc?: Overrides } = {}): Promise<TestCloud & { cc: FakeCc }> {
-  const cloud = await startTestCloud({ cluster: false, ...(opts.clc ? { clc: opts.clc } : {}) });
+export async function startFakeCloud(opts: Pick<CloudOptions, 'clc' | 'clcOptions'> = {}): Promise<TestCloud & { cc: FakeCc }> {
+  const cloud = await startTestCloud({ cluster: false, ...opts });
   const fake = new FakeCc();
   await fake.start();
   const { key } = await cloud.admin(admin.RegisterCluster, { name: 'zone-a', url: fake.url });

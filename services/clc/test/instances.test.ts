@@ -6,7 +6,7 @@ let cloud: TestCloud;
 let image: string;
 beforeAll(async () => {
   cloud = await startTestCloud();
-  image = String((await cloud.ec2.ok('RegisterImage', { ImageLocation: 'test/img.manifest.xml', Name: 'img' })).imageId);
+  image = await cloud.registerImage('img');
 });
 afterAll(async () => {
   await cloud?.stop();

@@ -5,15 +5,15 @@ import { admin } from '@mallee/wire';
 import { instancesOf, items, startFakeCloud, type Ec2, type TestCloud } from './harness.js';
 
 let cloud: TestCloud;
-let a: { ec2: Ec2; accountId: string };
-let b: { ec2: Ec2; accountId: string };
+let a: { ec2: Ec2; accountId: string; accountName: string };
+let b: { ec2: Ec2; accountId: string; accountName: string };
 let aInstance: string;
 
 beforeAll(async () => {
   cloud = await startFakeCloud();
   a = await cloud.account('alice');
   b = await cloud.account('bob');
-  const image = String((await a.ec2.ok('RegisterImage', { ImageLocation: 'a/img.manifest.xml', Name: 'img' })).imageId);
+  const image = await cloud.registerImage('img', a);
   aInstance = String(items((await a.ec2.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 })).instancesSet)[0]!.instanceId);
 });
 afterAll(async () => {
@@ -56,7 +56,7 @@ describe('isolation', () => {
   });
 
   it('account B cannot launch account A\'s private image', async () => {
-    const image = String((await a.ec2.ok('RegisterImage', { ImageLocation: 'a/private.manifest.xml', Name: 'private' })).imageId);
+    const image = await cloud.registerImage('private', a);
     expect((await b.ec2.call('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 })).code).toBe('InvalidAMIID.NotFound');
   });
 

@@ -1,12 +1,12 @@
 // The nc.* wire operation table: each operation maps to one NodeController method.
-import { handler, nc, type WireHandler } from '@mallee/wire';
+import { handler, nc, openSecret, type WireHandler } from '@mallee/wire';
 import type { NodeController } from './node-controller.js';
 
 /** Only the cluster controller that registered this node talks to it. */
 export const NC_CALLER = 'cc';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function ncHandlers(node: NodeController): WireHandler<any, any>[] {
+export function ncHandlers(node: NodeController, nodeKey: () => string | undefined = () => undefined): WireHandler<any, any>[] {
   return [
     handler(nc.ncRunInstance, async (spec) => ({ instance: await node.runInstance(spec) })),
     handler(nc.ncTerminateInstance, (req) => node.terminateInstance(req.instanceId, req.force)),
@@ -21,5 +21,12 @@ export function ncHandlers(node: NodeController): WireHandler<any, any>[] {
       output: await node.consoleOutput(req.instanceId),
       timestamp: new Date().toISOString(),
     })),
+    // --- volumes (sc): the CHAP secret arrives sealed with this node's key.
+    handler(nc.ncAttachVolume, async (req) => ({
+      volume: await node.attachVolume(req.instanceId, { volumeId: req.volumeId, device: req.device, target: { ...req.target, chapSecret: openSecret(nodeKey() ?? '', req.target.chapSecret) } }),
+    })),
+    handler(nc.ncDetachVolume, async (req) => ({ detached: await node.detachVolume(req.instanceId, req.volumeId, req.force) })),
+    handler(nc.ncFreezeInstance, (req) => node.freezeInstance(req.instanceId, req.timeoutMs)),
+    handler(nc.ncThawInstance, (req) => node.thawInstance(req.instanceId)),
   ];
 }

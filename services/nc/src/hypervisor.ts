@@ -1,6 +1,6 @@
 // The one interface the Node Controller drives guests through (like Nova's ComputeDriver): the
 // `simulated` and `libvirt` drivers implement it and the NC's logic never knows which it has.
-import type { InstanceSpec, InstanceStateName } from '@mallee/wire';
+import type { AttachedVolume, InstanceSpec, InstanceStateName, sc } from '@mallee/wire';
 import type { MalleeConfig } from '@mallee/config';
 import type { Logger } from 'pino';
 
@@ -41,6 +41,35 @@ export interface Hypervisor {
   /** The serial console output captured so far (the NC returns its last 64 KiB). */
   consoleOutput(instanceId: string): Promise<Buffer>;
   close(): Promise<void>;
+
+  // ---- images (optional: drivers that keep an image cache) ----
+  /** Counters of the driver's image cache, for /metrics. */
+  imageCacheStats?(): Promise<{ downloads: number; downloadedBytes: number; hits: number; evictions: number; entries: number; bytes: number }>;
+  /** EBS volumes (sc); a driver without it cannot attach volumes. */
+  readonly volumes?: HypervisorVolumes;
+}
+
+// --- volumes (sc) --------------------------------------------------------------------------------
+
+/** An iSCSI LUN to hot-plug, with its CHAP secret in the clear (the NC opened the sealed one). */
+export interface VolumeAttachmentSpec {
+  volumeId: string;
+  /** What the user asked for (/dev/sdf, /dev/vdb); the driver picks a free guest device near it. */
+  device: string;
+  target: Omit<sc.IscsiTarget, 'chapSecret'> & { chapSecret: string };
+}
+
+/** Network disks in running guests, as Nova's attach_volume/detach_volume, plus holding guest I/O for snapshots. */
+export interface HypervisorVolumes {
+  /** Hot-plug (live and persistent, so it survives restarts); idempotent by volume id. */
+  attachVolume(instanceId: string, spec: VolumeAttachmentSpec): Promise<AttachedVolume>;
+  /** Unplug; false when the guest did not let go in time (with force it is dropped from the definition anyway). */
+  detachVolume(instanceId: string, volumeId: string, opts: { force: boolean }): Promise<boolean>;
+  /** Volumes attached to each of this host's guests, read from the hypervisor itself. */
+  listVolumes(): Promise<Map<string, AttachedVolume[]>>;
+  /** Freeze the guest's filesystems (guest agent) or pause it; thawed by unfreeze or after timeoutMs. */
+  freeze(instanceId: string, timeoutMs: number): Promise<sc.SnapshotConsistency>;
+  unfreeze(instanceId: string): Promise<void>;
 }
 
 /** A guest the driver does not have (never created, or already gone). */

@@ -1,8 +1,9 @@
 // GET /metrics in Prometheus text format: the node's capacity and its instances by state.
 import type { FastifyInstance } from 'fastify';
+import type { RequestLatency } from '@mallee/config';
 import type { NodeController } from './node-controller.js';
 
-export function ncMetrics(node: NodeController) {
+export function ncMetrics(node: NodeController, latency?: RequestLatency) {
   return async (app: FastifyInstance): Promise<void> => {
     app.get('/metrics', async (_req, reply) => {
       const res = await node.describeResource();
@@ -17,6 +18,15 @@ export function ncMetrics(node: NodeController) {
       ];
       for (const [resource, c] of [['cores', res.cores], ['memory_mib', res.memoryMiB], ['disk_gib', res.diskGiB]] as const) {
         lines.push(`mallee_nc_capacity{resource="${resource}",kind="max"} ${c.max}`, `mallee_nc_capacity{resource="${resource}",kind="available"} ${c.available}`);
+      }
+      lines.push(...(latency?.render() ?? []));
+      const cache = await node.imageCacheStats();
+      if (cache) {
+        lines.push(
+          '# HELP mallee_nc_image_cache The image cache: downloads from Walrus, hits, evictions (counters), entries and bytes held.',
+          '# TYPE mallee_nc_image_cache gauge',
+          ...Object.entries(cache).map(([k, v]) => `mallee_nc_image_cache{stat="${k}"} ${v}`),
+        );
       }
       return reply.type('text/plain; version=0.0.4').send(lines.join('\n') + '\n');
     });

@@ -2,8 +2,8 @@
 // capacity accounting with MAX_CORES/MAX_MEM/MAX_DISK, launch records, reconciliation with the guests
 // the hypervisor really has, and the terminated-then-forgotten lifecycle the cc polls.
 import type { Logger } from 'pino';
-import { WireError, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type VmType } from '@mallee/wire';
-import { GuestNotFoundError, type GuestStatus, type HostCapacity, type Hypervisor } from './hypervisor.js';
+import { WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
+import { GuestNotFoundError, type GuestStatus, type HostCapacity, type Hypervisor, type HypervisorVolumes, type VolumeAttachmentSpec } from './hypervisor.js';
 import type { LaunchRecord, LaunchRecords } from './launch-records.js';
 
 /** The NC's limits from mallee.conf (0 = not set). */
@@ -61,6 +61,8 @@ export class NodeController {
   private refreshing: Promise<void> | undefined;
   private monitor: NodeJS.Timeout | undefined;
   private readonly background = new Set<Promise<unknown>>();
+  /** Volumes attached to each guest, as the hypervisor last listed them (sc). */
+  private attached = new Map<string, AttachedVolume[]>();
 
   constructor(private readonly o: NodeControllerOptions) {}
 
@@ -148,6 +150,7 @@ export class NodeController {
   private async doRefresh(): Promise<void> {
     const listedAt = Date.now();
     const guests = new Map((await this.o.hypervisor.listGuests()).map((g) => [g.instanceId, g]));
+    if (this.o.hypervisor.volumes) this.attached = await this.o.hypervisor.volumes.listVolumes();
     const now = Date.now();
     const changed: LaunchRecord[] = [];
     const forgotten: string[] = [];
@@ -297,6 +300,11 @@ export class NodeController {
     return out;
   }
 
+  /** The driver's image cache counters, when it keeps one. */
+  imageCacheStats(): ReturnType<NonNullable<Hypervisor['imageCacheStats']>> | Promise<undefined> {
+    return this.o.hypervisor.imageCacheStats?.() ?? Promise.resolve(undefined);
+  }
+
   /** Every tracked instance as last seen, without asking the hypervisor (metrics). */
   snapshot(): NodeInstance[] {
     return [...this.instances.values()].map((t) => this.view(t));
@@ -363,8 +371,73 @@ export class NodeController {
     if (s?.privateIp !== undefined) out.privateIp = s.privateIp;
     if (s?.macAddress !== undefined) out.macAddress = s.macAddress;
     if (t.stateReason !== undefined) out.stateReason = t.stateReason;
+    const volumes = this.attached.get(t.instanceId);
+    if (volumes?.length && t.state !== 'terminated') out.volumes = volumes;
     return out;
   }
+
+  // --- volumes (sc) ------------------------------------------------------------------------------
+
+  private volumeDriver(): HypervisorVolumes {
+    const v = this.o.hypervisor.volumes;
+    if (!v) throw new WireError('UnsupportedOperation', `the ${this.o.hypervisor.name} hypervisor cannot attach volumes`, 400);
+    return v;
+  }
+
+  private running(instanceId: string): Tracked {
+    const t = this.get(instanceId);
+    if (t.state !== 'running') throw new WireError('IncorrectInstanceState', `instance ${instanceId} is ${t.state}; volumes attach to running instances`, 409);
+    return t;
+  }
+
+  async attachVolume(instanceId: string, spec: VolumeAttachmentSpec): Promise<AttachedVolume> {
+    const driver = this.volumeDriver();
+    this.running(instanceId);
+    this.attached = await driver.listVolumes();
+    for (const [other, vols] of this.attached) {
+      if (other !== instanceId && vols.some((v) => v.volumeId === spec.volumeId)) {
+        throw new WireError('VolumeInUse', `volume ${spec.volumeId} is attached to ${other} on this node`, 409);
+      }
+    }
+    const att = await driver.attachVolume(instanceId, spec);
+    this.attached.set(instanceId, [...(this.attached.get(instanceId) ?? []).filter((v) => v.volumeId !== att.volumeId), att]);
+    this.o.log.info({ instanceId, volumeId: spec.volumeId, guestDevice: att.guestDevice }, 'volume attached');
+    return att;
+  }
+
+  async detachVolume(instanceId: string, volumeId: string, force: boolean): Promise<boolean> {
+    const driver = this.volumeDriver();
+    this.get(instanceId);
+    let done: boolean;
+    try {
+      done = await driver.detachVolume(instanceId, volumeId, { force });
+    } catch (err) {
+      if (err instanceof GuestNotFoundError) return true;
+      throw err;
+    }
+    this.attached.set(instanceId, (this.attached.get(instanceId) ?? []).filter((v) => !done || v.volumeId !== volumeId));
+    return done;
+  }
+
+  async freezeInstance(instanceId: string, timeoutMs: number): Promise<{ consistency: sc.SnapshotConsistency; frozenMs: number }> {
+    const driver = this.volumeDriver();
+    this.running(instanceId);
+    const started = Date.now();
+    const consistency = await driver.freeze(instanceId, timeoutMs);
+    this.frozenAt.set(instanceId, Date.now());
+    return { consistency, frozenMs: Date.now() - started };
+  }
+
+  async thawInstance(instanceId: string): Promise<{ heldMs: number }> {
+    const driver = this.volumeDriver();
+    this.get(instanceId);
+    await driver.unfreeze(instanceId);
+    const at = this.frozenAt.get(instanceId);
+    this.frozenAt.delete(instanceId);
+    return { heldMs: at === undefined ? 0 : Date.now() - at };
+  }
+
+  private readonly frozenAt = new Map<string, number>();
 }
 
 /** The promise's value if it settles within ms, else undefined (the promise goes on). */

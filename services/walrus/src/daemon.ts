@@ -2,14 +2,16 @@
 // endpoint, run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { CredentialLookup } from '@mallee/aws-protocol';
 import type { MalleeConfig } from '@mallee/config';
 import { openDatabase } from '@mallee/store';
-import { readKeyFile } from '@mallee/wire';
+import { clcPropertyReader, walrusProperties } from '@mallee/properties';
+import { readKeyFile, walrus } from '@mallee/wire';
 import { cachedLookup, clcLookup } from './credentials.js';
 import { DecryptedImageCache } from './images/decrypt.js';
+import { clcCertificates, imageLinkHandlers, manifestVerifier, type CertificateSource } from './images/link.js';
 import { buildServer } from './server.js';
 import { FsObjectStore, walrusDataRoot } from './store/fs-store.js';
 import { migrations } from './store/migrations.js';
@@ -30,7 +32,9 @@ export interface StartOptions {
   maxObjectSize?: number;
   /** The cloud's private key (PEM) for GetDecryptedImage; default <home>/keys/cloud-pk.pem, read per build. */
   cloudKeyFile?: string;
-  /** Overrides the WALRUS_MAX_* quota settings. */
+  /** Who may sign an account's manifests; default: ask the clc (GetCertificates) with keys/walrus.key. */
+  certificates?: CertificateSource;
+  /** Fixed quotas instead of the walrus.* cloud properties (tests). */
   quotas?: Quotas;
 }
 
@@ -51,39 +55,47 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   mkdirSync(runDir, { recursive: true });
 
   const db = openDatabase(join(home, 'walrus.sqlite'), { migrations });
-  const MiB = 1024 * 1024;
-  const quotas: Quotas = opts.quotas ?? {
-    maxBucketsPerAccount: config.WALRUS_MAX_BUCKETS_PER_ACCOUNT,
-    maxBucketBytes: config.WALRUS_MAX_BUCKET_SIZE_MB * MiB,
-    maxAccountBytes: config.WALRUS_MAX_ACCOUNT_STORAGE_MB * MiB,
+  const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
+  const keyFile = walrusKeyFile(home);
+  const linkKey = () => {
+    const k = readKeyFile(keyFile);
+    if (k === undefined) throw new Error(`no ${keyFile}: register this Walrus with the clc (mallee register-walrus URL) and install the key it prints`);
+    return k;
   };
+  // Quotas are cloud properties (walrus.storagemax…, `mallee property`), read from the clc and cached;
+  // until the clc answers, this host's mallee.conf WALRUS_MAX_* settings (the properties' defaults).
+  const properties = clcPropertyReader({ clcUrl, from: walrus.WALRUS_SENDER, key: linkKey, prefix: 'walrus.', config, ttlMs: 10_000 });
+  const MiB = 1024 * 1024;
+  const quotas = opts.quotas ?? (() => {
+    void properties.get(walrusProperties.maxBucketsPerAccount); // refreshes in the background once the cached set is stale
+    return {
+      maxBucketsPerAccount: properties.peek(walrusProperties.maxBucketsPerAccount),
+      maxBucketBytes: properties.peek(walrusProperties.maxBucketSizeMb) * MiB,
+      maxAccountBytes: properties.peek(walrusProperties.maxAccountSizeMb) * MiB,
+    };
+  });
   const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas });
   const recovered = store.recover();
   if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
 
+  const credentials = opts.credentials ?? cachedLookup(clcLookup({ clcUrl, key: linkKey }));
+
   const cloudKeyFile = opts.cloudKeyFile ?? join(home, 'keys', 'cloud-pk.pem');
+  const cloudCertFile = join(dirname(cloudKeyFile), 'cloud-cert.pem');
+  const readIfThere = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8') : undefined);
   const images = new DecryptedImageCache({
     store,
     dir: join(walrusDataRoot(home), 'images'),
-    cloudKey: () => (existsSync(cloudKeyFile) ? readFileSync(cloudKeyFile, 'utf8') : undefined),
+    cloudKey: () => readIfThere(cloudKeyFile),
+    verify: manifestVerifier(opts.certificates ?? clcCertificates({ clcUrl, key: linkKey }), () => readIfThere(cloudCertFile)),
   });
-
-  const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
-  const keyFile = walrusKeyFile(home);
-  const credentials = opts.credentials ?? cachedLookup(clcLookup({
-    clcUrl,
-    key: () => {
-      const k = readKeyFile(keyFile);
-      if (k === undefined) throw new Error(`no ${keyFile}: register walrus with the clc first`);
-      return k;
-    },
-  }));
   const app = buildServer({
     logger: log,
     store,
     credentials,
     region: config.REGION,
     images,
+    wire: { keyFor: (from) => (from === walrus.CLC_SENDER ? readKeyFile(keyFile) : undefined), handlers: imageLinkHandlers({ store, images }) },
     virtualHostDomains: [...new Set(['localhost', hostname(), ...(opts.virtualHostDomains ?? [])])],
     ...(opts.maxObjectSize !== undefined ? { maxObjectSize: opts.maxObjectSize } : {}),
   });

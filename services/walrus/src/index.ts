@@ -6,4 +6,5 @@ export { s3Api, s3Actions, SERVICE_PREFIX, type S3ApiOptions } from './s3/plugin
 export { FsObjectStore } from './store/fs-store.js';
 export type * from './store/types.js';
 export { cachedLookup, clcLookup } from './credentials.js';
+export { clcCertificates, type CertificateSource, type Certificates } from './images/link.js';
 export { staticCredentials, type StaticKey } from './static-credentials.js';

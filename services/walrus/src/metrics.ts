@@ -1,10 +1,13 @@
 // Prometheus text metrics at /_mallee/metrics (not /metrics: that path is the bucket "metrics"):
 // S3 requests by action and status, and what the store holds.
 import type { FastifyInstance } from 'fastify';
+import type { RequestLatency } from '@mallee/config';
 import type { ObjectStore } from './store/types.js';
 
 export class S3Metrics {
   private readonly requests = new Map<string, number>();
+
+  constructor(private readonly latency?: RequestLatency) {}
 
   record(action: string, status: number): void {
     const k = `${action}\u0000${status}`;
@@ -29,6 +32,7 @@ export class S3Metrics {
       '# HELP mallee_walrus_stored_bytes Bytes in all stored object versions.',
       '# TYPE mallee_walrus_stored_bytes gauge',
       `mallee_walrus_stored_bytes ${usage.bytes}`,
+      ...(this.latency?.render() ?? []),
       '',
     ].join('\n');
   }

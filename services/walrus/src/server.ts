@@ -4,6 +4,8 @@ import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 
 import type { Logger } from 'pino';
 import { randomBytes } from 'node:crypto';
 import { S3Error, s3ErrorXml, type CredentialLookup } from '@mallee/aws-protocol';
+import { walrus, wire, type WirePluginOptions } from '@mallee/wire';
+import { RequestLatency } from '@mallee/config';
 import type { ObjectStore } from './store/types.js';
 import { S3Metrics, walrusMetrics } from './metrics.js';
 import { s3Api } from './s3/plugin.js';
@@ -17,6 +19,8 @@ export interface WalrusServerDeps {
   virtualHostDomains: readonly string[];
   maxObjectSize?: number;
   images?: ImageSource;
+  /** The clc link (wire operations for sender "clc", at /_mallee/wire). */
+  wire?: Pick<WirePluginOptions, 'keyFor' | 'handlers'>;
 }
 
 /** Bucket names cannot contain `_`, so nothing under /_mallee is an S3 path. */
@@ -35,9 +39,12 @@ export function buildServer(deps: WalrusServerDeps): FastifyInstance {
       void (reply as FastifyReply).code(err.status).header('x-amz-request-id', requestId).type('application/xml').send(s3ErrorXml(err, '', requestId));
     },
   });
-  const metrics = new S3Metrics();
+  const metrics = new S3Metrics(new RequestLatency().attach(app));
   app.get(HEALTH_PATH, async () => ({ service: 'walrus', status: 'ok' }));
   app.register(walrusMetrics(metrics, deps.store));
+  // In its own context: the wire body parser must not reach the S3 routes, which stream raw bodies.
+  const link = deps.wire;
+  if (link) app.register(async (scope) => scope.register(wire, { ...link, path: walrus.WALRUS_WIRE_PATH }));
   app.register(s3Api, {
     onServed: (action, status) => metrics.record(action, status),
     store: deps.store,

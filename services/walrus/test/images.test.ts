@@ -1,92 +1,143 @@
-// GetDecryptedImage: a bundle made the way ec2-bundle-image / euca-bundle-image make one (tar → gzip
-// → AES-128-CBC → parts, key and IV RSA-wrapped for the cloud) is stored by its owner and served
-// decrypted, byte-exact, to a cloud admin; tampered or foreign bundles are refused.
-import { constants, createCipheriv, createHash, generateKeyPairSync, publicEncrypt, randomBytes, type KeyObject } from 'node:crypto';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
-import { pack } from 'tar-stream';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { rawS3, startWalrus, type TestWalrus } from './harness.js';
+// Bundled images in Walrus: a bundle made the ec2-bundle-image way (@mallee/image, tested against
+// euca2ools in packages/image) is stored by its owner, checked for the clc over the wire (CheckImage:
+// access, ownership, signature, parts, cloud key) and served decrypted, byte-exact, to a cloud admin;
+// tampered, foreign-signed or foreign-wrapped bundles are refused and nothing is cached for them.
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleImage } from '@mallee/image';
+import { WireClient, WireError, generateKey, walrus, writeKeyFile } from '@mallee/wire';
+import { loadConfig } from '@mallee/config';
+import { startDaemon, staticCredentials, walrusKeyFile } from '../src/index.js';
+import { ACCOUNTS, credentialTable, rawS3, tempDir, type TestWalrus } from './harness.js';
 
+const run = promisify(execFile);
 let w: TestWalrus;
-const cloud = generateKeyPairSync('rsa', { modulusLength: 2048 });
+let keys: string;
+let clc: WireClient;
 const image = randomBytes(3 * 1024 * 1024 + 17);
+const pem = (name: string) => readFileSync(join(keys, name), 'utf8');
+
+async function keyPair(name: string): Promise<void> {
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(keys, `${name}-pk.pem`), '-out', join(keys, `${name}-cert.pem`), '-subj', `/CN=${name}`, '-days', '2']);
+}
 
 beforeAll(async () => {
-  w = await startWalrus();
-  mkdirSync(join(w.home, 'keys'), { recursive: true });
-  writeFileSync(join(w.home, 'keys', 'cloud-pk.pem'), cloud.privateKey.export({ type: 'pkcs1', format: 'pem' }), { mode: 0o600 });
+  const home = tempDir('mallee-walrus-images-');
+  keys = join(home, 'keys');
+  mkdirSync(keys, { recursive: true });
+  await Promise.all(['cloud', 'alice', 'bob', 'other-cloud'].map(keyPair));
+  const linkKey = generateKey();
+  writeKeyFile(walrusKeyFile(home), linkKey);
+  const certs: Record<string, string> = { [ACCOUNTS.alice!.accountId]: 'alice', [ACCOUNTS.bob!.accountId]: 'bob' };
+  const daemon = await startDaemon({
+    home, port: 0, config: loadConfig({ env: {}, overrides: { LOG_LEVEL: 'silent' } }),
+    credentials: staticCredentials(credentialTable),
+    certificates: async (accountId) => ({ certificates: certs[accountId] ? [{ certificateId: `cert-${certs[accountId]}`, userId: accountId, pem: pem(`${certs[accountId]}-cert.pem`) }] : [] }),
+  });
+  w = { url: daemon.url, home, daemon, close: () => daemon.close() };
+  clc = new WireClient({ url: daemon.url, from: walrus.CLC_SENDER, key: linkKey, path: walrus.WALRUS_WIRE_PATH });
   expect((await rawS3(w, { method: 'PUT', path: '/images' })).status).toBe(200);
 });
 afterAll(async () => {
   await w?.close();
 });
 
-async function tarOf(name: string, data: Buffer): Promise<Buffer> {
-  const p = pack();
-  p.entry({ name, size: data.length }, data);
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
-
-const sha1 = (b: Buffer) => createHash('sha1').update(b).digest('hex');
-const wrap = (key: KeyObject, secret: Buffer) => publicEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, Buffer.from(secret.toString('hex'))).toString('hex');
-
-/** Uploads a bundle of `data` under prefix/ as alice; returns the manifest key. */
-async function uploadBundle(prefix: string, data: Buffer, opts: { cloudKey?: KeyObject; tamperPart?: number } = {}): Promise<string> {
-  const tar = await tarOf('image.img', data);
-  const key = randomBytes(16);
-  const iv = randomBytes(16);
-  const c = createCipheriv('aes-128-cbc', key, iv);
-  const encrypted = Buffer.concat([c.update(gzipSync(tar)), c.final()]);
-  const parts: { name: string; data: Buffer }[] = [];
-  for (let i = 0, n = 0; i < encrypted.length; i += 1024 * 1024, n++) parts.push({ name: `image.img.part.${n}`, data: encrypted.subarray(i, i + 1024 * 1024) });
-  const manifest = `<?xml version="1.0" ?><manifest><version>2007-10-10</version><bundler><name>test</name><version>1</version><release>1</release></bundler>
-<machine_configuration><architecture>x86_64</architecture></machine_configuration>
-<image><name>image.img</name><user>100000000001</user><type>machine</type><digest algorithm="SHA1">${sha1(tar)}</digest><size>${data.length}</size><bundled_size>${encrypted.length}</bundled_size>
-<ec2_encrypted_key algorithm="AES-128-CBC">${wrap(opts.cloudKey ?? cloud.publicKey, key)}</ec2_encrypted_key><user_encrypted_key algorithm="AES-128-CBC">00</user_encrypted_key>
-<ec2_encrypted_iv>${wrap(opts.cloudKey ?? cloud.publicKey, iv)}</ec2_encrypted_iv><user_encrypted_iv>00</user_encrypted_iv>
-<parts count="${parts.length}">${parts.map((p, i) => `<part index="${i}"><filename>${p.name}</filename><digest algorithm="SHA1">${sha1(p.data)}</digest></part>`).join('')}</parts></image>
-<signature>00</signature></manifest>`;
-  for (const [i, p] of parts.entries()) {
-    const body = opts.tamperPart === i ? Buffer.from(p.data).fill(0, 0, 16) : p.data;
-    expect((await rawS3(w, { method: 'PUT', path: `/images/${prefix}/${p.name}`, body })).status).toBe(200);
+/** Bundles `image` as `signer` for account `as`, uploads it under prefix/ as `as`; returns the manifest key. */
+async function upload(prefix: string, opts: { as?: 'alice' | 'bob'; signer?: string; cloud?: string; tamperPart?: number; acl?: string } = {}): Promise<string> {
+  const as = opts.as ?? 'alice';
+  const signer = opts.signer ?? as;
+  const src = join(w.home, `${prefix}.img`);
+  writeFileSync(src, image);
+  const b = await bundleImage({
+    image: src, destination: join(w.home, 'bundles', prefix), architecture: 'x86_64', accountId: ACCOUNTS[as]!.accountId, partSize: 1024 * 1024,
+    userCertificate: pem(`${signer}-cert.pem`), userPrivateKey: pem(`${signer}-pk.pem`), cloudCertificate: pem(`${opts.cloud ?? 'cloud'}-cert.pem`),
+  });
+  const headers = opts.acl ? { 'x-amz-acl': opts.acl } : undefined;
+  for (const [i, p] of b.partPaths.entries()) {
+    const body = readFileSync(p);
+    if (opts.tamperPart === i) body.fill(0, 0, 16);
+    expect((await rawS3(w, { method: 'PUT', path: `/images/${prefix}/${basename(p)}`, body, account: as, ...(headers ? { headers } : {}) })).status).toBe(200);
   }
-  expect((await rawS3(w, { method: 'PUT', path: `/images/${prefix}/image.img.manifest.xml`, body: manifest })).status).toBe(200);
-  return `${prefix}/image.img.manifest.xml`;
+  expect((await rawS3(w, { method: 'PUT', path: `/images/${prefix}/${basename(b.manifestPath)}`, body: b.manifestXml, account: as, ...(headers ? { headers } : {}) })).status).toBe(200);
+  return `${prefix}/${basename(b.manifestPath)}`;
 }
 
 const code = (body: string) => /<Code>([^<]*)<\/Code>/.exec(body)?.[1];
+const cached = () => readdirSync(join(w.home, 'walrus', 'images')).filter((f) => f.endsWith('.img'));
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const check = (manifestKey: string, as: 'alice' | 'bob' | 'admin' = 'alice') => {
+  const a = ACCOUNTS[as]!;
+  return clc.call(walrus.CheckImage, { bucket: 'images', manifestKey, accountId: a.accountId, accountName: a.accountName, userId: a.accountId, isAdmin: a.isAdmin ?? false });
+};
+const faultOf = async (p: Promise<unknown>) => p.then(() => 'no error', (e: unknown) => (e instanceof WireError ? e.code : String(e)));
 
-it('serves the decrypted image byte-exact to a cloud admin, from cache the second time', async () => {
-  const manifest = await uploadBundle('good', image);
-  const first = await rawS3(w, { method: 'GET', path: `/images/${manifest}`, query: 'decrypted', account: 'admin' });
-  expect(first.status).toBe(200);
-  expect(first.raw.equals(image)).toBe(true);
-  const second = await rawS3(w, { method: 'GET', path: `/images/${manifest}`, query: 'decrypted', account: 'admin' });
-  expect(second.raw.equals(image)).toBe(true);
-  expect(readdirSync(join(w.home, 'walrus', 'images')).filter((f) => f.endsWith('.img'))).toHaveLength(1);
+describe('GetDecryptedImage', () => {
+  it('serves the decrypted image byte-exact to a cloud admin with its SHA-256, from cache the second time', async () => {
+    const manifest = await upload('good');
+    const first = await rawS3(w, { method: 'GET', path: `/images/${manifest}`, query: 'decrypted', account: 'admin' });
+    expect(first.status).toBe(200);
+    expect(first.raw.equals(image)).toBe(true);
+    expect(first.headers['x-amz-meta-sha256']).toBe(sha256(image));
+    const second = await rawS3(w, { method: 'GET', path: `/images/${manifest}`, query: 'decrypted', account: 'admin' });
+    expect(second.raw.equals(image)).toBe(true);
+    expect(cached()).toHaveLength(1);
+  });
+
+  it('refuses everyone but cloud admins, even the bundle owner', async () => {
+    const r = await rawS3(w, { method: 'GET', path: '/images/good/good.img.manifest.xml', query: 'decrypted', account: 'alice' });
+    expect([r.status, code(r.body)]).toEqual([403, 'AccessDenied']);
+  });
+
+  it('refuses a tampered part, a bundle wrapped for another cloud and a foreign-signed manifest, caching nothing', async () => {
+    const before = cached().length;
+    const tampered = await upload('tampered', { tamperPart: 1 });
+    const t = await rawS3(w, { method: 'GET', path: `/images/${tampered}`, query: 'decrypted', account: 'admin' });
+    expect([t.status, code(t.body)]).toEqual([400, 'InvalidManifest']);
+    expect(t.body).toContain('part tampered.img.part.01 does not match its digest');
+    const foreign = await upload('foreign-cloud', { cloud: 'other-cloud' });
+    const f = await rawS3(w, { method: 'GET', path: `/images/${foreign}`, query: 'decrypted', account: 'admin' });
+    expect([f.status, code(f.body)]).toEqual([400, 'InvalidManifest']);
+    const forged = await upload('forged', { signer: 'bob' });
+    const g = await rawS3(w, { method: 'GET', path: `/images/${forged}`, query: 'decrypted', account: 'admin' });
+    expect([g.status, code(g.body)]).toEqual([400, 'InvalidManifest']);
+    expect(g.body).toContain('signature does not verify');
+    expect(cached()).toHaveLength(before);
+    expect(readdirSync(join(w.home, 'walrus', 'images', 'tmp'))).toEqual([]);
+    const missing = await rawS3(w, { method: 'GET', path: '/images/nowhere.manifest.xml', query: 'decrypted', account: 'admin' });
+    expect([missing.status, code(missing.body)]).toEqual([404, 'NoSuchKey']);
+  });
 });
 
-it('refuses everyone but cloud admins, even the bundle owner', async () => {
-  const r = await rawS3(w, { method: 'GET', path: '/images/good/image.img.manifest.xml', query: 'decrypted', account: 'alice' });
-  expect([r.status, code(r.body)]).toEqual([403, 'AccessDenied']);
-});
+describe('CheckImage (the clc asks over the wire)', () => {
+  it('describes a good bundle uploaded with euca-upload-bundle\'s aws-exec-read ACL: type, architecture, the decrypted image', async () => {
+    const key = await upload('checked', { acl: 'aws-exec-read' });
+    const r = await check(key);
+    expect(r).toMatchObject({ imageType: 'machine', architecture: 'x86_64', imageName: 'checked.img', bytes: image.length, sha256: sha256(image), parts: 4, signedBy: 'cert-alice' });
+    // aws-exec-read is private to other accounts.
+    expect((await rawS3(w, { method: 'GET', path: `/images/${key}`, account: 'bob' })).status).toBe(403);
+  });
 
-it('refuses a bundle with a tampered part and one wrapped for another cloud, caching nothing', async () => {
-  const tampered = await uploadBundle('tampered', image, { tamperPart: 1 });
-  const t = await rawS3(w, { method: 'GET', path: `/images/${tampered}`, query: 'decrypted', account: 'admin' });
-  expect([t.status, code(t.body)]).toEqual([400, 'InvalidManifest']);
-  expect(t.body).toContain('part image.img.part.1 does not match its digest');
-  const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const foreign = await uploadBundle('foreign', image, { cloudKey: other.publicKey });
-  const f = await rawS3(w, { method: 'GET', path: `/images/${foreign}`, query: 'decrypted', account: 'admin' });
-  expect([f.status, code(f.body)]).toEqual([400, 'InvalidManifest']);
-  expect(readdirSync(join(w.home, 'walrus', 'images')).filter((x) => x.endsWith('.img'))).toHaveLength(1);
-  expect(readdirSync(join(w.home, 'walrus', 'images', 'tmp'))).toEqual([]);
-  const missing = await rawS3(w, { method: 'GET', path: '/images/nowhere.manifest.xml', query: 'decrypted', account: 'admin' });
-  expect([missing.status, code(missing.body)]).toEqual([404, 'NoSuchKey']);
+  it('refuses what the account may not read, bundles of another account, bad signatures and missing manifests', async () => {
+    const alices = await upload('alices');
+    expect(await faultOf(check(alices, 'bob'))).toBe('AccessDenied');
+    const bobs = await upload('bobs-in-alices-bucket', { as: 'alice', signer: 'bob' });
+    expect(await faultOf(check(bobs))).toBe('InvalidManifest');
+    expect(await faultOf(check('nowhere/x.manifest.xml'))).toBe('NoSuchKey');
+    expect(await faultOf(clc.call(walrus.CheckImage, { bucket: 'nosuchbucket', manifestKey: 'x.manifest.xml', accountId: '1', accountName: 'a', userId: '1', isAdmin: false }))).toBe('NoSuchBucket');
+    // The admin may read alice's manifest, but the bundle is still alice's, not the admin's to register.
+    expect(await faultOf(check(alices, 'admin'))).toBe('ManifestNotOwned');
+  });
+
+  it('answers DescribeWalrus and flushes a cached image', async () => {
+    const d = await clc.call(walrus.DescribeWalrus, {});
+    expect(d.cloudKey).toBe(true);
+    expect(d.cachedImages).toBeGreaterThan(0);
+    const n = cached().length;
+    await clc.call(walrus.FlushCachedImage, { bucket: 'images', manifestKey: 'good/good.img.manifest.xml' });
+    expect(cached()).toHaveLength(n - 1);
+  });
 });

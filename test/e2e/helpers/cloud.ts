@@ -63,12 +63,12 @@ export interface Cloud {
   stop(): Promise<void>;
 }
 
-export async function startCloud(opts: { pollInterval?: number; /** mallee.conf keys as MALLEE_<KEY> env for every daemon */ conf?: Record<string, string | number>; /** libvirt: real guests, and `up` registers the test image */ hypervisor?: 'simulated' | 'libvirt' } = {}): Promise<Cloud> {
+export async function startCloud(opts: { pollInterval?: number; /** mallee.conf keys as MALLEE_<KEY> env for every daemon */ conf?: Record<string, string | number>; /** libvirt: real guests, and `up` registers the test image */ hypervisor?: 'simulated' | 'libvirt'; /** false: `up --no-test-image` */ testImage?: boolean } = {}): Promise<Cloud> {
   const confEnv = Object.fromEntries(Object.entries(opts.conf ?? {}).map(([k, v]) => [`MALLEE_${k}`, String(v)]));
   const home = mkdtempSync(join(tmpdir(), 'mallee-e2e-'));
   const base = await freePortBase();
   const logs = () =>
-    ['clc', 'walrus', 'cc', 'nc']
+    ['clc', 'walrus', 'sc', 'cc', 'nc']
       .map((s) => {
         try {
           return `--- ${s}.log\n${readFileSync(join(home, 'log', `${s}.log`), 'utf8').split('\n').slice(-20).join('\n')}`;
@@ -78,7 +78,7 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
       })
       .join('\n');
   try {
-    await mallee(['up', '--home', home, '--hypervisor', opts.hypervisor ?? 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1)], confEnv);
+    await mallee(['up', '--home', home, '--hypervisor', opts.hypervisor ?? 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1), ...(opts.testImage === false ? ['--no-test-image'] : [])], confEnv);
   } catch (err) {
     const message = `${(err as Error).message}\n${logs()}`;
     await mallee(['down', '--home', home]).catch(() => {});

@@ -1,7 +1,8 @@
 // Operations a Cluster Controller serves (called by the clc), named as in Eucalyptus.
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
-import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty } from './common.js';
+import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty, attachedVolume } from './common.js';
+import { iscsiTarget, snapshotConsistency } from './sc.js';
 
 export const ccInstance = nodeInstance.extend({
   node: z.string(),
@@ -63,3 +64,30 @@ export const DescribeNodes = defineOperation(
   empty,
   z.object({ nodes: z.array(z.object({ node: z.string(), url: z.string(), state: z.enum(['ENABLED', 'NOTREADY', 'DISABLED']), lastSeen: z.string().optional(), detail: z.string().optional() })) }),
 );
+
+// --- volumes (sc) ------------------------------------------------------------------------------
+
+/** Hot-plug an exported volume into the instance on its node; target.chapSecret sealed with the cluster key. */
+export const AttachVolume = defineOperation(
+  'AttachVolume',
+  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: iscsiTarget }),
+  z.object({ volume: attachedVolume }),
+);
+
+/** Unplug it; force gives up waiting for the guest and drops it from the domain definition. */
+export const DetachVolume = defineOperation(
+  'DetachVolume',
+  z.object({ instanceId: z.string(), volumeId: z.string(), force: z.boolean().default(false) }),
+  z.object({ detached: z.boolean() }),
+);
+
+/**
+ * Hold the guest's I/O for a point-in-time copy: its filesystems frozen by the guest agent where it runs
+ * one, else the guest paused. The node thaws by itself after timeoutMs if ThawInstance never comes.
+ */
+export const FreezeInstance = defineOperation(
+  'FreezeInstance',
+  z.object({ instanceId: z.string(), timeoutMs: z.number().int().positive().default(60_000) }),
+  z.object({ consistency: snapshotConsistency, frozenMs: z.number().nonnegative() }),
+);
+export const ThawInstance = defineOperation('ThawInstance', z.object({ instanceId: z.string() }), z.object({ heldMs: z.number().nonnegative() }));

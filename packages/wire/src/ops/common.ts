@@ -13,6 +13,15 @@ export const vmType = z.object({
 });
 export type VmType = z.infer<typeof vmType>;
 
+/** Where a node fetches one image of a launch: a short-lived URL, and what it must find there. */
+export const imageSource = z.object({
+  url: z.string(),
+  /** SHA-256 hex and size in bytes of the (decrypted) image, as Walrus verified it at registration. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+});
+export type ImageSource = z.infer<typeof imageSource>;
+
 /** Everything a node needs to launch one instance. */
 export const instanceSpec = z.object({
   instanceId: z.string(),
@@ -34,6 +43,8 @@ export const instanceSpec = z.object({
   macAddress: z.string().optional(),
   privateIp: z.string().optional(),
   platform: z.string().optional(),
+  /** Presigned Walrus URLs of the images (machine, kernel, ramdisk) registered from bundles; absent for local ones. */
+  imageSources: z.object({ machine: imageSource.optional(), kernel: imageSource.optional(), ramdisk: imageSource.optional() }).optional(),
 });
 export type InstanceSpec = z.infer<typeof instanceSpec>;
 
@@ -51,6 +62,8 @@ export const nodeInstance = z.object({
   macAddress: z.string().optional(),
   /** Why the guest is in its state (e.g. boot failure), for DescribeInstances stateReason. */
   stateReason: z.string().optional(),
+  /** EBS volumes attached to the guest, as the hypervisor has them (sc). */
+  volumes: z.array(z.lazy(() => attachedVolume)).optional(),
 });
 export type NodeInstance = z.infer<typeof nodeInstance>;
 
@@ -66,3 +79,14 @@ export const nodeResources = z.object({
 export type NodeResources = z.infer<typeof nodeResources>;
 
 export const empty = z.object({}).passthrough();
+
+// --- volumes (sc) ------------------------------------------------------------------------------
+
+/** A volume attached to a guest, as its node reports it. */
+export const attachedVolume = z.object({
+  volumeId: z.string(),
+  /** The device the user asked for (e.g. /dev/sdf), and the one the hypervisor used (e.g. vdf). */
+  device: z.string(),
+  guestDevice: z.string(),
+});
+export type AttachedVolume = z.infer<typeof attachedVolume>;

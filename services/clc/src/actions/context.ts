@@ -5,6 +5,8 @@ import type { Db } from '@mallee/store';
 import { Ec2Error, type Principal } from '@mallee/aws-protocol';
 import type { Clusters } from '../clusters.js';
 import type { Dispatcher } from '../dispatch.js';
+import type { CloudProperties } from '../properties.js';
+import type { ServiceStatus } from '../services.js';
 import { instanceRows, type InstanceRow } from '../instances.js';
 
 export interface Clc {
@@ -12,6 +14,9 @@ export interface Clc {
   config: MalleeConfig;
   clusters: Clusters;
   dispatcher: Dispatcher;
+  properties: CloudProperties;
+  /** Every component's health (DescribeServices). */
+  services(): Promise<ServiceStatus[]>;
   /** This clc's own URL (known once it listens). */
   url(): string;
 }

@@ -6,9 +6,10 @@ import { defineEc2Action, Ec2Error, errors, q, type Principal } from '@mallee/aw
 import { applyFilters, tagSetsFor, type Tag } from '../resources/index.js';
 import { groupsOf, listedInstances, STATE_CODES, type GroupRef, type ListedInstance } from '../instances.js';
 import { list, ownInstances, VERBOSE, type Clc } from './context.js';
+import { attachmentsOfInstances } from '../storage/index.js';
 
 /** Everything one instance's XML needs, gathered in batch queries. */
-export interface InstanceView { row: ListedInstance; groups: GroupRef[]; tags: Tag[]; clientToken?: string }
+export interface InstanceView { row: ListedInstance; groups: GroupRef[]; tags: Tag[]; clientToken?: string; volumes?: { device: string; volumeId: string; status: string; attachTime: string }[] }
 
 export function instanceViews(db: Db, rows: ListedInstance[]): InstanceView[] {
   const ids = rows.map((r) => r.instance_id);
@@ -22,8 +23,10 @@ export function instanceViews(db: Db, rows: ListedInstance[]): InstanceView[] {
     WHERE client_token IS NOT NULL AND reservation_id IN (SELECT value FROM json_each(?))`)
     .all(JSON.stringify([...new Set(rows.map((r) => r.reservation_id))])) as { reservation_id: string; client_token: string }[])
     .map((t) => [t.reservation_id, t.client_token]));
+  const attached = attachmentsOfInstances(db, ids);
   return rows.map((row) => ({
     row,
+    volumes: (attached.get(row.instance_id) ?? []).map((a) => ({ device: a.device, volumeId: a.volume_id, status: a.status, attachTime: a.attach_time })),
     groups: groups.get(row.instance_id) ?? [],
     tags: tagsByAccount.get(row.account_id)?.get(row.instance_id) ?? [],
     ...(tokens.has(row.reservation_id) ? { clientToken: tokens.get(row.reservation_id)! } : {}),
@@ -39,7 +42,7 @@ function stateReasonXml(reason: string | null): { code: string; message: string 
   return { code: m ? m[1]! : 'Server.InternalError', message: reason };
 }
 
-export function instanceXml({ row, groups, tags, clientToken }: InstanceView): Record<string, unknown> {
+export function instanceXml({ row, groups, tags, clientToken, volumes }: InstanceView): Record<string, unknown> {
   const reason = stateReasonXml(row.state_reason);
   return {
     instanceId: row.instance_id,
@@ -66,7 +69,10 @@ export function instanceXml({ row, groups, tags, clientToken }: InstanceView): R
     architecture: row.architecture,
     rootDeviceType: row.root_device_type,
     rootDeviceName: row.root_device_name ?? undefined,
-    blockDeviceMapping: [],
+    blockDeviceMapping: (volumes ?? []).map((v) => ({
+      deviceName: v.device,
+      ebs: { volumeId: v.volumeId, status: v.status, attachTime: new Date(v.attachTime), deleteOnTermination: false },
+    })),
     virtualizationType: row.virtualization_type,
     clientToken: clientToken ?? '',
     tagSet: tags.length ? tags.map((t) => ({ key: t.key, value: t.value })) : undefined,
@@ -125,6 +131,9 @@ const FILTERS: Record<string, (v: InstanceView) => unknown> = {
   'platform': (v) => v.row.platform,
   'client-token': (v) => v.clientToken,
   'state-reason-code': (v) => stateReasonXml(v.row.state_reason)?.code,
+  'block-device-mapping.device-name': (v) => v.volumes?.map((x) => x.device),
+  'block-device-mapping.volume-id': (v) => v.volumes?.map((x) => x.volumeId),
+  'block-device-mapping.status': (v) => v.volumes?.map((x) => x.status),
 };
 
 /** NextToken: where the previous page ended, in the listing's order (launch time, reservation, launch index). */

@@ -9,13 +9,12 @@ import { defineEc2Action, Ec2Error, errors, q, type ActionContext, type Principa
 import {
   applyTagSpecifications, findKeyPair, findLaunchableImage, findLaunchableKernelOrRamdisk, newId, resolveGroups, tagSpecificationsShape,
 } from '../resources/index.js';
-import { DEFAULT_INSTANCE_TYPE, findInstanceType, type InstanceType } from '../instance-types.js';
+import { cloudProperties } from '@mallee/properties';
+import { findInstanceType, type InstanceType } from '../instance-types.js';
 import { deleteInstances, insertReservation, instanceRows, reservationByClientToken, specOf, type NewInstance } from '../instances.js';
 import { list, type Clc } from './context.js';
 import { instanceViews, reservationXml } from './describe-instances.js';
 
-/** EC2's limit on user data, before base64. */
-export const USER_DATA_MAX = 16 * 1024;
 /** Upper bound on one request's MaxCount (a cluster of simulated nodes can take thousands). */
 export const MAX_COUNT_LIMIT = 10_000;
 
@@ -46,14 +45,15 @@ function checkCounts(input: RunInstancesInput): { min: number; max: number } {
   return { min, max: Math.min(max, MAX_COUNT_LIMIT) };
 }
 
-function checkUserData(userData: string | undefined): string | undefined {
+/** User data is limited by cloud.vmstate.user_data_max_size_kb (EC2's 16 KiB by default), before base64. */
+function checkUserData(userData: string | undefined, maxBytes: number): string | undefined {
   if (userData === undefined || userData === '') return undefined;
   const compact = userData.replace(/\s+/g, '');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(compact) || compact.length % 4 === 1) {
     throw errors.invalidValue('UserData', '(user data)', 'Invalid BASE64 encoding of user data.');
   }
-  if (Buffer.from(compact, 'base64').length > USER_DATA_MAX) {
-    throw new Ec2Error('InvalidParameterValue', `User data is limited to ${USER_DATA_MAX} bytes`);
+  if (Buffer.from(compact, 'base64').length > maxBytes) {
+    throw new Ec2Error('InvalidParameterValue', `User data is limited to ${maxBytes} bytes`);
   }
   return compact;
 }
@@ -96,7 +96,7 @@ function prepareLaunch(clc: Clc, principal: Principal, input: RunInstancesInput)
   if (!input.ImageId) throw errors.missing('ImageId');
   const counts = checkCounts(input);
   const image = findLaunchableImage(db, principal, input.ImageId);
-  const typeName = input.InstanceType || DEFAULT_INSTANCE_TYPE;
+  const typeName = input.InstanceType || clc.properties.get(cloudProperties.defaultTypeName);
   const type = findInstanceType(db, typeName);
   if (!type) throw new Ec2Error('InvalidParameterValue', `Invalid value '${typeName}' for InstanceType.`);
   const keyPair = input.KeyName ? findKeyPair(db, principal.accountId, input.KeyName) : undefined;
@@ -105,7 +105,7 @@ function prepareLaunch(clc: Clc, principal: Principal, input: RunInstancesInput)
   const ramdiskId = input.RamdiskId || image.ramdiskId;
   if (kernelId) findLaunchableKernelOrRamdisk(db, principal, kernelId, 'kernel');
   if (ramdiskId) findLaunchableKernelOrRamdisk(db, principal, ramdiskId, 'ramdisk');
-  const userData = checkUserData(input.UserData);
+  const userData = checkUserData(input.UserData, clc.properties.get(cloudProperties.userDataMaxSizeKb) * 1024);
   const zone = chooseZone(clc, input.Placement?.AvailabilityZone, type, counts.min);
   return { counts, image, type, keyPair, kernelId, ramdiskId, userData, zone };
 }

@@ -1,10 +1,12 @@
 // DescribeRegions (this cloud's one region), DescribeAvailabilityZones (one zone per registered
-// cluster; the admin's `verbose` adds Eucalyptus's free/max listing per instance type) and
+// cluster; the admin's `verbose` adds Eucalyptus's free/max listing per instance type and the state
+// and last contact of each component serving the zone) and
 // DescribeAccountAttributes.
 import { z } from 'zod';
 import { defineEc2Action, Ec2Error, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters } from '../resources/index.js';
 import { listInstanceTypes } from '../instance-types.js';
+import type { ServiceStatus } from '../services.js';
 import { list, VERBOSE, type Clc } from './context.js';
 
 export function describeRegions(clc: Clc, names: string[], filters: { Name: string; Value: string[] }[]): Record<string, unknown> {
@@ -29,7 +31,21 @@ function verboseRows(clc: Clc, zone: string): Record<string, unknown>[] {
   return rows;
 }
 
-export function describeAvailabilityZones(clc: Clc, principal: Principal, names: string[], filters: { Name: string; Value: string[] }[]): Record<string, unknown> {
+/** The zone's components and the cloud-wide ones it depends on: "|- nc node1  ENABLED  <last contact>  <detail>". */
+function serviceRows(clc: Clc, zone: string, services: ServiceStatus[]): Record<string, unknown>[] {
+  const mine = services.filter((s) => s.partition === zone || s.type === 'clc' || s.type === 'walrus');
+  return [
+    { zoneName: '|- services', zoneState: 'state  last contact  detail', regionName: clc.config.REGION, messageSet: [] },
+    ...mine.map((s) => ({
+      zoneName: `|- ${s.type} ${s.name}`,
+      zoneState: [s.state, s.lastContact ?? 'never', s.detail ?? ''].join('  ').trim(),
+      regionName: clc.config.REGION,
+      messageSet: s.detail ? [{ message: s.detail }] : [],
+    })),
+  ];
+}
+
+export async function describeAvailabilityZones(clc: Clc, principal: Principal, names: string[], filters: { Name: string; Value: string[] }[]): Promise<Record<string, unknown>> {
   const verbose = names.includes(VERBOSE) && principal.isAdmin;
   const wanted = names.filter((n) => n !== VERBOSE);
   const clusters = clc.clusters.list();
@@ -41,6 +57,7 @@ export function describeAvailabilityZones(clc: Clc, principal: Principal, names:
     'zone-name': (z) => z.zoneName, state: (z) => z.zoneState, 'region-name': (z) => z.regionName, message: () => [],
   });
   const out: Record<string, unknown>[] = [];
+  const services = verbose && shown.length ? await clc.services() : [];
   for (const z of shown) {
     if (!verbose) {
       out.push({ zoneName: z.zoneName, zoneState: z.zoneState, regionName: z.regionName, messageSet: [] });
@@ -49,7 +66,7 @@ export function describeAvailabilityZones(clc: Clc, principal: Principal, names:
     // As Eucalyptus's verbose listing: the zone's cc host and its service name in place of the state.
     const host = new URL(z.cluster.url).hostname;
     out.push({ zoneName: z.zoneName, zoneState: `${host} arn:euca:eucalyptus:${z.zoneName}:cluster:${z.zoneName}/`, regionName: z.regionName, messageSet: z.zoneState === 'available' ? [] : [{ message: `cluster ${z.cluster.state}${z.cluster.detail ? `: ${z.cluster.detail}` : ''}` }] });
-    out.push(...verboseRows(clc, z.zoneName));
+    out.push(...verboseRows(clc, z.zoneName), ...serviceRows(clc, z.zoneName, services));
   }
   return { availabilityZoneInfo: out };
 }

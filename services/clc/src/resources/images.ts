@@ -1,6 +1,7 @@
 // Machine, kernel and ramdisk images (EMI/EKI/ERI) and who may see and launch them: the owner, anyone
-// when public, and accounts granted a launch permission. Registration records the bundle's manifest
-// location; fetching and verifying the manifest from Walrus comes later.
+// when public, and accounts granted a launch permission. Registration has the bundle's manifest checked
+// (by Walrus, through the ImageHooks the clc gives this module) and takes the image's type,
+// architecture and kernel/ramdisk from it.
 import { z } from 'zod';
 import type { Db } from '@mallee/store';
 import { Ec2Error, errors, q, type Principal } from '@mallee/aws-protocol';
@@ -94,18 +95,6 @@ function ownedImage(db: Db, principal: Principal, imageId: string): ImageRow {
 
 // ---- registration -------------------------------------------------------------------------------
 
-/**
- * Eucalyptus reads the image type from the bundle manifest. Until manifests are fetched from Walrus,
- * it is inferred from the manifest's file name: "vmlinuz"/"kernel" → kernel,
- * "initrd"/"ramdisk"/"loader" → ramdisk, anything else → machine.
- */
-export function inferImageType(location: string): ImageType {
-  const file = location.slice(location.lastIndexOf('/') + 1).toLowerCase();
-  if (/vmlinuz|kernel/.test(file)) return 'kernel';
-  if (/initrd|ramdisk|loader/.test(file)) return 'ramdisk';
-  return 'machine';
-}
-
 const MANIFEST = /^[^/]+\/(.+\/)?[^/]+\.manifest\.xml$/;
 const AMI_NAME = /^[A-Za-z0-9()[\] ./\-'@_]{3,128}$/;
 const ARCHITECTURES = ['i386', 'x86_64'];
@@ -152,7 +141,7 @@ function blockDeviceXml(m: BlockDeviceRequest): Record<string, unknown> {
   };
 }
 
-export const registerImageAction = resourceAction('RegisterImage', registerShape, (db, input, { principal }) => {
+export const registerImageAction = resourceAction('RegisterImage', registerShape, async (db, input, { principal }, hooks) => {
   if (!input.ImageLocation) {
     const ebsRoot = input.BlockDeviceMapping.some((m) => m.Ebs?.SnapshotId);
     if (ebsRoot) throw errors.invalidValue('BlockDeviceMapping', input.RootDeviceName ?? '', 'EBS-backed images are not supported yet; register a bundle with ImageLocation.');
@@ -167,11 +156,19 @@ export const registerImageAction = resourceAction('RegisterImage', registerShape
       "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'");
   }
   if (input.Description !== undefined && input.Description.length > 255) throw errors.invalidValue('description', input.Description, 'Length exceeds maximum of 255.');
-  const architecture = input.Architecture ?? 'x86_64';
-  if (!ARCHITECTURES.includes(architecture)) throw errors.invalidValue('architecture', architecture, `Valid values: ${ARCHITECTURES.join(', ')}.`);
-  const type = inferImageType(location);
-  const kernelId = type === 'machine' && input.KernelId ? findLaunchableKernelOrRamdisk(db, principal, input.KernelId, 'kernel').imageId : undefined;
-  const ramdiskId = type === 'machine' && input.RamdiskId ? findLaunchableKernelOrRamdisk(db, principal, input.RamdiskId, 'ramdisk').imageId : undefined;
+  if (input.Architecture !== undefined && !ARCHITECTURES.includes(input.Architecture)) {
+    throw errors.invalidValue('architecture', input.Architecture, `Valid values: ${ARCHITECTURES.join(', ')}.`);
+  }
+  const slash = location.indexOf('/');
+  // What the bundle says it is; the request's Architecture, KernelId and RamdiskId override it, as in EC2.
+  const checked = await hooks.checkManifest(principal, location.slice(0, slash), location.slice(slash + 1));
+  const type = checked.imageType;
+  const architecture = input.Architecture ?? checked.architecture;
+  if (!ARCHITECTURES.includes(architecture)) throw errors.invalidValue('architecture', architecture, `The manifest's architecture is not one of ${ARCHITECTURES.join(', ')}.`);
+  const kernelRef = input.KernelId ?? checked.kernelId;
+  const ramdiskRef = input.RamdiskId ?? checked.ramdiskId;
+  const kernelId = type === 'machine' && kernelRef ? findLaunchableKernelOrRamdisk(db, principal, kernelRef, 'kernel').imageId : undefined;
+  const ramdiskId = type === 'machine' && ramdiskRef ? findLaunchableKernelOrRamdisk(db, principal, ramdiskRef, 'ramdisk').imageId : undefined;
   const virtualizationType = input.VirtualizationType ?? (kernelId ? 'paravirtual' : 'hvm');
   if (!VIRTUALIZATION_TYPES.includes(virtualizationType)) {
     throw errors.invalidValue('virtualizationType', virtualizationType, `Valid values: ${VIRTUALIZATION_TYPES.join(', ')}.`);
@@ -187,20 +184,23 @@ export const registerImageAction = resourceAction('RegisterImage', registerShape
       imageId, principal.accountId, name, input.Description ?? null, location, type, architecture,
       kernelId ?? null, ramdiskId ?? null, input.Platform ?? null, input.RootDeviceName ?? '/dev/sda1',
       virtualizationType, JSON.stringify(input.BlockDeviceMapping.map(blockDeviceXml)), new Date().toISOString());
+    checked.record?.(db, imageId);
     applyTagSpecifications(db, principal.accountId, [imageId], 'image', input.TagSpecification);
   })();
   return { imageId };
 });
 
 export const deregisterImageAction = resourceAction('DeregisterImage', z.object({ ImageId: z.string().optional() }),
-  (db, input, { principal }) => {
+  (db, input, { principal }, hooks) => {
     if (!input.ImageId) throw errors.missing('ImageId');
     const imageId = input.ImageId;
-    db.transaction(() => {
-      ownedImage(db, principal, imageId);
+    const image = db.transaction(() => {
+      const row = ownedImage(db, principal, imageId);
       db.prepare('DELETE FROM images WHERE image_id = ?').run(imageId);
       deleteTagsFor(db, imageId);
+      return toRecord(row);
     })();
+    hooks.deregistered?.(image);
     return { return: true };
   });
 

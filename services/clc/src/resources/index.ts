@@ -6,7 +6,7 @@ import type { Ec2Action } from '@mallee/aws-protocol';
 import { groupActions } from './groups.js';
 import { imageActions } from './images.js';
 import { keyPairActions } from './keypairs.js';
-import { boundDatabase, type ResourceAction } from './params.js';
+import { boundDatabase, noImageStore, type ResourceAction, type ResourceHooks } from './params.js';
 import { tagActions } from './tags.js';
 
 export { resourcesMigration } from './migration.js';
@@ -18,15 +18,15 @@ export {
   type Tag, type TaggableType, type TagSpecifications,
 } from './tags.js';
 export { applyFilters, filterMatcher, type FieldAccessor } from './filters.js';
-export { bindResourcesDatabase } from './params.js';
+export { bindResourcesDatabase, type CheckManifest, type ManifestCheck, type ResourceHooks } from './params.js';
 export { newId } from './ids.js';
 
 const allActions: ResourceAction[] = [...keyPairActions, ...groupActions, ...imageActions, ...tagActions];
 
 /** Every EC2 action of this module, served on the database given to `bindResourcesDatabase(db)` at startup. */
-export const resourceActions: Ec2Action[] = allActions.map((a) => a(boundDatabase));
+export const resourceActions: Ec2Action[] = allActions.map((a) => a(boundDatabase, noImageStore));
 
-/** Every EC2 action of this module, on the given database (no global binding). */
-export function resourceActionsFor(db: Db): Ec2Action[] {
-  return allActions.map((a) => a(() => db));
+/** Every EC2 action of this module, on the given database (no global binding), with the clc's image store. */
+export function resourceActionsFor(db: Db, hooks: ResourceHooks = noImageStore): Ec2Action[] {
+  return allActions.map((a) => a(() => db, hooks));
 }

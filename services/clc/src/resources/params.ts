@@ -1,7 +1,7 @@
 // Query-parameter shapes shared by this module's actions, and the binding of actions to a database.
 import { z } from 'zod';
 import type { Db } from '@mallee/store';
-import { defineEc2Action, Ec2Error, q, type ActionContext, type Ec2Action, type Ec2Result } from '@mallee/aws-protocol';
+import { defineEc2Action, Ec2Error, q, type ActionContext, type Ec2Action, type Ec2Result, type Principal } from '@mallee/aws-protocol';
 
 /** A `.N` list; absent → [], and a lone un-numbered value (`KeyName=x`) counts as a list of one. */
 export const list = <T extends z.ZodType>(item: T) =>
@@ -10,15 +10,41 @@ export const list = <T extends z.ZodType>(item: T) =>
 /** An optional integer parameter. */
 export const optInt = () => q.int().optional();
 
+/** What a bundle's manifest says about its image, once checked (RegisterImage). */
+export interface ManifestCheck {
+  imageType: 'machine' | 'kernel' | 'ramdisk';
+  architecture: string;
+  kernelId?: string;
+  ramdiskId?: string;
+  /** Called inside the transaction that records the image (to keep what the check learnt). */
+  record?(db: Db, imageId: string): void;
+}
+
+/** Reads and verifies the manifest at bucket/key for this principal, or throws the EC2 error to answer. */
+export type CheckManifest = (principal: Principal, bucket: string, manifestKey: string) => Promise<ManifestCheck>;
+
+/** What this module needs from the rest of the clc: the image store's manifest check (Walrus). */
+export interface ResourceHooks {
+  checkManifest: CheckManifest;
+  /** Told of every deregistered image (the image store may drop its cached copy). */
+  deregistered?(image: { imageId: string; location: string }): void;
+}
+
+export const noImageStore: ResourceHooks = {
+  checkManifest: () => {
+    throw new Ec2Error('InvalidManifest', 'This cloud has no Walrus to read manifests from: register one with `mallee register-walrus URL`.');
+  },
+};
+
 /** An action over the clc database: `bind` makes the Ec2Action for a given source of that database. */
-export type ResourceAction = (db: () => Db) => Ec2Action;
+export type ResourceAction = (db: () => Db, hooks: ResourceHooks) => Ec2Action;
 
 export function resourceAction<S extends z.ZodType>(
   name: string,
   input: S,
-  impl: (db: Db, input: z.infer<S>, ctx: ActionContext) => Ec2Result | Promise<Ec2Result>,
+  impl: (db: Db, input: z.infer<S>, ctx: ActionContext, hooks: ResourceHooks) => Ec2Result | Promise<Ec2Result>,
 ): ResourceAction {
-  return (db) => defineEc2Action(name, input, (i, ctx) => impl(db(), i, ctx)) as Ec2Action;
+  return (db, hooks) => defineEc2Action(name, input, (i, ctx) => impl(db(), i, ctx, hooks)) as Ec2Action;
 }
 
 let bound: Db | undefined;

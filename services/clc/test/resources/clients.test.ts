@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ec2Api } from '@mallee/aws-protocol';
 import { resourceActionsFor } from '../../src/resources/index.js';
-import { ACCOUNT_A, ACCOUNT_B, openCloud, principalOf, type Cloud } from './harness.js';
+import { ACCOUNT_A, ACCOUNT_B, manifestNamesOnly, openCloud, principalOf, type Cloud } from './harness.js';
 
 const run = promisify(execFile);
 const has = (cmd: string, args: string[]) => spawnSync(cmd, args, { stdio: 'ignore', timeout: 30_000 }).status === 0;
@@ -28,7 +28,7 @@ beforeAll(async () => {
   cloud = openCloud();
   app = Fastify({ logger: false });
   await app.register(ec2Api, {
-    actions: resourceActionsFor(cloud.db),
+    actions: resourceActionsFor(cloud.db, manifestNamesOnly),
     credentials: (id) => (KEYS[id] ? { secretAccessKey: SECRET, principal: { ...principalOf(KEYS[id]), accessKeyId: id } } : undefined),
   });
   url = await app.listen({ host: '127.0.0.1', port: 0 });

@@ -11,7 +11,7 @@ import { createAccount, ensureAdminAccount } from '../../src/accounts.js';
 import { deleteInstances, insertReservation, type NewInstance } from '../../src/instances.js';
 import { clcMigrations } from '../../src/migrations.js';
 import { resourceActionsFor, resolveGroups, tagSetFor } from '../../src/resources/index.js';
-import { errorCode } from './harness.js';
+import { errorCode, manifestNamesOnly } from './harness.js';
 
 let dir: string;
 let db: Db;
@@ -19,7 +19,7 @@ let call: (name: string, params: Record<string, unknown>, p: Principal) => Promi
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'mallee-resources-core-'));
   db = openDatabase(join(dir, 'clc.sqlite'), { migrations: clcMigrations });
-  const actions = new Map(resourceActionsFor(db).map((a) => [a.name, a]));
+  const actions = new Map(resourceActionsFor(db, manifestNamesOnly).map((a) => [a.name, a]));
   const log = pino({ level: 'silent' });
   call = async (name, params, principal) => {
     const a = actions.get(name)!;

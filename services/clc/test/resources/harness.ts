@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { Ec2Action, Ec2Result, Principal } from '@mallee/aws-protocol';
-import { resourceActionsFor, resourcesMigration } from '../../src/resources/index.js';
+import { resourceActionsFor, resourcesMigration, type ResourceHooks } from '../../src/resources/index.js';
 
 /**
  * Stand-in for the core's migration 1, in the tests only: just the columns of its accounts, instances
@@ -23,6 +23,18 @@ export const coreMigrationStandIn: Migration = {
       group_id TEXT NOT NULL,
       PRIMARY KEY (instance_id, group_id));
   `,
+};
+
+/**
+ * Stand-in for Walrus's manifest check (CheckImage), in these unit tests of image semantics only:
+ * the type is read from the manifest's name as Eucalyptus names bundles (vmlinuz*, initrd*). Real
+ * bundles are checked by Walrus in services/clc/test/register-image.test.ts and the e2e suites.
+ */
+export const manifestNamesOnly: ResourceHooks = {
+  checkManifest: async (_principal, _bucket, key) => {
+    const file = key.slice(key.lastIndexOf('/') + 1).toLowerCase();
+    return { imageType: /vmlinuz|kernel/.test(file) ? 'kernel' : /initrd|ramdisk|loader/.test(file) ? 'ramdisk' : 'machine', architecture: 'x86_64' };
+  },
 };
 
 export const ACCOUNT_A = '111111111111';
@@ -50,7 +62,7 @@ export function openCloud(): Cloud {
   const db = openDatabase(join(dir, 'clc.sqlite'), { migrations: [coreMigrationStandIn, resourcesMigration] });
   db.prepare('INSERT INTO accounts (account_id, name, is_admin) VALUES (?, ?, 0), (?, ?, 0), (?, ?, 1)')
     .run(ACCOUNT_A, 'alice', ACCOUNT_B, 'bob', ADMIN_ACCOUNT, 'eucalyptus');
-  const actions = new Map<string, Ec2Action>(resourceActionsFor(db).map((a) => [a.name, a]));
+  const actions = new Map<string, Ec2Action>(resourceActionsFor(db, manifestNamesOnly).map((a) => [a.name, a]));
   return {
     db,
     dir,

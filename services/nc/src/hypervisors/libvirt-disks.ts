@@ -2,12 +2,11 @@
 // the root disk (a qcow2 overlay on a cached, shared base image), swap, ephemeral0 (sparse, sized from
 // the instance type), the kernel and ramdisk, and the console log. Base images are cached once per NC.
 import { execFile } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, chmod, copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { isAbsolute, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { InstanceSpec } from '@mallee/wire';
+import type { ImageSource, InstanceSpec } from '@mallee/wire';
+import type { ImageCache } from './image-cache.js';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -16,72 +15,7 @@ const MiB = 1024 ** 2;
 /** Swap every instance with a disk allowance gets (Eucalyptus's default swap partition). */
 export const SWAP_MiB = 512;
 
-export class ImageNotFoundError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ImageNotFoundError';
-  }
-}
-
-/** Where an image's file is: spec.imageLocation when local (path or file:// URL), else <home>/images/<id>. */
-export function imageSource(imagesDir: string, id: string, location?: string): string {
-  if (location) {
-    if (location.startsWith('file://')) return fileURLToPath(location);
-    if (isAbsolute(location)) return location;
-  }
-  return join(imagesDir, id);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.R_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The NC's cache of base images: each image id is copied in once and never changed afterwards
- * (image ids are immutable), so every instance's overlay can share it. Walrus fetching with a
- * size-bounded LRU replaces the local sources in a later issue.
- */
-export class ImageCache {
-  private readonly inflight = new Map<string, Promise<string>>();
-
-  constructor(
-    readonly dir: string,
-    readonly imagesDir: string,
-  ) {}
-
-  /** The cached copy of image `id`, copying it from its source the first time. */
-  get(id: string, location?: string): Promise<string> {
-    const key = id;
-    let p = this.inflight.get(key);
-    if (!p) {
-      p = this.fill(id, location).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
-    }
-    return p;
-  }
-
-  private async fill(id: string, location?: string): Promise<string> {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(id)) throw new ImageNotFoundError(`invalid image id ${JSON.stringify(id)}`);
-    const cached = join(this.dir, id);
-    if (await exists(cached)) return cached;
-    const src = imageSource(this.imagesDir, id, location);
-    if (!(await exists(src))) {
-      throw new ImageNotFoundError(`image ${id} not found on this node (looked for ${src}; place it at ${join(this.imagesDir, id)} or pass a local imageLocation)`);
-    }
-    await mkdir(this.dir, { recursive: true, mode: 0o755 });
-    const tmp = `${cached}.tmp-${process.pid}-${Date.now()}`;
-    await copyFile(src, tmp, constants.COPYFILE_FICLONE);
-    // Readable by the QEMU user libvirt runs guests as.
-    await chmod(tmp, 0o644);
-    await rename(tmp, cached);
-    return cached;
-  }
-}
+export { ImageCache, ImageNotFoundError, imageSource } from './image-cache.js';
 
 export interface InstanceDisks {
   dir: string;
@@ -131,6 +65,8 @@ async function sparseFile(file: string, bytes: number): Promise<void> {
  * Build an instance's disks in `dir` (rebuilding anything a crashed earlier attempt left). The disk
  * allowance of the type (diskGiB) is shared as Eucalyptus does: root gets its image's size, swap
  * 512 MiB when it fits, ephemeral0 the rest; a type with no disk gets the root overlay only.
+ * The machine image stays pinned in the cache (the overlay's base): the caller releases it once the
+ * guest's domain exists (from then on the guest itself keeps it from eviction).
  */
 export async function buildInstanceDisks(
   cache: ImageCache,
@@ -140,7 +76,7 @@ export async function buildInstanceDisks(
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const files = instanceFiles(dir);
-  const base = await cache.get(spec.imageId, spec.imageLocation);
+  const base = await cache.get(spec.imageId, { ...(spec.imageSources?.machine ? { source: spec.imageSources.machine } : {}), location: spec.imageLocation });
   const baseFormat = await detectFormat(base);
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', baseFormat, '-b', base, files.root]);
   const out: InstanceDisks = { dir, root: files.root, consoleLog: files.consoleLog };
@@ -165,11 +101,20 @@ export async function buildInstanceDisks(
 
   if (await buildConfigDrive(spec, join(dir, 'config-drive'), files.configDrive)) out.configDrive = files.configDrive;
 
+  // Kernel and ramdisk are copied into the instance directory: the cache may evict them afterwards.
+  const copyOut = async (id: string, source: ImageSource | undefined, to: string) => {
+    const cached = await cache.get(id, source ? { source } : {});
+    try {
+      await copyFile(cached, to);
+    } finally {
+      cache.release(id);
+    }
+  };
   if (spec.kernelId) {
-    await copyFile(await cache.get(spec.kernelId), files.kernel);
+    await copyOut(spec.kernelId, spec.imageSources?.kernel, files.kernel);
     out.kernel = files.kernel;
     if (spec.ramdiskId) {
-      await copyFile(await cache.get(spec.ramdiskId), files.ramdisk);
+      await copyOut(spec.ramdiskId, spec.imageSources?.ramdisk, files.ramdisk);
       out.ramdisk = files.ramdisk;
     }
   }

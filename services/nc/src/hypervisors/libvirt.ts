@@ -5,10 +5,10 @@
 // and several NCs on one host never see each other's. Its files live in INSTANCE_PATH/<instance-id>/:
 // root.qcow2 (overlay on the cached base image), swap.img, ephemeral0.img, kernel, ramdisk, console.log.
 //
-// Where images come from (until Walrus serves them, issue 3): the machine image from
-// spec.imageLocation when that is a local path or a file:// URL, else from <home>/images/<imageId>;
-// the kernel and ramdisk from <home>/images/<kernelId> and <home>/images/<ramdiskId>. Each is copied
-// once into <home>/libvirt/cache/<id> and shared by every instance's overlay.
+// Where images come from: the presigned Walrus URLs the launch carries (spec.imageSources, checked
+// against the SHA-256 the clc recorded), else a local spec.imageLocation (path or file:// URL) or
+// <home>/images/<id>. Each is fetched once into <home>/libvirt/cache/<id> (image-cache.ts: LRU bounded
+// by NC_CACHE_SIZE, never evicting a base a guest uses) and shared by every instance's overlay.
 //
 // Boot: kernel + ramdisk when the spec names a kernel (command line
 // `console=ttyS0 root=/dev/vda rw no_timer_check mallee.instance_id=<id>`), else from the root disk.
@@ -29,9 +29,11 @@ import {
   type HypervisorContext,
 } from '../hypervisor.js';
 import { DomainState, LibvirtConnection } from './libvirt-connection.js';
-import { buildInstanceDisks, ImageCache, instanceDir, instanceFiles } from './libvirt-disks.js';
+import { ImageCache, type ImageCacheStats } from './image-cache.js';
+import { buildInstanceDisks, instanceDir, instanceFiles } from './libvirt-disks.js';
 import { buildDomainXml, parseDomainXml, type DomainDisk, type DomainType, type MalleeDomainMetadata } from './libvirt-domain-xml.js';
 import { chooseDomainType } from './libvirt-probe.js';
+import { LibvirtVolumes, volumeDisks } from './libvirt-volumes.js';
 
 export interface LibvirtOptions {
   /** libvirt connection URI (default qemu:///system). */
@@ -64,6 +66,7 @@ export class LibvirtHypervisor implements Hypervisor {
   /** Guests being shut down by terminateInstance. */
   private readonly stopping = new Map<string, Promise<void>>();
   private initialised = false;
+  readonly volumes: LibvirtVolumes;
 
   constructor(
     private readonly ctx: HypervisorContext,
@@ -74,8 +77,19 @@ export class LibvirtHypervisor implements Hypervisor {
     this.node = this.home;
     this.instancePath = resolve(opts.instancePath ?? ctx.config.INSTANCE_PATH);
     this.stateDir = join(this.home, 'libvirt');
-    this.cache = new ImageCache(join(this.stateDir, 'cache'), join(this.home, 'images'));
+    this.cache = new ImageCache({
+      dir: join(this.stateDir, 'cache'),
+      imagesDir: join(this.home, 'images'),
+      maxBytes: ctx.config.NC_CACHE_SIZE * 1024 * 1024,
+      inUse: async () => new Set((await this.ownDomains()).map((d) => d.meta.imageId)),
+      log: this.log,
+    });
     this.conn = new LibvirtConnection(opts.uri ?? 'qemu:///system');
+    this.volumes = new LibvirtVolumes({
+      uri: this.conn.uri, stateDir: this.stateDir, owner: this.node, log: this.log,
+      ownXml: (id) => this.domainXml(id),
+      ownGuests: async () => (await this.ownDomains()).map((d) => ({ instanceId: d.meta.instanceId, xml: d.xml })),
+    });
   }
 
   get name(): string {
@@ -102,6 +116,7 @@ export class LibvirtHypervisor implements Hypervisor {
       ...(this.opts.probeKernel !== undefined ? { kernel: this.opts.probeKernel } : {}),
     });
     this.type = choice.type;
+    await this.volumes.recover();
     this.log.info({ domainType: choice.type, reason: choice.reason, uri: this.conn.uri, instancePath: this.instancePath }, `libvirt driver uses domain type ${choice.type}`);
     this.initialised = true;
   }
@@ -192,10 +207,13 @@ export class LibvirtHypervisor implements Hypervisor {
         metadata: meta,
       });
       await this.conn.defineAndStart(xml);
+      this.cache.release(spec.imageId);
       const ms = Date.now() - started;
-      // disksMs: image cache, overlay, swap, ephemeral, config drive, kernel/ramdisk; the rest is libvirt defining and starting QEMU.
+      // disksMs: image cache (a download the first time), overlay, swap, ephemeral, config drive, kernel/ramdisk;
+      // startMs: libvirt defining and starting QEMU.
       this.log.info({ instanceId: id, domainType: this.type, ms, disksMs, startMs: ms - disksMs, memoryMiB: spec.vmType.memoryMiB, cores: spec.vmType.cores }, 'guest defined and started');
     } catch (err) {
+      this.cache.release(spec.imageId);
       // Leave nothing behind: a retry starts from scratch.
       await this.conn.destroy(id).catch(() => undefined);
       await this.conn.undefine(id).catch(() => undefined);
@@ -229,6 +247,7 @@ export class LibvirtHypervisor implements Hypervisor {
     // Disks first: once the domain is undefined the guest counts as gone, so nothing may be left by then.
     await rm(dir, { recursive: true, force: true });
     await this.conn.undefine(instanceId);
+    for (const v of xml ? volumeDisks(xml) : []) await this.volumes.undefineSecret(instanceId, v.volumeId);
     this.log.info({ instanceId, force }, 'guest terminated, domain undefined and disks deleted');
   }
 
@@ -306,6 +325,11 @@ export class LibvirtHypervisor implements Hypervisor {
     this.initialised = false;
   }
 
+  /** What the image cache holds and has done (downloads, hits, evictions). */
+  imageCacheStats(): Promise<ImageCacheStats> {
+    return this.cache.stats();
+  }
+
   /** The domain XML of one of our guests (for inspection and tests), or undefined. */
   async domainXml(instanceId: string): Promise<string | undefined> {
     const xml = await this.conn.domainXml(instanceId);
@@ -316,12 +340,12 @@ export class LibvirtHypervisor implements Hypervisor {
     return (await this.domainXml(instanceId)) === undefined ? undefined : this.conn.domainState(instanceId);
   }
 
-  private async ownDomains(): Promise<{ meta: MalleeDomainMetadata; state: number; memoryMiB: number; cores: number }[]> {
+  private async ownDomains(): Promise<{ meta: MalleeDomainMetadata; state: number; memoryMiB: number; cores: number; xml: string }[]> {
     const out = [];
     for (const d of await this.conn.listDomains()) {
       const parsed = parseDomainXml(d.xml);
       if (parsed.metadata?.node !== this.node || parsed.metadata.instanceId !== d.name) continue;
-      out.push({ meta: parsed.metadata, state: d.state, memoryMiB: parsed.memoryMiB, cores: parsed.cores });
+      out.push({ meta: parsed.metadata, state: d.state, memoryMiB: parsed.memoryMiB, cores: parsed.cores, xml: d.xml });
     }
     return out;
   }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { InstanceSpec } from '@mallee/wire';
 import { GuestNotFoundError, type CreateHypervisor, type GuestStatus, type HostCapacity, type Hypervisor } from '../hypervisor.js';
+import { SimulatedVolumes } from './simulated-volumes.js';
 
 /** One simulated guest: everything else (state, console) follows from these times. */
 interface SimGuest {
@@ -37,8 +38,14 @@ export class SimulatedHypervisor implements Hypervisor {
   readonly name = 'simulated';
   private db: Db | undefined;
   private readonly guests = new Map<string, SimGuest>();
+  readonly volumes: SimulatedVolumes;
 
-  constructor(private readonly opts: SimulatedOptions) {}
+  constructor(private readonly opts: SimulatedOptions) {
+    this.volumes = new SimulatedVolumes(opts.dir, (id) => {
+      const g = this.live(id);
+      return g !== undefined && g.stoppingAt === undefined;
+    });
+  }
 
   async init(): Promise<void> {
     // NORMAL: a kill -9 of the NC keeps every committed guest; only a power cut could lose the last ones.
@@ -99,6 +106,7 @@ export class SimulatedHypervisor implements Hypervisor {
   }
 
   async close(): Promise<void> {
+    this.volumes.close();
     this.db?.close();
     this.db = undefined;
   }

@@ -1,58 +1,39 @@
-// GetDecryptedImage: turns a bundle stored in Walrus back into the image file NCs boot from.
-// Parts are streamed in order (each checked against its SHA-1), AES-128-CBC-decrypted with the key
-// the manifest wraps for the cloud, gunzipped and untarred; the tar stream must match the manifest's
-// digest. The result is cached as a durable file (temp, fsync, rename), keyed by the manifest's ETag.
-import { constants, createDecipheriv, createHash, privateDecrypt, type KeyObject } from 'node:crypto';
-import { mkdirSync, existsSync, readdirSync, rmSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+// Walrus's cache of decrypted bundles: the image a bundle stored here turns back into (verified
+// signature, parts and digests, unwrapped with the cloud key; @mallee/image does the unbundling),
+// kept as a durable file (temp, fsync, rename) with its size and SHA-256 beside it, keyed by the
+// manifest's version and ETag, so a replaced manifest is a different image.
+import { createHash, type KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { open, rename, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { PassThrough, Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
-import { extract } from 'tar-stream';
+import { Writable, type Readable } from 'node:stream';
 import { S3Error } from '@mallee/aws-protocol';
+import { ManifestError, parseManifest, unbundle, type BundleManifest } from '@mallee/image';
 import type { ObjectStore } from '../store/types.js';
-import { parseManifest } from './manifest.js';
 
-const invalid = (why: string) => new S3Error('InvalidManifest', `The image bundle is not valid: ${why}`);
-
-/** RSA PKCS#1 v1.5 decryption (Node 20 refuses that padding in privateDecrypt; bundles use it). */
-export function rsaPkcs1Decrypt(key: KeyObject | string, data: Buffer): Buffer {
-  let block: Buffer;
-  try {
-    block = privateDecrypt({ key, padding: constants.RSA_NO_PADDING }, data);
-  } catch {
-    throw invalid('the image key was not encrypted for this cloud');
-  }
-  const sep = block.indexOf(0, 2);
-  if (block[0] !== 0 || block[1] !== 2 || sep < 10) throw invalid('the image key was not encrypted for this cloud');
-  return block.subarray(sep + 1);
-}
-
-/** Hashes what passes through and fails at the end if it is not `expected` (SHA-1 hex). */
-class Sha1Check extends Transform {
-  private readonly h = createHash('sha1');
-  constructor(private readonly expected: string, private readonly what: string) {
-    super();
-  }
-  override _transform(c: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.h.update(c);
-    cb(null, c);
-  }
-  override _flush(cb: TransformCallback): void {
-    cb(this.h.digest('hex') === this.expected ? null : invalid(`${this.what} does not match its digest`));
-  }
-}
+export const invalidManifest = (why: string) => new S3Error('InvalidManifest', `The image bundle is not valid: ${why}`);
 
 async function readSmall(stream: Readable, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of stream) {
     n += (c as Buffer).length;
-    if (n > limit) throw invalid('manifest too large');
+    if (n > limit) {
+      stream.destroy();
+      throw invalidManifest('the manifest is larger than 1 MiB');
+    }
     chunks.push(c as Buffer);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+export interface DecryptedImage {
+  path: string;
+  bytes: number;
+  sha256: string;
+  manifest: BundleManifest;
+  /** Who signed the manifest (from verify). */
+  signedBy: string;
 }
 
 export interface DecryptedImageCacheOptions {
@@ -61,117 +42,132 @@ export interface DecryptedImageCacheOptions {
   dir: string;
   /** The cloud's private key (PEM or KeyObject), read when needed; undefined = not installed. */
   cloudKey: () => KeyObject | string | undefined;
+  /** Checks the manifest's signature (throws S3Error when it does not verify); returns who signed. */
+  verify: (manifest: BundleManifest) => Promise<string>;
 }
 
+interface Meta { bytes: number; sha256: string; signedBy: string; bucket: string; manifestKey: string }
+
 export class DecryptedImageCache {
-  private readonly building = new Map<string, Promise<string>>();
+  private readonly building = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: DecryptedImageCacheOptions) {
     mkdirSync(join(opts.dir, 'tmp'), { recursive: true });
     for (const f of readdirSync(join(opts.dir, 'tmp'))) rmSync(join(opts.dir, 'tmp', f), { force: true });
   }
 
-  /** Path of the decrypted image for the manifest at bucket/key, building it on first use. */
-  async get(bucket: string, manifestKey: string): Promise<{ path: string; size: number }> {
+  hasCloudKey(): boolean {
+    return this.opts.cloudKey() !== undefined;
+  }
+
+  /** How many decrypted images are kept. */
+  count(): number {
+    return readdirSync(this.opts.dir).filter((f) => f.endsWith('.img')).length;
+  }
+
+  /** The manifest stored at bucket/key, parsed (InvalidManifest when it is not one). */
+  async manifest(bucket: string, manifestKey: string): Promise<BundleManifest> {
+    const store = this.opts.store;
+    const xml = await readSmall(store.openObject(store.getObjectInfo(bucket, manifestKey)), 1024 * 1024);
+    try {
+      return parseManifest(xml, { fileName: manifestKey });
+    } catch (e) {
+      if (e instanceof ManifestError) throw invalidManifest(e.message);
+      throw e;
+    }
+  }
+
+  private idOf(bucket: string, manifestKey: string): string {
     const info = this.opts.store.getObjectInfo(bucket, manifestKey);
-    const id = createHash('sha256').update(`${bucket}\0${manifestKey}\0${info.versionId}\0${info.etag}`).digest('hex');
+    return createHash('sha256').update(`${bucket}\0${manifestKey}\0${info.versionId}\0${info.etag}`).digest('hex');
+  }
+
+  /** The decrypted image of the manifest at bucket/key, building (and verifying) it on first use. */
+  async get(bucket: string, manifestKey: string): Promise<DecryptedImage> {
+    const id = this.idOf(bucket, manifestKey);
     const path = join(this.opts.dir, `${id}.img`);
-    if (!existsSync(path)) {
+    // An image without its description (written by an older Walrus) is built again.
+    if (!existsSync(path) || !existsSync(join(this.opts.dir, `${id}.json`))) {
       let job = this.building.get(id);
       if (!job) {
-        job = this.build(bucket, manifestKey, path).finally(() => this.building.delete(id));
+        job = this.build(bucket, manifestKey, id).finally(() => this.building.delete(id));
         this.building.set(id, job);
       }
       await job;
     }
-    const fh = await open(path, 'r');
-    try {
-      return { path, size: (await fh.stat()).size };
-    } finally {
-      await fh.close();
-    }
+    const meta = JSON.parse(readFileSync(join(this.opts.dir, `${id}.json`), 'utf8')) as Meta;
+    return { path, bytes: meta.bytes, sha256: meta.sha256, signedBy: meta.signedBy, manifest: await this.manifest(bucket, manifestKey) };
   }
 
-  private async build(bucket: string, manifestKey: string, path: string): Promise<string> {
+  /** Forgets the decrypted image of every version of bucket/key. */
+  flush(bucket: string, manifestKey: string): number {
+    let n = 0;
+    for (const f of readdirSync(this.opts.dir).filter((x) => x.endsWith('.json'))) {
+      try {
+        const meta = JSON.parse(readFileSync(join(this.opts.dir, f), 'utf8')) as Meta;
+        if (meta.bucket !== bucket || meta.manifestKey !== manifestKey) continue;
+      } catch {
+        continue;
+      }
+      const id = f.slice(0, -'.json'.length);
+      rmSync(join(this.opts.dir, `${id}.img`), { force: true });
+      rmSync(join(this.opts.dir, f), { force: true });
+      n++;
+    }
+    return n;
+  }
+
+  private async build(bucket: string, manifestKey: string, id: string): Promise<void> {
     const key = this.opts.cloudKey();
-    if (key === undefined) throw new S3Error('ServiceUnavailable', 'The cloud private key is not installed on this Walrus; images cannot be decrypted.');
+    if (key === undefined) throw new S3Error('ServiceUnavailable', 'The cloud private key is not installed on this Walrus (keys/cloud-pk.pem); images cannot be decrypted.');
     const store = this.opts.store;
-    const manifest = parseManifest(await readSmall(store.openObject(store.getObjectInfo(bucket, manifestKey)), 1024 * 1024));
-    const aesKey = Buffer.from(rsaPkcs1Decrypt(key, Buffer.from(manifest.ec2EncryptedKey, 'hex')).toString('latin1'), 'hex');
-    const iv = Buffer.from(rsaPkcs1Decrypt(key, Buffer.from(manifest.ec2EncryptedIv, 'hex')).toString('latin1'), 'hex');
-    if (aesKey.length !== 16 || iv.length !== 16) throw invalid('the image key or IV is not 128 bits');
+    const manifest = await this.manifest(bucket, manifestKey);
+    const signedBy = await this.opts.verify(manifest);
     const dir = posix.dirname(manifestKey);
     const partKey = (filename: string) => (dir === '.' ? filename : `${dir}/${filename}`);
-
-    async function* parts() {
-      for (const p of manifest.parts) {
-        let info;
-        try {
-          info = store.getObjectInfo(bucket, partKey(p.filename));
-        } catch {
-          throw invalid(`part ${p.filename} is missing`);
-        }
-        // Bytes flow on before the part's digest is known; nothing is kept unless every check passes.
-        const h = createHash('sha1');
-        for await (const chunk of store.openObject(info)) {
-          h.update(chunk as Buffer);
-          yield chunk as Buffer;
-        }
-        if (h.digest('hex') !== p.digest) throw invalid(`part ${p.filename} does not match its digest`);
-      }
-    }
-
-    const tmp = join(this.opts.dir, 'tmp', `${posix.basename(path)}.${process.pid}.${Date.now()}`);
+    const tmp = join(this.opts.dir, 'tmp', `${id}.${process.pid}.${Date.now()}`);
     const fh = await open(tmp, 'wx', 0o600);
     let ok = false;
     try {
-      const tarDigest = new Sha1Check(manifest.imageDigest, 'the image');
-      const untar = extract();
-      // tar-stream is a streamx stream: Node's pipeline reports its errors but does not listen for them.
-      untar.on('error', () => undefined);
-      let found = false;
-      const image = new PassThrough({ highWaterMark: 1 << 20 });
-      untar.on('entry', (header, stream, next) => {
-        // An entry is destroyed with the pipeline's error; the pipeline reports it.
-        stream.on('error', () => undefined);
-        if (found || header.type !== 'file') {
-          stream.on('end', next);
-          stream.resume();
-          return;
-        }
-        found = true;
-        stream.on('data', (c) => {
-          if (!image.write(c as Buffer)) {
-            stream.pause();
-            image.once('drain', () => stream.resume());
-          }
-        });
-        stream.on('end', next);
-      });
-      untar.on('finish', () => image.end());
       const sink = new Writable({
+        highWaterMark: 1 << 20,
         write(chunk: Buffer, _e, cb) {
           fh.write(chunk).then(() => cb(), cb);
         },
       });
-      const decipher = createDecipheriv('aes-128-cbc', aesKey, iv);
-      await Promise.all([
-        pipeline(parts, decipher, createGunzip(), tarDigest, untar).catch((e: unknown) => {
-          image.destroy(e as Error);
-          throw e instanceof S3Error ? e : invalid(`decryption failed (${(e as Error).message})`);
-        }),
-        pipeline(image, sink),
-      ]);
-      if (!found) throw invalid('the bundle holds no image file');
+      let result;
+      try {
+        result = await unbundle({
+          manifest,
+          privateKey: key,
+          openPart: (p) => {
+            let info;
+            try {
+              info = store.getObjectInfo(bucket, partKey(p.filename));
+            } catch {
+              throw new ManifestError(`part ${p.filename} is missing`);
+            }
+            return store.openObject(info);
+          },
+          sink,
+        });
+      } catch (e) {
+        if (e instanceof ManifestError) throw invalidManifest(e.message);
+        throw e;
+      }
       await fh.sync();
+      const meta: Meta = { bytes: result.bytes, sha256: result.sha256, signedBy, bucket, manifestKey };
+      await writeFile(join(this.opts.dir, `${id}.json`), JSON.stringify(meta), { flush: true });
       ok = true;
     } finally {
       await fh.close().catch(() => undefined);
       if (!ok) await unlink(tmp).catch(() => undefined);
     }
-    await rename(tmp, path);
-    const dfh = await open(dirname(path), 'r');
+    // The .img appears last: its presence means the image and its description are complete.
+    await rename(tmp, join(this.opts.dir, `${id}.img`));
+    const dfh = await open(dirname(tmp), 'r');
     await dfh.sync().finally(() => dfh.close());
-    return path;
+    const cfh = await open(this.opts.dir, 'r');
+    await cfh.sync().finally(() => cfh.close());
   }
 }

@@ -5,7 +5,7 @@ import type { BucketInfo } from '../store/types.js';
 import type { S3Request } from './context.js';
 import { evaluatePolicy } from './policy.js';
 
-export function authorize(req: S3Request, bucket: BucketInfo, action: string, key: string | undefined, aclAllows: boolean): void {
+export function authorize(req: Pick<S3Request, 'principal'>, bucket: BucketInfo, action: string, key: string | undefined, aclAllows: boolean): void {
   if (req.principal?.isAdmin) return;
   const verdict = bucket.policy ? evaluatePolicy(bucket.policy, bucket.name, req.principal, action, key) : undefined;
   if (verdict === 'Deny') throw new S3Error('AccessDenied', 'Access Denied');

@@ -20,6 +20,11 @@ export function cannedAcl(name: string, owner: Owner, bucketOwner?: Owner): Acl 
   switch (name) {
     case 'private':
       break;
+    // euca-upload-bundle's default (and ec2-bundle-read): EC2 may read the bundle. Here that is the
+    // cloud admin, who passes every check anyway, so both are private to everyone else.
+    case 'aws-exec-read':
+    case 'ec2-bundle-read':
+      break;
     case 'public-read':
       grants.push(group(ALL_USERS, 'READ'));
       break;

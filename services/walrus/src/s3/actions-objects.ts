@@ -11,7 +11,7 @@ import { checkConditions, objectHeadersFrom, objectResponseHeaders, parseRange, 
 const versionIdOf = (req: S3Request) => req.query.get('versionId') || undefined;
 
 /** Reads an object the requester may read (READ on the object's ACL). */
-export function readableObject(req: S3Request, bucket: string, key: string, versionId?: string): ObjectInfo {
+export function readableObject(req: Pick<S3Request, 'principal' | 'store'>, bucket: string, key: string, versionId?: string): ObjectInfo {
   const b = req.store.getBucket(bucket);
   if (!b) throw new S3Error('NoSuchBucket', 'The specified bucket does not exist', { BucketName: bucket });
   let info: ObjectInfo;

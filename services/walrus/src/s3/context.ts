@@ -38,7 +38,7 @@ export interface S3Request {
 
 /** Decrypted bundled images (GetDecryptedImage), when this Walrus holds the cloud key. */
 export interface ImageSource {
-  get(bucket: string, manifestKey: string): Promise<{ path: string; size: number }>;
+  get(bucket: string, manifestKey: string): Promise<{ path: string; bytes: number; sha256: string }>;
 }
 
 export interface S3Reply {

@@ -77,7 +77,8 @@ export interface FsObjectStoreOptions {
   /** Directory holding data/ and tmp/ (same filesystem, so rename is atomic). */
   root: string;
   db: Db;
-  quotas?: Quotas;
+  /** Fixed quotas, or where to read the current ones (cloud properties change while Walrus runs). */
+  quotas?: Quotas | (() => Quotas);
 }
 
 const quotaExceeded = (what: string) => new S3Error('QuotaExceeded', `The ${what} storage quota would be exceeded by this request.`);
@@ -85,11 +86,12 @@ const quotaExceeded = (what: string) => new S3Error('QuotaExceeded', `The ${what
 export class FsObjectStore implements ObjectStore {
   readonly blobs: BlobStore;
   private readonly db: Db;
-  private readonly quotas: Quotas;
+  private readonly quotaSource: () => Quotas;
 
   constructor(opts: FsObjectStoreOptions) {
     this.db = opts.db;
-    this.quotas = opts.quotas ?? {};
+    const q = opts.quotas ?? {};
+    this.quotaSource = typeof q === 'function' ? q : () => q;
     this.blobs = new BlobStore(opts.root);
   }
 
@@ -117,7 +119,7 @@ export class FsObjectStore implements ObjectStore {
 
   createBucket(name: string, owner: Owner, acl: Acl, location: string): void {
     const existing = this.getBucket(name);
-    const max = this.quotas.maxBucketsPerAccount;
+    const max = this.quotaSource().maxBucketsPerAccount;
     if (!existing && max && this.countBuckets(owner.id) >= max) {
       throw new S3Error('TooManyBuckets', 'You have attempted to create more buckets than allowed', { MaxBuckets: String(max) });
     }
@@ -176,7 +178,7 @@ export class FsObjectStore implements ObjectStore {
   /** Refuses a write that would take the bucket or its owner past a quota (`added` bytes net). */
   private checkQuota(bucket: BucketInfo, added: number): void {
     if (added <= 0) return;
-    const { maxBucketBytes, maxAccountBytes } = this.quotas;
+    const { maxBucketBytes, maxAccountBytes } = this.quotaSource();
     if (maxBucketBytes && bucket.bytes + added > maxBucketBytes) throw quotaExceeded('bucket');
     if (maxAccountBytes) {
       const used = this.db.prepare('SELECT COALESCE(SUM(bytes), 0) FROM buckets WHERE owner_id = ?').pluck().get(bucket.owner.id) as number;

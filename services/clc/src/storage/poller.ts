@@ -1,0 +1,122 @@
+// The clc's view of its storage controllers, every POLL_INTERVAL: volume and snapshot states from the
+// SCs, deletions they missed, exports nothing is attached through any more, and the attachments of
+// instances that are gone (or that a crash left half made).
+import type { Logger } from 'pino';
+import { cc, sc, WireError } from '@mallee/wire';
+import { dropAttachment, releaseAttachment } from './attach.js';
+import { finishSnapshotDelete } from './snapshot-actions.js';
+import { finishVolumeDelete, type StorageContext } from './volume-actions.js';
+import type { AttachmentRow, SnapshotRow, VolumeRow } from './records.js';
+
+/** An attach or detach older than this that no one finished (the clc died meanwhile) is settled by the poller. */
+const STALE_ATTACHMENT_MS = 120_000;
+
+export class StoragePoller {
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly s: StorageContext, private readonly log: Logger) {}
+
+  pollAll(): Promise<void> {
+    this.running ??= (async () => {
+      try {
+        await Promise.all(this.s.controllers.list().map((c) => this.pollZone(c.zone)));
+        await this.settleAttachments();
+      } catch (err) {
+        this.log.error({ err }, 'storage poll failed');
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
+  }
+
+  async settled(): Promise<void> {
+    await this.running;
+  }
+
+  private async pollZone(zone: string): Promise<void> {
+    const { db, controllers } = this.s;
+    let volumes: sc.ScVolume[];
+    let snapshots: sc.ScSnapshot[];
+    try {
+      const client = controllers.client(zone);
+      const pending = db.prepare("SELECT snapshot_id FROM snapshots WHERE zone = ? AND status = 'pending'").pluck().all(zone) as string[];
+      const [v, s] = await Promise.all([
+        client.call(sc.DescribeStorageVolumes, { volumeIds: [] }),
+        pending.length ? client.call(sc.DescribeStorageSnapshots, { snapshotIds: pending }) : Promise.resolve({ snapshots: [] }),
+      ]);
+      volumes = v.volumes;
+      snapshots = s.snapshots;
+      controllers.recordContact(zone, true, undefined, { totalGiB: v.totalGiB, maxTotalGiB: v.maxTotalGiB, maxVolumeGiB: v.maxVolumeGiB });
+    } catch (err) {
+      const detail = err instanceof WireError ? `${err.code}: ${err.message}` : (err as Error).message;
+      if (controllers.get(zone)?.state !== 'NOTREADY') this.log.warn({ zone, detail }, 'storage controller not answering; its volumes keep their last known state');
+      if (controllers.get(zone)) controllers.recordContact(zone, false, detail);
+      return;
+    }
+    const byId = new Map(volumes.map((v) => [v.volumeId, v]));
+    for (const row of db.prepare("SELECT * FROM volumes WHERE zone = ? AND status = 'creating'").all(zone) as VolumeRow[]) {
+      const v = byId.get(row.volume_id);
+      if (v?.status === 'available') db.prepare("UPDATE volumes SET status = 'available' WHERE volume_id = ? AND status = 'creating'").run(row.volume_id);
+      else if (v?.status === 'failed' || !v) {
+        db.prepare("UPDATE volumes SET status = 'error', status_reason = ? WHERE volume_id = ?").run(v?.reason ?? 'the storage controller does not have the volume', row.volume_id);
+      }
+    }
+    const known = new Set(db.prepare('SELECT volume_id FROM volumes WHERE zone = ?').pluck().all(zone) as string[]);
+    for (const v of volumes) {
+      // The SC made it but the clc has no record (a create whose answer was lost): it never existed for the user.
+      if (!known.has(v.volumeId) && v.status !== 'creating') {
+        this.log.warn({ zone, volumeId: v.volumeId }, 'deleting a volume on the storage controller that the clc does not know');
+        await controllers.client(zone).call(sc.DeleteStorageVolume, { volumeId: v.volumeId }).catch(() => undefined);
+      }
+      // An export nothing is attached through (a detach or failed attach interrupted): unexport it.
+      const att = db.prepare('SELECT initiator FROM volume_attachments WHERE volume_id = ?').pluck().get(v.volumeId) as string | null | undefined;
+      for (const initiator of v.exportedTo) {
+        if (att === undefined || (att !== null && att !== initiator)) {
+          await controllers.client(zone).call(sc.UnexportVolume, { volumeId: v.volumeId, initiatorAddress: initiator }).catch(() => undefined);
+        }
+      }
+    }
+    for (const row of db.prepare("SELECT * FROM volumes WHERE zone = ? AND status = 'deleting'").all(zone) as VolumeRow[]) await finishVolumeDelete(this.s, row);
+    const snaps = new Map(snapshots.map((x) => [x.snapshotId, x]));
+    for (const row of db.prepare("SELECT * FROM snapshots WHERE zone = ? AND status = 'pending'").all(zone) as SnapshotRow[]) {
+      const x = snaps.get(row.snapshot_id);
+      if (!x) {
+        if (Date.now() - Date.parse(row.start_time) > 30_000) db.prepare("UPDATE snapshots SET status = 'error', state_message = ? WHERE snapshot_id = ?").run('the storage controller does not have the snapshot', row.snapshot_id);
+        continue;
+      }
+      db.prepare(`UPDATE snapshots SET progress = ?, uploaded_bytes = ?, status = ?, completion_time = ?, state_message = ? WHERE snapshot_id = ?`).run(
+        x.progress, x.uploadedBytes, x.status === 'failed' ? 'error' : x.status, x.completedAt ?? null, x.reason ?? null, row.snapshot_id);
+    }
+    for (const d of db.prepare("SELECT id FROM storage_deletions WHERE zone = ? AND kind = 'snapshot'").pluck().all(zone) as string[]) await finishSnapshotDelete(this.s, d, zone);
+  }
+
+  /** Attachments of terminated (or purged) instances are released; stale half-made ones settled. */
+  private async settleAttachments(): Promise<void> {
+    const { db, clusters } = this.s;
+    const rows = db.prepare(`SELECT a.*, v.zone AS zone, i.state AS instance_state FROM volume_attachments a JOIN volumes v ON v.volume_id = a.volume_id
+      LEFT JOIN instances i ON i.instance_id = a.instance_id`).all() as (AttachmentRow & { zone: string; instance_state: string | null })[];
+    const stale = Date.now() - STALE_ATTACHMENT_MS;
+    for (const a of rows) {
+      const gone = a.instance_state === null || a.instance_state === 'terminated';
+      const stuck = a.status !== 'attached' && Date.parse(a.attach_time) < stale;
+      if (!gone && !stuck) continue;
+      if (stuck && !gone && a.status === 'attaching') {
+        // Did the node get it? Then the attach went through; else it did not happen.
+        const attached = await clusters.client(a.zone).call(cc.DescribeInstances, { instanceIds: [a.instance_id] })
+          .then((r) => r.instances.some((i) => i.volumes?.some((v) => v.volumeId === a.volume_id)), () => undefined);
+        if (attached === undefined) continue;
+        if (attached) {
+          db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ?").run(a.volume_id);
+          continue;
+        }
+      }
+      if (stuck && !gone && a.status === 'detaching') {
+        const ok = await clusters.client(a.zone).call(cc.DetachVolume, { instanceId: a.instance_id, volumeId: a.volume_id, force: true }).then(() => true, () => false);
+        if (!ok) continue;
+      }
+      this.log.info({ volumeId: a.volume_id, instanceId: a.instance_id, why: gone ? 'instance gone' : `stale ${a.status}` }, 'releasing a volume attachment');
+      await releaseAttachment(this.s, a, a.zone).catch(() => (gone ? dropAttachment(this.s, a.volume_id) : undefined));
+    }
+  }
+}

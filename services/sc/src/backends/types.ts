@@ -1,0 +1,33 @@
+// Where a volume's bytes live (Eucalyptus's block managers): sparse files or LVM logical volumes.
+// The rest of the SC talks only to this interface.
+import type { FileHandle } from 'node:fs/promises';
+
+export interface VolumeBackend {
+  /** "file" or "lvm". */
+  readonly name: string;
+  /** Check the host can serve this backend (LVM: the volume group exists); throws with what is missing. */
+  probe(): Promise<void>;
+  /** The block device or file tgtd exports for the volume. */
+  path(volumeId: string): string;
+  exists(volumeId: string): Promise<boolean>;
+  /** A new, zeroed volume of `bytes`; replaces a leftover of a crashed earlier attempt. */
+  create(volumeId: string, bytes: number): Promise<void>;
+  /**
+   * Fill a new volume by `write` (restore from a snapshot) and make it appear only once complete:
+   * a crash in between leaves no half-written volume under the volume's own name.
+   */
+  createFilled(volumeId: string, bytes: number, fill: (fh: FileHandle) => Promise<void>): Promise<void>;
+  remove(volumeId: string): Promise<void>;
+  /**
+   * The point-in-time copy a snapshot is uploaded from, made while the guest's I/O is held: a
+   * sparse-aware (or reflink) copy of the file, or an LVM snapshot. Returns what to read.
+   */
+  cut(volumeId: string, snapshotId: string): Promise<string>;
+  /**
+   * The byte ranges of a cut that may hold data ([start, end) pairs); everything else reads as zeros.
+   * Undefined when the backend cannot tell (then every chunk is read).
+   */
+  allocated(path: string): Promise<[number, number][] | undefined>;
+  /** Drop the copy once its upload is done (or abandoned). */
+  dropCut(snapshotId: string, path: string): Promise<void>;
+}

@@ -1,0 +1,342 @@
+// Snapshots into Walrus, incremental and content-addressed: the point-in-time cut is read in fixed-size
+// chunks; all-zero chunks are skipped, every other chunk is hashed (SHA-256) and uploaded only when no
+// snapshot of this SC stored that content before (so unchanged chunks since the parent cost nothing);
+// a manifest object lists the chunks. Restores reassemble a volume from any SC's manifest.
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Db } from '@mallee/store';
+import { WireError, type sc } from '@mallee/wire';
+import type { VolumeBackend } from './backends/index.js';
+import type { ChunkStore } from './chunks.js';
+import type { S3Client } from './s3.js';
+
+const GiB = 1024 ** 3;
+
+export interface SnapshotRow {
+  snapshot_id: string; volume_id: string; size_gib: number; status: 'pending' | 'completed' | 'failed' | 'deleting';
+  consistency: sc.SnapshotConsistency; parent_id: string | null; source_id: string | null; chunk_size: number;
+  cut_path: string | null; cut_ms: number | null; progress: number; uploaded_bytes: number; uploaded_chunks: number;
+  reused_chunks: number; reason: string | null; created_at: string; completed_at: string | null;
+}
+
+export interface Manifest {
+  format: 'mallee-snapshot-1';
+  snapshotId: string;
+  volumeId: string;
+  sizeBytes: number;
+  chunkSize: number;
+  /** Key prefix of the chunk objects in the same bucket. */
+  chunkPrefix: string;
+  /** [index, sha256] of every non-zero chunk; the others are zero. */
+  chunks: [number, string][];
+  parentSnapshotId?: string;
+  consistency: sc.SnapshotConsistency;
+  createdAt: string;
+}
+
+export interface SnapshotEngineOptions {
+  db: Db;
+  backend: VolumeBackend;
+  s3: S3Client;
+  chunks: ChunkStore;
+  prefix: string;
+  chunkSize: number;
+  log: Logger;
+  /** Parallel chunk uploads/downloads. */
+  concurrency?: number;
+}
+
+/** Runs fn over 0..n-1 with at most `limit` in flight, in order of start; stops at the first error or abort. */
+async function forEachIndex(n: number, limit: number, signal: AbortSignal | undefined, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (next < n && failed === undefined && !signal?.aborted) {
+      const i = next++;
+      try {
+        await fn(i);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+  if (failed !== undefined) throw failed;
+  if (signal?.aborted) throw new Error('snapshot upload cancelled');
+}
+
+export function isZero(buf: Buffer): boolean {
+  // 8 bytes at a time through a BigInt64 view would be faster; compare() against a zero page is simple and fast enough.
+  for (let off = 0; off < buf.length; off += ZERO.length) {
+    const end = Math.min(buf.length, off + ZERO.length);
+    if (buf.compare(ZERO, 0, end - off, off, end) !== 0) return false;
+  }
+  return true;
+}
+const ZERO = Buffer.alloc(64 * 1024);
+
+export class SnapshotEngine {
+  private readonly tasks = new Map<string, { done: Promise<void>; abort: AbortController }>();
+  private readonly progress = new Map<string, number>();
+
+  constructor(private readonly o: SnapshotEngineOptions) {}
+
+  manifestKey(snapshotId: string): string {
+    return `${this.o.prefix}/manifests/${snapshotId}.json`;
+  }
+
+  row(snapshotId: string): SnapshotRow | undefined {
+    return this.o.db.prepare('SELECT * FROM snapshots WHERE snapshot_id = ?').get(snapshotId) as SnapshotRow | undefined;
+  }
+
+  rows(): SnapshotRow[] {
+    return this.o.db.prepare("SELECT * FROM snapshots WHERE status <> 'deleting' ORDER BY created_at").all() as SnapshotRow[];
+  }
+
+  view(r: SnapshotRow): sc.ScSnapshot {
+    return {
+      snapshotId: r.snapshot_id,
+      volumeId: r.volume_id,
+      status: r.status === 'deleting' ? 'failed' : r.status,
+      progress: Math.round((this.progress.get(r.snapshot_id) ?? r.progress) * 10) / 10,
+      sizeGiB: r.size_gib,
+      location: { bucket: this.o.s3.bucket, manifestKey: this.manifestKey(r.snapshot_id) },
+      consistency: r.consistency,
+      ...(r.parent_id ? { parentSnapshotId: r.parent_id } : {}),
+      ...(r.cut_ms !== null ? { cutMs: r.cut_ms } : {}),
+      uploadedBytes: r.uploaded_bytes,
+      uploadedChunks: r.uploaded_chunks,
+      reusedChunks: r.reused_chunks,
+      ...(r.reason ? { reason: r.reason } : {}),
+      createdAt: r.created_at,
+      ...(r.completed_at ? { completedAt: r.completed_at } : {}),
+    };
+  }
+
+  /** Take the cut now (the caller holds the guest's I/O meanwhile) and upload in the background. */
+  async create(snapshotId: string, volumeId: string, sizeGiB: number, consistency: sc.SnapshotConsistency): Promise<SnapshotRow> {
+    const known = this.row(snapshotId);
+    if (known) return known;
+    const db = this.o.db;
+    const parent = db.prepare("SELECT snapshot_id FROM snapshots WHERE volume_id = ? AND status = 'completed' ORDER BY created_at DESC LIMIT 1").pluck().get(volumeId) as string | undefined;
+    // The row first: a crash during the cut leaves a pending row without a cut, which restart fails cleanly.
+    db.prepare(`INSERT INTO snapshots (snapshot_id, volume_id, size_gib, status, consistency, parent_id, chunk_size, created_at)
+      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`).run(snapshotId, volumeId, sizeGiB, consistency, parent ?? null, this.o.chunkSize, new Date().toISOString());
+    const started = process.hrtime.bigint();
+    let cut: string;
+    try {
+      cut = await this.o.backend.cut(volumeId, snapshotId);
+    } catch (err) {
+      this.fail(snapshotId, `the point-in-time copy failed: ${(err as Error).message}`);
+      throw new WireError('SnapshotFailed', `could not copy ${volumeId}: ${(err as Error).message}`, 500);
+    }
+    const cutMs = Number(process.hrtime.bigint() - started) / 1e6;
+    db.prepare('UPDATE snapshots SET cut_path = ?, cut_ms = ? WHERE snapshot_id = ?').run(cut, cutMs, snapshotId);
+    this.o.log.info({ snapshotId, volumeId, cutMs, consistency, parent }, 'snapshot cut taken; uploading');
+    this.startUpload(snapshotId);
+    return this.row(snapshotId)!;
+  }
+
+  /** A copy shares its source's chunks (their reference counts grow) under a manifest of its own. */
+  async copy(snapshotId: string, sourceId: string): Promise<SnapshotRow> {
+    const known = this.row(snapshotId);
+    if (known) return known;
+    const src = this.row(sourceId);
+    if (!src || src.status === 'deleting' || src.status === 'failed') throw new WireError('InvalidSnapshot.NotFound', `snapshot ${sourceId} is not held by this storage controller`, 404);
+    if (src.status !== 'completed') throw new WireError('IncorrectState', `snapshot ${sourceId} is ${src.status}; copy it once it is completed`, 409);
+    const db = this.o.db;
+    db.transaction(() => {
+      db.prepare(`INSERT INTO snapshots (snapshot_id, volume_id, size_gib, status, consistency, source_id, chunk_size, progress, created_at)
+        VALUES (?, ?, ?, 'pending', ?, ?, ?, 0, ?)`).run(snapshotId, src.volume_id, src.size_gib, src.consistency, sourceId, src.chunk_size, new Date().toISOString());
+      db.prepare('INSERT INTO snapshot_chunks (snapshot_id, idx, hash) SELECT ?, idx, hash FROM snapshot_chunks WHERE snapshot_id = ?').run(snapshotId, sourceId);
+      db.prepare('UPDATE chunks SET refs = refs + 1 WHERE hash IN (SELECT hash FROM snapshot_chunks WHERE snapshot_id = ?)').run(sourceId);
+    })();
+    this.startUpload(snapshotId);
+    await this.tasks.get(snapshotId)?.done.catch(() => undefined);
+    return this.row(snapshotId)!;
+  }
+
+  private startUpload(snapshotId: string): void {
+    if (this.tasks.has(snapshotId)) return;
+    const abort = new AbortController();
+    const done = this.upload(snapshotId, abort.signal)
+      .catch((err: unknown) => {
+        if (abort.signal.aborted) return;
+        this.o.log.error({ snapshotId, err }, 'snapshot upload failed');
+        this.fail(snapshotId, (err as Error).message);
+      })
+      .finally(() => {
+        this.tasks.delete(snapshotId);
+        this.progress.delete(snapshotId);
+      });
+    this.tasks.set(snapshotId, { done, abort });
+  }
+
+  private async upload(snapshotId: string, signal: AbortSignal): Promise<void> {
+    const r = this.row(snapshotId)!;
+    const db = this.o.db;
+    const size = r.size_gib * GiB;
+    if (r.source_id === null) {
+      if (!r.cut_path) throw new Error('no point-in-time copy to upload');
+      const fh = await open(r.cut_path, 'r');
+      try {
+        await this.uploadChunks(r, fh, size, signal);
+      } finally {
+        await fh.close();
+      }
+    }
+    const chunks = db.prepare('SELECT idx, hash FROM snapshot_chunks WHERE snapshot_id = ? ORDER BY idx').raw().all(snapshotId) as [number, string][];
+    const manifest: Manifest = {
+      format: 'mallee-snapshot-1',
+      snapshotId,
+      volumeId: r.volume_id,
+      sizeBytes: size,
+      chunkSize: r.chunk_size,
+      chunkPrefix: this.o.chunks.prefixKey,
+      chunks,
+      ...(r.parent_id ? { parentSnapshotId: r.parent_id } : {}),
+      consistency: r.consistency,
+      createdAt: r.created_at,
+    };
+    if (signal.aborted) throw new Error('snapshot upload cancelled');
+    await this.o.s3.put(this.o.s3.bucket, this.manifestKey(snapshotId), Buffer.from(JSON.stringify(manifest)));
+    db.prepare("UPDATE snapshots SET status = 'completed', progress = 100, completed_at = ?, cut_path = NULL WHERE snapshot_id = ? AND status = 'pending'")
+      .run(new Date().toISOString(), snapshotId);
+    if (r.cut_path) await this.o.backend.dropCut(snapshotId, r.cut_path);
+    const done = this.row(snapshotId)!;
+    this.o.log.info({ snapshotId, chunks: chunks.length, uploadedChunks: done.uploaded_chunks, uploadedBytes: done.uploaded_bytes, reusedChunks: done.reused_chunks }, 'snapshot completed');
+  }
+
+  private async uploadChunks(r: SnapshotRow, fh: FileHandle, size: number, signal: AbortSignal): Promise<void> {
+    const db = this.o.db;
+    const snapshotId = r.snapshot_id;
+    const n = Math.ceil(size / r.chunk_size);
+    // Resuming after a restart: the chunks already recorded, and whether their objects were written.
+    const recorded = new Map((db.prepare('SELECT idx, hash FROM snapshot_chunks WHERE snapshot_id = ?').raw().all(snapshotId) as [number, string][]));
+    // Chunks with no allocated byte are zero: skipped without reading them.
+    const ranges = r.cut_path ? await this.o.backend.allocated(r.cut_path) : undefined;
+    const mayHoldData = (i: number) => {
+      if (!ranges) return true;
+      const start = i * r.chunk_size;
+      const end = start + r.chunk_size;
+      return ranges.some(([a, b]) => a < end && b > start);
+    };
+    let processed = 0;
+    let uploadedBytes = r.uploaded_bytes;
+    let uploadedChunks = r.uploaded_chunks;
+    let reused = r.reused_chunks;
+    const count = db.prepare('UPDATE snapshots SET uploaded_bytes = ?, uploaded_chunks = ?, reused_chunks = ?, progress = ? WHERE snapshot_id = ?');
+    await forEachIndex(n, this.o.concurrency ?? 4, signal, async (i) => {
+      const len = Math.min(r.chunk_size, size - i * r.chunk_size);
+      const known = recorded.get(i);
+      if (known && this.o.chunks.isStored(known)) {
+        processed++;
+        return;
+      }
+      if (!known && !mayHoldData(i)) {
+        processed++;
+        this.progress.set(snapshotId, (processed / n) * 99);
+        return;
+      }
+      const buf = Buffer.allocUnsafe(len);
+      const { bytesRead } = await fh.read(buf, 0, len, i * r.chunk_size);
+      if (bytesRead < len) buf.fill(0, bytesRead);
+      if (!known && isZero(buf)) {
+        processed++;
+        this.progress.set(snapshotId, (processed / n) * 99);
+        return;
+      }
+      const hash = createHash('sha256').update(buf).digest('hex');
+      // Recorded before a restart but not yet stored: upload it again. Unchanged since the parent: stored, reused.
+      let action: string | undefined = known ? 'upload' : undefined;
+      while (action === undefined) {
+        action = this.o.chunks.reference(snapshotId, i, hash, len);
+        if (action === 'wait') {
+          await this.o.chunks.waitDeleted(hash);
+          action = undefined;
+        }
+      }
+      if (action === 'upload') {
+        await this.o.chunks.upload(hash, buf);
+        uploadedBytes += len;
+        uploadedChunks++;
+      } else reused++;
+      processed++;
+      const pct = (processed / n) * 99;
+      this.progress.set(snapshotId, pct);
+      if (processed % 64 === 0) count.run(uploadedBytes, uploadedChunks, reused, pct, snapshotId);
+    });
+    count.run(uploadedBytes, uploadedChunks, reused, 99, snapshotId);
+  }
+
+  private fail(snapshotId: string, reason: string): void {
+    this.o.db.prepare("UPDATE snapshots SET status = 'failed', reason = ? WHERE snapshot_id = ? AND status = 'pending'").run(reason, snapshotId);
+    const r = this.row(snapshotId);
+    if (r?.cut_path) void this.o.backend.dropCut(snapshotId, r.cut_path).catch(() => undefined);
+    // A failed snapshot holds no chunks: what it uploaded is released (and deleted if nobody else uses it).
+    void this.o.chunks.release(snapshotId).catch((err: unknown) => this.o.log.error({ err, snapshotId }, 'releasing the chunks of a failed snapshot failed'));
+  }
+
+  async delete(snapshotId: string): Promise<boolean> {
+    const r = this.row(snapshotId);
+    if (!r) return false;
+    this.o.db.prepare("UPDATE snapshots SET status = 'deleting' WHERE snapshot_id = ?").run(snapshotId);
+    const task = this.tasks.get(snapshotId);
+    if (task) {
+      // No upload may finish after its chunks were released: that object would never be deleted.
+      task.abort.abort();
+      await task.done;
+    }
+    await this.finishDelete(r);
+    return true;
+  }
+
+  private async finishDelete(r: SnapshotRow): Promise<void> {
+    await this.o.chunks.release(r.snapshot_id);
+    await this.o.s3.delete(this.o.s3.bucket, this.manifestKey(r.snapshot_id));
+    if (r.cut_path) await this.o.backend.dropCut(r.snapshot_id, r.cut_path).catch(() => undefined);
+    this.o.db.prepare('DELETE FROM snapshots WHERE snapshot_id = ?').run(r.snapshot_id);
+    this.o.log.info({ snapshotId: r.snapshot_id }, 'snapshot deleted');
+  }
+
+  /** After a restart: finish deletions, resume uploads whose cut survived, fail the rest, sweep chunks. */
+  async recover(): Promise<void> {
+    const db = this.o.db;
+    for (const r of db.prepare("SELECT * FROM snapshots WHERE status = 'deleting'").all() as SnapshotRow[]) await this.finishDelete(r);
+    for (const r of db.prepare("SELECT * FROM snapshots WHERE status = 'failed'").all() as SnapshotRow[]) await this.o.chunks.release(r.snapshot_id);
+    await this.o.chunks.sweep();
+    for (const r of db.prepare("SELECT * FROM snapshots WHERE status = 'pending'").all() as SnapshotRow[]) {
+      const cutOk = r.cut_path !== null && (await open(r.cut_path, 'r').then(async (f) => { await f.close(); return true; }, () => false));
+      if (r.source_id !== null || cutOk) {
+        this.o.log.info({ snapshotId: r.snapshot_id }, 'resuming a snapshot upload interrupted by a restart');
+        this.startUpload(r.snapshot_id);
+      } else {
+        this.fail(r.snapshot_id, 'the storage controller stopped while taking the point-in-time copy');
+      }
+    }
+  }
+
+  /** Restore: write every chunk of a manifest (this SC's or another zone's) into a new volume. */
+  async restore(location: sc.SnapshotLocation, volumeId: string, sizeGiB: number, onProgress: (pct: number) => void): Promise<void> {
+    const manifest = JSON.parse((await this.o.s3.get(location.bucket, location.manifestKey)).toString('utf8')) as Manifest;
+    if (manifest.format !== 'mallee-snapshot-1') throw new Error(`unknown snapshot manifest format ${String(manifest.format)}`);
+    if (manifest.sizeBytes > sizeGiB * GiB) throw new Error(`snapshot of ${manifest.sizeBytes} bytes does not fit a ${sizeGiB} GiB volume`);
+    await this.o.backend.createFilled(volumeId, sizeGiB * GiB, async (fh) => {
+      let done = 0;
+      await forEachIndex(manifest.chunks.length, this.o.concurrency ?? 4, undefined, async (n) => {
+        const [idx, hash] = manifest.chunks[n]!;
+        const buf = await this.o.s3.get(location.bucket, `${manifest.chunkPrefix}${hash}`);
+        if (createHash('sha256').update(buf).digest('hex') !== hash) throw new Error(`chunk ${idx} of ${manifest.snapshotId} does not match its hash`);
+        await fh.write(buf, 0, buf.length, idx * manifest.chunkSize);
+        onProgress((++done / manifest.chunks.length) * 100);
+      });
+    });
+  }
+
+  /** Uploads in flight (for a clean stop: they resume at the next start). */
+  async stop(): Promise<void> {
+    for (const t of this.tasks.values()) t.abort.abort();
+    await Promise.allSettled([...this.tasks.values()].map((t) => t.done));
+  }
+}
