@@ -55,6 +55,16 @@ describe('the mallee command', () => {
     expect(services.every((s) => s.state === 'ENABLED')).toBe(true);
   });
 
+  it('`mallee up` waits for an nc whose start-up outlasts the ordinary window (as a KVM probe does), showing what it waits for on stderr', async () => {
+    process.kill(pidOf('nc'), 'SIGKILL');
+    // 22 s of driver start-up, beyond the 18 s up gives a component that is merely down (poll interval 1 s).
+    const { stdout, stderr } = await mallee(['up', '--detach', '--home', cloud.home], { MALLEE_SIM_INIT_DELAY: '22000' });
+    expect(stdout).toMatch(/nc: started/);
+    expect(stdout).toMatch(/all components ENABLED/);
+    expect(stderr).toMatch(/waiting for every component to be ENABLED: \d+ s — nc [^:]+: NOTREADY \(NodeStarting: the node controller is starting: simulating a slow start-up/);
+    expect(stderr).toMatch(/waiting for every component to be ENABLED: all ENABLED/);
+  }, 120_000);
+
   it('account create, account list, user key create and credentials give a working, separate identity', async () => {
     const created = JSON.parse((await cloud.mallee(['account', 'create', 'cli-tenant', '-o', 'json'])).stdout) as { accountId: string; accessKeyId: string }[];
     const accounts = JSON.parse((await cloud.mallee(['account', 'list', '-o', 'json'])).stdout) as { accountName: string; accountId: string }[];

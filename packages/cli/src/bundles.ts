@@ -6,9 +6,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { SingleBar } from 'cli-progress';
 import { bundleImage, parseManifest, ManifestError, type BundleResult, type ImageType } from '@mallee/image';
 import { CliError } from './admin.js';
+import { progress } from './progress.js';
 import { ensureBucket, s3Failure, s3Request, type S3Endpoint } from './s3.js';
 
 export interface BundleFlags {
@@ -24,28 +24,6 @@ export interface BundleFlags {
   ec2cert?: string;
   user?: string;
   partSize?: number;
-}
-
-const MiB = 1024 * 1024;
-
-/** A progress bar on stderr (a line every few seconds when stderr is not a terminal). */
-export function progressBar(label: string, total: number, quiet = false): { update(done: number): void; stop(): void } {
-  if (quiet) return { update: () => undefined, stop: () => undefined };
-  const bar = new SingleBar({
-    format: `${label} [{bar}] {percentage}% {done}/{size} MiB {speed} MiB/s`,
-    stream: process.stderr,
-    noTTYOutput: true,
-    notTTYSchedule: 3000,
-    hideCursor: true,
-    barsize: 30,
-  });
-  const started = Date.now();
-  const mib = (n: number) => (n / MiB).toFixed(1);
-  bar.start(Math.max(total, 1), 0, { done: '0.0', size: mib(total), speed: '0.0' });
-  return {
-    update: (done) => bar.update(done, { done: mib(done), size: mib(total), speed: (done / MiB / Math.max((Date.now() - started) / 1000, 0.001)).toFixed(1) }),
-    stop: () => bar.stop(),
-  };
 }
 
 function readPem(file: string | undefined, what: string, fix: string): string {
@@ -70,19 +48,20 @@ export async function bundle(flags: BundleFlags, env: NodeJS.ProcessEnv = proces
   const ramdiskId = flags.ramdisk && flags.ramdisk !== 'true' ? flags.ramdisk : undefined;
   const size = (await stat(flags.image)).size;
   const destination = flags.destination ?? (await mkdtemp(join(env.TMPDIR ?? tmpdir(), 'bundle-')));
-  const bar = progressBar(`bundling ${basename(flags.image)}`, size, quiet);
+  const bar = progress({ label: `bundling ${basename(flags.image)}`, total: size, unit: 'bytes', quiet });
   try {
-    return await bundleImage({
+    const result = await bundleImage({
       image: flags.image, destination, architecture: flags.arch, imageType, accountId, userCertificate, userPrivateKey, cloudCertificate,
       ...(flags.prefix ? { prefix: flags.prefix } : {}), ...(kernelId ? { kernelId } : {}), ...(ramdiskId ? { ramdiskId } : {}),
       ...(flags.partSize ? { partSize: flags.partSize } : {}),
       onProgress: (done) => bar.update(done),
     });
+    bar.done(`${result.partPaths.length} part(s)`);
+    return result;
   } catch (err) {
+    bar.fail((err as Error).message);
     if (err instanceof CliError) throw err;
     throw new CliError(`bundling ${flags.image} failed: ${(err as Error).message}`);
-  } finally {
-    bar.stop();
   }
 }
 
@@ -124,7 +103,7 @@ export async function uploadBundle(ep: S3Endpoint, manifestPath: string, bucketA
   const total = sizes.reduce((a, b) => a + b, 0);
   await ensureBucket(ep, bucket, opts.location);
   const headers = { 'x-amz-acl': opts.acl ?? 'aws-exec-read' };
-  const bar = progressBar(`uploading ${basename(manifestPath).replace(/\.manifest\.xml$/, '')}`, total, opts.quiet);
+  const bar = progress({ label: `uploading ${basename(manifestPath).replace(/\.manifest\.xml$/, '')}`, total, unit: 'bytes', ...(opts.quiet ? { quiet: true } : {}) });
   let done = 0;
   try {
     for (const f of files) {
@@ -134,8 +113,10 @@ export async function uploadBundle(ep: S3Endpoint, manifestPath: string, bucketA
     // The manifest last: once it is there, the bundle is complete.
     const r = await s3Request(ep, 'PUT', bucket, prefix + basename(manifestPath), { file: manifestPath, headers });
     if (r.status !== 200) throw s3Failure(`uploading ${basename(manifestPath)} to ${bucket}/${prefix}`, r);
-  } finally {
-    bar.stop();
+    bar.done(`${bucket}/${prefix}${basename(manifestPath)}`);
+  } catch (err) {
+    bar.fail((err as Error).message);
+    throw err;
   }
   return { location: `${bucket}/${prefix}${basename(manifestPath)}`, bytes: total };
 }

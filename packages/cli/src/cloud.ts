@@ -9,7 +9,8 @@ import { loadConfig, renderConf, type ConfigKey, type MalleeConfig } from '@mall
 import { admin, writeKeyFile, readKeyFile } from '@mallee/wire';
 import { adminLink, CliError, type AdminLink } from './admin.js';
 import { writeCredentials, type WrittenCredentials } from './credentials.js';
-import { answersHttp, serviceMain, serviceState, startService, stopService } from './daemons.js';
+import { answersHttp, logTail, serviceMain, serviceState, startService, stopService } from './daemons.js';
+import { waitWithProgress } from './progress.js';
 import { ADMIN_ACCOUNT, SERVICES, type Home, type Service } from './home.js';
 import { stopSupervisor } from './supervise.js';
 import { ensureUserCertificate, ensureWalrusRegistered, writeCloudCertificate } from './walrus.js';
@@ -50,6 +51,9 @@ function ensureConf(home: Home, opts: UpOptions, say: Say): { config: MalleeConf
       HYPERVISOR: hv,
       ...portOverrides(opts.portBase ?? 8773),
       INSTANCE_PATH: `${home.dir}/instances`,
+      // One host, no second NIC: guests get QEMU user-mode networking (see services/cc/README.md
+      // "Networking" for MANAGED on an all-in-one).
+      VNET_MODE: 'USERMODE',
       ...(opts.pollInterval ? { POLL_INTERVAL: opts.pollInterval } : {}),
     };
     writeFileSync(home.conf, renderConf(values, 'Written by `mallee up`; edit freely (later runs keep this file).\nKeys and defaults: deploy/mallee.conf.example'));
@@ -135,17 +139,23 @@ function ensureTgtd(say: Say): void {
   for (let i = 0; i < 50 && spawnSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdio: 'ignore' }).status !== 0; i++) spawnSync('sleep', ['0.1']);
 }
 
-async function waitEnabled(link: AdminLink, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
+/** A component still starting (the nc's KVM probe) gets this long; one that is just down, the poll-based window. */
+const STARTING_WINDOW_MS = 180_000;
+
+async function waitEnabled(link: AdminLink, home: Home, started: Service[], windowMs: number, say: Say): Promise<void> {
+  await waitWithProgress<true>('waiting for every component to be ENABLED', async () => {
+    for (const svc of started) {
+      if (!serviceState(home, svc).running) return { state: `${svc} exited`, fatal: `${svc} exited; last lines of ${home.logFile(svc)}:\n${logTail(home.logFile(svc))}` };
+    }
     const { services } = await link.call(admin.DescribeServices, {});
     const bad = services.filter((s) => s.state !== 'ENABLED');
-    if (services.some((s) => s.type === 'nc') && bad.length === 0) return;
-    last = bad.map((s) => `${s.type} ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`).join('; ') || 'no node reported yet';
-    await sleep(250);
-  }
-  throw new CliError(`the cloud is not healthy after ${timeoutMs / 1000}s: ${last}. See the logs in the home's log/ directory`);
+    if (services.some((s) => s.type === 'nc') && bad.length === 0) return { value: true, state: 'all ENABLED' };
+    const state = bad.map((s) => `${s.type} ${s.name}: ${s.state}${s.detail ? ` (${s.detail})` : ''}`).join('; ') || 'no node reported yet';
+    return { state, starting: bad.some((s) => s.detail?.includes('NodeStarting')) };
+  }, { timeoutMs: windowMs, startingTimeoutMs: STARTING_WINDOW_MS, intervalMs: 250 }).catch((err: unknown) => {
+    throw new CliError(`the cloud is not healthy: ${(err as Error).message.replace(/^waiting for every component to be ENABLED: /, '')}. See the logs in ${home.logDir}`);
+  });
+  say('all components ENABLED');
 }
 
 export async function writeAccountCredentials(home: Home, link: AdminLink, config: MalleeConfig, account: string, outDir: string): Promise<WrittenCredentials> {
@@ -209,8 +219,7 @@ export async function up(home: Home, opts: UpOptions = {}): Promise<UpResult> {
   await registerComponents(link, home, config.ZONE, urls, say);
   if (urls.walrus) await ensureWalrusRegistered(link, home, urls.walrus, say);
   if (urls.sc && urls.walrus) await registerStorage(link, home, config.ZONE, urls, say);
-  await waitEnabled(link, (config.POLL_INTERVAL * 3 + 15) * 1000);
-  say('all components ENABLED');
+  await waitEnabled(link, home, SERVICES.filter((svc) => urls[svc]), (config.POLL_INTERVAL * 3 + 15) * 1000, say);
   const credentials = await writeAccountCredentials(home, link, config, ADMIN_ACCOUNT, home.dir);
   return { config, urls, credentials };
 }

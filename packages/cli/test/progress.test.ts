@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, progress } from '../src/progress.js';
+import { formatBytes, progress, waitWithProgress, type WaitState } from '../src/progress.js';
 
 function sink() {
   const chunks: string[] = [];
@@ -25,6 +25,46 @@ describe('CLI progress', () => {
     expect(s.text()).toContain('\r\x1b[2Kbundling [');
     expect(s.text()).toContain('1.0 KiB/2.0 KiB');
     expect(s.text().endsWith(' failed: disk full\n')).toBe(true);
+  });
+  it('off a terminal, an unknown amount prints a line when its status changes, at most every heartbeat otherwise', async () => {
+    const s = sink();
+    const p = progress({ label: 'waiting', unit: 'seconds', stream: s.stream, heartbeatMs: 50 });
+    p.status('nc: starting');
+    p.update(1);
+    p.update(2); // same status, heartbeat not due: nothing
+    await new Promise((r) => setTimeout(r, 60));
+    p.update(3); // heartbeat due
+    p.status('nc: ENABLED');
+    p.done('ready');
+    expect(s.text().trim().split('\n')).toEqual(['waiting: 0 s nc: starting', 'waiting: 3 s nc: starting', 'waiting: 3 s nc: ENABLED', 'waiting: ready']);
+  });
+  it('quiet prints nothing', () => {
+    const s = sink();
+    const p = progress({ label: 'x', total: 10, stream: s.stream, quiet: true });
+    p.update(10);
+    p.done();
+    expect(s.text()).toBe('');
+  });
+  it('a wait gives a component that says it is starting the longer window, then the ordinary one from then on', async () => {
+    const s = sink();
+    const states: WaitState<true>[] = [
+      { state: 'starting', starting: true }, { state: 'starting', starting: true }, { state: 'starting', starting: true },
+      { state: 'NOTREADY' }, { value: true, state: 'ENABLED' },
+    ];
+    let i = 0;
+    const value = await waitWithProgress('up', async () => states[i++]!, { timeoutMs: 25, startingTimeoutMs: 1000, intervalMs: 15, stream: s.stream });
+    expect(value).toBe(true);
+    expect(i).toBe(5);
+    expect(s.text()).toContain('up: ENABLED');
+  });
+  it('a wait on something merely down fails after the ordinary window with the last state; a fatal state fails at once', async () => {
+    const s = sink();
+    await expect(waitWithProgress('up', async () => ({ state: 'nc: NOTREADY (refused)' }), { timeoutMs: 40, startingTimeoutMs: 10_000, intervalMs: 10, stream: s.stream }))
+      .rejects.toThrow(/up: still nc: NOTREADY \(refused\) after 0 s/);
+    let calls = 0;
+    await expect(waitWithProgress('up', async () => (calls++, { state: 'nc exited', fatal: 'nc exited: see nc.log' }), { timeoutMs: 10_000, stream: s.stream }))
+      .rejects.toThrow('up: nc exited: see nc.log');
+    expect(calls).toBe(1);
   });
   it('formats bytes', () => {
     expect([formatBytes(5), formatBytes(1536), formatBytes(5 << 20)]).toEqual(['5 B', '1.5 KiB', '5.0 MiB']);

@@ -126,8 +126,9 @@ export class WalrusLink {
     const base = new URL(row.url);
     const prefix = base.pathname.replace(/\/+$/, '');
     const path = `${prefix}/${uriEncode(bundle.bucket)}/${uriEncode(bundle.manifest_key, true)}`;
+    // Pinned to the image recorded at registration: Walrus answers that image or refuses (PreconditionFailed).
     const signed = signV4({
-      method: 'GET', path, query: 'decrypted=', headers: { host: base.host },
+      method: 'GET', path, query: `decrypted=&image-sha256=${bundle.image_sha256}`, headers: { host: base.host },
       accessKeyId: cred.accessKeyId, secretAccessKey: cred.secretAccessKey, region: this.opts.region, service: 's3',
       doubleEncodePath: false, presignExpires: this.opts.imageUrlTtl ?? IMAGE_URL_TTL_SECONDS, date: now,
     });

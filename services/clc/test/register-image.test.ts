@@ -86,6 +86,11 @@ describe('RegisterImage with bundles in Walrus', () => {
     expect(createHash('sha256').update(body).digest('hex')).toBe(source.sha256);
     expect(res.headers.get('x-amz-meta-sha256')).toBe(source.sha256);
 
+    // Pinned to the registered image; the pin is signed like the rest of the URL.
+    expect(new URL(source.url).searchParams.get('image-sha256')).toBe(source.sha256);
+    const repinned = new URL(source.url);
+    repinned.searchParams.set('image-sha256', '0'.repeat(64));
+    expect((await fetch(repinned)).status).toBe(403);
     const tampered = new URL(source.url);
     tampered.searchParams.set('X-Amz-Expires', '3600');
     const t = await fetch(tampered);

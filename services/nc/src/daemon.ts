@@ -8,6 +8,7 @@ import { openDatabase } from '@mallee/store';
 import { readKeyFile } from '@mallee/wire';
 import { loadHypervisor } from './hypervisors/index.js';
 import { LaunchRecords, migrations } from './launch-records.js';
+import { HostNetwork } from './net/host-network.js';
 import { NodeController } from './node-controller.js';
 import { NC_CALLER } from './handlers.js';
 import { buildServer } from './server.js';
@@ -38,8 +39,12 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
 
-  const hypervisor = await loadHypervisor({ config, home, log: log.child({ component: 'hypervisor' }) });
-  await hypervisor.init();
+  // The NC listens before the hypervisor is ready: a driver's init can take long (libvirt's KVM probe
+  // boots a guest, up to 20 s, once per host), and a daemon that answers can say what it is doing.
+  // Until it is ready, /healthz says "starting" with the step and every wire operation is refused with
+  // NodeStarting, which the cc shows as the node's NOTREADY detail (so `mallee status` and up show it).
+  let starting: string | undefined = 'loading the hypervisor driver';
+  const hypervisor = await loadHypervisor({ config, home, log: log.child({ component: 'hypervisor' }), onStep: (step) => (starting = step) });
   const db = openDatabase(join(home, 'nc.sqlite'), { migrations, synchronous: 'NORMAL' });
   const node = new NodeController({
     hypervisor,
@@ -48,23 +53,36 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     log,
     terminatedRetentionMs: opts.terminatedRetentionMs ?? Math.min(60, config.TERMINATED_RETENTION) * 1000,
     monitorIntervalMs: opts.monitorIntervalMs ?? 5000,
+    // Bridges and ebtables only where guests are real: the simulated driver has no NICs to attach.
+    ...(hypervisor.name === 'simulated' ? {} : { network: new HostNetwork(config, log.child({ component: 'network' })) }),
   });
   const keyFile = nodeKeyFile(home);
-  const app = buildServer({ logger: log, node, keyFor: (from) => (from === NC_CALLER ? readKeyFile(keyFile) : undefined) });
+  const app = buildServer({ logger: log, node, keyFor: (from) => (from === NC_CALLER ? readKeyFile(keyFile) : undefined), starting: () => starting });
+  const removeRunFiles = () => {
+    rmSync(join(runDir, 'nc.url'), { force: true });
+    rmSync(join(runDir, 'nc.pid'), { force: true });
+  };
   let url: string;
   try {
-    await node.start();
     url = await app.listen({ port: opts.port ?? config.NC_PORT, host: config.BIND_ADDRESS });
+    writeFileSync(join(runDir, 'nc.url'), url + '\n');
+    writeFileSync(join(runDir, 'nc.pid'), `${process.pid}\n`);
+    log.info({ url, home }, 'node controller listening; starting the hypervisor');
+    const t0 = Date.now();
+    starting = 'initialising the hypervisor';
+    await hypervisor.init();
+    starting = 'reconciling launch records with the hypervisor';
+    await node.start();
+    starting = undefined;
+    log.info({ url, home, hypervisor: hypervisor.name, startMs: Date.now() - t0 }, 'node controller ready');
   } catch (err) {
     await app.close();
     await node.stop();
     await hypervisor.close();
     db.close();
+    removeRunFiles();
     throw err;
   }
-  writeFileSync(join(runDir, 'nc.url'), url + '\n');
-  writeFileSync(join(runDir, 'nc.pid'), `${process.pid}\n`);
-  log.info({ url, home, hypervisor: hypervisor.name }, 'node controller listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -75,8 +93,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
         await node.stop();
         await hypervisor.close();
         db.close();
-        rmSync(join(runDir, 'nc.url'), { force: true });
-        rmSync(join(runDir, 'nc.pid'), { force: true });
+        removeRunFiles();
       })()),
   };
 }

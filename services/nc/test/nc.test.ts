@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { WireClient, generateKey, nc, writeKeyFile } from '@mallee/wire';
 import { nodeKeyFile } from '../src/index.js';
-import { cleanup, spec, startNode, waitFor } from './harness.js';
+import { cleanup, spec, startNode, tempHome, waitFor } from './harness.js';
 
 afterEach(cleanup);
 
@@ -149,6 +150,22 @@ describe('node controller over the wire', () => {
     await expect(new WireClient({ url: node.url, from: 'clc', key: node.key }).call(nc.ncDescribeResource, {})).rejects.toMatchObject({ code: 'UnknownComponent' });
     rmSync(nodeKeyFile(node.home));
     await expect(node.client.call(nc.ncDescribeResource, {})).rejects.toMatchObject({ code: 'UnknownComponent' });
+  });
+
+  it('answers while its hypervisor is still starting: /healthz says so, operations are NodeStarting, then it serves', async () => {
+    const home = tempHome();
+    const starting = startNode({ SIM_INIT_DELAY: 1500 }, { home, installKey: false });
+    const urlFile = join(home, 'run', 'nc.url');
+    const url = await waitFor('nc.url', () => (existsSync(urlFile) ? readFileSync(urlFile, 'utf8').trim() : undefined));
+    const health = (await (await fetch(new URL('/healthz', url))).json()) as { status: string; step?: string };
+    expect(health).toMatchObject({ status: 'starting', step: expect.stringContaining('SIM_INIT_DELAY') });
+    const key = generateKey();
+    writeKeyFile(nodeKeyFile(home), key);
+    await expect(new WireClient({ url, from: 'cc', key }).call(nc.ncDescribeResource, {})).rejects.toMatchObject({ code: 'NodeStarting', message: expect.stringContaining('starting') });
+    expect((await fetch(new URL('/metrics', url))).status).toBe(503);
+    const node = await starting;
+    expect(((await (await fetch(new URL('/healthz', node.url))).json()) as { status: string }).status).toBe('ok');
+    expect((await new WireClient({ url, from: 'cc', key }).call(nc.ncDescribeResource, {})).hypervisor).toBe('simulated');
   });
 
   it('console output is the last 64 KiB, base64', async () => {

@@ -6,13 +6,14 @@ import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { CredentialLookup } from '@mallee/aws-protocol';
 import type { MalleeConfig } from '@mallee/config';
-import { openDatabase } from '@mallee/store';
+import { openDaemonDatabase } from '@mallee/store';
 import { clcPropertyReader, walrusProperties } from '@mallee/properties';
 import { readKeyFile, walrus } from '@mallee/wire';
 import { cachedLookup, clcLookup } from './credentials.js';
 import { DecryptedImageCache } from './images/decrypt.js';
 import { clcCertificates, imageLinkHandlers, manifestVerifier, type CertificateSource } from './images/link.js';
 import { buildServer } from './server.js';
+import { configuredBlobs } from './store/backend.js';
 import { FsObjectStore, walrusDataRoot } from './store/fs-store.js';
 import { migrations } from './store/migrations.js';
 import type { Quotas } from './store/types.js';
@@ -36,6 +37,8 @@ export interface StartOptions {
   certificates?: CertificateSource;
   /** Fixed quotas instead of the walrus.* cloud properties (tests). */
   quotas?: Quotas;
+  /** A fixed bound (bytes) on the decrypted-image cache instead of walrus.storagemaxcachesizeinmb (tests). */
+  imageCacheBytes?: number;
 }
 
 export interface RunningDaemon {
@@ -54,7 +57,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
 
-  const db = openDatabase(join(home, 'walrus.sqlite'), { migrations });
+  const db = openDaemonDatabase(config.DB_URL, join(home, 'walrus.sqlite'), 'walrus', { migrations });
   const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
   const keyFile = walrusKeyFile(home);
   const linkKey = () => {
@@ -74,7 +77,11 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       maxAccountBytes: properties.peek(walrusProperties.maxAccountSizeMb) * MiB,
     };
   });
-  const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas });
+  const blobs = await configuredBlobs(config, home, log).catch((err: unknown) => {
+    db.close();
+    throw err;
+  });
+  const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas, ...(blobs ? { blobs } : {}) });
   const recovered = store.recover();
   if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
 
@@ -88,6 +95,12 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     dir: join(walrusDataRoot(home), 'images'),
     cloudKey: () => readIfThere(cloudKeyFile),
     verify: manifestVerifier(opts.certificates ?? clcCertificates({ clcUrl, key: linkKey }), () => readIfThere(cloudCertFile)),
+    maxBytes: () => {
+      if (opts.imageCacheBytes !== undefined) return opts.imageCacheBytes;
+      void properties.get(walrusProperties.maxCacheSizeMb); // refreshes in the background once stale
+      return properties.peek(walrusProperties.maxCacheSizeMb) * MiB;
+    },
+    log: log.child({ component: 'images' }),
   });
   const app = buildServer({
     logger: log,
@@ -118,6 +131,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     close: () =>
       (closing ??= (async () => {
         await app.close();
+        blobs?.close();
         db.close();
         rmSync(join(runDir, 'walrus.url'), { force: true });
         rmSync(join(runDir, 'walrus.pid'), { force: true });

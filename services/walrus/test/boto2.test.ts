@@ -1,5 +1,5 @@
 // boto 2 (python3-boto from apt) signs S3 with SigV2: header and presigned-query forms, path-style and
-// under /services/Walrus (checks in clients/boto2_s3.py).
+// under /services/Walrus through boto.connect_walrus (checks in clients/boto2_s3.py).
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { python, startWalrus, type TestWalrus } from './harness.js';

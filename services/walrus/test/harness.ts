@@ -2,7 +2,7 @@
 // from a static credential table, plus helpers to run the real clients against it.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -110,7 +110,15 @@ export interface RawRequest {
 }
 
 /** A raw request (path sent exactly as given), SigV4-signed as alice unless `sign` is false. */
-export function rawS3(w: TestWalrus, opts: RawRequest): Promise<Sent> {
+export async function rawS3(w: TestWalrus, opts: RawRequest): Promise<Sent> {
+  const res = await openS3(w, opts);
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  return { status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), raw: Buffer.concat(chunks) };
+}
+
+/** rawS3's request, answering the response as soon as its headers arrive (the body not yet read). */
+export function openS3(w: TestWalrus, opts: RawRequest): Promise<IncomingMessage> {
   const host = new URL(w.url).host;
   const body = opts.body === undefined ? Buffer.alloc(0) : Buffer.from(opts.body);
   let headers: Record<string, string> = { host, ...opts.headers };
@@ -124,11 +132,7 @@ export function rawS3(w: TestWalrus, opts: RawRequest): Promise<Sent> {
   }
   const u = new URL(w.url);
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, method: opts.method, path: opts.path + (query ? `?${query}` : ''), headers: { ...headers, 'content-length': String(body.length) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), raw: Buffer.concat(chunks) }));
-    });
+    const req = request({ host: u.hostname, port: u.port, method: opts.method, path: opts.path + (query ? `?${query}` : ''), headers: { ...headers, 'content-length': String(body.length) } }, resolve);
     req.on('error', reject);
     req.end(body);
   });

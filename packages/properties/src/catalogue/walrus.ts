@@ -1,4 +1,4 @@
-// Walrus's quotas (Eucalyptus `walrus.*` names); 0 means unlimited. Until Walrus reads them from the
+// Walrus's quotas (Eucalyptus `walrus.*` names; 0 means unlimited) and its decrypted-image cache size. Until Walrus reads them from the
 // clc, its own mallee.conf WALRUS_MAX_* settings apply (they are these properties' defaults).
 import { integerProperty } from '../define.js';
 
@@ -23,5 +23,11 @@ export const walrusProperties = {
     default: 0,
     min: 0,
     conf: { key: 'WALRUS_MAX_ACCOUNT_STORAGE_MB' },
+  }),
+  maxCacheSizeMb: integerProperty({
+    name: 'walrus.storagemaxcachesizeinmb',
+    description: 'Decrypted images Walrus keeps for NCs, MiB (least recently used go first; an image being served is never evicted)',
+    default: 30720,
+    min: 0,
   }),
 };

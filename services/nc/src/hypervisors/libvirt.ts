@@ -12,9 +12,10 @@
 //
 // Boot: kernel + ramdisk when the spec names a kernel (command line
 // `console=ttyS0 root=/dev/vda rw no_timer_check mallee.instance_id=<id>`), else from the root disk.
-// Network: one virtio NIC on QEMU user-mode networking (DHCP and outbound only; MANAGED bridges come
-// with the networking issue). Console: ttyS0 appended to console.log. Guest agent: a virtio-serial
-// channel org.qemu.guest_agent.0 (libvirt makes the host socket) for guests that run qemu-guest-agent.
+// Network: one virtio NIC, on the bridge the NC prepared (MANAGED networking, tap named for its
+// ebtables rules), else on QEMU user-mode networking (DHCP and outbound only). Console: ttyS0
+// appended to console.log. Guest agent: a virtio-serial channel org.qemu.guest_agent.0 (libvirt
+// makes the host socket) for guests that run qemu-guest-agent.
 import { chmod, mkdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -23,6 +24,7 @@ import type { InstanceSpec } from '@mallee/wire';
 import {
   GuestNotFoundError,
   type CreateHypervisor,
+  type GuestNic,
   type GuestStatus,
   type HostCapacity,
   type Hypervisor,
@@ -84,7 +86,7 @@ export class LibvirtHypervisor implements Hypervisor {
       inUse: async () => new Set((await this.ownDomains()).map((d) => d.meta.imageId)),
       log: this.log,
     });
-    this.conn = new LibvirtConnection(opts.uri ?? 'qemu:///system');
+    this.conn = new LibvirtConnection(opts.uri ?? ctx.config.LIBVIRT_URI);
     this.volumes = new LibvirtVolumes({
       uri: this.conn.uri, stateDir: this.stateDir, owner: this.node, log: this.log,
       ownXml: (id) => this.domainXml(id),
@@ -103,10 +105,13 @@ export class LibvirtHypervisor implements Hypervisor {
 
   async init(): Promise<void> {
     if (this.initialised) return;
+    const step = this.ctx.onStep ?? (() => undefined);
+    step(`connecting to libvirtd (${this.conn.uri})`);
     await this.conn.open();
     await this.prepareDirectories();
     const kind = this.ctx.config.HYPERVISOR;
     const forced = kind === 'kvm' || kind === 'qemu' ? kind : undefined;
+    if (!forced) step(`choosing KVM or TCG (unless known for this host, a probe guest boots under KVM, up to ${Math.round((this.opts.probeTimeoutMs ?? 20_000) / 1000)} s)`);
     const choice = await chooseDomainType({
       conn: this.conn,
       forced,
@@ -116,6 +121,7 @@ export class LibvirtHypervisor implements Hypervisor {
       ...(this.opts.probeKernel !== undefined ? { kernel: this.opts.probeKernel } : {}),
     });
     this.type = choice.type;
+    step('recovering volume attachments');
     await this.volumes.recover();
     this.log.info({ domainType: choice.type, reason: choice.reason, uri: this.conn.uri, instancePath: this.instancePath }, `libvirt driver uses domain type ${choice.type}`);
     this.initialised = true;
@@ -158,17 +164,17 @@ export class LibvirtHypervisor implements Hypervisor {
     return { cores: node.cpus, memoryMiB: Math.floor((await hostMemoryKiB(node.memoryKiB)) / 1024), diskGiB: Math.floor(freeGiB + held) };
   }
 
-  async runInstance(spec: InstanceSpec): Promise<void> {
+  async runInstance(spec: InstanceSpec, nic?: GuestNic): Promise<void> {
     const id = spec.instanceId;
     const inflight = this.launching.get(id);
     if (inflight) return inflight;
     if ((await this.conn.domainState(id)) !== undefined) return;
-    const work = this.launch(spec).finally(() => this.launching.delete(id));
+    const work = this.launch(spec, nic).finally(() => this.launching.delete(id));
     this.launching.set(id, work);
     return work;
   }
 
-  private async launch(spec: InstanceSpec): Promise<void> {
+  private async launch(spec: InstanceSpec, nic?: GuestNic): Promise<void> {
     const id = spec.instanceId;
     const dir = instanceDir(this.instancePath, id);
     const started = Date.now();
@@ -202,7 +208,7 @@ export class LibvirtHypervisor implements Hypervisor {
         ...(disks.ramdisk ? { ramdisk: disks.ramdisk } : {}),
         disks: list,
         consoleLog: disks.consoleLog,
-        network: { kind: 'user', ...(spec.macAddress ? { mac: spec.macAddress } : {}) },
+        network: nic ? { kind: 'bridge', ...nic } : { kind: 'user', ...(spec.macAddress ? { mac: spec.macAddress } : {}) },
         guestAgent: true,
         metadata: meta,
       });

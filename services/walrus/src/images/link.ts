@@ -58,11 +58,13 @@ export function imageLinkHandlers(deps: { store: ObjectStore; images: DecryptedI
       try {
         const principal: Principal = { accountId: req.accountId, accountName: req.accountName, userId: req.userId, accessKeyId: '', isAdmin: req.isAdmin };
         readableObject({ principal, store: deps.store }, req.bucket, req.manifestKey);
-        const manifest = await deps.images.manifest(req.bucket, req.manifestKey);
+        // One manifest version throughout: what is checked here is what is decrypted and described.
+        const info = deps.images.manifestInfo(req.bucket, req.manifestKey);
+        const manifest = await deps.images.manifest(info);
         if (manifest.accountId !== req.accountId) {
           throw new WireError('ManifestNotOwned', `the bundle was made by account ${manifest.accountId}, not ${req.accountId}: register your own bundles`, 403);
         }
-        const image = await deps.images.get(req.bucket, req.manifestKey);
+        const image = await deps.images.get(req.bucket, req.manifestKey, { manifest: info });
         return {
           imageType: manifest.imageType,
           architecture: manifest.architecture,

@@ -38,7 +38,10 @@ export interface S3Request {
 
 /** Decrypted bundled images (GetDecryptedImage), when this Walrus holds the cloud key. */
 export interface ImageSource {
-  get(bucket: string, manifestKey: string): Promise<{ path: string; bytes: number; sha256: string }>;
+  /** The decrypted image (only the one with that SHA-256, when given), held until release(). */
+  open(bucket: string, manifestKey: string, opts?: { sha256?: string }): Promise<{ path: string; bytes: number; sha256: string; release(): void }>;
+  /** For /_mallee/metrics. */
+  stats?(): Record<string, number>;
 }
 
 export interface S3Reply {

@@ -1,5 +1,5 @@
 """boto 2 (Debian's python3-boto, S3 SigV2 'AWS key:sig' signing) against Walrus, path-style and under
-/services/Walrus as Eucalyptus clients address it. Prints OK when every check holds."""
+/services/Walrus through boto.connect_walrus, as Eucalyptus clients address it. Prints OK when every check holds."""
 import sys
 from urllib.parse import urlparse
 
@@ -12,6 +12,9 @@ u = urlparse(url)
 
 
 def connect(path="/"):
+    if path == "/services/Walrus":
+        # As Eucalyptus users connect: boto's own connect_walrus (path-style, /services/Walrus, SigV2).
+        return boto.connect_walrus(host=u.hostname, aws_access_key_id=a_key, aws_secret_access_key=a_secret, port=u.port)
     return S3Connection(aws_access_key_id=a_key, aws_secret_access_key=a_secret, host=u.hostname, port=u.port,
                         is_secure=False, calling_format=OrdinaryCallingFormat(), path=path)
 
