@@ -95,3 +95,21 @@ ensure_tgt() {
   fi
   tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 || { log "tgtd did not start"; return 1; }
 }
+
+# PostgreSQL 15 (Debian's) for DB_URL=postgres://… and the scale-out suite; libpq-dev so the libpq
+# binding (@mallee/store's PostgreSQL driver) builds at npm ci. No cluster is started here: the
+# scale-out harness (test/scale-out/backends.sh) runs its own throwaway one.
+ensure_postgresql() {
+  apt_install postgresql-15 postgresql-client-15 libpq-dev
+}
+
+# libpq's headers and pg_config, needed before npm ci builds the libpq binding.
+ensure_libpq() {
+  apt_install libpq-dev
+}
+
+# Ceph 16 (Debian's) for the scale-out backends: a mon, a mgr, OSDs, radosgw and the rbd tool; QEMU's
+# rbd driver is in qemu-block-extra (ensure_tgt installs it too).
+ensure_ceph() {
+  apt_install ceph-mon ceph-osd ceph-mgr radosgw ceph-common qemu-block-extra uuid-runtime
+}

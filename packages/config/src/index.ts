@@ -65,6 +65,18 @@ export const configSchema = z.object({
   WALRUS_MAX_BUCKETS_PER_ACCOUNT: z.coerce.number().int().nonnegative().default(100),
   WALRUS_MAX_BUCKET_SIZE_MB: z.coerce.number().int().nonnegative().default(0),
   WALRUS_MAX_ACCOUNT_STORAGE_MB: z.coerce.number().int().nonnegative().default(0),
+  /**
+   * postgres://user[:password]@host[:port]/database: the clc, Walrus and the sc keep their state there
+   * (each daemon in its own schema: clc, walrus, sc) instead of <home>/<daemon>.sqlite. Empty = SQLite.
+   */
+  DB_URL: z.string().regex(/^(postgres(ql)?:\/\/.+)?$/, 'empty, or a postgres:// URL').default(''),
+  /** Where Walrus keeps object bytes: files under <home>/walrus (fs), or an S3 store such as Ceph's radosgw (s3). */
+  WALRUS_BACKEND: z.enum(['fs', 's3']).default('fs'),
+  /** WALRUS_BACKEND=s3: the endpoint (radosgw), its keys and the one bucket all Walrus front ends share. */
+  WALRUS_S3_ENDPOINT: z.string().default(''),
+  WALRUS_S3_ACCESS_KEY: z.string().default(''),
+  WALRUS_S3_SECRET_KEY: z.string().default(''),
+  WALRUS_S3_BUCKET: z.string().default('mallee-walrus'),
   /** Storage Controller (sc): volumes as sparse files under <home>/sc/volumes, or LVM logical volumes in SC_LVM_VG. */
   SC_BACKEND: z.enum(['file', 'lvm']).default('file'),
   SC_LVM_VG: z.string().default('mallee'),
@@ -140,4 +152,3 @@ export function renderConf(values: Partial<Record<ConfigKey, string | number>>, 
   return lines.join('\n') + '\n';
 }
 export * from './daemon-main.js';
-export * from './request-latency.js';

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
-import { openDatabase, type Db } from '@mallee/store';
-import { RequestLatency } from '@mallee/config';
+import { openDaemonDatabase, type Db } from '@mallee/store';
+import { DaemonMetrics } from '@mallee/telemetry';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { accountCertificates, ensureCloudCa } from './certificates.js';
@@ -54,8 +54,9 @@ function ensureKeyFile(file: string): void {
 }
 
 /** Opens (and migrates) the clc database and makes what a new cloud needs: admin account, instance types. */
-export function openClcDatabase(file: string): Db {
-  const db = openDatabase(file, { migrations: clcMigrations });
+/** clc.sqlite, or schema clc of DB_URL (PostgreSQL) when it is set. */
+export function openClcDatabase(file: string, dbUrl = ''): Db {
+  const db = openDaemonDatabase(dbUrl, file, 'clc', { migrations: clcMigrations });
   ensureAdminAccount(db);
   seedInstanceTypes(db);
   return db;
@@ -80,7 +81,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   ensureKeyFile(adminKeyFile(home));
   const cloudCa = await ensureCloudCa(home);
 
-  const db = openClcDatabase(join(home, 'clc.sqlite'));
+  const db = openClcDatabase(join(home, 'clc.sqlite'), config.DB_URL);
   const clusters = new Clusters(db);
   const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
   const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
@@ -104,7 +105,6 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     afterPoll: (zone) => network.afterPoll(zone),
   });
   const credentials = credentialLookup(db);
-  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
     actions: network.watch([
@@ -126,8 +126,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       })),
       ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll(), () => walrusLink.url()),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
-    latency,
+    metrics: clcMetrics(new DaemonMetrics('clc'), { db, clusters, dispatcher, poller }),
     console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {

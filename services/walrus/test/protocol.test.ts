@@ -142,6 +142,27 @@ describe('aws-chunked uploads', () => {
   });
 });
 
+describe('malformed query strings', () => {
+  // Found by test/fuzz: a stray % or invalid UTF-8 in the query was InternalError (500).
+  it('a query that does not percent-decode is InvalidURI (400), signed or not', async () => {
+    for (const query of ['acl&%', 'prefix=%ZZ', 'prefix=%C0%AF', 'X-Amz-A%lgorithm=x']) {
+      expectS3Error(await send({ method: 'GET', path: `/proto?${query}`, sign: false }), 400, 'InvalidURI');
+    }
+  });
+});
+
+describe('malformed aws-chunked bodies', () => {
+  // Found by test/fuzz: a chunk the decoder refused before the action read the body emitted 'error' on a
+  // stream nobody listened to yet, and the uncaught error killed Walrus.
+  it('a chunk header that is not a size, in the first bytes, is InvalidRequest and Walrus serves on', async () => {
+    for (const body of ['zz\r\n', '5\nabc\nxx\r\n', '-1\r\n']) {
+      const r = await send({ method: 'PUT', path: '/proto/bad-chunks', body, headers: { 'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER', 'content-encoding': 'aws-chunked', 'x-amz-decoded-content-length': '5' } });
+      expectS3Error(r, 400, 'InvalidRequest');
+    }
+    expectS3Error(await send({ method: 'GET', path: '/proto/bad-chunks' }), 404, 'NoSuchKey');
+  });
+});
+
 describe('addressing', () => {
   it('serves virtual-host style (bucket.localhost) and under /services/Walrus', async () => {
     const port = new URL(w.url).port;
@@ -173,8 +194,8 @@ describe('health and metrics', () => {
     expect(await health.json()).toEqual({ service: 'walrus', status: 'ok' });
     await send({ method: 'GET', path: '/proto/not-there' });
     const text = await (await fetch(new URL('/_mallee/metrics', w.url))).text();
-    expect(text).toMatch(/^mallee_walrus_requests_total\{action="GetObject",status="404"\} [1-9]\d*$/m);
-    expect(text).toMatch(/^mallee_walrus_requests_total\{action="CreateBucket",status="200"\} 1$/m);
+    expect(text).toMatch(/^mallee_requests_total\{api="s3",action="GetObject",status="404"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^mallee_requests_total\{api="s3",action="CreateBucket",status="200"\} 1$/m);
     expect(text).toMatch(/^mallee_walrus_buckets 1$/m);
     expect(text).toMatch(/^mallee_walrus_stored_bytes [1-9]\d*$/m);
   });

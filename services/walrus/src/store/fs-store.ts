@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { Db } from '@mallee/store';
 import { S3Error, s3Errors } from '@mallee/aws-protocol';
-import { BlobStore, type WrittenBlob } from './blobs.js';
+import { BlobStore, type Blobs, type WrittenBlob } from './blobs.js';
 import type {
   Acl, BucketInfo, ByteRange, DeleteResult, ListObjectsOptions, ListObjectsResult, ListVersionsOptions, ListVersionsResult,
   ObjectHeaders, ObjectInfo, ObjectStore, Owner, PartInfo, PutObjectOptions, Quotas, UploadInfo,
@@ -79,12 +79,14 @@ export interface FsObjectStoreOptions {
   db: Db;
   /** Fixed quotas, or where to read the current ones (cloud properties change while Walrus runs). */
   quotas?: Quotas | (() => Quotas);
+  /** Where the bytes go instead of files under root (WALRUS_BACKEND=s3: S3Blobs). */
+  blobs?: Blobs;
 }
 
 const quotaExceeded = (what: string) => new S3Error('QuotaExceeded', `The ${what} storage quota would be exceeded by this request.`);
 
 export class FsObjectStore implements ObjectStore {
-  readonly blobs: BlobStore;
+  readonly blobs: Blobs;
   private readonly db: Db;
   private readonly quotaSource: () => Quotas;
 
@@ -92,7 +94,7 @@ export class FsObjectStore implements ObjectStore {
     this.db = opts.db;
     const q = opts.quotas ?? {};
     this.quotaSource = typeof q === 'function' ? q : () => q;
-    this.blobs = new BlobStore(opts.root);
+    this.blobs = opts.blobs ?? new BlobStore(opts.root);
   }
 
   /** Start-up recovery: drop temp files and blobs no row references. */
