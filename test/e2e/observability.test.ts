@@ -72,6 +72,16 @@ describe('/metrics on every daemon', () => {
     expect(text).toMatch(/^process_resident_memory_bytes [1-9]\d*$/m);
   });
 
+  it('sc: wire operations the clc sends it, volumes by status after a CreateVolume', async () => {
+    const zone = String(items((await cloud.client.ok('DescribeAvailabilityZones')).availabilityZoneInfo)[0]!.zoneName);
+    const vol = String((await cloud.client.ok('CreateVolume', { Size: 1, AvailabilityZone: zone })).volumeId);
+    await eventually('volume available', async () => (items((await cloud.client.ok('DescribeVolumes', { 'VolumeId.1': vol })).volumeSet)[0]?.status === 'available' ? true : undefined), 60_000);
+    const text = await scrape('sc');
+    expect(text).toMatch(/^mallee_requests_total\{api="wire",action="CreateStorageVolume",status="200"\} 1$/m);
+    expect(text).toMatch(/^mallee_sc_volumes\{status="available"\} 1$/m);
+    expect(text).toMatch(/^mallee_sc_volume_gib\{status="available"\} 1$/m);
+  });
+
   it('unknown paths and fuzzed actions do not become label values', async () => {
     await fetch(new URL('/no/such/path/zzz123', url('clc')));
     await cloud.client.call('Zzz123Action');

@@ -142,6 +142,23 @@ describe('aws-chunked uploads', () => {
   });
 });
 
+describe('request times', () => {
+  // Found by test/e2e/security.test.ts: S3 answers RequestTimeTooSkewed (403) for a SigV4 header whose
+  // x-amz-date is off by more than 15 minutes, and AccessDenied only for a presigned URL past its expiry.
+  it('a SigV4 header signed 20 minutes ago (or ahead) is RequestTimeTooSkewed; an expired presigned URL is AccessDenied', async () => {
+    for (const offset of [-20, 20]) {
+      const a = ACCOUNTS.alice!;
+      const s = signV4({ method: 'GET', path: '/proto', headers: { host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, payloadHash: 'UNSIGNED-PAYLOAD', date: new Date(Date.now() + offset * 60_000) });
+      expectS3Error(await send({ method: 'GET', path: '/proto', headers: s.headers, sign: false }), 403, 'RequestTimeTooSkewed');
+    }
+    const a = ACCOUNTS.alice!;
+    const pre = signV4({ method: 'GET', path: '/proto', headers: { host }, accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, presignExpires: 60, date: new Date(Date.now() - 120_000) });
+    const r = await send({ method: 'GET', path: `/proto?${pre.query}`, sign: false });
+    expectS3Error(r, 403, 'AccessDenied');
+    expect(r.body).toContain('Request has expired');
+  });
+});
+
 describe('malformed query strings', () => {
   // Found by test/fuzz: a stray % or invalid UTF-8 in the query was InternalError (500).
   it('a query that does not percent-decode is InvalidURI (400), signed or not', async () => {
