@@ -48,6 +48,7 @@ check "Debian 12 test guest (test/images/build-debian-image.sh)" bash test/image
 suite "unit tests (vitest.config.ts)" "$out/unit.json" npx vitest run
 suite "end-to-end suites (test/e2e)" "$out/e2e.json" npx vitest run --config test/e2e/vitest.config.ts
 suite "fuzzing (test/fuzz, fixed seed)" "$out/fuzz.json" npx vitest run --config test/fuzz/vitest.config.ts
+suite "fault injection (test/faults)" "$out/faults.json" npx vitest run --config test/faults/vitest.config.ts
 
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 echo "$passed passed, $failed failed"
