@@ -9,6 +9,7 @@ export default defineConfig({
   resolve: {
     alias: {
       '@mallee/store': src('./packages/store'),
+      '@mallee/telemetry': src('./packages/telemetry'),
       '@mallee/config': src('./packages/config'),
       '@mallee/wire': src('./packages/wire'),
       '@mallee/aws-protocol': src('./packages/aws-protocol'),

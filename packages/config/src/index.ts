@@ -152,4 +152,3 @@ export function renderConf(values: Partial<Record<ConfigKey, string | number>>, 
   return lines.join('\n') + '\n';
 }
 export * from './daemon-main.js';
-export * from './request-latency.js';

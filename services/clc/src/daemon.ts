@@ -6,7 +6,7 @@ import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
 import { openDaemonDatabase, type Db } from '@mallee/store';
-import { RequestLatency } from '@mallee/config';
+import { DaemonMetrics } from '@mallee/telemetry';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { accountCertificates, ensureCloudCa } from './certificates.js';
@@ -105,7 +105,6 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     afterPoll: (zone) => network.afterPoll(zone),
   });
   const credentials = credentialLookup(db);
-  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
     actions: network.watch([
@@ -127,8 +126,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       })),
       ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll(), () => walrusLink.url()),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
-    latency,
+    metrics: clcMetrics(new DaemonMetrics('clc'), { db, clusters, dispatcher, poller }),
     console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {

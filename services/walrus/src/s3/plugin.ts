@@ -9,6 +9,7 @@ import {
   AwsChunkedDecoder, Ec2Error, S3Error, decodeFormComponent, s3ErrorFromAuth, s3ErrorXml, s3SigV2Form, s3Xml, sigV4Form,
   verifyS3SigV2, verifySigV4, type CredentialLookup, type Principal,
 } from '@mallee/aws-protocol';
+import { labelRequest } from '@mallee/telemetry';
 import type { ObjectStore } from '../store/types.js';
 import { bucketActions } from './actions-buckets.js';
 import { listActions } from './actions-lists.js';
@@ -83,13 +84,29 @@ function address(rawPath: string, host: string | undefined, domains: readonly st
 
 function parseQuery(raw: string): Map<string, string> {
   const map = new Map<string, string>();
+  // The shared form decoder throws EC2's MalformedQueryString for a stray `%` or invalid UTF-8.
+  const decode = (s: string) => {
+    try {
+      return decodeFormComponent(s);
+    } catch {
+      throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
+    }
+  };
   for (const part of raw.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    const k = decodeFormComponent(eq < 0 ? part : part.slice(0, eq));
-    if (!map.has(k)) map.set(k, eq < 0 ? '' : decodeFormComponent(part.slice(eq + 1)));
+    const k = decode(eq < 0 ? part : part.slice(0, eq));
+    if (!map.has(k)) map.set(k, eq < 0 ? '' : decode(part.slice(eq + 1)));
   }
   return map;
+}
+
+/** The disk (or SQLite's file) is full: ENOSPC/EDQUOT from a write, SQLITE_FULL from a commit. */
+function storageFull(e: unknown): boolean {
+  for (let c = e as { code?: unknown; cause?: unknown } | undefined, depth = 0; c && depth < 4; c = c.cause as typeof c, depth++) {
+    if (c.code === 'ENOSPC' || c.code === 'EDQUOT' || c.code === 'SQLITE_FULL') return true;
+  }
+  return false;
 }
 
 const one = (h: IncomingHttpHeaders, name: string) => (typeof h[name] === 'string' ? (h[name] as string) : undefined);
@@ -101,6 +118,9 @@ const one = (h: IncomingHttpHeaders, name: string) => (typeof h[name] === 'strin
 function guardedBody(raw: IncomingMessage, via?: AwsChunkedDecoder): Readable {
   const out = via ?? new PassThrough({ highWaterMark: 1 << 20 });
   raw.on('error', (e) => out.destroy(e));
+  // The decoder may refuse a chunk before the action starts reading (the body flows in as it arrives):
+  // the stream keeps the error for its reader, and this listener keeps it from being an uncaught 'error'.
+  out.on('error', () => {});
   raw.pipe(out);
   out.on('close', () => {
     raw.unpipe(out);
@@ -200,6 +220,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
     let resource = rawPath;
     let body: Readable | undefined;
     let actionName = 'Unknown';
+    labelRequest(request, 's3', actionName, requestId);
     try {
       const addr = address(rawPath, request.headers.host, opts.virtualHostDomains);
       resource = addr.bucket === undefined ? '/' : `/${addr.bucket}${addr.key !== undefined ? '/' + addr.key : ''}`;
@@ -230,6 +251,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
       const action = selectAction(request.method, target, req);
       if (!action) throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', { Method: request.method, ResourceType: target.toUpperCase() });
       actionName = action.name;
+      labelRequest(request, 's3', actionName, requestId);
       request.log.debug({ action: action.name, bucket: req.bucket, key: req.key, account: req.principal?.accountName }, 's3 request');
       const out = await action.handler(req);
       // A body the action did not read would stall the keep-alive connection: drain it.
@@ -244,7 +266,10 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
       body?.destroy();
       let err: S3Error;
       if (e instanceof S3Error) err = e;
-      else {
+      else if (storageFull(e)) {
+        request.log.warn({ err: e, requestId }, 'the store is out of space');
+        err = new S3Error('InsufficientStorage', 'There is not enough free space on the storage backend to complete the request; free space or add capacity, then retry.', {}, 507);
+      } else {
         request.log.error({ err: e, requestId }, 's3 request failed');
         err = new S3Error('InternalError', 'We encountered an internal error. Please try again.');
       }
