@@ -204,7 +204,7 @@ export class FsObjectStore implements ObjectStore {
   // ---- objects
 
   private async writeChecked(data: Readable | (() => Readable)[], opts: Omit<PutObjectOptions, 'headers' | 'acl' | 'owner'>): Promise<WrittenBlob> {
-    const blob = await this.blobs.write(data, opts.maxSize === undefined ? {} : { maxSize: opts.maxSize });
+    const blob = await this.blobs.write(data, { ...(opts.maxSize === undefined ? {} : { maxSize: opts.maxSize }), sha256: opts.sha256 !== undefined });
     const fail = async (err: S3Error) => {
       await this.blobs.remove(blob.id);
       throw err;
@@ -216,7 +216,7 @@ export class FsObjectStore implements ObjectStore {
       await fail(new S3Error('BadDigest', 'The Content-MD5 you specified did not match what we received.', { ExpectedDigest: opts.contentMd5, CalculatedDigest: blob.md5.toString('base64') }));
     }
     if (opts.sha256 !== undefined && blob.sha256 !== opts.sha256.toLowerCase()) {
-      await fail(new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.", { ClientComputedContentSHA256: opts.sha256, S3ComputedContentSHA256: blob.sha256 }));
+      await fail(new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.", { ClientComputedContentSHA256: opts.sha256, S3ComputedContentSHA256: blob.sha256 ?? '' }));
     }
     return blob;
   }
