@@ -9,9 +9,11 @@ export default defineConfig({
   resolve: {
     alias: {
       '@mallee/store': src('./packages/store'),
+      '@mallee/telemetry': src('./packages/telemetry'),
       '@mallee/config': src('./packages/config'),
       '@mallee/wire': src('./packages/wire'),
       '@mallee/aws-protocol': src('./packages/aws-protocol'),
+      '@mallee/vnet': src('./packages/vnet'),
       '@mallee/image': src('./packages/image'),
       '@mallee/properties': src('./packages/properties'),
       '@mallee/nc': src('./services/nc'),

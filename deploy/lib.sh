@@ -65,6 +65,14 @@ ensure_libvirt() {
   [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
 }
 
+# MANAGED networking (the cc: dnsmasq for DHCP, iptables; the nc: ebtables, bridges and VXLAN with
+# iproute2) and what the network suite drives from its `internet` namespace (curl).
+ensure_network() {
+  apt_install dnsmasq-base iptables iproute2 curl
+  # Debian 12's iptables package provides ebtables (nft); the ebtables package is the legacy one.
+  command -v ebtables >/dev/null || apt_install ebtables
+}
+
 # systemd-analyze, to verify the units deploy/install.sh writes (no systemd runs as PID 1 here).
 ensure_systemd_analyze() {
   command -v systemd-analyze >/dev/null || apt_install systemd
@@ -86,4 +94,22 @@ ensure_tgt() {
     for _ in $(seq 1 50); do tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 && break; sleep 0.1; done
   fi
   tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 || { log "tgtd did not start"; return 1; }
+}
+
+# PostgreSQL 15 (Debian's) for DB_URL=postgres://… and the scale-out suite; libpq-dev so the libpq
+# binding (@mallee/store's PostgreSQL driver) builds at npm ci. No cluster is started here: the
+# scale-out harness (test/scale-out/backends.sh) runs its own throwaway one.
+ensure_postgresql() {
+  apt_install postgresql-15 postgresql-client-15 libpq-dev
+}
+
+# libpq's headers and pg_config, needed before npm ci builds the libpq binding.
+ensure_libpq() {
+  apt_install libpq-dev
+}
+
+# Ceph 16 (Debian's) for the scale-out backends: a mon, a mgr, OSDs, radosgw and the rbd tool; QEMU's
+# rbd driver is in qemu-block-extra (ensure_tgt installs it too).
+ensure_ceph() {
+  apt_install ceph-mon ceph-osd ceph-mgr radosgw ceph-common qemu-block-extra uuid-runtime
 }

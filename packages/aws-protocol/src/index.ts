@@ -6,4 +6,5 @@ export * from './sigv4.js';
 export * from './sigv2.js';
 export * from './xml.js';
 export * from './plugin.js';
+export * from './envelopes.js';
 export * from './s3/index.js';

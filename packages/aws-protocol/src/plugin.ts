@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
+import { labelRequest, withRequestId } from '@mallee/telemetry';
 import type { ActionContext, CredentialLookup, Ec2Action, Principal } from './action.js';
 import { Ec2Error, errors } from './errors.js';
 import { DEFAULT_QUERY_LIMITS, nestParams, originalIndex, parseFormEncoded, splitUrl, type ParamObject, type QueryLimits, type QueryPair } from './query.js';
@@ -170,6 +171,7 @@ export const ec2Api: FastifyPluginAsync<Ec2ApiOptions> = async (app, opts) => {
   async function serve(req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const requestId = randomUUID();
     reply.header(REQUEST_ID_HEADER, requestId);
+    labelRequest(req, 'ec2', '(invalid)', requestId);
     let log = req.log;
     try {
       const { path, query } = splitUrl(req.raw.url ?? '/');
@@ -187,6 +189,7 @@ export const ec2Api: FastifyPluginAsync<Ec2ApiOptions> = async (app, opts) => {
       if (typeof actionName !== 'string') throw new Ec2Error('InvalidAction', 'The action parameter must be a single value.');
       const action = table.get(actionName);
       if (action === undefined) throw new Ec2Error('InvalidAction', `The action ${actionName.slice(0, 100)} is not valid for this web service.`);
+      labelRequest(req, 'ec2', action.name, requestId);
 
       const input: ParamObject = Object.fromEntries(Object.entries(params).filter(([k]) => !PROTOCOL_PARAMS.has(k) && !k.startsWith('X-Amz-')));
       const parsed = await action.input.safeParseAsync(input, { reportInput: true });
@@ -194,7 +197,8 @@ export const ec2Api: FastifyPluginAsync<Ec2ApiOptions> = async (app, opts) => {
 
       log = req.log.child({ requestId, action: action.name, accountId: principal.accountId });
       const ctx: ActionContext = { principal, requestId, apiVersion, log };
-      const result = await action.handler(parsed.data, ctx);
+      // Wire calls the action makes carry its request id (x-mallee-request-id) to the cc and on to the nc.
+      const result = await withRequestId(requestId, () => action.handler(parsed.data, ctx));
       if (result === null || typeof result !== 'object' || Array.isArray(result)) throw new Error(`EC2 action ${action.name} returned a non-object result`);
       const xml = ec2ResponseXml(action.name, apiVersion, requestId, result);
       return reply.code(200).type(XML_TYPE).send(xml);

@@ -279,9 +279,9 @@ function checkDate(amzDate: string, scopeDate: string, now: Date, maxSkewSeconds
   const skewMs = maxSkewSeconds * 1000;
   const delta = now.getTime() - at.getTime();
   if (delta < -skewMs) throw new Ec2Error('RequestExpired', `Request date ${amzDate} is more than ${maxSkewSeconds / 60} minutes in the future.`);
-  if (expires === undefined ? delta > skewMs : delta > expires * 1000) {
-    throw new Ec2Error('RequestExpired', `Request has expired: it was signed at ${amzDate}.`);
-  }
+  // S3 tells the two apart (RequestTimeTooSkewed for a signed header, AccessDenied for a presigned URL).
+  if (expires === undefined && delta > skewMs) throw new Ec2Error('RequestExpired', `Request date ${amzDate} is more than ${maxSkewSeconds / 60} minutes in the past.`);
+  if (expires !== undefined && delta > expires * 1000) throw new Ec2Error('RequestExpired', `Request has expired: it was signed at ${amzDate}.`);
 }
 
 /**

@@ -51,6 +51,9 @@ function ensureConf(home: Home, opts: UpOptions, say: Say): { config: MalleeConf
       HYPERVISOR: hv,
       ...portOverrides(opts.portBase ?? 8773),
       INSTANCE_PATH: `${home.dir}/instances`,
+      // One host, no second NIC: guests get QEMU user-mode networking (see services/cc/README.md
+      // "Networking" for MANAGED on an all-in-one).
+      VNET_MODE: 'USERMODE',
       ...(opts.pollInterval ? { POLL_INTERVAL: opts.pollInterval } : {}),
     };
     writeFileSync(home.conf, renderConf(values, 'Written by `mallee up`; edit freely (later runs keep this file).\nKeys and defaults: deploy/mallee.conf.example'));

@@ -2,6 +2,7 @@
 // validated config, a pino logger, and a clean stop on SIGTERM/SIGINT.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino, type Logger } from 'pino';
+import { requestIdMixin } from '@mallee/telemetry';
 import { loadConfig, type MalleeConfig } from './index.js';
 
 export interface DaemonMainContext {
@@ -23,7 +24,8 @@ export async function runDaemonMain(opts: {
   const home = typeof values.home === 'string' ? values.home : undefined;
   const conf = typeof values.conf === 'string' ? values.conf : undefined;
   const config = loadConfig({ ...(conf ? { file: conf } : {}), overrides: home ? { MALLEE_HOME: home } : {} });
-  const logger = pino({ name: opts.name, level: config.LOG_LEVEL });
+  // Lines written while serving a request (and what it started) carry its requestId.
+  const logger = pino({ name: opts.name, level: config.LOG_LEVEL, mixin: requestIdMixin });
   try {
     const daemon = await opts.start({ config, logger, args: values as DaemonMainContext['args'] });
     const stop = (signal: string) => {

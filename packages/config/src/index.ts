@@ -37,9 +37,12 @@ export const configSchema = z.object({
   SIM_MEM: positiveInt.default(8192),
   SIM_DISK: positiveInt.default(200),
   INSTANCE_PATH: z.string().default('/var/lib/mallee/instances'),
+  /** The libvirtd the NC drives (a node in a network namespace has its own: qemu:///system?socket=…). */
+  LIBVIRT_URI: z.string().default('qemu:///system'),
   /** MiB the NC's image cache may hold (Eucalyptus NC_CACHE_SIZE); least recently used unused images go first. */
   NC_CACHE_SIZE: z.coerce.number().int().nonnegative().default(99999),
-  VNET_MODE: z.enum(['MANAGED', 'MANAGED-NOVLAN', 'SYSTEM']).default('MANAGED'),
+  /** USERMODE: QEMU user-mode networking (outbound only; no groups enforced, no public IPs) — the all-in-one's default. */
+  VNET_MODE: z.enum(['MANAGED', 'MANAGED-NOVLAN', 'SYSTEM', 'USERMODE']).default('MANAGED'),
   VNET_ENCAP: z.enum(['vlan', 'vxlan']).default('vxlan'),
   VNET_SUBNET: ipv4.default('172.31.0.0'),
   VNET_NETMASK: ipv4.default('255.255.0.0'),
@@ -49,6 +52,12 @@ export const configSchema = z.object({
   VNET_PRIVINTERFACE: z.string().default('eth1'),
   VNET_BRIDGE: z.string().default(''),
   VNET_DNS: z.string().default(''),
+  /** Prefix of every bridge, tunnel device and iptables/ebtables chain Mallee creates (at most 5 characters). */
+  VNET_PREFIX: z.string().regex(/^[a-z][a-z0-9]{0,4}$/, '1-5 lowercase letters and digits, starting with a letter').default('mln'),
+  /** Y: every instance gets a public address from VNET_PUBLICIPS at launch (unless AddressingType=private). */
+  VNET_AUTOASSIGN: z.enum(['Y', 'N']).default('Y'),
+  /** Port of the CC's metadata service; guests reach it as 169.254.169.254:80 (DNAT on the CC). */
+  METADATA_PORT: port.default(8779),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Walrus quotas (Eucalyptus walrus.storagemaxbucketsperaccount / storagemaxbucketsizeinmb / …); 0 = unlimited. */
   /** Seconds between the console's readings of every daemon's /metrics (its plots keep an hour's worth at 10 s). */
@@ -56,6 +65,18 @@ export const configSchema = z.object({
   WALRUS_MAX_BUCKETS_PER_ACCOUNT: z.coerce.number().int().nonnegative().default(100),
   WALRUS_MAX_BUCKET_SIZE_MB: z.coerce.number().int().nonnegative().default(0),
   WALRUS_MAX_ACCOUNT_STORAGE_MB: z.coerce.number().int().nonnegative().default(0),
+  /**
+   * postgres://user[:password]@host[:port]/database: the clc, Walrus and the sc keep their state there
+   * (each daemon in its own schema: clc, walrus, sc) instead of <home>/<daemon>.sqlite. Empty = SQLite.
+   */
+  DB_URL: z.string().regex(/^(postgres(ql)?:\/\/.+)?$/, 'empty, or a postgres:// URL').default(''),
+  /** Where Walrus keeps object bytes: files under <home>/walrus (fs), or an S3 store such as Ceph's radosgw (s3). */
+  WALRUS_BACKEND: z.enum(['fs', 's3']).default('fs'),
+  /** WALRUS_BACKEND=s3: the endpoint (radosgw), its keys and the one bucket all Walrus front ends share. */
+  WALRUS_S3_ENDPOINT: z.string().default(''),
+  WALRUS_S3_ACCESS_KEY: z.string().default(''),
+  WALRUS_S3_SECRET_KEY: z.string().default(''),
+  WALRUS_S3_BUCKET: z.string().default('mallee-walrus'),
   /** Storage Controller (sc): volumes as sparse files under <home>/sc/volumes, or LVM logical volumes in SC_LVM_VG. */
   SC_BACKEND: z.enum(['file', 'lvm']).default('file'),
   SC_LVM_VG: z.string().default('mallee'),
@@ -131,4 +152,3 @@ export function renderConf(values: Partial<Record<ConfigKey, string | number>>, 
   return lines.join('\n') + '\n';
 }
 export * from './daemon-main.js';
-export * from './request-latency.js';

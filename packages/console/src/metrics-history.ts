@@ -33,13 +33,13 @@ export interface MetricsSample {
   down: string[];
 }
 
-const HIST = 'mallee_http_request_duration_seconds';
+const HIST = 'mallee_request_duration_seconds';
 
-/** Cumulative request-latency buckets summed over every route of one daemon. */
+/** Cumulative request-latency buckets summed over every EC2/S3/wire action of one daemon (not /metrics, /healthz, the console's own routes). */
 function latencyBuckets(samples: PromSample[]): Map<number, number> {
   const buckets = new Map<number, number>();
   for (const s of samples) {
-    if (s.name !== `${HIST}_bucket` || s.labels.route === '/metrics') continue;
+    if (s.name !== `${HIST}_bucket` || s.labels.api === 'http') continue;
     const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
     buckets.set(le, (buckets.get(le) ?? 0) + s.value);
   }

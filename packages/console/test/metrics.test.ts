@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { RequestLatency } from '@mallee/config';
+import { DaemonMetrics } from '@mallee/telemetry';
 import { MetricsHistory } from '../src/metrics-history.js';
 import { histogramQuantile, parsePrometheus } from '../src/prometheus.js';
 
@@ -21,13 +21,15 @@ describe('metrics for the console plots', () => {
   });
 
   it('the history turns two readings of a daemon into latency over the interval, and reads capacity', async () => {
-    const latency = new RequestLatency();
-    const texts = () => [...latency.render(), 'mallee_clc_capacity{zone="z",type="t1.micro",kind="available"} 3', 'mallee_clc_capacity{zone="z",type="t1.micro",kind="max"} 4'].join('\n');
+    const latency = new DaemonMetrics('clc', { processMetrics: false });
+    const texts = async () => [await latency.text(), 'mallee_clc_capacity{zone="z",type="t1.micro",kind="available"} 3', 'mallee_clc_capacity{zone="z",type="t1.micro",kind="max"} 4'].join('\n');
     let up = true;
-    const h = new MetricsHistory(async () => [{ key: 'clc', read: async () => texts() }, { key: 'nc/n1', read: async () => { if (!up) throw new Error('down'); return 'mallee_nc_capacity{resource="cores",kind="max"} 8\nmallee_nc_capacity{resource="cores",kind="available"} 6'; } }], { intervalMs: 1000, keep: 2 });
-    latency.observe('/services/compute', 'POST', 0.002);
+    const h = new MetricsHistory(async () => [{ key: 'clc', read: () => texts() }, { key: 'nc/n1', read: async () => { if (!up) throw new Error('down'); return 'mallee_nc_capacity{resource="cores",kind="max"} 8\nmallee_nc_capacity{resource="cores",kind="available"} 6'; } }], { intervalMs: 1000, keep: 2 });
+    latency.observe('ec2', 'DescribeInstances', 200, 0.002);
+    latency.observe('http', '/metrics', 200, 9);
     await h.sample(1000);
-    for (let i = 0; i < 10; i++) latency.observe('/services/compute', 'POST', 0.04);
+    for (let i = 0; i < 10; i++) latency.observe('ec2', 'RunInstances', 200, 0.04);
+    latency.observe('http', '/metrics', 200, 9);
     up = false;
     await h.sample(3000);
     const [first, second] = h.list();

@@ -1,10 +1,23 @@
-// One SQLite file per daemon (better-sqlite3, WAL), with numbered forward-only migrations applied
-// at open. Every daemon's durable state goes through here.
+// One database per daemon, with numbered forward-only migrations applied at open: an embedded SQLite
+// file (better-sqlite3, WAL) by default, or the daemon's own schema in PostgreSQL when given a
+// postgres:// URL (DB_URL). Every daemon's durable state goes through here.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createHash } from 'node:crypto';
+import { dirname, resolve } from 'node:path';
+import type { Db, Dialect } from './db.js';
+import { PgDatabase } from './pg/database.js';
 
-export type Db = Database.Database;
+export type { Db, Dialect, RunResult, Statement, Transaction } from './db.js';
+export { PgDatabase, PgError } from './pg/database.js';
+export { translate as translateToPostgres } from './pg/dialect.js';
+
+/** True for a postgres:// (or postgresql://) URL rather than a file name. */
+export const isPostgresUrl = (location: string) => /^postgres(ql)?:\/\//i.test(location);
+
+export function dialectOf(db: Db): Dialect {
+  return db instanceof PgDatabase ? 'postgres' : 'sqlite';
+}
 
 export interface Migration {
   /** Strictly increasing number; never reuse or edit an applied one, add a new one. */
@@ -18,11 +31,28 @@ export interface OpenOptions {
   /** FULL (default) fsyncs every commit: acknowledged writes survive power loss, not just kill -9. */
   synchronous?: 'FULL' | 'NORMAL';
   readonly?: boolean;
+  /** PostgreSQL: the daemon's schema (clc, walrus, sc); default the file name's stem. */
+  schema?: string;
 }
 
 export class MigrationError extends Error {}
 
+/**
+ * Opens (and migrates) a daemon's database: `file` is a SQLite file name (or ':memory:'), or a
+ * postgres:// URL, in which case the daemon's tables live in schema `opts.schema`.
+ */
 export function openDatabase(file: string, opts: OpenOptions): Db {
+  if (isPostgresUrl(file)) {
+    if (!opts.schema) throw new Error('a PostgreSQL database needs the daemon\'s schema name');
+    const db = new PgDatabase({ url: file, schema: opts.schema });
+    try {
+      if (!opts.readonly) db.withAdvisoryLock(`mallee-migrate-${opts.schema}`, () => migrate(db, opts.migrations));
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+    return db;
+  }
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
   // A read-only connection cannot change the journal mode (and has nothing to sync).
@@ -70,8 +100,9 @@ export function schemaVersion(db: Db): number {
 
 /** Online, consistent copy of a live database (SQLite backup API). */
 export async function backupDatabase(db: Db, destination: string): Promise<void> {
+  if (db instanceof PgDatabase) throw new Error('a PostgreSQL database is backed up with pg_dump, not by Mallee');
   mkdirSync(dirname(destination), { recursive: true });
-  await db.backup(destination);
+  await (db as unknown as Database.Database).backup(destination);
 }
 
 export interface SnapshotResult {
@@ -116,4 +147,30 @@ export async function snapshotDatabaseFile(source: string, destination: string, 
   } finally {
     copy.close();
   }
+}
+
+export interface DaemonDatabase {
+  /** A SQLite file, or a postgres:// URL. */
+  location: string;
+  /** The daemon's schema when the location is PostgreSQL. */
+  schema: string;
+}
+
+/**
+ * Where a daemon with durable state (clc, walrus, sc) keeps it: schema `name` of DB_URL when set,
+ * else its SQLite file. Test hook: with MALLEE_TEST_DB_URL set (npm run test:scale-out) and no
+ * DB_URL, the daemon uses that PostgreSQL in a schema named after the file it would have used, so
+ * every test cloud (each with its own home) gets its own, and a restarted daemon finds its state.
+ */
+export function daemonDatabase(dbUrl: string, file: string, name: string): DaemonDatabase {
+  if (dbUrl) return { location: dbUrl, schema: name };
+  const testUrl = process.env.MALLEE_TEST_DB_URL;
+  if (testUrl && file !== ':memory:') return { location: testUrl, schema: `${name}_${createHash('sha256').update(resolve(file)).digest('hex').slice(0, 16)}` };
+  return { location: file, schema: name };
+}
+
+/** Opens a daemon's database where daemonDatabase says. */
+export function openDaemonDatabase(dbUrl: string, file: string, name: string, opts: Omit<OpenOptions, 'schema'>): Db {
+  const where = daemonDatabase(dbUrl, file, name);
+  return openDatabase(where.location, { ...opts, schema: where.schema });
 }

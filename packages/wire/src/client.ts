@@ -1,5 +1,6 @@
 // Wire client: signs a typed request, checks the signed reply, validates it against the operation.
 import { randomUUID } from 'node:crypto';
+import { currentRequestId } from '@mallee/telemetry';
 import { decodeEnvelope, encodeEnvelope, sign, signaturesEqual, newNonce, HDR, WIRE_PATH, WIRE_VERSION, WireError, type Operation } from './protocol.js';
 import type { WireValue } from './codec.js';
 
@@ -31,7 +32,8 @@ export class WireClient {
     const key = typeof this.opts.key === 'function' ? this.opts.key() : this.opts.key;
     const timestamp = String(Date.now());
     const nonce = newNonce();
-    const requestId = ctx.requestId ?? randomUUID();
+    // The user request being served (EC2 action or wire operation) lends its id to every call it makes.
+    const requestId = ctx.requestId ?? currentRequestId() ?? randomUUID();
     const path = this.opts.path ?? WIRE_PATH;
     const init: RequestInit = {
       method: 'POST',

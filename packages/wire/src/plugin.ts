@@ -1,7 +1,9 @@
 // Fastify plugin serving the wire endpoint: verifies signature, skew, replay and version, decodes
 // the envelope, validates the request against the operation's schema and dispatches to its handler.
+import { randomUUID } from 'node:crypto';
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { labelRequest, withRequestId } from '@mallee/telemetry';
 import type { WireValue } from './codec.js';
 import { WireDecodeError } from './codec.js';
 import { decodeEnvelope, encodeEnvelope, encodeFault, sign, signaturesEqual, versionsCompatible, HDR, WIRE_PATH, WIRE_VERSION, ReplayGuard, WireError, type Operation } from './protocol.js';
@@ -68,7 +70,9 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
     const stale = guard.check(Number(timestamp), nonce);
     if (stale) return refuse(403, 'StaleRequest', stale);
 
-    const requestId = h(HDR.requestId) || request.id;
+    // The caller's request id (the user request that led here), if it sent a sane one.
+    const sent = h(HDR.requestId);
+    const requestId = /^[A-Za-z0-9._:-]{1,128}$/.test(sent) ? sent : randomUUID();
     const log = request.log.child({ requestId, from });
     const signedReply = (status: number, xml: string) => {
       const ts = String(Date.now());
@@ -79,11 +83,12 @@ async function wirePlugin(app: FastifyInstance, opts: WirePluginOptions): Promis
       const env = decodeEnvelope(body);
       op = env.op;
       const hd = table.get(op);
-      if (!hd) return signedReply(400, encodeFault('InvalidAction', `operation ${op} is not served by this component`));
+      if (!hd) return signedReply(400, encodeFault('InvalidAction', `operation ${op.slice(0, 100)} is not served by this component`));
+      labelRequest(request, 'wire', op, requestId);
       if (hd.allow && !hd.allow(from)) return signedReply(403, encodeFault('AccessDenied', `${from} may not call ${op}`));
       const parsed = hd.op.request.safeParse(env.body);
       if (!parsed.success) return signedReply(400, encodeFault('InvalidParameterValue', `${op}: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`));
-      const result = await hd.handle(parsed.data, { from, requestId, log });
+      const result = await withRequestId(requestId, () => hd.handle(parsed.data, { from, requestId, log }));
       const checked = hd.op.response.parse(result);
       return signedReply(200, encodeEnvelope(`${op}Response`, checked as WireValue, { Version: String(own) }));
     } catch (e) {

@@ -2,6 +2,7 @@
 // per-instance operations to the node that runs the instance (Eucalyptus cluster/handlers.c).
 import type { Logger } from 'pino';
 import { nc, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeResources, type Operation, type VmType } from '@mallee/wire';
+import type { NetworkManager } from './net/manager.js';
 import { NodeLink } from './node-link.js';
 import type { NodeRegistry } from './registry.js';
 import { Scheduler, fitCount, type Candidate, type Room, type SchedPolicy } from './scheduler.js';
@@ -16,6 +17,8 @@ export interface ClusterOptions {
   log: Logger;
   /** Parallel ncRunInstance calls per RunInstances. */
   launchConcurrency?: number;
+  /** MANAGED networking: records each launch (DHCP lease, metadata) and says how the NC attaches it. */
+  network?: NetworkManager;
 }
 
 /** Resources promised to a launch the node may not have counted yet. */
@@ -106,6 +109,7 @@ export class Cluster {
       this.links.set(node, link);
     }
     this.o.log.info({ node, url }, 'node registered');
+    void this.o.network?.apply().catch((err: unknown) => this.o.log.error({ err }, 'could not extend the networks to the new node'));
     void this.pollNode(this.links.get(node)!);
     return { node, key: rec.key };
   }
@@ -192,7 +196,8 @@ export class Cluster {
       const link = this.links.get(node);
       try {
         if (!link) throw new WireError('NoSuchNode', `node ${node} was deregistered`, 404);
-        const { instance } = await link.client.call(nc.ncRunInstance, spec);
+        const withNetwork = this.o.network ? await this.o.network.prepareLaunch(spec) : spec;
+        const { instance } = await link.client.call(nc.ncRunInstance, withNetwork);
         link.learn(instance);
         this.scheduleFlush();
         const r = this.reservations.get(spec.instanceId);
@@ -256,6 +261,18 @@ export class Cluster {
       free.diskGiB -= res.vmType.diskGiB;
     }
     return free;
+  }
+
+  /** Instances not terminated on any node, and launches in flight. */
+  liveInstanceIds(): Set<string> {
+    const out = new Set(this.reservations.keys());
+    for (const l of this.links.values()) for (const i of l.instances()) if (i.state !== 'terminated') out.add(i.instanceId);
+    return out;
+  }
+
+  /** Hosts of the registered nodes (from their URLs). */
+  nodeHosts(): string[] {
+    return [...this.links.values()].map((l) => new URL(l.record.url).hostname.replace(/^\[|\]$/g, ''));
   }
 
   launchesInFlight(): number {

@@ -8,6 +8,7 @@ import { openDatabase } from '@mallee/store';
 import { readKeyFile } from '@mallee/wire';
 import { Cluster } from './cluster.js';
 import { CC_CALLER } from './handlers.js';
+import { networkMigrations, NetworkManager } from './net/manager.js';
 import { NodeRegistry, migrations } from './registry.js';
 import { buildServer } from './server.js';
 
@@ -36,15 +37,20 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
 
-  const db = openDatabase(join(home, 'cc.sqlite'), { migrations });
-  const cluster = new Cluster({ registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log });
+  const db = openDatabase(join(home, 'cc.sqlite'), { migrations: [...migrations, ...networkMigrations] });
+  // The manager asks the cluster (made next) for its nodes and live instances only once it applies a state.
+  const network: NetworkManager = new NetworkManager({ config, home, db, log, nodeHosts: (): string[] => cluster.nodeHosts(), liveInstances: (): Set<string> => cluster.liveInstanceIds() });
+  const cluster: Cluster = new Cluster({ registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log, network });
   const keyFile = cloudKeyFile(home);
-  const app = buildServer({ logger: log, cluster, keyFor: (from) => (from === CC_CALLER ? readKeyFile(keyFile) : undefined) });
+  const app = buildServer({ logger: log, cluster, network, keyFor: (from) => (from === CC_CALLER ? readKeyFile(keyFile) : undefined) });
   let url: string;
   try {
+    // The network first: a restarted cc has its bridges, leases and rules back before it serves.
+    await network.start();
     url = await app.listen({ port: opts.port ?? config.CC_PORT, host: config.BIND_ADDRESS });
   } catch (err) {
     await app.close();
+    await network.stop();
     db.close();
     throw err;
   }
@@ -61,6 +67,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       (closing ??= (async () => {
         await app.close();
         await cluster.stop();
+        await network.stop();
         db.close();
         rmSync(join(runDir, 'cc.url'), { force: true });
         rmSync(join(runDir, 'cc.pid'), { force: true });

@@ -1,13 +1,14 @@
 // The cc.* wire operation table: each operation maps to one Cluster method.
 import { cc, handler, type WireHandler } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
+import type { NetworkManager } from './net/manager.js';
 import type { ClusterVolumes } from './volumes.js';
 
 /** Only the cloud controller that registered this cluster talks to it. */
 export const CC_CALLER = 'clc';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function ccHandlers(cluster: Cluster, volumes?: ClusterVolumes): WireHandler<any, any>[] {
+export function ccHandlers(cluster: Cluster, volumes?: ClusterVolumes, network?: NetworkManager): WireHandler<any, any>[] {
   return [
     handler(cc.RunInstances, (req) => cluster.runInstances(req)),
     handler(cc.TerminateInstances, (req) => cluster.terminateInstances(req)),
@@ -21,6 +22,15 @@ export function ccHandlers(cluster: Cluster, volumes?: ClusterVolumes): WireHand
       return {};
     }),
     handler(cc.DescribeNodes, () => cluster.describeNodes()),
+    // networking (issue 6)
+    ...(network
+      ? [
+          handler(cc.StartNetwork, (req) => network.startNetwork(req)),
+          handler(cc.ConfigureNetwork, (req) => network.configure(req)),
+          handler(cc.AssignAddress, async (req) => (await network.assign(req), {})),
+          handler(cc.UnassignAddress, async (req) => (await network.unassign(req.publicIp), {})),
+        ]
+      : []),
     // --- volumes (sc)
     ...(volumes
       ? [

@@ -22,6 +22,8 @@ export interface PollerOptions {
   retentionMs: number | (() => number);
   /** A launch the cc has not reported for this long is sent again; default max(3 polls, 10 s). */
   staleLaunchMs?: number;
+  /** After each successful poll of a zone (the network sync releases addresses and pushes changes). */
+  afterPoll?: (zone: string) => Promise<void>;
 }
 
 /** Polls in a row an instance the cc used to report may be missing before it counts as gone (a cc restarting rebuilds its view from its nodes). */
@@ -101,6 +103,7 @@ export class ClusterPoller {
       await this.redispatchUnknown(zone, reports, new Date(Date.now() - (this.o.staleLaunchMs ?? Math.max(3 * this.o.pollIntervalMs, STALE_LAUNCH_MS))));
     }
     await this.retryTerminations(zone, reports);
+    await this.o.afterPoll?.(zone).catch((err: unknown) => log.warn({ zone, err }, 'network sync after the poll failed'));
   }
 
   /** Moves each live instance of the zone to the state its cc reports. */

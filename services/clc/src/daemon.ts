@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
-import { openDatabase, type Db } from '@mallee/store';
-import { RequestLatency } from '@mallee/config';
+import { openDaemonDatabase, type Db } from '@mallee/store';
+import { DaemonMetrics } from '@mallee/telemetry';
 import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { accountCertificates, ensureCloudCa } from './certificates.js';
@@ -18,6 +18,7 @@ import { Dispatcher } from './dispatch.js';
 import { findInstanceType, seedInstanceTypes } from './instance-types.js';
 import { clcMetrics } from './metrics.js';
 import { clcMigrations } from './migrations.js';
+import { addressActions, networkPlan, NetworkSync } from './network/index.js';
 import { CloudProperties } from './properties.js';
 import { describeServices } from './services.js';
 import { resourceActionsFor } from './resources/index.js';
@@ -53,8 +54,9 @@ function ensureKeyFile(file: string): void {
 }
 
 /** Opens (and migrates) the clc database and makes what a new cloud needs: admin account, instance types. */
-export function openClcDatabase(file: string): Db {
-  const db = openDatabase(file, { migrations: clcMigrations });
+/** clc.sqlite, or schema clc of DB_URL (PostgreSQL) when it is set. */
+export function openClcDatabase(file: string, dbUrl = ''): Db {
+  const db = openDaemonDatabase(dbUrl, file, 'clc', { migrations: clcMigrations });
   ensureAdminAccount(db);
   seedInstanceTypes(db);
   return db;
@@ -79,7 +81,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   ensureKeyFile(adminKeyFile(home));
   const cloudCa = await ensureCloudCa(home);
 
-  const db = openClcDatabase(join(home, 'clc.sqlite'));
+  const db = openClcDatabase(join(home, 'clc.sqlite'), config.DB_URL);
   const clusters = new Clusters(db);
   const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
   const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
@@ -88,6 +90,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
   });
   properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
+  const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }), config.POLL_INTERVAL * 1000);
   let url = '';
   const storage = { db, clusters, controllers: new StorageControllers(db) };
   const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
@@ -95,20 +98,21 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     clusters, region: config.REGION, url: () => url,
     others: async () => [...(await walrusLink.serviceStatus()), ...storageServices(storage.controllers)],
   });
-  const clc: Clc = { db, config, clusters, dispatcher, properties, services, url: () => url };
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, network, url: () => url };
   const poller = new ClusterPoller({
     db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
     retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
+    afterPoll: (zone) => network.afterPoll(zone),
   });
   const credentials = credentialLookup(db);
-  const latency = new RequestLatency();
   const app = buildServer({
     logger: log,
-    actions: [
+    actions: network.watch([
+      ...addressActions({ ...clc, network }),
       ...coreActions(clc),
       ...resourceActionsFor(db, { checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image) }),
       ...storageActions(storage, config.REGION),
-    ],
+    ]),
     credentials,
     // An SC signs as sc:<zone> (properties) with the key the clc issued it at register-sc.
     keyFor: (from) => (from === admin.ADMIN_SENDER ? readKeyFile(adminKeyFile(home)) : from === walrus.WALRUS_SENDER ? walrusLink.key()
@@ -122,8 +126,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       })),
       ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll(), () => walrusLink.url()),
     ],
-    metrics: clcMetrics({ db, clusters, dispatcher, poller, latency }),
-    latency,
+    metrics: clcMetrics(new DaemonMetrics('clc'), { db, clusters, dispatcher, poller }),
     console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {
@@ -154,6 +157,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
         clearInterval(storageTimer);
         await app.close();
         await poller.stop();
+        network.stop();
         await storagePoller.settled();
         db.close();
         rmSync(join(runDir, 'clc.url'), { force: true });

@@ -20,11 +20,12 @@ export interface InstanceRow {
   state: InstanceStateName; state_reason: string | null; state_changed_at: string; reported: number;
   node: string | null; private_ip: string | null; public_ip: string | null; mac_address: string | null;
   launch_time: string; terminated_at: string | null;
+  vlan: number | null; private_dns_name: string | null;
 }
 
 export interface GroupRef { groupId: string; groupName: string }
 
-export type NewInstance = Omit<InstanceRow, 'state' | 'state_reason' | 'state_changed_at' | 'reported' | 'node' | 'private_ip' | 'public_ip' | 'mac_address' | 'terminated_at'>;
+export type NewInstance = Omit<InstanceRow, 'state' | 'state_reason' | 'state_changed_at' | 'reported' | 'node' | 'private_ip' | 'public_ip' | 'mac_address' | 'terminated_at' | 'vlan' | 'private_dns_name'>;
 
 export function insertReservation(db: Db, r: { reservationId: string; accountId: string; clientToken?: string; createdAt: string }, instances: NewInstance[], groups: GroupRef[]): void {
   db.prepare('INSERT INTO reservations (reservation_id, account_id, client_token, created_at) VALUES (?, ?, ?, ?)')
@@ -53,7 +54,7 @@ export function instanceRows(db: Db, where: string, params: Record<string, unkno
 /** The columns a listing (DescribeInstances) shows: not the key and user data a launch carries. */
 const LISTED_COLUMNS = ['instance_id', 'account_id', 'reservation_id', 'launch_index', 'zone', 'image_id', 'kernel_id', 'ramdisk_id',
   'architecture', 'platform', 'root_device_type', 'root_device_name', 'virtualization_type', 'instance_type', 'key_name', 'state',
-  'state_reason', 'state_changed_at', 'private_ip', 'public_ip', 'launch_time'] as const;
+  'state_reason', 'state_changed_at', 'private_ip', 'public_ip', 'launch_time', 'private_dns_name'] as const;
 export type ListedInstance = Pick<InstanceRow, (typeof LISTED_COLUMNS)[number]>;
 
 const byLaunch = (a: ListedInstance, b: ListedInstance) =>
@@ -128,5 +129,11 @@ export function specOf(row: InstanceRow, groupNames: string[]): InstanceSpec {
     ...(row.user_data ? { userData: row.user_data } : {}),
     groupNames,
     ...(row.platform ? { platform: row.platform } : {}),
+    // networking: the network and addresses the clc assigned at launch
+    ...(row.vlan !== null ? { vlan: row.vlan } : {}),
+    ...(row.private_ip ? { privateIp: row.private_ip } : {}),
+    ...(row.mac_address ? { macAddress: row.mac_address } : {}),
+    ...(row.public_ip ? { publicIp: row.public_ip } : {}),
+    zone: row.zone,
   };
 }

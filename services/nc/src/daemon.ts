@@ -8,6 +8,7 @@ import { openDatabase } from '@mallee/store';
 import { readKeyFile } from '@mallee/wire';
 import { loadHypervisor } from './hypervisors/index.js';
 import { LaunchRecords, migrations } from './launch-records.js';
+import { HostNetwork } from './net/host-network.js';
 import { NodeController } from './node-controller.js';
 import { NC_CALLER } from './handlers.js';
 import { buildServer } from './server.js';
@@ -52,6 +53,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     log,
     terminatedRetentionMs: opts.terminatedRetentionMs ?? Math.min(60, config.TERMINATED_RETENTION) * 1000,
     monitorIntervalMs: opts.monitorIntervalMs ?? 5000,
+    // Bridges and ebtables only where guests are real: the simulated driver has no NICs to attach.
+    ...(hypervisor.name === 'simulated' ? {} : { network: new HostNetwork(config, log.child({ component: 'network' })) }),
   });
   const keyFile = nodeKeyFile(home);
   const app = buildServer({ logger: log, node, keyFor: (from) => (from === NC_CALLER ? readKeyFile(keyFile) : undefined), starting: () => starting });

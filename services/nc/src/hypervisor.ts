@@ -31,8 +31,9 @@ export interface Hypervisor {
   /**
    * Build the instance's disks and start it. Must be idempotent by instanceId: a guest that
    * already exists is left alone. Returns once the guest is defined and starting (not booted).
+   * `nic`: see "networking" below; absent → the driver's default (user-mode networking).
    */
-  runInstance(spec: InstanceSpec): Promise<void>;
+  runInstance(spec: InstanceSpec, nic?: GuestNic): Promise<void>;
   /** Stop the guest (gracefully, then forced after a grace period or at once with force) and delete its disks. */
   terminateInstance(instanceId: string, opts: { force: boolean }): Promise<void>;
   rebootInstance(instanceId: string): Promise<void>;
@@ -70,6 +71,21 @@ export interface HypervisorVolumes {
   /** Freeze the guest's filesystems (guest agent) or pause it; thawed by unfreeze or after timeoutMs. */
   freeze(instanceId: string, timeoutMs: number): Promise<sc.SnapshotConsistency>;
   unfreeze(instanceId: string): Promise<void>;
+}
+
+// ---- networking (issue 6) ----------------------------------------------------------------------
+
+/**
+ * The guest's NIC on a host bridge (MANAGED, MANAGED-NOVLAN, SYSTEM). The NC has the bridge up and
+ * the tap's anti-spoofing rules in place before it hands this to `runInstance`.
+ */
+export interface GuestNic {
+  bridge: string;
+  mac: string;
+  /** Name of the tap device the driver creates, so the node's ebtables rules can name it. */
+  tap: string;
+  /** MTU for the guest (VXLAN networks: 1450). */
+  mtu?: number;
 }
 
 /** A guest the driver does not have (never created, or already gone). */

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
 import { GuestNotFoundError, type GuestStatus, type HostCapacity, type Hypervisor, type HypervisorVolumes, type VolumeAttachmentSpec } from './hypervisor.js';
 import type { LaunchRecord, LaunchRecords } from './launch-records.js';
+import type { HostNetwork } from './net/host-network.js';
 
 /** The NC's limits from mallee.conf (0 = not set). */
 export interface NodeLimits {
@@ -27,6 +28,8 @@ export interface NodeControllerOptions {
   monitorIntervalMs: number;
   /** How long ncRunInstance waits for the driver before answering "pending" and letting the launch go on (default 2 s). */
   launchWaitMs?: number;
+  /** MANAGED networking on this host (bridges, anti-spoofing); absent with the simulated driver. */
+  network?: HostNetwork;
 }
 
 export const CONSOLE_TAIL_BYTES = 64 * 1024;
@@ -213,7 +216,8 @@ export class NodeController {
   /** Resolves with the driver's error instead of rejecting (the instance is then terminated with a reason). */
   private async launch(t: Tracked, spec: InstanceSpec): Promise<Error | undefined> {
     try {
-      await this.o.hypervisor.runInstance(spec);
+      const nic = await this.o.network?.prepare(spec);
+      await this.o.hypervisor.runInstance(spec, nic);
       this.o.log.info({ instanceId: spec.instanceId, vmType: spec.vmType.name }, 'instance started');
       if (t.state === 'shutting-down') {
         // Terminated while it was still being built: the driver had nothing to stop then, it has now.
@@ -226,6 +230,7 @@ export class NodeController {
       t.terminatedAt = Date.now();
       this.o.records.save([this.record(t)]);
       this.o.log.error({ err, instanceId: spec.instanceId }, 'hypervisor failed to start the instance');
+      this.releaseNetwork(spec);
       return err as Error;
     } finally {
       t.launching = false;
@@ -259,7 +264,10 @@ export class NodeController {
   /** A graceful shutdown can take a while: it goes on in the background and a later poll sees terminated. */
   private stopGuest(t: Tracked, force: boolean): void {
     const work = this.o.hypervisor.terminateInstance(t.instanceId, { force }).then(
-      () => this.o.log.info({ instanceId: t.instanceId, force }, 'instance terminating'),
+      () => {
+        this.o.log.info({ instanceId: t.instanceId, force }, 'instance terminating');
+        if (t.spec) this.releaseNetwork(t.spec);
+      },
       (err: unknown) => {
         t.terminating = false;
         t.stateReason = `terminate failed: ${(err as Error).message}`;
@@ -268,6 +276,12 @@ export class NodeController {
       },
     );
     this.track(work);
+  }
+
+  /** The guest is gone: its anti-spoofing rules (and an unused bridge) go too. */
+  private releaseNetwork(spec: InstanceSpec): void {
+    if (!this.o.network) return;
+    this.track(this.o.network.release(spec).catch((err: unknown) => this.o.log.warn({ err, instanceId: spec.instanceId }, 'could not remove the guest\'s network rules')));
   }
 
   async rebootInstance(instanceId: string): Promise<void> {

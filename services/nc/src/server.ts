@@ -1,8 +1,8 @@
 // The NC daemon's fastify app, assembled from plugins.
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { RequestLatency } from '@mallee/config';
-import { WireError, wire } from '@mallee/wire';
+import { DaemonMetrics, envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
+import { WireError, wire, wireErrorEnvelope } from '@mallee/wire';
 import type { NodeController } from './node-controller.js';
 import { ncHandlers, NC_CALLER } from './handlers.js';
 import { ncMetrics } from './metrics.js';
@@ -17,8 +17,10 @@ export interface NcServerDeps {
 }
 
 export function buildServer(deps: NcServerDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
-  const latency = new RequestLatency().attach(app);
+  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }), ...envelopeServerOptions(wireErrorEnvelope) });
+  envelopeHandlers(app, wireErrorEnvelope);
+  const metrics = ncMetrics(new DaemonMetrics('nc'), deps.node);
+  app.register(requestMetrics, { metrics });
   const starting = deps.starting ?? (() => undefined);
   const gate = () => {
     const step = starting();
@@ -26,7 +28,7 @@ export function buildServer(deps: NcServerDeps): FastifyInstance {
   };
   const handlers = ncHandlers(deps.node, () => deps.keyFor(NC_CALLER)).map((h) => ({ ...h, handle: (req: unknown, ctx: Parameters<typeof h.handle>[1]) => (gate(), h.handle(req, ctx)) }));
   app.register(wire, { keyFor: deps.keyFor, handlers });
-  app.register(ncMetrics(deps.node, latency, starting));
+  app.register(metricsEndpoint(metrics, '/metrics', starting));
   app.get('/healthz', async () => {
     const step = starting();
     return { service: 'nc', hypervisor: deps.node.hypervisorName, status: step === undefined ? 'ok' : 'starting', ...(step !== undefined ? { step } : {}) };

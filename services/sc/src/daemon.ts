@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { clcPropertyReader, storageProperties } from '@mallee/properties';
-import { openDatabase, type Db } from '@mallee/store';
+import { openDaemonDatabase, type Db } from '@mallee/store';
 import { readKeyFile, sc } from '@mallee/wire';
 import { createBackend } from './backends/index.js';
 import { ChunkStore } from './chunks.js';
@@ -60,7 +60,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   mkdirSync(runDir, { recursive: true });
   const backend = createBackend(config, home);
   await backend.probe();
-  const db = openDatabase(join(home, 'sc.sqlite'), { migrations });
+  const db = openDaemonDatabase(config.DB_URL, join(home, 'sc.sqlite'), 'sc', { migrations });
   const prefix = scPrefix(db);
   const keyFile = scKeyFile(home);
   const s3 = new S3Client(credentialsFile(blockStorageFile(home)));

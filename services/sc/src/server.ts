@@ -2,7 +2,8 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Db } from '@mallee/store';
-import { wire } from '@mallee/wire';
+import { DaemonMetrics, envelopeHandlers, envelopeServerOptions, metricsEndpoint, requestMetrics } from '@mallee/telemetry';
+import { wire, wireErrorEnvelope } from '@mallee/wire';
 import { scHandlers } from './handlers.js';
 import { scMetrics } from './metrics.js';
 import type { StorageController } from './storage-controller.js';
@@ -16,9 +17,12 @@ export interface ScServerDeps {
 }
 
 export function buildServer(deps: ScServerDeps): FastifyInstance {
-  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({ loggerInstance: deps.logger, logController: new LogController({ disableRequestLogging: true }), ...envelopeServerOptions(wireErrorEnvelope) });
+  envelopeHandlers(app, wireErrorEnvelope);
+  const metrics = scMetrics(new DaemonMetrics('sc'), deps.db);
+  app.register(requestMetrics, { metrics });
   app.register(wire, { keyFor: deps.keyFor, handlers: scHandlers(deps.controller) });
-  app.register(scMetrics(deps.db));
+  app.register(metricsEndpoint(metrics));
   app.get('/healthz', async () => ({ service: 'sc', status: 'ok' }));
   return app as unknown as FastifyInstance;
 }

@@ -6,13 +6,14 @@ import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { CredentialLookup } from '@mallee/aws-protocol';
 import type { MalleeConfig } from '@mallee/config';
-import { openDatabase } from '@mallee/store';
+import { openDaemonDatabase } from '@mallee/store';
 import { clcPropertyReader, walrusProperties } from '@mallee/properties';
 import { readKeyFile, walrus } from '@mallee/wire';
 import { cachedLookup, clcLookup } from './credentials.js';
 import { DecryptedImageCache } from './images/decrypt.js';
 import { clcCertificates, imageLinkHandlers, manifestVerifier, type CertificateSource } from './images/link.js';
 import { buildServer } from './server.js';
+import { configuredBlobs } from './store/backend.js';
 import { FsObjectStore, walrusDataRoot } from './store/fs-store.js';
 import { migrations } from './store/migrations.js';
 import type { Quotas } from './store/types.js';
@@ -56,7 +57,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
 
-  const db = openDatabase(join(home, 'walrus.sqlite'), { migrations });
+  const db = openDaemonDatabase(config.DB_URL, join(home, 'walrus.sqlite'), 'walrus', { migrations });
   const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
   const keyFile = walrusKeyFile(home);
   const linkKey = () => {
@@ -76,7 +77,11 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       maxAccountBytes: properties.peek(walrusProperties.maxAccountSizeMb) * MiB,
     };
   });
-  const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas });
+  const blobs = await configuredBlobs(config, home, log).catch((err: unknown) => {
+    db.close();
+    throw err;
+  });
+  const store = new FsObjectStore({ root: walrusDataRoot(home), db, quotas, ...(blobs ? { blobs } : {}) });
   const recovered = store.recover();
   if (recovered.tempFiles + recovered.orphanBlobs > 0) log.info(recovered, 'removed leftovers of interrupted writes');
 
@@ -126,6 +131,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     close: () =>
       (closing ??= (async () => {
         await app.close();
+        blobs?.close();
         db.close();
         rmSync(join(runDir, 'walrus.url'), { force: true });
         rmSync(join(runDir, 'walrus.pid'), { force: true });

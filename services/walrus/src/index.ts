@@ -1,7 +1,7 @@
 // @mallee/walrus: the S3-compatible object store daemon.
 export { startDaemon, walrusKeyFile, type StartOptions, type RunningDaemon } from './daemon.js';
 export { buildServer, HEALTH_PATH, type WalrusServerDeps } from './server.js';
-export { METRICS_PATH, S3Metrics } from './metrics.js';
+export { METRICS_PATH, walrusMetrics } from './metrics.js';
 export { s3Api, s3Actions, SERVICE_PREFIX, type S3ApiOptions } from './s3/plugin.js';
 export { FsObjectStore } from './store/fs-store.js';
 export type * from './store/types.js';

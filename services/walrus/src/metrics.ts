@@ -1,56 +1,27 @@
-// Prometheus text metrics at /_mallee/metrics (not /metrics: that path is the bucket "metrics"):
-// S3 requests by action and status, what the store holds, and the decrypted-image cache.
-import type { FastifyInstance } from 'fastify';
-import type { RequestLatency } from '@mallee/config';
+// Walrus's gauges on its Prometheus text at /_mallee/metrics (not /metrics: that path is the bucket
+// "metrics"), beside the S3 request counts and latencies by action every daemon has: what the store
+// holds and the decrypted-image cache.
+import type { DaemonMetrics } from '@mallee/telemetry';
 import type { ImageSource } from './s3/context.js';
 import type { ObjectStore } from './store/types.js';
 
-export class S3Metrics {
-  private readonly requests = new Map<string, number>();
-
-  constructor(private readonly latency?: RequestLatency) {}
-
-  record(action: string, status: number): void {
-    const k = `${action}\u0000${status}`;
-    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
-  }
-
-  text(store: ObjectStore, images?: ImageSource): string {
-    const usage = store.usage();
-    const cache = images?.stats?.();
-    return [
-      '# HELP mallee_walrus_requests_total S3 requests by action and HTTP status.',
-      '# TYPE mallee_walrus_requests_total counter',
-      ...[...this.requests].map(([k, n]) => {
-        const [action, status] = k.split('\u0000');
-        return `mallee_walrus_requests_total{action="${action}",status="${status}"} ${n}`;
-      }),
-      '# HELP mallee_walrus_buckets Buckets.',
-      '# TYPE mallee_walrus_buckets gauge',
-      `mallee_walrus_buckets ${usage.buckets}`,
-      '# HELP mallee_walrus_objects Current (latest, not deleted) objects.',
-      '# TYPE mallee_walrus_objects gauge',
-      `mallee_walrus_objects ${usage.objects}`,
-      '# HELP mallee_walrus_stored_bytes Bytes in all stored object versions.',
-      '# TYPE mallee_walrus_stored_bytes gauge',
-      `mallee_walrus_stored_bytes ${usage.bytes}`,
-      ...(cache
-        ? [
-          '# HELP mallee_walrus_image_cache The decrypted-image cache: entries and bytes held, builds (decryptions), hits and evictions (counters).',
-          '# TYPE mallee_walrus_image_cache gauge',
-          ...Object.entries(cache).map(([k, v]) => `mallee_walrus_image_cache{stat="${k}"} ${v}`),
-        ]
-        : []),
-      ...(this.latency?.render() ?? []),
-      '',
-    ].join('\n');
-  }
-}
-
 export const METRICS_PATH = '/_mallee/metrics';
 
-export function walrusMetrics(metrics: S3Metrics, store: ObjectStore, images?: ImageSource) {
-  return async (app: FastifyInstance): Promise<void> => {
-    app.get(METRICS_PATH, async (_req, reply) => reply.type('text/plain; version=0.0.4').send(metrics.text(store, images)));
+export function walrusMetrics(metrics: DaemonMetrics, store: ObjectStore, images?: ImageSource): DaemonMetrics {
+  // One usage() per scrape, shared by the three gauges: a scrape starts every collect() in one tick.
+  let usage: ReturnType<ObjectStore['usage']> | undefined;
+  const current = () => {
+    if (!usage) {
+      usage = store.usage();
+      setImmediate(() => (usage = undefined));
+    }
+    return usage;
   };
+  metrics.gauge('mallee_walrus_buckets', 'Buckets.', [], () => [[{}, current().buckets]]);
+  metrics.gauge('mallee_walrus_objects', 'Current (latest, not deleted) objects.', [], () => [[{}, current().objects]]);
+  metrics.gauge('mallee_walrus_stored_bytes', 'Bytes in all stored object versions.', [], () => [[{}, current().bytes]]);
+  metrics.gauge('mallee_walrus_image_cache', 'The decrypted-image cache: entries and bytes held, builds (decryptions), hits and evictions (counters).', ['stat'], () =>
+    Object.entries(images?.stats?.() ?? {}).map(([stat, v]) => [{ stat }, v] as [Record<string, string>, number]),
+  );
+  return metrics;
 }

@@ -142,6 +142,44 @@ describe('aws-chunked uploads', () => {
   });
 });
 
+describe('request times', () => {
+  // Found by test/e2e/security.test.ts: S3 answers RequestTimeTooSkewed (403) for a SigV4 header whose
+  // x-amz-date is off by more than 15 minutes, and AccessDenied only for a presigned URL past its expiry.
+  it('a SigV4 header signed 20 minutes ago (or ahead) is RequestTimeTooSkewed; an expired presigned URL is AccessDenied', async () => {
+    for (const offset of [-20, 20]) {
+      const a = ACCOUNTS.alice!;
+      const s = signV4({ method: 'GET', path: '/proto', headers: { host, 'x-amz-content-sha256': 'UNSIGNED-PAYLOAD' }, accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, payloadHash: 'UNSIGNED-PAYLOAD', date: new Date(Date.now() + offset * 60_000) });
+      expectS3Error(await send({ method: 'GET', path: '/proto', headers: s.headers, sign: false }), 403, 'RequestTimeTooSkewed');
+    }
+    const a = ACCOUNTS.alice!;
+    const pre = signV4({ method: 'GET', path: '/proto', headers: { host }, accessKeyId: a.accessKeyId, secretAccessKey: a.secretAccessKey, region: 'mallee', service: 's3', doubleEncodePath: false, presignExpires: 60, date: new Date(Date.now() - 120_000) });
+    const r = await send({ method: 'GET', path: `/proto?${pre.query}`, sign: false });
+    expectS3Error(r, 403, 'AccessDenied');
+    expect(r.body).toContain('Request has expired');
+  });
+});
+
+describe('malformed query strings', () => {
+  // Found by test/fuzz: a stray % or invalid UTF-8 in the query was InternalError (500).
+  it('a query that does not percent-decode is InvalidURI (400), signed or not', async () => {
+    for (const query of ['acl&%', 'prefix=%ZZ', 'prefix=%C0%AF', 'X-Amz-A%lgorithm=x']) {
+      expectS3Error(await send({ method: 'GET', path: `/proto?${query}`, sign: false }), 400, 'InvalidURI');
+    }
+  });
+});
+
+describe('malformed aws-chunked bodies', () => {
+  // Found by test/fuzz: a chunk the decoder refused before the action read the body emitted 'error' on a
+  // stream nobody listened to yet, and the uncaught error killed Walrus.
+  it('a chunk header that is not a size, in the first bytes, is InvalidRequest and Walrus serves on', async () => {
+    for (const body of ['zz\r\n', '5\nabc\nxx\r\n', '-1\r\n']) {
+      const r = await send({ method: 'PUT', path: '/proto/bad-chunks', body, headers: { 'x-amz-content-sha256': 'STREAMING-UNSIGNED-PAYLOAD-TRAILER', 'content-encoding': 'aws-chunked', 'x-amz-decoded-content-length': '5' } });
+      expectS3Error(r, 400, 'InvalidRequest');
+    }
+    expectS3Error(await send({ method: 'GET', path: '/proto/bad-chunks' }), 404, 'NoSuchKey');
+  });
+});
+
 describe('addressing', () => {
   it('serves virtual-host style (bucket.localhost) and under /services/Walrus', async () => {
     const port = new URL(w.url).port;
@@ -173,8 +211,8 @@ describe('health and metrics', () => {
     expect(await health.json()).toEqual({ service: 'walrus', status: 'ok' });
     await send({ method: 'GET', path: '/proto/not-there' });
     const text = await (await fetch(new URL('/_mallee/metrics', w.url))).text();
-    expect(text).toMatch(/^mallee_walrus_requests_total\{action="GetObject",status="404"\} [1-9]\d*$/m);
-    expect(text).toMatch(/^mallee_walrus_requests_total\{action="CreateBucket",status="200"\} 1$/m);
+    expect(text).toMatch(/^mallee_requests_total\{api="s3",action="GetObject",status="404"\} [1-9]\d*$/m);
+    expect(text).toMatch(/^mallee_requests_total\{api="s3",action="CreateBucket",status="200"\} 1$/m);
     expect(text).toMatch(/^mallee_walrus_buckets 1$/m);
     expect(text).toMatch(/^mallee_walrus_stored_bytes [1-9]\d*$/m);
   });

@@ -83,7 +83,9 @@ export function s3ErrorFromAuth(code: string, message: string): S3Error {
     case 'IncompleteSignature':
       return new S3Error(code, message);
     case 'RequestExpired':
-      return new S3Error('AccessDenied', message.startsWith('Request has expired') ? 'Request has expired' : message);
+      // A presigned URL past X-Amz-Expires is AccessDenied; a signed request whose date is too far off is RequestTimeTooSkewed.
+      if (message.startsWith('Request has expired')) return new S3Error('AccessDenied', 'Request has expired');
+      return new S3Error('RequestTimeTooSkewed', 'The difference between the request time and the current time is too large.');
     case 'MissingAuthenticationToken':
       return new S3Error('AccessDenied', 'Access Denied');
     default:

@@ -61,6 +61,54 @@ export const DescribeNodes = defineOperation(
   z.object({ nodes: z.array(z.object({ node: z.string(), url: z.string(), state: z.enum(['ENABLED', 'NOTREADY', 'DISABLED']), lastSeen: z.string().optional(), detail: z.string().optional() })) }),
 );
 
+// ---- networking (issue 6): the clc tells the cc what its MANAGED networks must look like ----
+
+/** One ingress rule of a group, with a source group already resolved to its network. */
+export const networkRule = z.object({
+  protocol: z.string(),
+  fromPort: z.number().int().optional(),
+  toPort: z.number().int().optional(),
+  cidr: z.string().optional(),
+  /** Source group's network (all its instances are in it), as Eucalyptus writes group-to-group rules. */
+  sourceVlan: z.number().int().optional(),
+});
+export type NetworkRule = z.infer<typeof networkRule>;
+
+/** A (account, security group) private network. */
+export const networkSpec = z.object({
+  vlan: z.number().int().nonnegative(),
+  accountId: z.string(),
+  groupId: z.string(),
+  groupName: z.string(),
+  rules: z.array(networkRule).default([]),
+});
+export type NetworkSpec = z.infer<typeof networkSpec>;
+
+/** An instance's place on its network: what its DHCP lease is made from. */
+export const networkInstance = z.object({ instanceId: z.string(), vlan: z.number().int(), privateIp: z.string(), macAddress: z.string() });
+export type NetworkInstance = z.infer<typeof networkInstance>;
+
+export const addressMapping = z.object({ publicIp: z.string(), privateIp: z.string(), instanceId: z.string().optional() });
+export type AddressMapping = z.infer<typeof addressMapping>;
+
+/** Bring one network up (bridge, gateway, DHCP, its rules) before instances of it are started. Idempotent. */
+export const StartNetwork = defineOperation('StartNetwork', networkSpec, z.object({ vlan: z.number().int(), gateway: z.string(), cidr: z.string() }));
+
+/**
+ * The whole desired network state of the cluster: every live network with its rules and every
+ * public-address mapping. The cc makes the host match it (stale bridges, chains, rules and
+ * addresses go) and keeps a copy, so a restarted cc restores it before the clc sends it again.
+ */
+export const ConfigureNetwork = defineOperation(
+  'ConfigureNetwork',
+  z.object({ networks: z.array(networkSpec), addresses: z.array(addressMapping).default([]), instances: z.array(networkInstance).default([]) }),
+  z.object({ networks: z.number().int(), addresses: z.number().int(), mode: z.string() }),
+);
+
+/** DNAT/SNAT a public address to an instance's private one (moves it when already mapped elsewhere). */
+export const AssignAddress = defineOperation('AssignAddress', addressMapping, empty);
+export const UnassignAddress = defineOperation('UnassignAddress', z.object({ publicIp: z.string(), privateIp: z.string().optional() }), empty);
+
 // --- volumes (sc) ------------------------------------------------------------------------------
 
 /** Hot-plug an exported volume into the instance on its node; target.chapSecret sealed with the cluster key. */

@@ -43,6 +43,22 @@ export const instanceSpec = z.object({
   macAddress: z.string().optional(),
   privateIp: z.string().optional(),
   platform: z.string().optional(),
+  // ---- networking (issue 6): set by the clc (vlan, addresses) and the cc (network) ----
+  /** The instance's private network (its first group's): VLAN tag / VXLAN VNI, as Eucalyptus's ncRunInstance vlan. */
+  vlan: z.number().int().nonnegative().optional(),
+  /** The public address the clc assigned at launch, if any (metadata public-ipv4). */
+  publicIp: z.string().optional(),
+  /** Availability zone, for the metadata service's placement/availability-zone. */
+  zone: z.string().optional(),
+  /** How the NC attaches the guest's NIC; absent → user-mode networking (VNET_MODE=USERMODE). */
+  network: z
+    .object({
+      mode: z.enum(['MANAGED', 'MANAGED-NOVLAN', 'SYSTEM']),
+      encap: z.enum(['vlan', 'vxlan']),
+      /** MANAGED + vxlan: the CC's private address, the far end of the node's tunnel. */
+      tunnelRemote: z.string().optional(),
+    })
+    .optional(),
   /** Presigned Walrus URLs of the images (machine, kernel, ramdisk) registered from bundles; absent for local ones. */
   imageSources: z.object({ machine: imageSource.optional(), kernel: imageSource.optional(), ramdisk: imageSource.optional() }).optional(),
 });

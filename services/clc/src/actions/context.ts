@@ -5,6 +5,7 @@ import type { Db } from '@mallee/store';
 import { Ec2Error, type Principal } from '@mallee/aws-protocol';
 import type { Clusters } from '../clusters.js';
 import type { Dispatcher } from '../dispatch.js';
+import type { NetworkSync } from '../network/index.js';
 import type { CloudProperties } from '../properties.js';
 import type { ServiceStatus } from '../services.js';
 import { instanceRows, type InstanceRow } from '../instances.js';
@@ -14,6 +15,8 @@ export interface Clc {
   config: MalleeConfig;
   clusters: Clusters;
   dispatcher: Dispatcher;
+  /** MANAGED networking: addresses, and keeping the clusters' networks in step (absent in some tests). */
+  network?: NetworkSync;
   properties: CloudProperties;
   /** Every component's health (DescribeServices). */
   services(): Promise<ServiceStatus[]>;

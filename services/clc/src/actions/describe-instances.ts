@@ -49,7 +49,7 @@ export function instanceXml({ row, groups, tags, clientToken, volumes }: Instanc
     imageId: row.image_id,
     instanceState: stateXml(row.state),
     // Without a cloud DNS (as Eucalyptus without dns enabled) the names are the addresses.
-    privateDnsName: row.private_ip ?? '',
+    privateDnsName: row.private_dns_name ?? row.private_ip ?? '',
     dnsName: row.public_ip ?? '',
     reason: reason?.code === 'Client.UserInitiatedShutdown' ? `User initiated (${row.state_changed_at.replace('T', ' ').replace(/\.\d+Z$/, ' GMT')})` : '',
     keyName: row.key_name ?? undefined,
@@ -121,7 +121,7 @@ const FILTERS: Record<string, (v: InstanceView) => unknown> = {
   'owner-id': (v) => v.row.account_id,
   'private-ip-address': (v) => v.row.private_ip,
   'ip-address': (v) => v.row.public_ip,
-  'private-dns-name': (v) => v.row.private_ip,
+  'private-dns-name': (v) => v.row.private_dns_name ?? v.row.private_ip,
   'dns-name': (v) => v.row.public_ip,
   'launch-index': (v) => v.row.launch_index,
   'launch-time': (v) => v.row.launch_time,

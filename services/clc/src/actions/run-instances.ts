@@ -12,6 +12,7 @@ import {
 import { cloudProperties } from '@mallee/properties';
 import { findInstanceType, type InstanceType } from '../instance-types.js';
 import { deleteInstances, insertReservation, instanceRows, reservationByClientToken, specOf, type NewInstance } from '../instances.js';
+import { assignLaunchAddresses } from '../network/index.js';
 import { list, type Clc } from './context.js';
 import { instanceViews, reservationXml } from './describe-instances.js';
 
@@ -31,6 +32,8 @@ export const runInstancesShape = z.object({
   KernelId: z.string().optional(),
   RamdiskId: z.string().optional(),
   ClientToken: z.string().optional(),
+  /** Eucalyptus/EC2-Classic: "private" launches without a public address. */
+  AddressingType: z.string().optional(),
   TagSpecification: tagSpecificationsShape,
 });
 export type RunInstancesInput = z.infer<typeof runInstancesShape>;
@@ -136,6 +139,9 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
     }));
     insertReservation(db, { reservationId: reservationId!, accountId: principal.accountId, ...(input.ClientToken ? { clientToken: input.ClientToken } : {}), createdAt: now },
       instances, groups.map((g) => ({ groupId: g.groupId, groupName: g.name })));
+    if (clc.network) {
+      assignLaunchAddresses(db, clc.network.plan, principal.accountId, groups[0]!, instanceIds, { privateOnly: input.AddressingType?.toLowerCase() === 'private' });
+    }
     applyTagSpecifications(db, principal.accountId, instanceIds, 'instance', input.TagSpecification);
     return instanceRows(db, 'reservation_id = @r', { r: reservationId });
   })();
@@ -145,6 +151,11 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
 
   let placed: Set<string>;
   try {
+    const vlan = rows[0]!.vlan;
+    if (clc.network && vlan !== null) {
+      // The network (bridge, gateway, DHCP) is up before the guest asks for its address.
+      await clc.network.startNetwork(zone, vlan).catch((err: unknown) => ctx.log.warn({ err, zone, vlan }, 'StartNetwork failed; the network sync retries it'));
+    }
     placed = new Set((await clc.dispatcher.run(zone, specs, counts.min, ctx.requestId)).map((p) => p.instanceId));
   } catch (err) {
     deleteInstances(db, rows.map((r) => r.instance_id));
@@ -164,6 +175,7 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
     clc.clusters.client(zone).call(cc.TerminateInstances, { instanceIds: [...placed], force: true }).catch(() => {});
     throw new Ec2Error('InsufficientInstanceCapacity', `There is not enough capacity in ${zone} for ${counts.min} ${type.name} instance(s).`);
   }
+  clc.network?.soon();
   return reservationResponse(db, reservationId);
 }
 

@@ -43,7 +43,7 @@ export interface DomainSpec {
   disks: DomainDisk[];
   /** File the serial console (ttyS0) is appended to. */
   consoleLog: string;
-  network: { kind: 'user'; mac?: string } | { kind: 'none' };
+  network: { kind: 'user'; mac?: string } | { kind: 'bridge'; bridge: string; mac: string; tap: string; mtu?: number } | { kind: 'none' };
   /** Have SeaBIOS write to the serial console too (the KVM probe uses it). */
   biosOnSerial?: boolean;
   metadata?: MalleeDomainMetadata;
@@ -68,11 +68,8 @@ export function buildDomainXml(d: DomainSpec): string {
       `<disk type='file' device='disk'><driver name='qemu' type='${disk.format}' discard='unmap'/>` +
       `<source file='${esc(disk.file)}'/><target dev='${esc(disk.target)}' bus='virtio'/>${disk.readonly ? '<readonly/>' : ''}</disk>`,
   );
-  if (d.network.kind === 'user') {
-    // User-mode (slirp) networking until the MANAGED bridges arrive: DHCP and outbound only.
-    const mac = d.network.mac ? `<mac address='${esc(d.network.mac)}'/>` : '';
-    devices.push(`<interface type='user'>${mac}<model type='virtio'/></interface>`);
-  }
+  const nic = interfaceXml(d.network);
+  if (nic) devices.push(nic);
   const log = `<source path='${esc(d.consoleLog)}' append='on'/>`;
   devices.push(
     `<serial type='file'>${log}<target port='0'/></serial>`,
@@ -98,6 +95,21 @@ export function buildDomainXml(d: DomainSpec): string {
     `<devices>${devices.join('')}</devices>`,
     `</domain>`,
   ].join('\n');
+}
+
+// ---- networking (issue 6): the guest's one NIC ----
+function interfaceXml(n: DomainSpec['network']): string | undefined {
+  if (n.kind === 'user') {
+    // VNET_MODE=USERMODE: QEMU user-mode (slirp) networking, DHCP and outbound only.
+    const mac = n.mac ? `<mac address='${esc(n.mac)}'/>` : '';
+    return `<interface type='user'>${mac}<model type='virtio'/></interface>`;
+  }
+  if (n.kind === 'bridge') {
+    // On the network's bridge, through a tap named so the node's ebtables rules can match it.
+    const mtu = n.mtu ? `<mtu size='${n.mtu}'/>` : '';
+    return `<interface type='bridge'><mac address='${esc(n.mac)}'/><source bridge='${esc(n.bridge)}'/><target dev='${esc(n.tap)}'/><model type='virtio'/>${mtu}</interface>`;
+  }
+  return undefined;
 }
 
 function renderMetadata(m: MalleeDomainMetadata): string {

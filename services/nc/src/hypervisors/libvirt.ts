@@ -12,8 +12,9 @@
 //
 // Boot: kernel + ramdisk when the spec names a kernel (command line
 // `console=ttyS0 root=/dev/vda rw mallee.instance_id=<id>`), else from the root disk.
-// Network: one virtio NIC on QEMU user-mode networking (DHCP and outbound only; MANAGED bridges come
-// with the networking issue). Console: ttyS0 appended to console.log.
+// Network: one virtio NIC, on the bridge the NC prepared (MANAGED networking, tap named for its
+// ebtables rules), else on QEMU user-mode networking (DHCP and outbound only). Console: ttyS0
+// appended to console.log.
 import { chmod, mkdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
@@ -22,6 +23,7 @@ import type { InstanceSpec } from '@mallee/wire';
 import {
   GuestNotFoundError,
   type CreateHypervisor,
+  type GuestNic,
   type GuestStatus,
   type HostCapacity,
   type Hypervisor,
@@ -83,7 +85,7 @@ export class LibvirtHypervisor implements Hypervisor {
       inUse: async () => new Set((await this.ownDomains()).map((d) => d.meta.imageId)),
       log: this.log,
     });
-    this.conn = new LibvirtConnection(opts.uri ?? 'qemu:///system');
+    this.conn = new LibvirtConnection(opts.uri ?? ctx.config.LIBVIRT_URI);
     this.volumes = new LibvirtVolumes({
       uri: this.conn.uri, stateDir: this.stateDir, owner: this.node, log: this.log,
       ownXml: (id) => this.domainXml(id),
@@ -161,17 +163,17 @@ export class LibvirtHypervisor implements Hypervisor {
     return { cores: node.cpus, memoryMiB: Math.floor((await hostMemoryKiB(node.memoryKiB)) / 1024), diskGiB: Math.floor(freeGiB + held) };
   }
 
-  async runInstance(spec: InstanceSpec): Promise<void> {
+  async runInstance(spec: InstanceSpec, nic?: GuestNic): Promise<void> {
     const id = spec.instanceId;
     const inflight = this.launching.get(id);
     if (inflight) return inflight;
     if ((await this.conn.domainState(id)) !== undefined) return;
-    const work = this.launch(spec).finally(() => this.launching.delete(id));
+    const work = this.launch(spec, nic).finally(() => this.launching.delete(id));
     this.launching.set(id, work);
     return work;
   }
 
-  private async launch(spec: InstanceSpec): Promise<void> {
+  private async launch(spec: InstanceSpec, nic?: GuestNic): Promise<void> {
     const id = spec.instanceId;
     const dir = instanceDir(this.instancePath, id);
     const started = Date.now();
@@ -204,7 +206,7 @@ export class LibvirtHypervisor implements Hypervisor {
         ...(disks.ramdisk ? { ramdisk: disks.ramdisk } : {}),
         disks: list,
         consoleLog: disks.consoleLog,
-        network: { kind: 'user', ...(spec.macAddress ? { mac: spec.macAddress } : {}) },
+        network: nic ? { kind: 'bridge', ...nic } : { kind: 'user', ...(spec.macAddress ? { mac: spec.macAddress } : {}) },
         metadata: meta,
       });
       await this.conn.defineAndStart(xml);

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { InstanceSpec } from '@mallee/wire';
-import { GuestNotFoundError, type CreateHypervisor, type GuestStatus, type HostCapacity, type Hypervisor } from '../hypervisor.js';
+import { GuestNotFoundError, type CreateHypervisor, type GuestNic, type GuestStatus, type HostCapacity, type Hypervisor } from '../hypervisor.js';
 import { SimulatedVolumes } from './simulated-volumes.js';
 
 /** One simulated guest: everything else (state, console) follows from these times. */
@@ -20,6 +20,8 @@ interface SimGuest {
   reboots: number[];
   /** ms: a terminate was requested; the guest vanishes one boot delay later. */
   stoppingAt?: number;
+  /** The bridge NIC it would have (MANAGED networking), shown on its console. */
+  nic?: GuestNic;
 }
 
 export interface SimulatedOptions {
@@ -67,7 +69,7 @@ export class SimulatedHypervisor implements Hypervisor {
     return { ...this.opts.capacity };
   }
 
-  async runInstance(spec: InstanceSpec): Promise<void> {
+  async runInstance(spec: InstanceSpec, nic?: GuestNic): Promise<void> {
     if (this.guests.has(spec.instanceId)) return;
     const guest: SimGuest = {
       instanceId: spec.instanceId,
@@ -77,6 +79,7 @@ export class SimulatedHypervisor implements Hypervisor {
       memoryMiB: spec.vmType.memoryMiB,
       createdAt: Date.now(),
       reboots: [],
+      ...(nic ? { nic } : {}),
     };
     this.save(guest);
   }
@@ -156,6 +159,7 @@ export function renderConsole(g: SimGuest, bootDelayMs: number, now: number): st
       `${stamp(start)} Linux version 6.1.0-mallee-simulated (mallee simulated hypervisor)`,
       `${stamp(start)} Command line: root=/dev/sda1 console=ttyS0 instance-id=${g.instanceId}`,
       `${stamp(start)} Memory: ${g.memoryMiB * 1024}K, ${g.cores} CPU(s), image ${g.imageId}, type ${g.typeName}`,
+      ...(g.nic ? [`${stamp(start)} eth0: ${g.nic.mac} on bridge ${g.nic.bridge} (tap ${g.nic.tap})`] : []),
     );
     // A boot interrupted by the next reboot or the shutdown never prints its marker.
     const done = start + bootDelayMs;

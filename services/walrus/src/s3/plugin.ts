@@ -9,6 +9,7 @@ import {
   AwsChunkedDecoder, Ec2Error, S3Error, decodeFormComponent, s3ErrorFromAuth, s3ErrorXml, s3SigV2Form, s3Xml, sigV4Form,
   verifyS3SigV2, verifySigV4, type CredentialLookup, type Principal,
 } from '@mallee/aws-protocol';
+import { labelRequest } from '@mallee/telemetry';
 import type { ObjectStore } from '../store/types.js';
 import { bucketActions } from './actions-buckets.js';
 import { listActions } from './actions-lists.js';
@@ -83,11 +84,19 @@ function address(rawPath: string, host: string | undefined, domains: readonly st
 
 function parseQuery(raw: string): Map<string, string> {
   const map = new Map<string, string>();
+  // The shared form decoder throws EC2's MalformedQueryString for a stray `%` or invalid UTF-8.
+  const decode = (s: string) => {
+    try {
+      return decodeFormComponent(s);
+    } catch {
+      throw new S3Error('InvalidURI', "Couldn't parse the specified URI.");
+    }
+  };
   for (const part of raw.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
-    const k = decodeFormComponent(eq < 0 ? part : part.slice(0, eq));
-    if (!map.has(k)) map.set(k, eq < 0 ? '' : decodeFormComponent(part.slice(eq + 1)));
+    const k = decode(eq < 0 ? part : part.slice(0, eq));
+    if (!map.has(k)) map.set(k, eq < 0 ? '' : decode(part.slice(eq + 1)));
   }
   return map;
 }
@@ -101,6 +110,9 @@ const one = (h: IncomingHttpHeaders, name: string) => (typeof h[name] === 'strin
 function guardedBody(raw: IncomingMessage, via?: AwsChunkedDecoder): Readable {
   const out = via ?? new PassThrough({ highWaterMark: 1 << 20 });
   raw.on('error', (e) => out.destroy(e));
+  // The decoder may refuse a chunk before the action starts reading (the body flows in as it arrives):
+  // the stream keeps the error for its reader, and this listener keeps it from being an uncaught 'error'.
+  out.on('error', () => {});
   raw.pipe(out);
   out.on('close', () => {
     raw.unpipe(out);
@@ -200,6 +212,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
     let resource = rawPath;
     let body: Readable | undefined;
     let actionName = 'Unknown';
+    labelRequest(request, 's3', actionName, requestId);
     try {
       const addr = address(rawPath, request.headers.host, opts.virtualHostDomains);
       resource = addr.bucket === undefined ? '/' : `/${addr.bucket}${addr.key !== undefined ? '/' + addr.key : ''}`;
@@ -230,6 +243,7 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
       const action = selectAction(request.method, target, req);
       if (!action) throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.', { Method: request.method, ResourceType: target.toUpperCase() });
       actionName = action.name;
+      labelRequest(request, 's3', actionName, requestId);
       request.log.debug({ action: action.name, bucket: req.bucket, key: req.key, account: req.principal?.accountName }, 's3 request');
       const out = await action.handler(req);
       // A body the action did not read would stall the keep-alive connection: drain it.

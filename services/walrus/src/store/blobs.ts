@@ -23,8 +23,8 @@ export interface BlobLimits {
   sha256?: boolean;
 }
 
-/** Counts and hashes bytes on their way to disk; fails once more than maxSize bytes arrive. */
-class Digester extends Transform {
+/** Counts and hashes bytes on their way to storage; fails once more than maxSize bytes arrive. */
+export class Digester extends Transform {
   size = 0;
   readonly md5: Hash = createHash('md5');
   readonly sha256: Hash | undefined;
@@ -43,7 +43,21 @@ class Digester extends Transform {
 
 export const newBlobId = () => randomBytes(16).toString('hex');
 
-export class BlobStore {
+/** Where object bytes live: files (BlobStore) or an S3 store such as Ceph's radosgw (S3Blobs). */
+export interface Blobs {
+  /** Streams sources in order into one new durable blob. */
+  write(sources: Readable | (() => Readable)[], limits?: BlobLimits): Promise<WrittenBlob>;
+  /** The blob's bytes, whole or a range; the read is under way before this returns. */
+  open(id: string, range?: { start: number; end: number }): Readable;
+  /** Removes in the background; a failure only leaves garbage a later sweep collects. */
+  discard(id: string): void;
+  remove(id: string): Promise<void>;
+  /** Start-up: removes what interrupted writes left (the count, when known at once). */
+  cleanTemp(): number;
+  collectGarbage(isReferenced: (id: string) => boolean): number;
+}
+
+export class BlobStore implements Blobs {
   readonly dataDir: string;
   readonly tmpDir: string;
 

@@ -9,7 +9,7 @@ import type { Db } from '@mallee/store';
 
 type Statement = Database.Statement<unknown[]>;
 import { S3Error, s3Errors } from '@mallee/aws-protocol';
-import { BlobStore, type WrittenBlob } from './blobs.js';
+import { BlobStore, type Blobs, type WrittenBlob } from './blobs.js';
 import type {
   Acl, BucketInfo, ByteRange, DeleteResult, ListObjectsOptions, ListObjectsResult, ListVersionsOptions, ListVersionsResult,
   ObjectHeaders, ObjectInfo, ObjectStore, Owner, PartInfo, PutObjectOptions, Quotas, UploadInfo,
@@ -82,12 +82,14 @@ export interface FsObjectStoreOptions {
   db: Db;
   /** Fixed quotas, or where to read the current ones (cloud properties change while Walrus runs). */
   quotas?: Quotas | (() => Quotas);
+  /** Where the bytes go instead of files under root (WALRUS_BACKEND=s3: S3Blobs). */
+  blobs?: Blobs;
 }
 
 const quotaExceeded = (what: string) => new S3Error('QuotaExceeded', `The ${what} storage quota would be exceeded by this request.`);
 
 export class FsObjectStore implements ObjectStore {
-  readonly blobs: BlobStore;
+  readonly blobs: Blobs;
   private readonly db: Db;
   private readonly quotaSource: () => Quotas;
 
@@ -107,7 +109,7 @@ export class FsObjectStore implements ObjectStore {
     this.db = opts.db;
     const q = opts.quotas ?? {};
     this.quotaSource = typeof q === 'function' ? q : () => q;
-    this.blobs = new BlobStore(opts.root);
+    this.blobs = opts.blobs ?? new BlobStore(opts.root);
   }
 
   /** Start-up recovery: drop temp files and blobs no row references. */

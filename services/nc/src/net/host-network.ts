@@ -1,0 +1,109 @@
+// The node's side of MANAGED networking (Eucalyptus's NC: vnetStartNetwork on the node plus the
+// guest's vif on the bridge): the network's bridge, joined to the CC by VXLAN (remote = the CC's
+// private address) or an 802.1Q device, or the existing VNET_BRIDGE; and ebtables anti-spoofing on
+// the guest's tap, so a guest can send only from its own MAC and private address.
+import type { Logger } from 'pino';
+import type { MalleeConfig } from '@mallee/config';
+import { bridgeOf, deviceNames, execRunner, planLinks, planUnlink, readLinks, runAll, tapName, VXLAN_MTU, type CommandRunner, type NetworkLinkSpec } from '@mallee/vnet';
+import type { InstanceSpec } from '@mallee/wire';
+import type { GuestNic } from '../hypervisor.js';
+
+export class HostNetwork {
+  private readonly run: CommandRunner;
+  private readonly prefix: string;
+  private serial: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly config: MalleeConfig,
+    private readonly log: Logger,
+    run?: CommandRunner,
+  ) {
+    this.run = run ?? execRunner;
+    this.prefix = config.VNET_PREFIX;
+  }
+
+  /** One host change at a time: launches in parallel share bridges. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.serial.catch(() => undefined).then(fn);
+    this.serial = next;
+    return next;
+  }
+
+  private linkSpec(spec: InstanceSpec, local?: string): NetworkLinkSpec {
+    const n = spec.network!;
+    return {
+      mode: n.mode,
+      encap: n.encap,
+      index: spec.vlan ?? 0,
+      prefix: this.prefix,
+      privInterface: this.config.VNET_PRIVINTERFACE,
+      sharedBridge: this.config.VNET_BRIDGE,
+      ...(local ? { local } : {}),
+      ...(n.tunnelRemote ? { remote: n.tunnelRemote } : {}),
+    };
+  }
+
+  /** Bridge (and tunnel) up, anti-spoofing for the tap in place; the NIC the driver attaches. Undefined: user-mode networking. */
+  prepare(spec: InstanceSpec): Promise<GuestNic | undefined> {
+    if (!spec.network || !spec.macAddress) return Promise.resolve(undefined);
+    return this.exclusive(async () => {
+      const n = spec.network!;
+      const local = n.mode === 'MANAGED' && n.encap === 'vxlan' ? await this.addressOf(this.config.VNET_PRIVINTERFACE) : undefined;
+      const ls = this.linkSpec(spec, local);
+      await runAll(this.run, planLinks(await readLinks(this.run), ls));
+      const tap = tapName(this.prefix, spec.instanceId);
+      if (n.mode !== 'SYSTEM' && spec.privateIp) await this.antiSpoof(tap, spec.macAddress!, spec.privateIp);
+      const nic: GuestNic = { bridge: bridgeOf(ls), mac: spec.macAddress!, tap };
+      if (n.mode === 'MANAGED' && n.encap === 'vxlan') nic.mtu = VXLAN_MTU;
+      this.log.info({ instanceId: spec.instanceId, bridge: nic.bridge, tap, vlan: spec.vlan }, 'guest network prepared');
+      return nic;
+    });
+  }
+
+  /** Remove the guest's anti-spoofing chain, and the network's bridge once no guest is on it. */
+  release(spec: InstanceSpec): Promise<void> {
+    if (!spec.network) return Promise.resolve();
+    return this.exclusive(async () => {
+      const tap = tapName(this.prefix, spec.instanceId);
+      const chain = this.chainOf(tap);
+      while (await this.run(['ebtables', '-D', 'FORWARD', '-i', tap, '-j', chain]).then(() => true, () => false));
+      // ebtables-nft deletes only empty chains.
+      await this.run(['ebtables', '-F', chain]).catch(() => undefined);
+      await this.run(['ebtables', '-X', chain]).catch(() => undefined);
+      if (spec.network!.mode !== 'MANAGED') return;
+      const links = await readLinks(this.run);
+      const bridge = deviceNames(this.prefix, spec.vlan ?? 0).bridge;
+      const ports = [...links.values()].filter((l) => l.master === bridge && l.kind !== 'vxlan' && l.kind !== 'vlan' && l.name !== tap);
+      if (ports.length === 0) await runAll(this.run, planUnlink(links, { mode: 'MANAGED', prefix: this.prefix, index: spec.vlan ?? 0 }));
+    });
+  }
+
+  private chainOf(tap: string): string {
+    return `${tap.toUpperCase()}`;
+  }
+
+  /** ebtables: from the tap only its own MAC, IPv4 from its own address (or DHCP's 0.0.0.0), ARP for its own address. */
+  private async antiSpoof(tap: string, mac: string, ip: string): Promise<void> {
+    const chain = this.chainOf(tap);
+    const exists = await this.run(['ebtables', '-L', chain]).then(() => true, () => false);
+    if (!exists) await this.run(['ebtables', '-N', chain]);
+    else await this.run(['ebtables', '-F', chain]);
+    const rules = [
+      ['-s', '!', mac, '-j', 'DROP'],
+      ['-p', 'IPv4', '--ip-src', ip, '-j', 'RETURN'],
+      ['-p', 'IPv4', '--ip-src', '0.0.0.0', '--ip-proto', 'udp', '--ip-dport', '67', '-j', 'RETURN'],
+      ['-p', 'ARP', '--arp-ip-src', ip, '--arp-mac-src', mac, '-j', 'RETURN'],
+      ['-p', 'ARP', '--arp-ip-src', '0.0.0.0', '--arp-mac-src', mac, '-j', 'RETURN'],
+      // Everything else from the tap (another address, IPv6, other protocols) stops here.
+      ['-j', 'DROP'],
+    ];
+    for (const r of rules) await this.run(['ebtables', '-A', chain, ...r]);
+    const hooked = (await this.run(['ebtables', '-L', 'FORWARD'])).split('\n').some((l) => l.includes(`-i ${tap} `) && l.includes(`-j ${chain}`));
+    if (!hooked) await this.run(['ebtables', '-A', 'FORWARD', '-i', tap, '-j', chain]);
+  }
+
+  private async addressOf(dev: string): Promise<string | undefined> {
+    const out = JSON.parse(await this.run(['ip', '-j', '-4', 'addr', 'show', 'dev', dev])) as { addr_info?: { local: string }[] }[];
+    return out[0]?.addr_info?.[0]?.local;
+  }
+}

@@ -1,0 +1,256 @@
+// The seed's two-host topology in network namespaces, every name prefixed with a per-run id and
+// everything removed again in teardown:
+//   <id>-frontend  clc, walrus, cc; public veth <id>pub0 198.51.100.1 → <id>-internet, private veth <id>prv0 10.99.0.1 → <id>-node1
+//   <id>-node1     nc and its own libvirtd/virtlogd (only the private link, 10.99.0.2)
+//   <id>-internet  the clients (awscli, euca2ools, boto3, curl) and the guests' control server, 198.51.100.2
+// The node's guests must have their taps in <id>-node1, next to its bridges; libvirtd creates taps in
+// its own network namespace, so the node runs its own libvirtd there, in a private mount namespace
+// (its own /run/libvirt, /var/lib/libvirt, /etc/libvirt, /var/log/libvirt, /var/cache/libvirt), and
+// the nc talks to it through a socket in the node's home — as a real node host runs its own libvirtd.
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { malleeBin, parseEucarc, repoRoot, sleep } from './cloud.js';
+
+const execFileP = promisify(execFile);
+
+export async function sh(argv: string[], opts: { input?: string; timeoutMs?: number; allowFail?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string; code: number }> {
+  try {
+    const p = execFileP(argv[0]!, argv.slice(1), { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 << 20, ...(opts.env ? { env: opts.env } : {}) });
+    if (opts.input !== undefined) p.child.stdin?.end(opts.input);
+    const r = await p;
+    return { stdout: String(r.stdout), stderr: String(r.stderr), code: 0 };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; code?: number | string; message: string };
+    if (opts.allowFail) return { stdout: String(e.stdout ?? ''), stderr: String(e.stderr ?? e.message), code: typeof e.code === 'number' ? e.code : 1 };
+    throw new Error(`${argv.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
+  }
+}
+
+export const ADDR = {
+  frontendPublic: '198.51.100.1',
+  internet: '198.51.100.2',
+  publicIps: '198.51.100.10-198.51.100.20',
+  frontendPrivate: '10.99.0.1',
+  node: '10.99.0.2',
+  controlPort: 8080,
+} as const;
+
+const PORTS = { clc: 8773, cc: 8774, nc: 8775, walrus: 8776, metadata: 8779 };
+
+export interface Topology {
+  id: string;
+  ns: { frontend: string; node: string; internet: string };
+  dir: string;
+  feHome: string;
+  nodeHome: string;
+  libvirtUri: string;
+  /** eucarc variables for clients in the internet namespace (EC2_URL on the front end's public address). */
+  env: Record<string, string>;
+  ec2Url: string;
+  region: string;
+  image: { emi: string; eki: string; eri: string };
+  /** Run argv inside a namespace (env: the whole environment of the command). */
+  exec(ns: string, argv: string[], opts?: { input?: string; timeoutMs?: number; allowFail?: boolean; env?: NodeJS.ProcessEnv }): Promise<{ stdout: string; stderr: string; code: number }>;
+  mallee(args: string[]): Promise<string>;
+  startDaemon(svc: 'clc' | 'walrus' | 'cc' | 'nc'): Promise<number>;
+  stopDaemon(svc: 'clc' | 'walrus' | 'cc' | 'nc', signal?: NodeJS.Signals): Promise<void>;
+  logs(): string;
+  teardown(): Promise<string[]>;
+}
+
+function conf(values: Record<string, string | number>): string {
+  return Object.entries(values).map(([k, v]) => `${k}="${v}"`).join('\n') + '\n';
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Promise<Topology> {
+  const id = `m${randomBytes(2).toString('hex')}`;
+  const ns = { frontend: `${id}-frontend`, node: `${id}-node1`, internet: `${id}-internet` };
+  const dir = mkdtempSync(join(tmpdir(), `mallee-net-${id}-`));
+  chmodSync(dir, 0o711); // libvirt's QEMU user reaches the node's instance files through it
+  const feHome = join(dir, 'frontend');
+  const nodeHome = join(dir, 'node1');
+  const lv = join(nodeHome, 'libvirt-host');
+  for (const d of [feHome, nodeHome, ...['run', 'lib', 'etc', 'log', 'cache', 'sock'].map((s) => join(lv, s))]) mkdirSync(d, { recursive: true });
+  const libvirtUri = `qemu:///system?socket=${join(lv, 'sock', 'libvirt-sock')}`;
+  const pids = new Map<string, number>();
+  const exec: Topology['exec'] = (name, argv, o = {}) => sh(['ip', 'netns', 'exec', name, ...argv], o);
+
+  const topo: Topology = {
+    id, ns, dir, feHome, nodeHome, libvirtUri, env: {}, ec2Url: '', region: 'mallee', image: { emi: '', eki: '', eri: '' },
+    exec,
+    mallee: async (args) => (await exec(ns.frontend, [process.execPath, malleeBin, ...args, '--home', feHome], { timeoutMs: 300_000 })).stdout,
+    startDaemon: async (svc) => {
+      const home = svc === 'nc' ? nodeHome : feHome;
+      const where = svc === 'nc' ? ns.node : ns.frontend;
+      rmSync(join(home, 'run', `${svc}.url`), { force: true });
+      mkdirSync(join(home, 'log'), { recursive: true });
+      const log = openSync(join(home, 'log', `${svc}.log`), 'a');
+      const child = spawn('ip', ['netns', 'exec', where, process.execPath, join(repoRoot, `services/${svc}/dist/src/main.js`), '--home', home, '--conf', join(home, 'mallee.conf')], {
+        detached: true, stdio: ['ignore', log, log],
+      });
+      closeSync(log);
+      child.unref();
+      pids.set(svc, child.pid!);
+      for (let i = 0; i < 300; i++) {
+        if (existsSync(join(home, 'run', `${svc}.url`))) return child.pid!;
+        if (!alive(child.pid!)) break;
+        await sleep(100);
+      }
+      throw new Error(`${svc} did not start in ${where}:\n${readFileSync(join(home, 'log', `${svc}.log`), 'utf8').slice(-3000)}`);
+    },
+    stopDaemon: async (svc, signal = 'SIGTERM') => {
+      const pid = pids.get(svc);
+      if (!pid || !alive(pid)) return;
+      process.kill(pid, signal);
+      for (let i = 0; i < 150 && alive(pid); i++) await sleep(100);
+      if (alive(pid)) process.kill(pid, 'SIGKILL');
+      pids.delete(svc);
+    },
+    logs: () =>
+      [['clc', feHome], ['cc', feHome], ['nc', nodeHome]]
+        .map(([s, h]) => {
+          try {
+            return `--- ${s}.log\n${readFileSync(join(h!, 'log', `${s}.log`), 'utf8').split('\n').slice(-25).join('\n')}`;
+          } catch {
+            return `--- ${s}.log missing`;
+          }
+        })
+        .join('\n'),
+    teardown: async () => {
+      const leftovers: string[] = [];
+      // Guests first (they are the node libvirtd's only domains), then the daemons we started.
+      const doms = await sh(['virsh', '-c', libvirtUri, 'list', '--all', '--name'], { allowFail: true, timeoutMs: 20_000 });
+      for (const d of doms.stdout.split('\n').map((l) => l.trim()).filter(Boolean)) {
+        await sh(['virsh', '-c', libvirtUri, 'destroy', d], { allowFail: true, timeoutMs: 30_000 });
+        await sh(['virsh', '-c', libvirtUri, 'undefine', d], { allowFail: true, timeoutMs: 30_000 });
+      }
+      for (const svc of ['nc', 'cc', 'walrus', 'clc'] as const) await topo.stopDaemon(svc);
+      for (const f of ['libvirtd.pid', 'virtlogd.pid']) {
+        const pid = readPid(join(lv, f));
+        if (pid && alive(pid)) process.kill(pid, 'SIGTERM');
+      }
+      await sleep(500);
+      // Whatever still runs inside our namespaces (dnsmasq, a QEMU, a client) was started by this run.
+      for (const n of Object.values(ns)) {
+        const r = await sh(['ip', 'netns', 'pids', n], { allowFail: true });
+        for (const pid of r.stdout.split('\n').map(Number).filter((p) => p > 0)) {
+          leftovers.push(`process ${pid} in ${n}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 80)}`);
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      }
+      for (const n of Object.values(ns)) await sh(['ip', 'netns', 'del', n], { allowFail: true });
+      if (!process.env.MALLEE_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
+      return leftovers;
+    },
+  };
+
+  try {
+    // --- namespaces and links ---
+    for (const n of Object.values(ns)) {
+      await sh(['ip', 'netns', 'add', n]);
+      await exec(n, ['ip', 'link', 'set', 'lo', 'up']);
+    }
+    await sh(['ip', 'link', 'add', `${id}pub0`, 'netns', ns.frontend, 'type', 'veth', 'peer', 'name', `${id}pub1`, 'netns', ns.internet]);
+    await sh(['ip', 'link', 'add', `${id}prv0`, 'netns', ns.frontend, 'type', 'veth', 'peer', 'name', `${id}prv1`, 'netns', ns.node]);
+    const up = async (n: string, dev: string, cidr: string) => {
+      await exec(n, ['ip', 'addr', 'add', cidr, 'dev', dev]);
+      await exec(n, ['ip', 'link', 'set', dev, 'up']);
+    };
+    await up(ns.frontend, `${id}pub0`, `${ADDR.frontendPublic}/24`);
+    await up(ns.internet, `${id}pub1`, `${ADDR.internet}/24`);
+    await up(ns.frontend, `${id}prv0`, `${ADDR.frontendPrivate}/24`);
+    await up(ns.node, `${id}prv1`, `${ADDR.node}/24`);
+
+    // --- the node's own libvirtd (see the header) ---
+    cpSync('/etc/libvirt', join(lv, 'etc'), { recursive: true });
+    rmSync(join(lv, 'etc', 'qemu', 'networks', 'autostart'), { recursive: true, force: true });
+    writeFileSync(join(lv, 'libvirtd.conf'), `unix_sock_dir = "${join(lv, 'sock')}"\nunix_sock_rw_perms = "0770"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n`);
+    const mounts = [['run', '/run/libvirt'], ['lib', '/var/lib/libvirt'], ['etc', '/etc/libvirt'], ['log', '/var/log/libvirt'], ['cache', '/var/cache/libvirt']]
+      .map(([src, dst]) => `mkdir -p ${dst} && mount --bind ${join(lv, src!)} ${dst}`).join(' && ');
+    // This machine's /dev/kvm cannot run guests (the nc uses TCG): hidden from the node's libvirtd, which
+    // would otherwise spend minutes probing QEMU's KVM capabilities on its first start.
+    const noKvm = existsSync('/dev/kvm') ? ' && mount --bind /dev/null /dev/kvm' : '';
+    await exec(ns.node, ['sh', '-c', `${mounts}${noKvm} && virtlogd -d -p ${join(lv, 'virtlogd.pid')} && libvirtd -d -p ${join(lv, 'libvirtd.pid')} -f ${join(lv, 'libvirtd.conf')}`]);
+    for (let i = 0; i < 100 && !existsSync(join(lv, 'sock', 'libvirt-sock')); i++) await sleep(100);
+    if (!existsSync(join(lv, 'sock', 'libvirt-sock'))) throw new Error(`the node's libvirtd did not start (see ${join(lv, 'log')})`);
+
+    // --- the daemons ---
+    const net = {
+      VNET_MODE: 'MANAGED', VNET_ENCAP: opts.encap ?? 'vxlan', VNET_PREFIX: id, VNET_SUBNET: '172.31.0.0', VNET_NETMASK: '255.255.0.0', VNET_ADDRSPERNET: 32,
+      POLL_INTERVAL: 1, REGION: 'mallee', ZONE: 'mallee-1a', LOG_LEVEL: 'info',
+    };
+    writeFileSync(join(feHome, 'mallee.conf'), conf({
+      ...net, MALLEE_HOME: feHome, BIND_ADDRESS: '0.0.0.0', CLC_PORT: PORTS.clc, CC_PORT: PORTS.cc, WALRUS_PORT: PORTS.walrus, METADATA_PORT: PORTS.metadata,
+      VNET_PUBINTERFACE: `${id}pub0`, VNET_PRIVINTERFACE: `${id}prv0`, VNET_PUBLICIPS: ADDR.publicIps,
+    }));
+    writeFileSync(join(nodeHome, 'mallee.conf'), conf({
+      ...net, MALLEE_HOME: nodeHome, BIND_ADDRESS: ADDR.node, NC_PORT: PORTS.nc, HYPERVISOR: 'qemu', LIBVIRT_URI: libvirtUri,
+      INSTANCE_PATH: join(nodeHome, 'instances'), VNET_PRIVINTERFACE: `${id}prv1`, MAX_CORES: 8,
+    }));
+    await topo.startDaemon('clc');
+    await topo.startDaemon('walrus');
+    await topo.startDaemon('cc');
+    await topo.startDaemon('nc');
+    const key = (out: string) => {
+      const k = out.split('\n').map((l) => l.trim()).filter((l) => /^[0-9a-f]{64}$/.test(l)).pop();
+      if (!k) throw new Error(`no key in: ${out}`);
+      return k;
+    };
+    const writeKey = (file: string, k: string) => {
+      mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
+      writeFileSync(file, k + '\n', { mode: 0o600 });
+    };
+    for (let i = 0; i < 50 && !existsSync(join(feHome, 'keys', 'admin.key')); i++) await sleep(100);
+    writeKey(join(feHome, 'keys', 'cloud.key'), key(await topo.mallee(['register-cluster', 'mallee-1a', `http://${ADDR.frontendPrivate}:${PORTS.cc}`])));
+    writeKey(join(nodeHome, 'keys', 'node.key'), key(await topo.mallee(['register-nodes', '--cluster', 'mallee-1a', '--name', 'node1', `http://${ADDR.node}:${PORTS.nc}`])));
+    // Walrus on the front end's private address: the node downloads images from it (presigned URLs).
+    writeKey(join(feHome, 'keys', 'walrus.key'), key(await topo.mallee(['register-walrus', `http://${ADDR.frontendPrivate}:${PORTS.walrus}`])));
+    for (let i = 0; ; i++) {
+      const out = await topo.mallee(['describe-services', '--output', 'json']);
+      const services = JSON.parse(out) as { type: string; state: string }[];
+      if (services.some((s) => s.type === 'nc') && services.some((s) => s.type === 'walrus') && services.every((s) => s.state === 'ENABLED')) break;
+      if (i > 120) throw new Error(`the cloud did not come up: ${out}`);
+      await sleep(250);
+    }
+    // The test image, bundled into Walrus and registered; the node fetches it from Walrus at launch.
+    await topo.mallee(['test-image']);
+    topo.image = JSON.parse(readFileSync(join(feHome, 'test-image.json'), 'utf8')) as Topology['image'];
+    await topo.mallee(['credentials']);
+    const env = parseEucarc(join(feHome, 'eucarc'));
+    const ec2Url = `http://${ADDR.frontendPublic}:${PORTS.clc}/services/compute`;
+    topo.env = { ...env, EC2_URL: ec2Url, AWS_ENDPOINT_URL_EC2: ec2Url, S3_URL: `http://${ADDR.frontendPublic}:${PORTS.walrus}` };
+    topo.ec2Url = ec2Url;
+    topo.region = env.AWS_DEFAULT_REGION ?? 'mallee';
+    return topo;
+  } catch (err) {
+    const logs = topo.logs();
+    await topo.teardown();
+    throw new Error(`${(err as Error).message}\n${logs}`);
+  }
+}
