@@ -4,10 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type Database from 'better-sqlite3';
-import type { Db } from '@mallee/store';
-
-type Statement = Database.Statement<unknown[]>;
+import type { Db, Statement } from '@mallee/store';
 import { S3Error, s3Errors } from '@mallee/aws-protocol';
 import { BlobStore, type Blobs, type WrittenBlob } from './blobs.js';
 import type {
@@ -97,11 +94,10 @@ export class FsObjectStore implements ObjectStore {
   private readonly statements = new Map<string, Statement>();
 
   private sql(text: string): Statement {
-    let st = this.statements.get(text);
-    if (!st) {
-      st = this.db.prepare(text);
-      this.statements.set(text, st);
-    }
+    const known = this.statements.get(text);
+    if (known) return known;
+    const st: Statement = this.db.prepare(text);
+    this.statements.set(text, st);
     return st;
   }
 
