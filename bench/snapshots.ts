@@ -120,6 +120,7 @@ async function benchAttach(): Promise<string[]> {
     }
   })();
   if (!ok) return ['(skipped: needs libvirtd and tgtd)'];
+  if (attachRuns === 0) return ['(skipped: MALLEE_BENCH_ATTACH_RUNS=0)'];
   const cloud = await startCloud({ hypervisor: 'libvirt', conf: { HYPERVISOR: 'qemu', LOG_LEVEL: 'warn' } });
   try {
     const image = (JSON.parse(readFileSync(join(cloud.home, 'test-image.json'), 'utf8')) as { emi: string }).emi;

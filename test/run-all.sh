@@ -45,6 +45,7 @@ check "npm run typecheck" npm run -s typecheck
 suite "unit tests (vitest.config.ts)" "$out/unit.json" npx vitest run
 suite "end-to-end suites (test/e2e)" "$out/e2e.json" npx vitest run --config test/e2e/vitest.config.ts
 suite "fuzzing (test/fuzz, fixed seed)" "$out/fuzz.json" npx vitest run --config test/fuzz/vitest.config.ts
+suite "fault injection (test/faults)" "$out/faults.json" npx vitest run --config test/faults/vitest.config.ts
 
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 echo "$passed passed, $failed failed"

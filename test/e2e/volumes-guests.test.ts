@@ -124,6 +124,12 @@ describe.skipIf(!libvirtHere || !tgtHere)('EBS volumes in real guests', () => {
     // agent: the guest is paused for the cut, a crash-consistent copy).
     await euca('euca-attach-volume', ['-i', b, '-d', '/dev/vdb', vol]);
     expect(sums(await agentSays(b, vol, 1), vol, 'read').data).toBe(wrote.data);
+    // kill -9 of the nc: the attachment lives in the domain definition; the restarted nc adopts it (and the guest keeps it).
+    const ncPid = Number(readFileSync(join(cloud.home, 'run', 'nc.pid'), 'utf8'));
+    process.kill(ncPid, 'SIGKILL');
+    await cloud.mallee(['up', '--detach']);
+    expect(execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'domblklist', b], { encoding: 'utf8' })).toContain(`${targetsOf(vol)[0]}/1`);
+    expect(await volState(vol)).toBe('in-use');
     const s1 = /SNAPSHOT\s+(snap-[0-9a-f]+)/.exec(await euca('euca-create-snapshot', ['-d', 'first', vol]))?.[1];
     expect(s1).toBeDefined();
     await waitSnapshot(s1!);

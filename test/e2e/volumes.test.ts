@@ -162,6 +162,26 @@ describe.skipIf(!tgtHere)('EBS volumes and snapshots', () => {
     expect(await refused('CreateVolume', { Size: 1, AvailabilityZone: 'nowhere-1z' })).toBe('InvalidParameterValue');
     expect(await refused('CreateVolume', { AvailabilityZone: 'mallee-1a' })).toBe('MissingParameter');
     expect(await refused('AttachVolume', { VolumeId: other, InstanceId: 'i-00000000', Device: '/dev/sdk' })).toBe('InvalidInstanceID.NotFound');
+    // The SC's limits are cloud properties, per zone: the sc follows a change within its cache time.
+    await cloud.mallee(['property', 'mallee-1a.storage.maxtotalvolumesizeingb=2']);
+    await eventually('the zone refuses a volume beyond its total', async () => {
+      const r = await cloud.client.call('CreateVolume', { Size: 1, AvailabilityZone: 'mallee-1a' });
+      if (r.code === 'VolumeLimitExceeded') return true;
+      // Made before the sc saw the new value: not wanted.
+      if (r.status === 200) {
+        await waitVolume(String(r.xml.volumeId), 'available');
+        await cloud.client.ok('DeleteVolume', { VolumeId: String(r.xml.volumeId) });
+      }
+      return undefined;
+    }, 30_000);
+    await cloud.mallee(['property', '--reset', 'mallee-1a.storage.maxtotalvolumesizeingb']);
+    await eventually('the limit lifted again', async () => {
+      const r = await cloud.client.call('CreateVolume', { Size: 1, AvailabilityZone: 'mallee-1a' });
+      if (r.status !== 200) return undefined;
+      await waitVolume(String(r.xml.volumeId), 'available');
+      await cloud.client.ok('DeleteVolume', { VolumeId: String(r.xml.volumeId) });
+      return true;
+    }, 30_000);
 
     const det = await aws(['detach-volume', '--volume-id', vol]);
     expect(det.State).toBe('detaching');

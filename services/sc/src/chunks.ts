@@ -25,20 +25,42 @@ export class ChunkStore {
    * chunk, or claim the upload of a new one. A chunk being deleted must be waited for.
    */
   reference(snapshotId: string, idx: number, hash: string, size: number): ChunkAction {
+    return this.referenceMany(snapshotId, [{ idx, hash, size }])[0]!;
+  }
+
+  /** reference() for a batch of chunks in one transaction (one fsync instead of one per chunk). */
+  referenceMany(snapshotId: string, chunks: { idx: number; hash: string; size: number }[]): ChunkAction[] {
     const db = this.o.db;
-    return db.transaction((): ChunkAction => {
-      const row = db.prepare('SELECT state FROM chunks WHERE hash = ?').get(hash) as { state: string } | undefined;
+    const get = db.prepare('SELECT state FROM chunks WHERE hash = ?');
+    const inc = db.prepare('UPDATE chunks SET refs = refs + 1 WHERE hash = ?');
+    const add = db.prepare("INSERT INTO chunks (hash, size, refs, state) VALUES (?, ?, 1, 'uploading')");
+    const use = db.prepare('INSERT INTO snapshot_chunks (snapshot_id, idx, hash) VALUES (?, ?, ?)');
+    return db.transaction(() => chunks.map(({ idx, hash, size }): ChunkAction => {
+      const row = get.get(hash) as { state: string } | undefined;
       if (row?.state === 'deleting') return 'wait';
-      if (row) db.prepare('UPDATE chunks SET refs = refs + 1 WHERE hash = ?').run(hash);
-      else db.prepare("INSERT INTO chunks (hash, size, refs, state) VALUES (?, ?, 1, 'uploading')").run(hash, size);
-      db.prepare('INSERT INTO snapshot_chunks (snapshot_id, idx, hash) VALUES (?, ?, ?)').run(snapshotId, idx, hash);
+      if (row) inc.run(hash);
+      else add.run(hash, size);
+      use.run(snapshotId, idx, hash);
       return row?.state === 'stored' ? 'reuse' : 'upload';
+    }))();
+  }
+
+  /** Write the object only (the row says uploading until markStored). */
+  async put(hash: string, body: Buffer): Promise<void> {
+    await this.o.s3.put(this.o.s3.bucket, this.key(hash), body, hash);
+  }
+
+  markStored(hashes: string[]): void {
+    const db = this.o.db;
+    const mark = db.prepare("UPDATE chunks SET state = 'stored' WHERE hash = ? AND state = 'uploading'");
+    db.transaction(() => {
+      for (const h of hashes) mark.run(h);
     })();
   }
 
   async upload(hash: string, body: Buffer): Promise<void> {
-    await this.o.s3.put(this.o.s3.bucket, this.key(hash), body, hash);
-    this.o.db.prepare("UPDATE chunks SET state = 'stored' WHERE hash = ? AND state = 'uploading'").run(hash);
+    await this.put(hash, body);
+    this.markStored([hash]);
   }
 
   isStored(hash: string): boolean {

@@ -227,46 +227,47 @@ export class SnapshotEngine {
     let uploadedChunks = r.uploaded_chunks;
     let reused = r.reused_chunks;
     const count = db.prepare('UPDATE snapshots SET uploaded_bytes = ?, uploaded_chunks = ?, reused_chunks = ?, progress = ? WHERE snapshot_id = ?');
-    await forEachIndex(n, this.o.concurrency ?? 4, signal, async (i) => {
-      const len = Math.min(r.chunk_size, size - i * r.chunk_size);
-      const known = recorded.get(i);
-      if (known && this.o.chunks.isStored(known)) {
-        processed++;
-        return;
+    // Windows of chunks: read and hash them, record their references in one transaction (before any
+    // object is written), upload the new ones in parallel, mark them stored in one transaction.
+    const WINDOW = 32;
+    for (let first = 0; first < n; first += WINDOW) {
+      if (signal.aborted) throw new Error('snapshot upload cancelled');
+      const batch: { idx: number; hash: string; size: number; buf: Buffer; known: boolean }[] = [];
+      for (let i = first; i < Math.min(n, first + WINDOW); i++) {
+        const len = Math.min(r.chunk_size, size - i * r.chunk_size);
+        const known = recorded.get(i);
+        if (known && this.o.chunks.isStored(known)) continue;
+        if (!known && !mayHoldData(i)) continue;
+        const buf = Buffer.allocUnsafe(len);
+        const { bytesRead } = await fh.read(buf, 0, len, i * r.chunk_size);
+        if (bytesRead < len) buf.fill(0, bytesRead);
+        if (!known && isZero(buf)) continue;
+        batch.push({ idx: i, hash: known ?? createHash('sha256').update(buf).digest('hex'), size: len, buf, known: known !== undefined });
       }
-      if (!known && !mayHoldData(i)) {
-        processed++;
-        this.progress.set(snapshotId, (processed / n) * 99);
-        return;
-      }
-      const buf = Buffer.allocUnsafe(len);
-      const { bytesRead } = await fh.read(buf, 0, len, i * r.chunk_size);
-      if (bytesRead < len) buf.fill(0, bytesRead);
-      if (!known && isZero(buf)) {
-        processed++;
-        this.progress.set(snapshotId, (processed / n) * 99);
-        return;
-      }
-      const hash = createHash('sha256').update(buf).digest('hex');
-      // Recorded before a restart but not yet stored: upload it again. Unchanged since the parent: stored, reused.
-      let action: string | undefined = known ? 'upload' : undefined;
-      while (action === undefined) {
-        action = this.o.chunks.reference(snapshotId, i, hash, len);
-        if (action === 'wait') {
-          await this.o.chunks.waitDeleted(hash);
-          action = undefined;
+      // Recorded before a restart but not yet stored: upload again. New ones: reference them now.
+      const fresh = batch.filter((c) => !c.known);
+      const actions = new Map<number, string>(batch.filter((c) => c.known).map((c) => [c.idx, 'upload']));
+      this.o.chunks.referenceMany(snapshotId, fresh).forEach((a, k) => actions.set(fresh[k]!.idx, a));
+      for (const c of fresh) {
+        // A chunk being deleted right now: wait for it to go, then claim it again (rare).
+        while (actions.get(c.idx) === 'wait') {
+          await this.o.chunks.waitDeleted(c.hash);
+          actions.set(c.idx, this.o.chunks.reference(snapshotId, c.idx, c.hash, c.size));
         }
       }
-      if (action === 'upload') {
-        await this.o.chunks.upload(hash, buf);
-        uploadedBytes += len;
-        uploadedChunks++;
-      } else reused++;
-      processed++;
+      const uploads = batch.filter((c) => actions.get(c.idx) === 'upload');
+      // One object per content, even when the window holds the same chunk twice.
+      const unique = [...new Map(uploads.map((c) => [c.hash, c])).values()];
+      await forEachIndex(unique.length, this.o.concurrency ?? 8, signal, async (k) => this.o.chunks.put(unique[k]!.hash, unique[k]!.buf));
+      this.o.chunks.markStored(unique.map((c) => c.hash));
+      for (const c of unique) uploadedBytes += c.size;
+      uploadedChunks += unique.length;
+      reused += batch.length - unique.length;
+      processed = Math.min(n, first + WINDOW);
       const pct = (processed / n) * 99;
       this.progress.set(snapshotId, pct);
-      if (processed % 64 === 0) count.run(uploadedBytes, uploadedChunks, reused, pct, snapshotId);
-    });
+      count.run(uploadedBytes, uploadedChunks, reused, pct, snapshotId);
+    }
     count.run(uploadedBytes, uploadedChunks, reused, 99, snapshotId);
   }
 

@@ -1,6 +1,7 @@
 // The Storage Controller with the real tgtd and an in-process Walrus. No guest here: the tests write
 // to a volume's backing file directly, standing in for a guest writing through iSCSI (the guest path
 // is test/e2e/volumes-guests.test.ts); everything else is the real thing.
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, openSync, readFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -66,6 +67,23 @@ describe.skipIf(!here)('storage controller', () => {
     await t.client.call(sc.UnexportVolume, { volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.1' });
     expect((await tgt.targets()).some((x) => x.iqn === target.iqn)).toBe(false);
     expect((await tgt.accounts()).includes(target.chapUser)).toBe(false);
+  });
+
+  it('the target lets in only the exported initiator address with the right CHAP secret (QEMU\'s own iSCSI initiator)', async () => {
+    const vol = 'vol-0000000f';
+    await t.client.call(sc.CreateStorageVolume, { volumeId: vol, sizeGiB: 1 });
+    const url = (user: string, secret: string, iqn: string) => `iscsi://${user}%${secret}@127.0.0.1:3260/${iqn}/1`;
+    const qemuImg = (u: string) => { try { execFileSync('qemu-img', ['info', u], { stdio: 'pipe', timeout: 30_000 }); return true; } catch { return false; } };
+    const { target } = await t.client.call(sc.ExportVolume, { volumeId: vol, initiatorAddress: '127.0.0.1' });
+    const secret = openSecret(t.key, target.chapSecret);
+    expect(qemuImg(url(target.chapUser, secret, target.iqn))).toBe(true);
+    expect(qemuImg(url(target.chapUser, 'wrongsecret12345', target.iqn))).toBe(false);
+    await t.client.call(sc.UnexportVolume, { volumeId: vol });
+    // Exported to another address only: this host (127.0.0.1) is not let in, even with the right secret.
+    const other = await t.client.call(sc.ExportVolume, { volumeId: vol, initiatorAddress: '127.0.0.2' });
+    expect(qemuImg(url(other.target.chapUser, openSecret(t.key, other.target.chapSecret), other.target.iqn))).toBe(false);
+    await t.client.call(sc.DeleteStorageVolume, { volumeId: vol });
+    expect((await tgt.targets()).some((x) => x.iqn === other.target.iqn)).toBe(false);
   });
 
   it('refuses volumes above the size limit and beyond the total storage', async () => {

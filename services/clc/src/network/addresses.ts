@@ -71,6 +71,21 @@ async function tellClusters(deps: AddressDeps, ctx: Pick<ActionContext, 'log'>, 
   deps.network.soon();
 }
 
+/**
+ * Eucalyptus's `euca-describe-addresses verbose` for the administrator: the whole pool, each address
+ * with what holds it in instanceId — "nobody" (free), "available (account)" (allocated, not associated),
+ * "i-… (account)" (associated; auto-assigned ones too).
+ */
+function everyAddress(db: Db, pool: string[]): Record<string, unknown>[] {
+  const rows = new Map((db.prepare(`SELECT a.*, c.name AS account_name FROM addresses a LEFT JOIN accounts c ON c.account_id = a.account_id`).all() as (AddressRow & { account_name: string | null })[])
+    .map((r) => [r.public_ip, r]));
+  return pool.map((ip) => {
+    const r = rows.get(ip);
+    const owner = r ? ` (${r.account_name ?? r.account_id})` : '';
+    return { publicIp: ip, domain: 'standard', instanceId: r ? `${r.instance_id ?? 'available'}${owner}` : 'nobody', ...(r && !r.auto_assigned ? { allocationId: r.allocation_id } : {}) };
+  });
+}
+
 const refShape = { PublicIp: z.string().optional(), AllocationId: z.string().optional() };
 
 export function addressActions(deps: AddressDeps): Ec2Action[] {
@@ -172,6 +187,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
     }),
 
     defineEc2Action('DescribeAddresses', z.object({ PublicIp: list(z.string()), AllocationId: list(z.string()), Filter: q.filters() }), (input, { principal }) => {
+      if (principal.isAdmin && input.PublicIp.includes('verbose')) return { addressesSet: everyAddress(db, deps.network.plan.publicIps) };
       let rows = db.prepare(`SELECT a.*, i.private_ip FROM addresses a LEFT JOIN instances i ON i.instance_id = a.instance_id
         WHERE a.account_id = ? AND a.auto_assigned = 0 ORDER BY a.allocated_at, a.public_ip`).all(principal.accountId) as (AddressRow & { private_ip: string | null })[];
       if (input.PublicIp.length) {

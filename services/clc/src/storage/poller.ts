@@ -38,6 +38,8 @@ export class StoragePoller {
     const { db, controllers } = this.s;
     let volumes: sc.ScVolume[];
     let snapshots: sc.ScSnapshot[];
+    // Rows made after the SC was asked are not in its answer yet: they are not "missing".
+    const askedAt = new Date(Date.now() - 1000).toISOString();
     try {
       const client = controllers.client(zone);
       const pending = db.prepare("SELECT snapshot_id FROM snapshots WHERE zone = ? AND status = 'pending'").pluck().all(zone) as string[];
@@ -58,8 +60,8 @@ export class StoragePoller {
     for (const row of db.prepare("SELECT * FROM volumes WHERE zone = ? AND status = 'creating'").all(zone) as VolumeRow[]) {
       const v = byId.get(row.volume_id);
       if (v?.status === 'available') db.prepare("UPDATE volumes SET status = 'available' WHERE volume_id = ? AND status = 'creating'").run(row.volume_id);
-      else if (v?.status === 'failed' || !v) {
-        db.prepare("UPDATE volumes SET status = 'error', status_reason = ? WHERE volume_id = ?").run(v?.reason ?? 'the storage controller does not have the volume', row.volume_id);
+      else if (v?.status === 'failed' || (!v && row.create_time < askedAt && Date.now() - Date.parse(row.create_time) > 30_000)) {
+        db.prepare("UPDATE volumes SET status = 'error', status_reason = ? WHERE volume_id = ? AND status = 'creating'").run(v?.reason ?? 'the storage controller does not have the volume', row.volume_id);
       }
     }
     const known = new Set(db.prepare('SELECT volume_id FROM volumes WHERE zone = ?').pluck().all(zone) as string[]);
