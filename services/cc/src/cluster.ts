@@ -384,7 +384,9 @@ export class Cluster {
       for (const i of l.instances()) {
         if (wanted && !wanted.has(i.instanceId)) continue;
         const seen = byId.get(i.instanceId);
-        if (!seen || (seen.state === 'terminated' && i.state !== 'terminated')) byId.set(i.instanceId, { ...i, node: l.name });
+        if (!seen || (seen.state === 'terminated' && i.state !== 'terminated')) {
+          byId.set(i.instanceId, { ...i, node: l.name, ...(l.unreachableSince !== undefined ? { nodeUnreachableSince: l.unreachableSince } : {}) });
+        }
       }
     }
     return { instances: [...byId.values()] };
