@@ -78,6 +78,10 @@ describe('addresses', () => {
     // Both auto-assigned addresses are free: two more can be allocated.
     expect((await cloud.ec2.ok('AllocateAddress')).publicIp).toBeDefined();
     expect((await cloud.ec2.ok('AllocateAddress')).publicIp).toBeDefined();
+    // The administrator's verbose listing (euca-describe-addresses verbose) shows the whole pool and who holds what.
+    const all = items((await cloud.ec2.ok('DescribeAddresses', { 'PublicIp.1': 'verbose' })).addressesSet);
+    expect(all.map((x) => x.publicIp)).toEqual(['198.51.100.10', '198.51.100.11', '198.51.100.12']);
+    expect(all.every((x) => String(x.instanceId).startsWith('available ('))).toBe(true);
   });
 });
 

@@ -15,6 +15,7 @@ const STATUS: Record<string, number> = {
   IncompleteBody: 400,
   IncompleteSignature: 400,
   InternalError: 500,
+  InsufficientStorage: 507,
   InvalidAccessKeyId: 403,
   InvalidArgument: 400,
   InvalidBucketName: 400,

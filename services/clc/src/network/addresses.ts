@@ -71,6 +71,21 @@ async function tellClusters(deps: AddressDeps, ctx: Pick<ActionContext, 'log'>, 
   deps.network.soon();
 }
 
+/**
+ * Eucalyptus's `euca-describe-addresses verbose` for the administrator: the whole pool, each address
+ * with what holds it in instanceId — "nobody" (free), "available (account)" (allocated, not associated),
+ * "i-… (account)" (associated; auto-assigned ones too).
+ */
+function everyAddress(db: Db, pool: string[]): Record<string, unknown>[] {
+  const rows = new Map((db.prepare(`SELECT a.*, c.name AS account_name FROM addresses a LEFT JOIN accounts c ON c.account_id = a.account_id`).all() as (AddressRow & { account_name: string | null })[])
+    .map((r) => [r.public_ip, r]));
+  return pool.map((ip) => {
+    const r = rows.get(ip);
+    const owner = r ? ` (${r.account_name ?? r.account_id})` : '';
+    return { publicIp: ip, domain: 'standard', instanceId: r ? `${r.instance_id ?? 'available'}${owner}` : 'nobody', ...(r && !r.auto_assigned ? { allocationId: r.allocation_id } : {}) };
+  });
+}
+
 const refShape = { PublicIp: z.string().optional(), AllocationId: z.string().optional() };
 
 export function addressActions(deps: AddressDeps): Ec2Action[] {
@@ -103,6 +118,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
       const changes: { unassign?: string; assign?: { ip: string; inst: InstanceRow } }[] = [];
       const associationId = newAssociationId();
       db.transaction(() => {
+        changes.length = 0; // PostgreSQL may run a transaction again (serialization conflict): only the last run counts
         const addr = ownAddress(db, ctx.principal.accountId, input);
         const inst = ownInstances(db, ctx.principal, [input.InstanceId!])[0]!;
         if (!['pending', 'running'].includes(inst.state)) {
@@ -135,6 +151,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
     defineEc2Action('DisassociateAddress', z.object({ PublicIp: z.string().optional(), AssociationId: z.string().optional() }), async (input, ctx) => {
       const changes: { unassign?: string; assign?: { ip: string; inst: InstanceRow } }[] = [];
       db.transaction(() => {
+        changes.length = 0; // PostgreSQL may run a transaction again (serialization conflict): only the last run counts
         let addr: AddressRow;
         if (input.AssociationId) {
           const row = db.prepare('SELECT * FROM addresses WHERE association_id = ? AND auto_assigned = 0').get(input.AssociationId) as AddressRow | undefined;
@@ -157,6 +174,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
     defineEc2Action('ReleaseAddress', z.object(refShape), async (input, ctx) => {
       const changes: { unassign?: string; assign?: { ip: string; inst: InstanceRow } }[] = [];
       db.transaction(() => {
+        changes.length = 0; // PostgreSQL may run a transaction again (serialization conflict): only the last run counts
         const addr = ownAddress(db, ctx.principal.accountId, input);
         if (addr.instance_id) {
           const inst = instanceRow(db, addr.instance_id);
@@ -172,6 +190,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
     }),
 
     defineEc2Action('DescribeAddresses', z.object({ PublicIp: list(z.string()), AllocationId: list(z.string()), Filter: q.filters() }), (input, { principal }) => {
+      if (principal.isAdmin && input.PublicIp.includes('verbose')) return { addressesSet: everyAddress(db, deps.network.plan.publicIps) };
       let rows = db.prepare(`SELECT a.*, i.private_ip FROM addresses a LEFT JOIN instances i ON i.instance_id = a.instance_id
         WHERE a.account_id = ? AND a.auto_assigned = 0 ORDER BY a.allocated_at, a.public_ip`).all(principal.accountId) as (AddressRow & { private_ip: string | null })[];
       if (input.PublicIp.length) {

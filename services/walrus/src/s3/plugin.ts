@@ -101,6 +101,14 @@ function parseQuery(raw: string): Map<string, string> {
   return map;
 }
 
+/** The disk (or SQLite's file) is full: ENOSPC/EDQUOT from a write, SQLITE_FULL from a commit. */
+function storageFull(e: unknown): boolean {
+  for (let c = e as { code?: unknown; cause?: unknown } | undefined, depth = 0; c && depth < 4; c = c.cause as typeof c, depth++) {
+    if (c.code === 'ENOSPC' || c.code === 'EDQUOT' || c.code === 'SQLITE_FULL') return true;
+  }
+  return false;
+}
+
 const one = (h: IncomingHttpHeaders, name: string) => (typeof h[name] === 'string' ? (h[name] as string) : undefined);
 
 /**
@@ -258,7 +266,10 @@ export async function s3Api(app: FastifyInstance, opts: S3ApiOptions): Promise<v
       body?.destroy();
       let err: S3Error;
       if (e instanceof S3Error) err = e;
-      else {
+      else if (storageFull(e)) {
+        request.log.warn({ err: e, requestId }, 'the store is out of space');
+        err = new S3Error('InsufficientStorage', 'There is not enough free space on the storage backend to complete the request; free space or add capacity, then retry.', {}, 507);
+      } else {
         request.log.error({ err: e, requestId }, 's3 request failed');
         err = new S3Error('InternalError', 'We encountered an internal error. Please try again.');
       }

@@ -1,0 +1,66 @@
+// The networking section of the domain XML and the node's host network, checked as XML and as the
+// commands it runs (the netns e2e suite, test/e2e/network.test.ts, runs them for real).
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '@mallee/config';
+import type { CommandRunner } from '@mallee/vnet';
+import type { InstanceSpec } from '@mallee/wire';
+import { buildDomainXml, type DomainSpec } from '../src/hypervisors/libvirt-domain-xml.js';
+import { HostNetwork } from '../src/net/host-network.js';
+
+const domain = (network: DomainSpec['network']): string =>
+  buildDomainXml({ name: 'i-1', type: 'qemu', memoryMiB: 256, cores: 1, disks: [], consoleLog: '/tmp/c.log', network });
+
+describe('the guest NIC in the domain XML', () => {
+  it('a bridge NIC with the instance MAC, the named tap and the VXLAN MTU; user-mode without a bridge', () => {
+    const xml = domain({ kind: 'bridge', bridge: 'mlnbr2', mac: 'd0:0d:ac:1f:00:42', tap: 'mlnt00000001', mtu: 1450 });
+    expect(xml).toContain("<interface type='bridge'><mac address='d0:0d:ac:1f:00:42'/><source bridge='mlnbr2'/><target dev='mlnt00000001'/><model type='virtio'/><mtu size='1450'/></interface>");
+    expect(domain({ kind: 'user' })).toContain("<interface type='user'><model type='virtio'/></interface>");
+    expect(domain({ kind: 'none' })).not.toContain('<interface');
+  });
+});
+
+describe('the node\'s host network', () => {
+  const spec = (network: InstanceSpec['network']): InstanceSpec => ({
+    instanceId: 'i-0000abcd', reservationId: 'r-1', ownerId: '1', launchIndex: 0, imageId: 'emi-1', imageLocation: '', groupNames: ['A'],
+    vmType: { name: 't1.micro', cores: 1, memoryMiB: 256, diskGiB: 1 }, vlan: 9, privateIp: '172.31.1.34', macAddress: 'd0:0d:ac:1f:01:22', ...(network ? { network } : {}),
+  });
+  const recorder = () => {
+    const cmds: string[] = [];
+    const run: CommandRunner = async (argv) => {
+      const c = argv.join(' ');
+      cmds.push(c);
+      if (c === 'ip -j -d link show') return JSON.stringify([{ ifname: 'eth1', flags: ['UP'] }]);
+      if (c.startsWith('ip -j -4 addr show')) return JSON.stringify([{ addr_info: [{ local: '10.0.0.2' }] }]);
+      if (c === 'ebtables -L FORWARD') return 'Bridge chain: FORWARD, entries: 0, policy: ACCEPT\n';
+      if (c.startsWith('ebtables -L')) throw new Error('no such chain');
+      return '';
+    };
+    return { run, cmds };
+  };
+  const config = loadConfig({ env: {}, overrides: { VNET_PRIVINTERFACE: 'eth1', LOG_LEVEL: 'silent' } });
+
+  it('802.1Q: a tagged device and bridge, then anti-spoofing on the tap that ends in DROP', async () => {
+    const { run, cmds } = recorder();
+    const nic = await new HostNetwork(config, pino({ level: 'silent' }), run).prepare(spec({ mode: 'MANAGED', encap: 'vlan' }));
+    expect(nic).toEqual({ bridge: 'mlnbr9', mac: 'd0:0d:ac:1f:01:22', tap: 'mlnt0000abcd' });
+    expect(cmds).toEqual(expect.arrayContaining([
+      'ip link add link eth1 name mlnvl9 type vlan id 9',
+      'ip link set mlnvl9 master mlnbr9',
+      'ebtables -A MLNT0000ABCD -s ! d0:0d:ac:1f:01:22 -j DROP',
+      'ebtables -A MLNT0000ABCD -p IPv4 --ip-src 172.31.1.34 -j RETURN',
+      'ebtables -A MLNT0000ABCD -j DROP',
+      'ebtables -A FORWARD -i mlnt0000abcd -j MLNT0000ABCD',
+    ]));
+    expect(cmds.some((c) => c.includes('vxlan'))).toBe(false);
+  });
+
+  it('VXLAN to the CC named in the spec, with the VXLAN MTU; no network in the spec → user-mode networking', async () => {
+    const { run, cmds } = recorder();
+    const hn = new HostNetwork(config, pino({ level: 'silent' }), run);
+    const nic = await hn.prepare(spec({ mode: 'MANAGED', encap: 'vxlan', tunnelRemote: '10.0.0.1' }));
+    expect(nic?.mtu).toBe(1450);
+    expect(cmds).toContain('ip link add mlnvx9 type vxlan id 9 dstport 4789 dev eth1 local 10.0.0.2 remote 10.0.0.1');
+    expect(await hn.prepare(spec(undefined))).toBeUndefined();
+  });
+});
