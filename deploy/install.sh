@@ -12,8 +12,13 @@
 #     --bin DIR        where the `mallee` command goes (default /usr/local/bin)
 #     --unit-dir DIR   systemd units (default /etc/systemd/system)
 #     --user NAME      the user clc and Walrus run as (default mallee; created when missing, unless --root)
+#     --set KEY=VALUE  a mallee.conf setting for a new configuration (repeatable; e.g. --set ZONE=zone-b
+#                      --set VNET_PRIVINTERFACE=eth1); an existing mallee.conf is never changed
 #     --no-apt         do not install Debian packages       --no-build   use the tree as built (no npm)
 #     --list-packages  print the role's Debian packages and exit
+#   A new mallee.conf has VNET_MODE="MANAGED" for frontend and node hosts (set VNET_PUBINTERFACE,
+#   VNET_PRIVINTERFACE, VNET_PUBLICIPS) and "USERMODE" for --role all, as `mallee up` writes it: one
+#   host has no private link to its nodes, and MANAGED would rewrite its own forwarding and NAT.
 set -euo pipefail
 shopt -s lastpipe # `render | write_if_changed` records its changes in this shell
 cd "$(dirname "$0")/.."
@@ -21,7 +26,7 @@ src=$PWD
 . deploy/lib.sh
 
 role='' root=/ prefix=/opt/mallee etc=/etc/mallee state=/var/lib/mallee bin=/usr/local/bin unitdir=/etc/systemd/system
-user=mallee apt=1 build=1 list=''
+user=mallee apt=1 build=1 list='' sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --role) role=$2; shift 2 ;;
@@ -34,8 +39,11 @@ while [ $# -gt 0 ]; do
     --user) user=$2; shift 2 ;;
     --no-apt) apt=''; shift ;;
     --no-build) build=''; shift ;;
+    --set)
+      [[ ${2:-} =~ ^[A-Z][A-Z0-9_]*=.*$ ]] || { echo "install.sh: --set wants KEY=VALUE (a mallee.conf key), not ${2:-nothing}" >&2; exit 2; }
+      sets+=("$2"); shift 2 ;;
     --list-packages) list=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -127,14 +135,29 @@ for d in keys run log; do ensure_dir "$R$state/$d" "$([ $d = keys ] && echo 700 
 [ "$role" = frontend ] || ensure_dir "$R$state/instances" 750 root:root
 
 conf="$R$etc/mallee.conf"
+# set_conf FILE KEY VALUE: the key's line becomes KEY="VALUE" (appended when the example has no such key).
+set_conf() {
+  local file=$1 key=$2 value=${3//\\/\\\\}
+  value=${value//\"/\\\"}
+  if grep -q "^$key=" "$file"; then
+    KEY=$key VALUE=$value awk 'BEGIN { k = ENVIRON["KEY"]; v = ENVIRON["VALUE"] } index($0, k "=") == 1 { print k "=\"" v "\""; next } { print }' "$file" >"$file.tmp" && mv "$file.tmp" "$file"
+  else
+    printf '%s="%s"\n' "$key" "$value" >>"$file"
+  fi
+}
 if [ ! -e "$conf" ]; then
   {
     echo "# mallee.conf for this host (role $role), written by deploy/install.sh from mallee.conf.example."
     echo "# Yours now: install.sh never overwrites it. Keys and defaults: $prefix/deploy/mallee.conf.example"
     sed -e "s|^MALLEE_HOME=.*|MALLEE_HOME=\"$state\"|" -e "s|^INSTANCE_PATH=.*|INSTANCE_PATH=\"$state/instances\"|" deploy/mallee.conf.example
   } >"$conf"
+  # One host alone has no private link to tunnel over: user-mode networking, as `mallee up` writes it.
+  [ "$role" = all ] && set_conf "$conf" VNET_MODE USERMODE
+  for kv in "${sets[@]}"; do set_conf "$conf" "${kv%%=*}" "${kv#*=}"; done
   chmod 644 "$conf"
   note "wrote $conf"
+elif [ ${#sets[@]} -gt 0 ]; then
+  log "$conf exists: --set applies to a new mallee.conf only (edit this one by hand)"
 fi
 # The daemons get --conf; the mallee command reads <home>/mallee.conf: one file for both.
 if [ ! -e "$R$state/mallee.conf" ] && [ ! -L "$R$state/mallee.conf" ]; then

@@ -5,7 +5,7 @@
 // daemon killed and brought back, and everything stopped and removed.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, copyFileSync, cpSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientEnv, eventually, freePortBase, parseEucarc, repoRoot, runTool } from './helpers/cloud.js';
@@ -61,7 +61,7 @@ describe('deploy/install.sh', () => {
   });
 
   it('installs the tree, the command, the config, the home and the units for --role all', async () => {
-    const r = await install('--role', 'all');
+    const r = await install('--role', 'all', '--set', 'LOG_LEVEL=debug');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/install\.sh: \d+ changes \(role all\)/);
     expect(existsSync(cli)).toBe(true);
@@ -74,6 +74,9 @@ describe('deploy/install.sh', () => {
     const text = readFileSync(conf, 'utf8');
     expect(text).toMatch(/^MALLEE_HOME="\/var\/lib\/mallee"$/m);
     expect(text).toMatch(/^CLC_PORT="8773"$/m);
+    // One host: user-mode networking, as `mallee up` writes it; --set lands in the new file.
+    expect(text).toMatch(/^VNET_MODE="USERMODE"$/m);
+    expect(text).toMatch(/^LOG_LEVEL="debug"$/m);
     expect(readFileSync(join(home, 'mallee.conf'), 'utf8')).toBe(text); // the home's link to it
     const uid = Number(execFileSync('id', ['-u', USER]).toString());
     expect(statSync(home).uid).toBe(uid);
@@ -141,9 +144,11 @@ describe('the installed cloud under `mallee supervise`', () => {
     // Registration as on separate hosts: each printed key installed where its daemon reads it (Walrus's for its user).
     const walrusUrl = `http://127.0.0.1:${port('WALRUS_PORT')}`;
     const lastLine = (s: string) => s.trim().split('\n').pop()!;
-    writeFileSync(join(home, 'keys/walrus.key'), lastLine(await mallee('register-walrus', walrusUrl)) + '\n', { mode: 0o600 });
-    chownSync(join(home, 'keys/walrus.key'), uid, uid);
-    writeFileSync(join(home, 'keys/cloud.key'), lastLine(await mallee('register-cluster', 'mallee-1a', `http://127.0.0.1:${port('CC_PORT')}`)) + '\n', { mode: 0o600 });
+    // Walrus and the cc are on this host: --walrus-home/--cc-home install their keys (Walrus's for its user).
+    expect(await mallee('register-walrus', walrusUrl, '--walrus-home', home)).toContain(`wrote ${join(home, 'keys/walrus.key')}`);
+    expect(statSync(join(home, 'keys/walrus.key')).uid).toBe(uid);
+    expect(statSync(join(home, 'keys/walrus.key')).mode & 0o777).toBe(0o600);
+    await mallee('register-cluster', 'mallee-1a', `http://127.0.0.1:${port('CC_PORT')}`, '--cc-home', home);
     writeFileSync(join(home, 'keys/node.key'), lastLine(await mallee('register-nodes', '--cluster', 'mallee-1a', '--name', 'node1', `http://127.0.0.1:${port('NC_PORT')}`)) + '\n', { mode: 0o600 });
     if (DAEMONS.includes('sc')) await mallee('register-sc', 'mallee-1a', `http://127.0.0.1:${port('SC_PORT')}`, '--walrus-url', walrusUrl, '--sc-home', home);
     await eventually('every component ENABLED', async () => {

@@ -15,8 +15,16 @@ const EXAMPLES: Record<string, string[]> = {
   'account create': ['mallee account create alice', 'mallee account create alice --output json | jq -r .secretAccessKey'],
   'account list': ['mallee account list --output json'],
   'user key create': ['mallee user key create --account alice'],
-  'register-cluster': ['mallee register-cluster zone-b http://10.0.0.2:8774   # then install the printed key as <cc home>/keys/cloud.key'],
-  'register-nodes': ['mallee register-nodes --cluster mallee-1a http://node1:8775 http://node2:8775'],
+  'register-cluster': [
+    'mallee register-cluster mallee-1a http://10.0.0.1:8774 --cc-home /var/lib/mallee   # the cc on this host: its keys/cloud.key is written',
+    'mallee register-cluster zone-b http://10.0.0.2:8774   # then install the printed key as <cc home>/keys/cloud.key on that host',
+  ],
+  'register-nodes': [
+    'mallee register-nodes --cluster mallee-1a http://node1:8775 http://node2:8775',
+    "mallee register-nodes --cluster mallee-1a http://node1:8775 | tail -1 | ssh root@node1 'install -m 600 /dev/stdin /var/lib/mallee/keys/node.key'",
+  ],
+  'register-walrus': ['mallee register-walrus http://10.0.0.1:8776 --walrus-home /var/lib/mallee   # Walrus on this host'],
+  'register-sc': ['mallee register-sc mallee-1a http://10.0.0.1:8777 --sc-home /var/lib/mallee'],
   'list-clusters': ['mallee list-clusters', "mallee list-clusters --output json | jq -r '.[] | select(.state != \"ENABLED\") | .name'"],
   'list-nodes': ['mallee list-nodes --cluster mallee-1a'],
   'deregister-cluster': ['mallee deregister-cluster zone-b'],

@@ -1,5 +1,6 @@
 // The image commands of `mallee`: register-walrus (admin), and bundle-image, upload-bundle,
 // bundle-and-upload (any user, euca2ools style: credentials from the sourced eucarc).
+import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { admin } from '@mallee/wire';
 import { IMAGE_TYPES, type ImageType } from '@mallee/image';
@@ -7,6 +8,7 @@ import { adminLink, CliError } from './admin.js';
 import { bundle, bundleAndUpload, registerHint, s3EndpointFromEnv, uploadBundle, type BundleFlags } from './bundles.js';
 import { ec2Call } from './ec2.js';
 import type { Home } from './home.js';
+import { copyCloudKeyPair, componentHome, installKey } from './install-key.js';
 
 type Say = (line: string) => void;
 
@@ -47,11 +49,20 @@ async function register(location: string, name: string, env: NodeJS.ProcessEnv):
 export function addImageCommands(program: Command, say: Say, homeOption: () => Option, homeOf: (o: { home: string }) => Home): void {
   program
     .command('register-walrus <url>')
-    .description("register the cloud's Walrus (euca_conf --register-walrus); prints the key to install as Walrus's keys/walrus.key")
+    .description("register the cloud's Walrus (euca_conf --register-walrus); installs (--walrus-home) or prints the key that is Walrus's keys/walrus.key")
+    .option('--walrus-home <dir>', "Walrus's home on this host (or mounted here): its keys/walrus.key is written, and the cloud's key pair copied, owned by the home's owner")
     .addOption(homeOption())
-    .action(async (url: string, opts: { home: string }) => {
-      const { key } = await adminLink(homeOf(opts)).call(admin.RegisterWalrus, { url });
+    .action(async (url: string, opts: { home: string; walrusHome?: string }) => {
+      const home = homeOf(opts);
+      const { key } = await adminLink(home).call(admin.RegisterWalrus, { url });
       say(`registered walrus at ${url}.`);
+      if (opts.walrusHome) {
+        const w = componentHome(opts.walrusHome);
+        installKey(w, join(w.keysDir, 'walrus.key'), key);
+        const copied = copyCloudKeyPair(home, w);
+        say(`wrote ${[join(w.keysDir, 'walrus.key'), ...copied].join(', ')}`);
+        return;
+      }
       say('Install this key as <walrus home>/keys/walrus.key (mode 0600) on the Walrus host,');
       say("and copy the clc's keys/cloud-pk.pem and keys/cloud-cert.pem there too (Walrus decrypts image bundles with them):");
       say(key);

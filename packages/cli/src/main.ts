@@ -16,6 +16,7 @@ import { superviseCommand } from './supervise.js';
 import { addExamples } from './examples.js';
 import { installTestImage, testImageIdsFile, type TestImage } from './test-image.js';
 import { addImageCommands } from './image-commands.js';
+import { componentHome, installKey } from './install-key.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
 let stdoutClosed = false;
@@ -191,28 +192,43 @@ program
 
 program
   .command('register-cluster <name> <url>')
-  .description("register a cluster controller; prints the key to install as the cc's keys/cloud.key")
+  .description("register a cluster controller; installs (--cc-home) or prints the key that is the cc's keys/cloud.key")
+  .option('--cc-home <dir>', "the cc's home on this host (or mounted here): the key is written as its keys/cloud.key")
   .addOption(homeOption())
-  .action(async (name: string, url: string, opts: { home: string }) => {
+  .action(async (name: string, url: string, opts: { home: string; ccHome?: string }) => {
     const { key } = await adminLink(homeOf(opts)).call(admin.RegisterCluster, { name, url });
     say(`registered cluster ${name} at ${url}.`);
+    if (opts.ccHome) {
+      const cc = componentHome(opts.ccHome);
+      installKey(cc, cc.cloudKey, key);
+      say(`wrote ${cc.cloudKey}`);
+      return;
+    }
     say(`Install this key as <cc home>/keys/cloud.key (mode 0600) on the cc host:`);
     say(key);
   });
 
 program
   .command('register-nodes <urls...>')
-  .description("register node controllers with a cluster; prints each key to install as the nc's keys/node.key")
+  .description("register node controllers with a cluster; installs (--nc-home) or prints each key that is the nc's keys/node.key")
   .requiredOption('--cluster <name>', 'cluster (zone) name')
   .option('--name <node>', 'node name (one URL only; default: its host, plus -PORT unless the port is 8775)')
+  .option('--nc-home <dir>', "the nc's home on this host (or mounted here; one URL only): the key is written as its keys/node.key")
   .addOption(homeOption())
-  .action(async (urls: string[], opts: { home: string; cluster: string; name?: string }) => {
+  .action(async (urls: string[], opts: { home: string; cluster: string; name?: string; ncHome?: string }) => {
     if (opts.name && urls.length > 1) throw new CliError('--name names one node: register the others separately');
+    if (opts.ncHome && urls.length > 1) throw new CliError('--nc-home is the home of one node: register the others separately');
     const link = adminLink(homeOf(opts));
     for (const url of urls) {
       const u = new URL(url);
       const node = opts.name ?? `${u.hostname}${u.port && u.port !== '8775' ? `-${u.port}` : ''}`.replace(/[^a-zA-Z0-9-]+/g, '-');
       const { key } = await link.call(admin.RegisterNodeAdmin, { cluster: opts.cluster, node, url });
+      if (opts.ncHome) {
+        const nc = componentHome(opts.ncHome);
+        installKey(nc, nc.nodeKey, key);
+        say(`registered node ${node} at ${url} in cluster ${opts.cluster}; wrote ${nc.nodeKey}`);
+        continue;
+      }
       say(`registered node ${node} at ${url} in cluster ${opts.cluster}. Install this key as <nc home>/keys/node.key (mode 0600) on that host:`);
       say(key);
     }
@@ -231,8 +247,9 @@ program
     const res = await adminLink(home).call(admin.RegisterStorageController, { zone, url, walrusUrl });
     say(`registered the storage controller of ${zone} at ${url} (snapshots into ${walrusUrl}, bucket ${res.storage.bucket}).`);
     if (opts.scHome) {
-      const scHome = homeAt(resolve(opts.scHome));
+      const scHome = componentHome(opts.scHome);
       writeBlockStorage(scHome, res.key, res.storage);
+      adoptHomeFiles(scHome);
       say(`wrote ${scHome.scKey} and ${scHome.blockStorage}`);
     } else {
       say('Install this key as <sc home>/keys/sc.key (mode 0600) on the sc host:');

@@ -15,6 +15,12 @@ export const configSchema = z.object({
   WALRUS_PORT: port.default(8776),
   SC_PORT: port.default(8777),
   BIND_ADDRESS: z.string().default('127.0.0.1'),
+  /**
+   * The clc's URL as the daemons of this host reach it (Walrus, the sc and the cc read their cloud
+   * properties there; the cc and Walrus may run on another host than the clc). Default:
+   * http://<BIND_ADDRESS, 127.0.0.1 for 0.0.0.0>:CLC_PORT — the clc on this host (clcUrlOf).
+   */
+  CLC_URL: z.string().default(''),
   /** Region name reported by DescribeRegions and used in credentials. */
   REGION: z.string().default('mallee'),
   /** Availability zone (= cluster name) served by this host's cc. */
@@ -143,6 +149,13 @@ export function loadConfig(opts: LoadOptions = {}): MalleeConfig {
     throw new ConfigError(`invalid configuration${file ? ` in ${file}` : ''}:\n  ${msgs.join('\n  ')}`);
   }
   return parsed.data;
+}
+
+/** The clc's URL for daemons of this host: CLC_URL, else the clc on this host (BIND_ADDRESS:CLC_PORT). */
+export function clcUrlOf(config: Pick<MalleeConfig, 'CLC_URL' | 'BIND_ADDRESS' | 'CLC_PORT'>): string {
+  if (config.CLC_URL) return config.CLC_URL.replace(/\/+$/, '');
+  const host = config.BIND_ADDRESS === '0.0.0.0' || config.BIND_ADDRESS === '' ? '127.0.0.1' : config.BIND_ADDRESS === '::' ? '[::1]' : config.BIND_ADDRESS;
+  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${config.CLC_PORT}`;
 }
 
 /** Render a config back to mallee.conf text (used by `mallee up` to write a host's file). */

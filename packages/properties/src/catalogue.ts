@@ -1,13 +1,15 @@
 // Every cloud property Mallee knows, one file per area under catalogue/ (add yours there and list it here).
 import type { PropertyDefinition } from './define.js';
 import { cloudProperties } from './catalogue/cloud.js';
+import { clusterProperties } from './catalogue/cluster.js';
 import { storageProperties } from './catalogue/storage.js';
 import { walrusProperties } from './catalogue/walrus.js';
 
-export { cloudProperties, storageProperties, walrusProperties };
+export { cloudProperties, clusterProperties, storageProperties, walrusProperties };
 
 export const PROPERTIES: readonly PropertyDefinition[] = [
   ...Object.values(cloudProperties),
+  ...Object.values(clusterProperties),
   ...Object.values(storageProperties),
   ...Object.values(walrusProperties),
 ].sort((a, b) => a.name.localeCompare(b.name)) as PropertyDefinition[];

@@ -16,11 +16,17 @@ export interface PropertyReaderOptions {
   retryMs?: number;
   /** This host's mallee.conf: the fallback while the clc has not answered. */
   config?: MalleeConfig;
+  /**
+   * Only values the admin set at the clc count; an unset property takes this host's mallee.conf (or the
+   * built-in default), not the clc host's. For daemons that may run on another host than the clc and
+   * whose conf the property replaces (the cc's SCHEDPOLICY).
+   */
+  ownConfUnlessSet?: boolean;
   onError?: (err: Error) => void;
 }
 
 export class PropertyReader {
-  private values = new Map<string, string>();
+  private values = new Map<string, { value: string; source: ops.PropertyValue['source'] }>();
   private fetchedAt = -Infinity;
   private failedAt = -Infinity;
   private inflight: Promise<void> | undefined;
@@ -36,7 +42,8 @@ export class PropertyReader {
 
   /** The value from the last fetch, without asking the clc (the fallback when there was none). */
   peek<T>(def: PropertyDefinition<T>): T {
-    const text = this.values.get(def.name);
+    const got = this.values.get(def.name);
+    const text = got && (!this.o.ownConfUnlessSet || got.source === 'set') ? got.value : undefined;
     if (text !== undefined) {
       try {
         return def.parse(text);
@@ -68,7 +75,7 @@ export class PropertyReader {
     if (now - this.fetchedAt < ttl || now - this.failedAt < (this.o.retryMs ?? Math.min(ttl, 5000))) return Promise.resolve();
     this.inflight ??= this.o.fetch().then(
       (list) => {
-        this.values = new Map(list.map((p) => [p.name, p.value]));
+        this.values = new Map(list.map((p) => [p.name, { value: p.value, source: p.source }]));
         this.fetchedAt = Date.now();
         this.lastError = undefined;
       },

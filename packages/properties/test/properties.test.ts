@@ -6,7 +6,7 @@ import { loadConfig } from '@mallee/config';
 import type { properties as ops } from '@mallee/wire';
 import {
   PROPERTIES, PropertyReader, PropertyValueError, booleanProperty, cloudProperties, defaultFor, enumProperty, integerProperty,
-  resolvePropertyName, storageProperties, walrusProperties,
+  clusterProperties, resolvePropertyName, storageProperties, walrusProperties,
 } from '../src/index.js';
 
 const value = (name: string, v: string): ops.PropertyValue => ({ name, value: v, type: 'integer', defaultValue: '0', description: '', source: 'set' });
@@ -90,5 +90,16 @@ describe('PropertyReader', () => {
     reader.invalidate();
     expect(await reader.get(walrusProperties.maxBucketsPerAccount)).toBe(4); // last known
     expect(errors).toEqual(['clc unreachable', 'clc unreachable']);
+  });
+
+  it('ownConfUnlessSet: a value the admin did not set leaves this host\'s mallee.conf in charge (a cc on its own host)', async () => {
+    const config = loadConfig({ env: {}, overrides: { SCHEDPOLICY: 'ROUNDROBIN' } });
+    let answer: ops.PropertyValue = { ...value('cluster.schedulingpolicy', 'GREEDY'), type: 'enum', source: 'mallee.conf' };
+    const reader = new PropertyReader({ ttlMs: 0, config, ownConfUnlessSet: true, fetch: async () => [answer] });
+    expect(await reader.get(clusterProperties.schedulingPolicy)).toBe('ROUNDROBIN'); // the clc host's conf says GREEDY
+    answer = { ...answer, value: 'POWERSAVE', source: 'set' };
+    expect(await reader.get(clusterProperties.schedulingPolicy)).toBe('POWERSAVE');
+    const plain = new PropertyReader({ ttlMs: 0, config, fetch: async () => [{ ...answer, value: 'GREEDY', source: 'mallee.conf' }] });
+    expect(await plain.get(clusterProperties.schedulingPolicy)).toBe('GREEDY');
   });
 });

@@ -19,6 +19,8 @@ export interface ClusterOptions {
   launchConcurrency?: number;
   /** MANAGED networking: records each launch (DHCP lease, metadata) and says how the NC attaches it. */
   network?: NetworkManager;
+  /** The placement policy in force now (the zone's cloud property cluster.schedulingpolicy); default `policy`. */
+  currentPolicy?: () => Promise<SchedPolicy>;
 }
 
 /** Resources promised to a launch the node may not have counted yet. */
@@ -137,8 +139,11 @@ export class Cluster {
 
   async runInstances(req: Req<typeof cc.RunInstances>): Promise<Res<typeof cc.RunInstances>> {
     const unique = [...new Map(req.instances.map((s) => [s.instanceId, s])).values()];
-    // Fresh numbers first (the only await before placing), then known instances are sorted out.
-    if (unique.some((s) => this.knownNode(s.instanceId) === undefined)) await this.refreshResources();
+    // Fresh numbers and the policy in force first (the only awaits before placing), then known instances are sorted out.
+    if (unique.some((s) => this.knownNode(s.instanceId) === undefined)) {
+      await this.refreshResources();
+      await this.refreshPolicy();
+    }
     // From here until the reservations are made nothing awaits, so concurrent calls (including
     // retries of this very request) see each other's reservations and cannot overcommit or duplicate.
     const placed: { instanceId: string; node: string }[] = [];
@@ -236,6 +241,15 @@ export class Cluster {
     const enabled = [...this.links.values()].filter((l) => l.state === 'ENABLED').length;
     const nodes = enabled === 0 ? `no node of this cluster is ENABLED (${this.links.size} registered)` : `${enabled} of ${this.links.size} nodes are ENABLED`;
     return new WireError('InsufficientInstanceCapacity', `only ${fit} of the minimum ${minCount} instances (${types}) fit; ${nodes}; none were started`);
+  }
+
+  private async refreshPolicy(): Promise<void> {
+    if (!this.o.currentPolicy) return;
+    const policy = await this.o.currentPolicy().catch(() => this.scheduler.current);
+    if (policy !== this.scheduler.current) {
+      this.o.log.info({ from: this.scheduler.current, to: policy }, 'scheduling policy changed (cluster.schedulingpolicy)');
+      this.scheduler.setPolicy(policy);
+    }
   }
 
   /** Fresh numbers from every answering node before placing (Eucalyptus refreshes resources per run). */

@@ -3,7 +3,8 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { MalleeConfig } from '@mallee/config';
+import { clcUrlOf, type MalleeConfig } from '@mallee/config';
+import { clcPropertyReader, clusterProperties } from '@mallee/properties';
 import { openDatabase } from '@mallee/store';
 import { readKeyFile } from '@mallee/wire';
 import { Cluster } from './cluster.js';
@@ -18,6 +19,8 @@ export interface StartOptions {
   /** Overrides CC_PORT (0 = any free port; the real one is in the returned url and run/cc.url). */
   port?: number;
   logger?: Logger;
+  /** The clc the cc reads its cloud properties from (default CLC_URL, else the clc on this host). */
+  clcUrl?: string;
 }
 
 export interface RunningDaemon {
@@ -31,6 +34,10 @@ export function cloudKeyFile(home: string): string {
   return join(home, 'keys', 'cloud.key');
 }
 
+function missingKey(file: string): never {
+  throw new Error(`no ${file} yet (mallee register-cluster issues it)`);
+}
+
 export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const { home, config } = opts;
   const log = opts.logger ?? pino({ name: 'cc', level: config.LOG_LEVEL });
@@ -40,8 +47,17 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const db = openDatabase(join(home, 'cc.sqlite'), { migrations: [...migrations, ...networkMigrations] });
   // The manager asks the cluster (made next) for its nodes and live instances only once it applies a state.
   const network: NetworkManager = new NetworkManager({ config, home, db, log, nodeHosts: (): string[] => cluster.nodeHosts(), liveInstances: (): Set<string> => cluster.liveInstanceIds() });
-  const cluster: Cluster = new Cluster({ registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log, network });
   const keyFile = cloudKeyFile(home);
+  // The zone's cluster.* properties, read as cc:<zone> with the cluster key; unset ones leave this host's mallee.conf in charge.
+  const properties = clcPropertyReader({
+    clcUrl: opts.clcUrl ?? clcUrlOf(config), from: `cc:${config.ZONE}`, key: () => readKeyFile(keyFile) ?? missingKey(keyFile), prefix: 'cluster.', zone: config.ZONE,
+    config, ownConfUnlessSet: true, ttlMs: 10_000, timeoutMs: 3000,
+    onError: (err) => log.debug({ err: err.message }, 'cloud properties not readable from the clc now; using mallee.conf'),
+  });
+  const cluster: Cluster = new Cluster({
+    registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log, network,
+    currentPolicy: () => properties.get(clusterProperties.schedulingPolicy),
+  });
   const app = buildServer({ logger: log, cluster, network, keyFor: (from) => (from === CC_CALLER ? readKeyFile(keyFile) : undefined) });
   let url: string;
   try {

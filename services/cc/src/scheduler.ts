@@ -37,7 +37,16 @@ export class Scheduler {
   /** ROUNDROBIN: index of the node the next instance starts looking at; kept across calls. */
   private next = 0;
 
-  constructor(private readonly policy: SchedPolicy) {}
+  constructor(private policy: SchedPolicy) {}
+
+  /** The zone's policy changed (cloud property cluster.schedulingpolicy): ROUNDROBIN keeps its position. */
+  setPolicy(policy: SchedPolicy): void {
+    this.policy = policy;
+  }
+
+  get current(): SchedPolicy {
+    return this.policy;
+  }
 
   /**
    * Place each type in order on one of the candidates (mutating their free room), or undefined

@@ -56,6 +56,8 @@ export async function startNc(name: string, overrides: Overrides = {}): Promise<
 
 export interface TestCc {
   url: string;
+  /** The key the clc signs with (keys/cloud.key). */
+  key: string;
   home: string;
   client: WireClient;
   pollNow(): Promise<void>;
@@ -66,18 +68,19 @@ export interface TestCc {
   restart(): Promise<void>;
 }
 
-export async function startCc(overrides: Overrides = {}): Promise<TestCc> {
+export async function startCc(overrides: Overrides = {}, opts: { clcUrl?: string } = {}): Promise<TestCc> {
   const home = tempHome('mallee-cc-');
   const key = generateKey();
   writeKeyFile(cloudKeyFile(home), key);
   const cfg = config(overrides);
-  let daemon = await startCcDaemon({ home, config: cfg, port: 0 });
+  let daemon = await startCcDaemon({ home, config: cfg, port: 0, ...opts });
   const port = Number(new URL(daemon.url).port);
   const stop = () => daemon.close();
   stoppers.add(stop);
   const client = new WireClient({ url: daemon.url, from: 'clc', key });
   return {
     url: daemon.url,
+    key,
     home,
     client,
     pollNow: () => daemon.pollNow(),
@@ -89,7 +92,7 @@ export async function startCc(overrides: Overrides = {}): Promise<TestCc> {
     stop,
     restart: async () => {
       await daemon.close();
-      daemon = await startCcDaemon({ home, config: cfg, port });
+      daemon = await startCcDaemon({ home, config: cfg, port, ...opts });
     },
   };
 }

@@ -55,6 +55,11 @@ export class Clusters {
     return row && toRecord(row);
   }
 
+  /** The cluster's wire key (the cc signs with it as cc:<zone> when it reads its properties). */
+  keyOf(name: string): string | undefined {
+    return this.row(name)?.wire_key;
+  }
+
   /** The wire link to a cluster's cc (rebuilt when it is re-registered with another url or key). */
   client(name: string): WireClient {
     const row = this.row(name);

@@ -114,9 +114,11 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       ...storageActions(storage, config.REGION),
     ]),
     credentials,
-    // An SC signs as sc:<zone> (properties) with the key the clc issued it at register-sc.
+    // An SC signs as sc:<zone> (properties) with the key the clc issued it at register-sc; a cc as cc:<zone> with
+    // the cluster's key (its keys/cloud.key, issued at register-cluster).
     keyFor: (from) => (from === admin.ADMIN_SENDER ? readKeyFile(adminKeyFile(home)) : from === walrus.WALRUS_SENDER ? walrusLink.key()
-      : from.startsWith('sc:') ? storage.controllers.get(from.slice(3))?.key : undefined),
+      : from.startsWith('sc:') ? storage.controllers.get(from.slice(3))?.key
+      : from.startsWith('cc:') ? clusters.keyOf(from.slice(3)) : undefined),
     wireHandlers: [
       ...adminHandlers({ db, home, clusters, walrus: walrusLink, properties, services, pollSoon: () => void poller.pollAll() }),
       walrusLinkHandler((accessKeyId) => walrusCredential(db, accessKeyId)),

@@ -2,7 +2,7 @@
 // persistence across a restart, the other daemons' read op, and the clc's own settings following them
 // (terminated-instance retention, the default instance type, the user data limit).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cloudProperties, clcPropertyReader, storageProperties, walrusProperties } from '@mallee/properties';
+import { cloudProperties, clcPropertyReader, clusterProperties, storageProperties, walrusProperties } from '@mallee/properties';
 import { WireClient, WireError, admin, properties as ops, readKeyFile } from '@mallee/wire';
 import { walrusKeyFile } from '../src/index.js';
 import { instancesOf, items, startFakeCloud, type TestCloud } from './harness.js';
@@ -81,6 +81,19 @@ describe('cloud properties', () => {
     const stranger = new WireClient({ url: cloud.url, from: 'walrus', key: 'f'.repeat(64) });
     expect((await refusal(stranger.call(ops.DescribeProperties, {}))).code).toBe('SignatureDoesNotMatch');
     await modify('walrus.storagemaxbucketsperaccount');
+  });
+
+  it('a cc reads its zone\'s cluster.* as cc:<zone> with the cluster\'s key; another zone\'s name or a wrong key is refused', async () => {
+    const reader = clcPropertyReader({ clcUrl: cloud.url, from: 'cc:zone-a', key: () => cloud.cc.key, prefix: 'cluster.', zone: 'zone-a', ttlMs: 0 });
+    expect(await reader.get(clusterProperties.schedulingPolicy)).toBe('GREEDY');
+    await modify('zone-a.cluster.schedulingpolicy', 'ROUNDROBIN');
+    expect(await reader.get(clusterProperties.schedulingPolicy)).toBe('ROUNDROBIN');
+    expect((await refusal(modify('cluster.schedulingpolicy', 'FASTEST'))).message).toContain('one of GREEDY, ROUNDROBIN, POWERSAVE');
+    const otherZone = new WireClient({ url: cloud.url, from: 'cc:zone-b', key: cloud.cc.key });
+    expect((await refusal(otherZone.call(ops.DescribeProperties, {}))).code).toBe('UnknownComponent');
+    const wrongKey = new WireClient({ url: cloud.url, from: 'cc:zone-a', key: 'e'.repeat(64) });
+    expect((await refusal(wrongKey.call(ops.DescribeProperties, {}))).code).toBe('SignatureDoesNotMatch');
+    await modify('zone-a.cluster.schedulingpolicy');
   });
 
   it('values survive a clc restart', async () => {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { MalleeConfig } from '@mallee/config';
+import { clcUrlOf, type MalleeConfig } from '@mallee/config';
 import { clcPropertyReader, storageProperties } from '@mallee/properties';
 import { openDaemonDatabase, type Db } from '@mallee/store';
 import { readKeyFile, sc } from '@mallee/wire';
@@ -69,7 +69,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const snapshots = new SnapshotEngine({ db, backend, s3, chunks, prefix, chunkSize: config.SC_CHUNK_MB * 1024 * 1024, log });
   // Limits are cloud properties (storage.*, per zone) held by the clc; mallee.conf SC_MAX_* until it answers.
   const properties = clcPropertyReader({
-    clcUrl: opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`,
+    clcUrl: opts.clcUrl ?? clcUrlOf(config),
     from: `sc:${config.ZONE}`,
     key: () => readKeyFile(keyFile) ?? '',
     prefix: 'storage.',

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { CredentialLookup } from '@mallee/aws-protocol';
-import type { MalleeConfig } from '@mallee/config';
+import { clcUrlOf, type MalleeConfig } from '@mallee/config';
 import { openDaemonDatabase } from '@mallee/store';
 import { clcPropertyReader, walrusProperties } from '@mallee/properties';
 import { readKeyFile, walrus } from '@mallee/wire';
@@ -58,7 +58,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   mkdirSync(runDir, { recursive: true });
 
   const db = openDaemonDatabase(config.DB_URL, join(home, 'walrus.sqlite'), 'walrus', { migrations });
-  const clcUrl = opts.clcUrl ?? `http://${config.BIND_ADDRESS}:${config.CLC_PORT}`;
+  const clcUrl = opts.clcUrl ?? clcUrlOf(config);
   const keyFile = walrusKeyFile(home);
   const linkKey = () => {
     const k = readKeyFile(keyFile);

@@ -1,5 +1,5 @@
 // Cloud properties (`mallee property`), served by the clc: every daemon that has a key with the clc
-// reads the ones that concern it (Walrus `walrus.*`, an SC `storage.*` for its zone, a cc `cloud.cluster.*`).
+// reads the ones that concern it (Walrus `walrus.*`, an SC `storage.*` for its zone, a cc `cluster.*` for its zone).
 // Values travel as strings, as in Eucalyptus; @mallee/properties parses them with each property's type.
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
