@@ -6,7 +6,10 @@
 //      10% DescribeSecurityGroups.
 //   npm run bench -- ec2-workload      (MALLEE_BENCH_CHURN=200, MALLEE_BENCH_MIXED_SECONDS=30, MALLEE_BENCH_CLIENTS=32)
 import { items } from '../test/e2e/helpers/ec2-client.js';
-import { machineFacts, percentile, startMallee, startMoto, writeResult, type Ec2Target } from './lib.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { machineFacts, percentile, profileSummary, startMallee, startMoto, writeResult, type Ec2Target } from './lib.js';
 
 const CHURN = Number(process.env.MALLEE_BENCH_CHURN ?? 200);
 const MIXED_S = Number(process.env.MALLEE_BENCH_MIXED_SECONDS ?? 30);
@@ -64,6 +67,11 @@ async function mixed(t: Ec2Target): Promise<{ lat: Map<Op, number[]>; errors: Ma
   return { lat, errors, total, seconds: (performance.now() - t0) / 1000 };
 }
 
+// Mallee's daemons are profiled during the run (bench/cpu-profile.mjs), unless MALLEE_BENCH_PROFILE=0.
+if (process.env.MALLEE_BENCH_PROFILE === undefined) process.env.MALLEE_BENCH_PROFILE = mkdtempSync(join(tmpdir(), 'mallee-bench-prof-'));
+const profileDir = process.env.MALLEE_BENCH_PROFILE === '0' ? undefined : process.env.MALLEE_BENCH_PROFILE;
+if (!profileDir) delete process.env.MALLEE_BENCH_PROFILE;
+
 const churnRows: string[] = [];
 const mixedRows: string[] = [];
 const errorNotes: string[] = [];
@@ -105,7 +113,12 @@ Cells are p50 / p95 ms.
 |---|---:|---:|---:|---:|---:|---|---|---|---|---|
 ${mixedRows.join('\n')}
 ${errorNotes.length ? `\nNon-200 answers:\n${errorNotes.join('\n')}\n` : ''}
-## Where the time goes
+## Where the time goes (Mallee, V8 CPU profile of each daemon over both parts)
 
-See "Profile" below (filled in from \`node --cpu-prof\` of the clc during this benchmark).
+${profileDir ? profileSummary(profileDir) : 'Not profiled (MALLEE_BENCH_PROFILE=0).'}
+
+Reading it: no daemon is CPU-bound here (busy well under 100%), so latency under 32 clients is queueing behind the
+cc round trip each launch makes and behind the other work on a loaded 2-core host. Inside the clc the largest
+own costs are SQLite: \`prepare\` (statements are prepared on every call: @mallee/store has no statement cache) and
+\`sqliteTransaction\` (WAL commits with synchronous=FULL, the price of kill -9 durability).
 `);

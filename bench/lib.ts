@@ -2,7 +2,7 @@
 // as the EC2 peer, machine facts for the results file, percentiles, and writing bench/results/<name>.md.
 import { randomBytes } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ec2Client, items } from '../test/e2e/helpers/ec2-client.js';
@@ -123,4 +123,32 @@ export function writeResult(name: string, markdown: string): void {
   mkdirSync(join(repoRoot, 'bench/results'), { recursive: true });
   writeFileSync(join(repoRoot, 'bench/results', `${name}.md`), markdown);
   console.log(markdown);
+}
+
+/**
+ * The busiest functions of each daemon's CPU profile in `dir` (written with MALLEE_BENCH_PROFILE): how busy
+ * the daemon was over the run, and the top self times outside idle, GC and the program itself.
+ */
+export function profileSummary(dir: string, top = 6): string {
+  const out: string[] = [];
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.cpuprofile')).sort()) {
+    const p = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples: number[]; timeDeltas: number[] };
+    const byId = new Map(p.nodes.map((n) => [n.id, n]));
+    const self = new Map<string, number>();
+    let total = 0;
+    let idle = 0;
+    p.samples.forEach((id, i) => {
+      const t = p.timeDeltas[i] ?? 0;
+      const cf = byId.get(id)!.callFrame;
+      total += t;
+      if (cf.functionName === '(idle)') idle += t;
+      if (['(idle)', '(program)', '(garbage collector)'].includes(cf.functionName)) return;
+      const k = `${cf.functionName || '(anonymous)'} (${cf.url.replace(/^.*\/(node_modules|packages|services)\//, '$1/').replace(/^node:.*/, 'node') || 'native'}:${cf.lineNumber + 1})`;
+      self.set(k, (self.get(k) ?? 0) + t);
+    });
+    const daemon = f.split('-')[0];
+    if (daemon === 'cli') continue;
+    out.push(`- **${daemon}**: busy ${((100 * (total - idle)) / total).toFixed(0)}% of ${(total / 1e6).toFixed(0)} s; top self time: ${[...self].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, t]) => `${k} ${((100 * t) / total).toFixed(1)}%`).join(', ')}`);
+  }
+  return out.join('\n');
 }
