@@ -113,3 +113,8 @@ ensure_libpq() {
 ensure_ceph() {
   apt_install ceph-mon ceph-osd ceph-mgr radosgw ceph-common qemu-block-extra uuid-runtime
 }
+
+# debootstrap for the Debian 12 test guest (test/images/build-debian-image.sh, `mallee test-image --debian`).
+ensure_debootstrap() {
+  apt_install debootstrap qemu-utils e2fsprogs
+}

@@ -34,6 +34,7 @@ suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by 
 ensure_node
 ensure_test_clients
 check "libvirt + QEMU (real guests)" ensure_libvirt
+check "debootstrap (the Debian test guest)" ensure_debootstrap
 check "dnsmasq, iptables, ebtables (MANAGED networking)" ensure_network
 check "tgt + QEMU iSCSI (EBS volumes)" ensure_tgt
 check "systemd-analyze (install suite)" ensure_systemd_analyze
@@ -42,6 +43,8 @@ check "libpq headers (PostgreSQL driver build)" ensure_libpq
 check "npm ci (if needed) + npm run build" ensure_built
 check "npm run lint" npm run -s lint
 check "npm run typecheck" npm run -s typecheck
+# Built once here (cached per host), shared by every suite that boots the Debian guest.
+check "Debian 12 test guest (test/images/build-debian-image.sh)" bash test/images/build-debian-image.sh
 suite "unit tests (vitest.config.ts)" "$out/unit.json" npx vitest run
 suite "end-to-end suites (test/e2e)" "$out/e2e.json" npx vitest run --config test/e2e/vitest.config.ts
 suite "fuzzing (test/fuzz, fixed seed)" "$out/fuzz.json" npx vitest run --config test/fuzz/vitest.config.ts

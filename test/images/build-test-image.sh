@@ -115,7 +115,7 @@ mkfs.ext4 -q -F -L mallee-root -d "$disk" "$work/root.img" 8M >/dev/null
 part=$work/part.img
 truncate -s 32M "$part"
 mkfs.vfat -n MALLEEBOOT "$part" >/dev/null
-printf 'SERIAL 0 115200\nDEFAULT mallee\nPROMPT 0\nTIMEOUT 0\nLABEL mallee\n  KERNEL /vmlinuz\n  APPEND initrd=/initrd.img console=ttyS0\n' > "$work/syslinux.cfg"
+printf 'SERIAL 0 115200\nDEFAULT mallee\nPROMPT 0\nTIMEOUT 0\nLABEL mallee\n  KERNEL /vmlinuz\n  APPEND initrd=/initrd.img console=ttyS0 no_timer_check\n' > "$work/syslinux.cfg"
 mcopy -i "$part" "$work/vmlinuz" ::/vmlinuz
 mcopy -i "$part" "$work/initrd.img" ::/initrd.img
 mcopy -i "$part" "$work/syslinux.cfg" ::/syslinux.cfg
@@ -136,7 +136,7 @@ cat > "$work/image.json" <<JSON
   "ramdisk": { "file": "initrd.img", "bytes": $(size "$work/initrd.img"), "sha256": "$(sum "$work/initrd.img")" },
   "root": { "file": "root.img", "format": "raw", "filesystem": "ext4", "bytes": $(size "$work/root.img"), "sha256": "$(sum "$work/root.img")" },
   "disk": { "file": "disk.img", "format": "raw", "boot": "mbr+syslinux", "bytes": $(size "$work/disk.img"), "sha256": "$(sum "$work/disk.img")" },
-  "cmdline": "console=ttyS0 mallee.instance_id=<instance-id>",
+  "cmdline": "console=ttyS0 root=/dev/vda rw no_timer_check mallee.instance_id=<instance-id>",
   "builtAt": "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 }
 JSON

@@ -14,7 +14,7 @@ import { backupCommands } from './backup.js';
 import { adoptHomeFiles } from './ownership.js';
 import { superviseCommand } from './supervise.js';
 import { addExamples } from './examples.js';
-import { installTestImage, type TestImage } from './test-image.js';
+import { installTestImage, testImageIdsFile, type TestImage } from './test-image.js';
 import { addImageCommands } from './image-commands.js';
 
 // `mallee up | head` closes our stdout early: the work goes on, only the talking stops.
@@ -98,13 +98,15 @@ program
 
 program
   .command('test-image')
-  .description('build the tiny test image set (kernel + busybox initramfs + root disk) from Debian packages and register it as public EKI/ERI/EMI')
+  .description('build a test image set from Debian packages and register it as public EKI/ERI/EMI: the busybox set (boots in seconds), or with --debian a real Debian 12 guest (cloud-init, qemu-guest-agent, sshd)')
   .addOption(homeOption())
-  .addHelpText('after', '\nExample:\n  mallee test-image --home /var/lib/mallee && aws ec2 run-instances --image-id "$(jq -r .emi /var/lib/mallee/test-image.json)"')
-  .action(async (opts: { home: string }) => {
+  .option('--debian', 'the Debian 12 guest (debootstrap; built once per host into /var/cache/mallee/test-images, or $MALLEE_IMAGE_CACHE)')
+  .addHelpText('after', '\nExamples:\n  mallee test-image --home /var/lib/mallee && aws ec2 run-instances --image-id "$(jq -r .emi /var/lib/mallee/test-image.json)"\n  mallee test-image --debian --home /var/lib/mallee && aws ec2 run-instances --instance-type m1.small --key-name mykey --image-id "$(jq -r .emi /var/lib/mallee/test-image-debian.json)"')
+  .action(async (opts: { home: string; debian?: boolean }) => {
     const home = homeOf(opts);
-    const image = await installTestImage(home, configOf(home), say);
-    say(`test image: ${image.emi} (kernel ${image.eki}, ramdisk ${image.eri}); ids also in ${home.dir}/test-image.json`);
+    const which = opts.debian ? 'debian' : 'busybox';
+    const image = await installTestImage(home, configOf(home), say, which);
+    say(`${which === 'debian' ? 'Debian 12 test guest' : 'test image'}: ${image.emi} (kernel ${image.eki}, ramdisk ${image.eri}); ids also in ${home.dir}/${testImageIdsFile(which)}`);
   });
 
 program

@@ -1,6 +1,9 @@
-// `mallee test-image`: builds the tiny test image set (EKI kernel, ERI busybox initramfs, EMI root
-// disk) from Debian packages, bundles each as the cloud admin and uploads it into Walrus (as any user's
-// image), registers them as public images; NCs fetch them from Walrus like every other image.
+// `mallee test-image`: builds a test image set from Debian packages, bundles each image as the cloud
+// admin and uploads it into Walrus (as any user's image), registers them as public images (EKI kernel,
+// ERI ramdisk, EMI root disk); NCs fetch them from Walrus like every other image. Two sets:
+//   busybox (default): the Debian cloud kernel + a busybox initramfs, boots in seconds (test/images/build-test-image.sh)
+//   debian (--debian): a real Debian 12 guest (debootstrap: systemd, cloud-init, qemu-guest-agent, sshd),
+//                      built once into a cache shared by every home on the host (test/images/build-debian-image.sh)
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -22,18 +25,61 @@ export interface TestImage {
   stamp: string;
 }
 
+export type TestImageSet = 'busybox' | 'debian';
+
 type Say = (line: string) => void;
 
-const builder = () => join(dirname(fileURLToPath(import.meta.url)), '../../../../test/images/build-test-image.sh');
+interface SetDescription {
+  script: string;
+  /** Where the builder writes: a directory of the home, or undefined for the builder's shared cache (it prints the directory). */
+  outDir(home: Home): string | undefined;
+  /** Registered names are `<prefix>-{kernel,ramdisk}-<stamp>` and `<prefix>-<stamp>`; bundles go to `<bucket>/<stamp>/`. */
+  prefix: string;
+  bucket: string;
+  description: string;
+  /** The ids go to <home>/<idsFile>. */
+  idsFile: string;
+  building: string;
+}
 
-function build(outDir: string, say: Say): Promise<void> {
-  const script = builder();
+const SETS: Record<TestImageSet, SetDescription> = {
+  busybox: {
+    script: 'build-test-image.sh',
+    outDir: (home) => join(home.dir, 'test-image'),
+    prefix: 'mallee-test',
+    bucket: 'mallee-test-image',
+    description: 'Mallee test image: Debian cloud kernel + busybox initramfs; prints "mallee: boot done <instance-id>" on its console',
+    idsFile: 'test-image.json',
+    building: 'building the test image set (first time: apt packages, ~30 s)',
+  },
+  debian: {
+    script: 'build-debian-image.sh',
+    outDir: () => undefined,
+    prefix: 'mallee-debian-12',
+    bucket: 'mallee-debian-12',
+    description: 'Mallee Debian 12 test guest: systemd, cloud-init (NoCloud, EC2 metadata), qemu-guest-agent, openssh-server; prints "mallee: debian boot done <instance-id>" on its console',
+    idsFile: 'test-image-debian.json',
+    building: 'building the Debian 12 test guest with debootstrap (first time on this host: about 1–3 min; later: cached)',
+  },
+};
+
+const imagesDir = () => join(dirname(fileURLToPath(import.meta.url)), '../../../../test/images');
+
+/** Run the set's builder (progress on our stderr) and return the directory it built into. */
+function build(set: SetDescription, home: Home, say: Say): Promise<string> {
+  const script = join(imagesDir(), set.script);
   if (!existsSync(script)) throw new CliError(`the image builder is missing (${script}): run mallee from a checkout of the Mallee repository`);
-  say(`building the test image set in ${outDir} (first time: apt packages, ~30 s) …`);
+  const out = set.outDir(home);
+  say(`${set.building} …`);
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [script, outDir], { stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn('bash', [script, ...(out ? [out] : [])], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new CliError(`the image builder failed (exit ${code}); its output is above`))));
+    child.on('exit', (code) => {
+      if (code !== 0) return reject(new CliError(`the image builder failed (exit ${code}); its output is above`));
+      resolve(out ?? stdout.trim().split('\n').pop() ?? '');
+    });
   });
 }
 
@@ -48,9 +94,9 @@ async function registerOnce(ep: Ec2Endpoint, location: string, name: string, ext
   return id;
 }
 
-export async function installTestImage(home: Home, config: MalleeConfig, say: Say): Promise<TestImage> {
-  const outDir = join(home.dir, 'test-image');
-  await build(outDir, say);
+export async function installTestImage(home: Home, config: MalleeConfig, say: Say, which: TestImageSet = 'busybox'): Promise<TestImage> {
+  const set = SETS[which];
+  const outDir = await build(set, home, say);
   const meta = JSON.parse(readFileSync(join(outDir, 'image.json'), 'utf8')) as { stamp: string; kernel: { file: string }; ramdisk: { file: string }; root: { file: string } };
   const link = adminLink(home);
   const creds = await link.call(admin.GetCredentials, { accountName: ADMIN_ACCOUNT });
@@ -63,7 +109,7 @@ export async function installTestImage(home: Home, config: MalleeConfig, say: Sa
   if (creds.cloudCertificate) writeCloudCertificate(home.cloudCert, creds.cloudCertificate);
   const s3 = { url: walrus.url, region: config.REGION, accessKeyId: creds.accessKeyId, secretAccessKey: creds.secretAccessKey };
   const env = { EC2_CERT: cert.certFile, EC2_PRIVATE_KEY: cert.keyFile, EUCALYPTUS_CERT: home.cloudCert, EC2_USER_ID: creds.accountId };
-  const bucket = `mallee-test-image/${s}`;
+  const bucket = `${set.bucket}/${s}`;
   const upload = async (file: string, prefix: string, imageType: 'machine' | 'kernel' | 'ramdisk') => {
     const location = `${bucket}/${prefix}.manifest.xml`;
     const found = await ec2Call(ep, 'DescribeImages', { 'Owner.1': 'self', 'Filter.1.Name': 'manifest-location', 'Filter.1.Value.1': location });
@@ -71,10 +117,15 @@ export async function installTestImage(home: Home, config: MalleeConfig, say: Sa
     say(`bundling and uploading ${prefix} into Walrus (${bucket}) …`);
     return (await bundleAndUpload({ image: join(outDir, file), arch: 'x86_64', prefix, imageType }, bucket, s3, { env: { ...process.env, ...env } })).location;
   };
-  const eki = await registerOnce(ep, await upload(meta.kernel.file, `vmlinuz-${s}`, 'kernel'), `mallee-test-kernel-${s}`, {}, say);
-  const eri = await registerOnce(ep, await upload(meta.ramdisk.file, `initrd-${s}`, 'ramdisk'), `mallee-test-ramdisk-${s}`, {}, say);
-  const emi = await registerOnce(ep, await upload(meta.root.file, `mallee-test-${s}`, 'machine'), `mallee-test-${s}`, { KernelId: eki, RamdiskId: eri, Description: 'Mallee test image: Debian cloud kernel + busybox initramfs; prints "mallee: boot done <instance-id>" on its console' }, say);
+  const p = set.prefix;
+  const eki = await registerOnce(ep, await upload(meta.kernel.file, `vmlinuz-${s}`, 'kernel'), `${p}-kernel-${s}`, {}, say);
+  const eri = await registerOnce(ep, await upload(meta.ramdisk.file, `initrd-${s}`, 'ramdisk'), `${p}-ramdisk-${s}`, {}, say);
+  const emi = await registerOnce(ep, await upload(meta.root.file, `${p}-${s}`, 'machine'), `${p}-${s}`, { KernelId: eki, RamdiskId: eri, Description: set.description }, say);
   const result: TestImage = { emi, eki, eri, stamp: s };
-  writeFileSync(join(home.dir, 'test-image.json'), JSON.stringify(result, null, 2) + '\n');
+  writeFileSync(join(home.dir, set.idsFile), JSON.stringify(result, null, 2) + '\n');
   return result;
+}
+
+export function testImageIdsFile(which: TestImageSet): string {
+  return SETS[which].idsFile;
 }

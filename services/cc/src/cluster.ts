@@ -207,7 +207,12 @@ export class Cluster {
         this.reservations.delete(spec.instanceId);
         excluded.add(node);
         const code = (err as WireError).code;
-        if (code === 'ServiceUnavailable') link?.markDown(err as Error);
+        if (code === 'ServiceUnavailable') {
+          link?.markDown(err as Error);
+          // Timed out: the node may have taken the launch after all. It is placed elsewhere (or the call
+          // fails), so it must not run here too (a second guest with the same id and private address).
+          link?.client.call(nc.ncTerminateInstance, { instanceId: spec.instanceId, force: true }, { timeoutMs: 60_000 }).catch(() => undefined);
+        }
         this.o.log.warn({ err, node, instanceId: spec.instanceId }, 'node did not start the instance; trying another');
         failed.push(spec);
       }
@@ -379,7 +384,9 @@ export class Cluster {
       for (const i of l.instances()) {
         if (wanted && !wanted.has(i.instanceId)) continue;
         const seen = byId.get(i.instanceId);
-        if (!seen || (seen.state === 'terminated' && i.state !== 'terminated')) byId.set(i.instanceId, { ...i, node: l.name });
+        if (!seen || (seen.state === 'terminated' && i.state !== 'terminated')) {
+          byId.set(i.instanceId, { ...i, node: l.name, ...(l.unreachableSince !== undefined ? { nodeUnreachableSince: l.unreachableSince } : {}) });
+        }
       }
     }
     return { instances: [...byId.values()] };

@@ -21,6 +21,8 @@ export class NodeLink {
   state: NodeState = 'NOTREADY';
   detail: string | undefined = 'not contacted yet';
   lastSeen: string | undefined;
+  /** When the node stopped answering (its first failed contact since it last answered); undefined while it answers. */
+  unreachableSince: string | undefined;
   resources: NodeResources | undefined;
   /** ms when the request that produced `resources` was sent: launches completed before it are counted in it. */
   resourcesAsOf = 0;
@@ -147,12 +149,14 @@ export class NodeLink {
   markSeen(onSeen: (link: NodeLink, lastSeen: string) => void): void {
     this.state = 'ENABLED';
     this.detail = undefined;
+    this.unreachableSince = undefined;
     this.lastSeen = new Date().toISOString();
     onSeen(this, this.lastSeen);
   }
 
   markDown(err: Error): void {
     this.state = 'NOTREADY';
+    this.unreachableSince ??= new Date().toISOString();
     const code = (err as { code?: string }).code;
     this.detail = code ? `${code}: ${err.message}` : err.message;
   }

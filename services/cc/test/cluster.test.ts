@@ -119,6 +119,8 @@ describe('cluster controller over the wire', () => {
     const kept = (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances;
     expect(kept.map((i) => i.instanceId).sort()).toEqual(batch.map((s) => s.instanceId).sort());
     expect(kept.every((i) => i.state === 'running' && i.node === 'node1')).toBe(true);
+    // Marked, not lost: the state is the last one the node reported, since it stopped answering.
+    expect(kept.every((i) => i.nodeUnreachableSince !== undefined && Date.parse(i.nodeUnreachableSince) <= Date.now())).toBe(true);
     // No capacity is offered by a node that does not answer.
     await expect(ccd.client.call(cc.RunInstances, { instances: specs(1), minCount: 1 })).rejects.toMatchObject({ code: 'InsufficientInstanceCapacity' });
     await ncs[0]!.start();
@@ -126,7 +128,7 @@ describe('cluster controller over the wire', () => {
     expect((await ccd.client.call(cc.DescribeNodes, {})).nodes[0]).toMatchObject({ node: 'node1', state: 'ENABLED' });
     const back = (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances;
     expect(back.map((i) => i.instanceId).sort()).toEqual(batch.map((s) => s.instanceId).sort());
-    expect(back.every((i) => i.state === 'running')).toBe(true);
+    expect(back.every((i) => i.state === 'running' && i.nodeUnreachableSince === undefined)).toBe(true);
   });
 
   it('a cc restarted while a node is down still reports that node’s instances as last known', async () => {

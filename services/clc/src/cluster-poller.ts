@@ -87,6 +87,7 @@ export class ClusterPoller {
       if (!clusters.get(zone)) return; // deregistered while we asked
       reports = instances.instances;
       clusters.recordResources(zone, resources);
+      clusters.recordUnreachable(zone, new Map(reports.flatMap((r) => (r.nodeUnreachableSince ? [[r.instanceId, r.nodeUnreachableSince] as const] : []))));
       clusters.recordContact(zone, true);
     } catch (err) {
       const detail = err instanceof WireError ? `${err.code}: ${err.message}` : (err as Error).message;

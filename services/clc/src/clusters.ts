@@ -24,6 +24,8 @@ interface ClusterRow { name: string; url: string; wire_key: string; state: Clust
 export class Clusters {
   private readonly clients = new Map<string, { url: string; key: string; client: WireClient }>();
   private readonly resources = new Map<string, Resources>();
+  /** Per cluster: instances whose node did not answer the cc at the last poll, and since when (soft state). */
+  private readonly unreachable = new Map<string, Map<string, string>>();
 
   constructor(private readonly db: Db, private readonly timeoutMs = 30_000) {}
 
@@ -41,6 +43,7 @@ export class Clusters {
     if (!r.changes) throw new WireError('NoSuchEntity', `no cluster named ${name}`, 404);
     this.clients.delete(name);
     this.resources.delete(name);
+    this.unreachable.delete(name);
   }
 
   list(): ClusterRecord[] {
@@ -71,6 +74,16 @@ export class Clusters {
 
   recordResources(name: string, res: Resources): void {
     this.resources.set(name, res);
+  }
+
+  /** The instances of the cluster whose node did not answer its cc at the last poll (instance id → since when). */
+  recordUnreachable(name: string, instances: Map<string, string>): void {
+    this.unreachable.set(name, instances);
+  }
+
+  /** Since when the node running the instance has not answered its cc, per the last poll of its cluster. */
+  nodeUnreachableSince(name: string, instanceId: string): string | undefined {
+    return this.unreachable.get(name)?.get(instanceId);
   }
 
   /** Free/max per instance type from the cluster's last DescribeResources (empty until polled). */

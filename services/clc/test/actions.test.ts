@@ -94,6 +94,29 @@ describe('instance status and attributes', () => {
     expect(all.map((s) => [s.instanceId, (s.instanceState as Record<string, string>).name])).toEqual([[ids[0], 'running'], [ids[1], 'pending']]);
   });
 
+  it('DescribeInstanceStatus: while the node does not answer its cc the system status is impaired (reachability failed since then), the state stays running; the cluster itself unreachable is insufficient-data; back to ok after', async () => {
+    const [id] = items((await cloud.ec2.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 })).instancesSet).map((i) => String(i.instanceId));
+    const fake = cloud.cc.instances.get(id!)!;
+    fake.state = 'running';
+    const since = new Date(Date.now() - 5000).toISOString();
+    fake.nodeUnreachableSince = since;
+    await cloud.poll();
+    const status = async (extra: Record<string, string> = {}) => items((await cloud.ec2.ok('DescribeInstanceStatus', { 'InstanceId.1': id!, ...extra })).instanceStatusSet);
+    expect(await status()).toEqual([expect.objectContaining({
+      instanceState: expect.objectContaining({ name: 'running' }),
+      systemStatus: { status: 'impaired', details: { item: [{ name: 'reachability', status: 'failed', impairedSince: since }] } },
+      instanceStatus: { status: 'insufficient-data', details: { item: [{ name: 'reachability', status: 'insufficient-data' }] } },
+    })]);
+    expect((await status({ 'Filter.1.Name': 'system-status.status', 'Filter.1.Value.1': 'impaired' })).map((s) => s.instanceId)).toEqual([id]);
+    cloud.cc.down = true;
+    await cloud.poll();
+    expect((await status())[0]).toMatchObject({ systemStatus: { status: 'insufficient-data' }, instanceStatus: { status: 'insufficient-data' } });
+    cloud.cc.down = false;
+    delete fake.nodeUnreachableSince;
+    await cloud.poll();
+    expect((await status())[0]).toMatchObject({ systemStatus: { status: 'ok', details: { item: [{ name: 'reachability', status: 'passed' }] } }, instanceStatus: { status: 'ok' } });
+  });
+
   it('DescribeInstanceAttribute answers type, user data and groups of the account\'s own instance', async () => {
     const id = String(items((await cloud.ec2.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: 'm1.large', UserData: Buffer.from('hi').toString('base64') })).instancesSet)[0]!.instanceId);
     expect((await cloud.ec2.ok('DescribeInstanceAttribute', { InstanceId: id, Attribute: 'instanceType' })).instanceType).toEqual({ value: 'm1.large' });

@@ -4,7 +4,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { cc, handler, wire, WireError, generateKey, type InstanceSpec, type InstanceStateName } from '@mallee/wire';
 
-export interface FakeInstance { spec: InstanceSpec; state: InstanceStateName; node: string; stateReason?: string }
+export interface FakeInstance { spec: InstanceSpec; state: InstanceStateName; node: string; stateReason?: string; nodeUnreachableSince?: string }
 
 export class FakeCc {
   readonly instances = new Map<string, FakeInstance>();
@@ -59,6 +59,7 @@ export class FakeCc {
               instanceId: i.spec.instanceId, reservationId: i.spec.reservationId, ownerId: i.spec.ownerId, imageId: i.spec.imageId,
               state: i.state, vmType: i.spec.vmType, launchTime: new Date().toISOString(), node: i.node,
               privateIp: '10.0.0.5', ...(i.stateReason ? { stateReason: i.stateReason } : {}),
+              ...(i.nodeUnreachableSince ? { nodeUnreachableSince: i.nodeUnreachableSince } : {}),
             })),
           };
         }),

@@ -252,13 +252,18 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
       const tcg = await bootsUnder(conn, 'qemu', join(imagesOut, 'vmlinuz'), join(home, 'probe-tcg'), 60_000);
       expect(tcg.booted).toBe(true);
       const stateDir = join(home, 'libvirt');
-      const first = await chooseDomainType({ conn, stateDir, log, timeoutMs: 15_000, kernel: join(imagesOut, 'vmlinuz') });
+      const hostStateDir = join(home, 'host');
+      const first = await chooseDomainType({ conn, stateDir, hostStateDir, log, timeoutMs: 15_000, kernel: join(imagesOut, 'vmlinuz') });
       console.info(`KVM probe on this host: ${first.type} (${first.reason})`);
       expect(['kvm', 'qemu']).toContain(first.type);
       const t = Date.now();
-      const again = await chooseDomainType({ conn, stateDir, log, kernel: join(imagesOut, 'vmlinuz') });
+      const again = await chooseDomainType({ conn, stateDir, hostStateDir, log, kernel: join(imagesOut, 'vmlinuz') });
       expect(again.type).toBe(first.type);
       expect(again.reason).toMatch(/probed/);
+      // Another NC home on the same host takes the host's answer instead of probing again.
+      const other = await chooseDomainType({ conn, stateDir: join(home, 'other-nc'), hostStateDir, log, kernel: join(imagesOut, 'vmlinuz') });
+      expect(other.type).toBe(first.type);
+      expect(other.reason).toMatch(/for this host/);
       expect(Date.now() - t).toBeLessThan(1000);
       expect((await chooseDomainType({ conn, stateDir, log, forced: 'kvm' })).type).toBe('kvm');
     } finally {

@@ -31,9 +31,9 @@ export async function freePortBase(): Promise<number> {
   throw new Error('no five consecutive free ports found');
 }
 
-export async function mallee(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ stdout: string; stderr: string }> {
+export async function mallee(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
   try {
-    return await run(process.execPath, [malleeBin, ...args], { env: { ...process.env, ...env }, timeout: 120_000, maxBuffer: 16 << 20 });
+    return await run(process.execPath, [malleeBin, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
     throw new Error(`mallee ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
@@ -57,7 +57,7 @@ export interface Cloud {
   ec2Url: string;
   region: string;
   client: Ec2Client;
-  mallee(args: string[]): Promise<{ stdout: string; stderr: string }>;
+  mallee(args: string[], timeoutMs?: number): Promise<{ stdout: string; stderr: string }>;
   /** Log tails of every daemon (for failure messages). */
   logs(): string;
   stop(): Promise<void>;
@@ -92,7 +92,7 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
     ec2Url: env.EC2_URL!,
     region: env.AWS_DEFAULT_REGION!,
     client: new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!),
-    mallee: (args) => mallee([...args, '--home', home], confEnv),
+    mallee: (args, timeoutMs) => mallee([...args, '--home', home], confEnv, timeoutMs),
     logs,
     stop: async () => {
       await mallee(['down', '--home', home]).catch(() => {});

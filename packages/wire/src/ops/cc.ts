@@ -4,7 +4,11 @@ import { defineOperation } from '../protocol.js';
 import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty, attachedVolume } from './common.js';
 import { iscsiTarget, snapshotConsistency } from './sc.js';
 
-export const ccInstance = nodeInstance.extend({ node: z.string() });
+export const ccInstance = nodeInstance.extend({
+  node: z.string(),
+  /** Set while the instance's node does not answer the cc (since its first failed contact): the state is the last one it reported. */
+  nodeUnreachableSince: z.string().optional(),
+});
 export type CcInstance = z.infer<typeof ccInstance>;
 
 /**

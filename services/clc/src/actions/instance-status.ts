@@ -1,46 +1,72 @@
 // DescribeInstanceStatus (what `aws ec2 wait instance-status-ok` polls) and DescribeInstanceAttribute.
-// There are no health checks or scheduled events here yet: a running instance reports ok, one still
-// booting reports initializing, as EC2 does for its first minutes.
+// No health checks or scheduled events inside guests yet: a running instance reports ok, except that
+// its system status is impaired (reachability failed) while its node does not answer its cluster
+// controller, and both are insufficient-data while the clc cannot reach the cluster itself — the
+// instance keeps its last known state meanwhile (EC2: the host's status checks fail).
 import { z } from 'zod';
 import type { Db } from '@mallee/store';
 import { defineEc2Action, Ec2Error, errors, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters } from '../resources/index.js';
 import { groupsOf, listedInstances, STATE_CODES, type ListedInstance } from '../instances.js';
+import type { Clusters } from '../clusters.js';
 import { list, ownInstances, type Clc } from './context.js';
 import { stateXml } from './describe-instances.js';
 
-function summary(row: ListedInstance): { status: string; details: { name: string; status: string }[] } {
-  if (row.state !== 'running') return { status: 'not-applicable', details: [] };
-  return { status: 'ok', details: [{ name: 'reachability', status: 'passed' }] };
+interface StatusSummary {
+  status: string;
+  details: { name: string; status: string; impairedSince?: string }[];
 }
 
-const FILTERS: Record<string, (r: ListedInstance) => unknown> = {
+interface Statuses {
+  system: StatusSummary;
+  instance: StatusSummary;
+}
+
+const reachability = (status: string, impairedSince?: string): StatusSummary['details'] => [{ name: 'reachability', status, ...(impairedSince ? { impairedSince } : {}) }];
+
+function statusesOf(clusters: Clusters, row: ListedInstance): Statuses {
+  if (row.state !== 'running') {
+    const na = { status: 'not-applicable', details: [] };
+    return { system: na, instance: na };
+  }
+  const unknown = { status: 'insufficient-data', details: reachability('insufficient-data') };
+  if (clusters.get(row.zone)?.state === 'NOTREADY') return { system: unknown, instance: unknown };
+  const since = clusters.nodeUnreachableSince(row.zone, row.instance_id);
+  if (since) return { system: { status: 'impaired', details: reachability('failed', since) }, instance: unknown };
+  const ok = { status: 'ok', details: reachability('passed') };
+  return { system: ok, instance: ok };
+}
+
+const filtersFor = (clusters: Clusters): Record<string, (r: ListedInstance) => unknown> => ({
   'availability-zone': (r) => r.zone,
   'instance-state-name': (r) => r.state,
   'instance-state-code': (r) => STATE_CODES[r.state],
-  'instance-status.status': (r) => summary(r).status,
-  'instance-status.reachability': (r) => summary(r).details[0]?.status,
-  'system-status.status': (r) => summary(r).status,
-  'system-status.reachability': (r) => summary(r).details[0]?.status,
-};
+  'instance-status.status': (r) => statusesOf(clusters, r).instance.status,
+  'instance-status.reachability': (r) => statusesOf(clusters, r).instance.details[0]?.status,
+  'system-status.status': (r) => statusesOf(clusters, r).system.status,
+  'system-status.reachability': (r) => statusesOf(clusters, r).system.details[0]?.status,
+});
 
 const statusShape = z.object({ InstanceId: list(z.string()), Filter: q.filters(), IncludeAllInstances: q.bool().optional(), MaxResults: q.int().optional(), NextToken: z.string().optional() });
 
-export function describeInstanceStatus(db: Db, principal: Principal, input: z.infer<typeof statusShape>): Record<string, unknown> {
+export function describeInstanceStatus(db: Db, clusters: Clusters, principal: Principal, input: z.infer<typeof statusShape>): Record<string, unknown> {
   const rows: ListedInstance[] = input.InstanceId.length
     ? ownInstances(db, principal, input.InstanceId)
     : listedInstances(db, "account_id = @account AND state <> 'terminated'", { account: principal.accountId });
   // As EC2: only running instances unless IncludeAllInstances.
-  const shown = applyFilters(rows.filter((r) => input.IncludeAllInstances || r.state === 'running'), input.Filter, FILTERS);
+  const shown = applyFilters(rows.filter((r) => input.IncludeAllInstances || r.state === 'running'), input.Filter, filtersFor(clusters));
   return {
-    instanceStatusSet: shown.map((r) => ({
-      instanceId: r.instance_id,
-      availabilityZone: r.zone,
-      instanceState: stateXml(r.state),
-      systemStatus: summary(r),
-      instanceStatus: summary(r),
-      eventsSet: [],
-    })),
+    instanceStatusSet: shown.map((r) => {
+      const s = statusesOf(clusters, r);
+      return {
+        instanceId: r.instance_id,
+        availabilityZone: r.zone,
+        instanceState: stateXml(r.state),
+        systemStatus: s.system,
+        instanceStatus: s.instance,
+        eventsSet: [],
+      };
+    }),
   };
 }
 
@@ -76,7 +102,7 @@ export function describeInstanceAttribute(db: Db, principal: Principal, input: {
 }
 
 export const instanceStatusActions = (clc: Clc) => [
-  defineEc2Action('DescribeInstanceStatus', statusShape, (input, { principal }) => describeInstanceStatus(clc.db, principal, input)),
+  defineEc2Action('DescribeInstanceStatus', statusShape, (input, { principal }) => describeInstanceStatus(clc.db, clc.clusters, principal, input)),
   defineEc2Action('DescribeInstanceAttribute', z.object({ InstanceId: z.string().optional(), Attribute: z.string().optional() }),
     (input, { principal }) => describeInstanceAttribute(clc.db, principal, input)),
 ];

@@ -46,6 +46,11 @@ export interface DomainSpec {
   network: { kind: 'user'; mac?: string } | { kind: 'bridge'; bridge: string; mac: string; tap: string; mtu?: number } | { kind: 'none' };
   /** Have SeaBIOS write to the serial console too (the KVM probe uses it). */
   biosOnSerial?: boolean;
+  /**
+   * A virtio-serial port named org.qemu.guest_agent.0 for a QEMU guest agent in the guest (libvirt picks
+   * the host socket): `virsh qemu-agent-command <id> '{"execute":"guest-ping"}'`, fsfreeze for snapshots.
+   */
+  guestAgent?: boolean;
   metadata?: MalleeDomainMetadata;
 }
 
@@ -70,6 +75,7 @@ export function buildDomainXml(d: DomainSpec): string {
   );
   const nic = interfaceXml(d.network);
   if (nic) devices.push(nic);
+  if (d.guestAgent) devices.push(`<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>`);
   const log = `<source path='${esc(d.consoleLog)}' append='on'/>`;
   devices.push(
     `<serial type='file'>${log}<target port='0'/></serial>`,

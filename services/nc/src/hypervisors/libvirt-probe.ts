@@ -1,8 +1,9 @@
 // Does KVM really work here? /dev/kvm can exist while guests hang under it (nested or restricted
 // hosts), so the probe boots a kernel under domain type kvm and watches its console; anything but a
-// kernel that gets as far as looking for its root file system means TCG. The answer is remembered.
+// kernel that gets as far as looking for its root file system means TCG. The answer is remembered,
+// per NC home and for the whole host.
 import { constants } from 'node:fs';
-import { access, copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -101,14 +102,39 @@ async function probeKey(): Promise<string> {
   return `${release()}|${qemu}|${kvm}`;
 }
 
+/** Where a host-wide answer is kept, shared by every NC home on the host (MALLEE_HOST_CACHE, default /var/cache/mallee). */
+export function defaultHostStateDir(): string {
+  return process.env.MALLEE_HOST_CACHE || '/var/cache/mallee';
+}
+
+async function readCached(file: string, key: string): Promise<CachedProbe | undefined> {
+  try {
+    const cached = JSON.parse(await readFile(file, 'utf8')) as CachedProbe;
+    return cached.key === key ? cached : undefined;
+  } catch {
+    return undefined; // no answer yet
+  }
+}
+
+async function writeCached(dir: string, entry: CachedProbe): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, 'kvm-probe.json');
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(entry, null, 2) + '\n');
+  await rename(tmp, file);
+}
+
 /**
- * Pick the domain type: `forced` (HYPERVISOR=kvm|qemu) wins; else a remembered answer for this host;
- * else boot a probe guest under kvm. Failures of the probe itself mean TCG, never an NC that cannot start.
+ * Pick the domain type: `forced` (HYPERVISOR=kvm|qemu) wins; else a remembered answer for this host
+ * (the NC's own, else the host-wide one another NC home left); else boot a probe guest under kvm.
+ * Failures of the probe itself mean TCG, never an NC that cannot start.
  */
 export async function chooseDomainType(opts: {
   conn: LibvirtConnection;
   forced?: DomainType;
   stateDir: string;
+  /** Host-wide cache directory (default defaultHostStateDir()); unwritable is fine. */
+  hostStateDir?: string;
   log: Logger;
   timeoutMs?: number;
   kernel?: string;
@@ -116,17 +142,19 @@ export async function chooseDomainType(opts: {
   const { conn, forced, stateDir, log } = opts;
   if (forced) return { type: forced, reason: `HYPERVISOR forces ${forced}` };
   const key = await probeKey();
-  const cacheFile = join(stateDir, 'kvm-probe.json');
-  try {
-    const cached = JSON.parse(await readFile(cacheFile, 'utf8')) as CachedProbe;
-    if (cached.key === key) return { type: cached.type, reason: `${cached.reason} (probed ${cached.at})` };
-  } catch {
-    // no answer yet
+  const hostDir = opts.hostStateDir ?? defaultHostStateDir();
+  const own = await readCached(join(stateDir, 'kvm-probe.json'), key);
+  if (own) return { type: own.type, reason: `${own.reason} (probed ${own.at})` };
+  // The probe costs up to its timeout (20 s where KVM hangs): one NC home on the host pays it, not each.
+  const host = await readCached(join(hostDir, 'kvm-probe.json'), key);
+  if (host) {
+    await writeCached(stateDir, host);
+    return { type: host.type, reason: `${host.reason} (probed ${host.at} for this host)` };
   }
   const result = await probe(conn, stateDir, opts.timeoutMs ?? 20_000, opts.kernel, log);
-  await mkdir(stateDir, { recursive: true });
   const entry: CachedProbe = { ...result, key, at: new Date().toISOString() };
-  await writeFile(cacheFile, JSON.stringify(entry, null, 2) + '\n');
+  await writeCached(stateDir, entry);
+  await writeCached(hostDir, entry).catch((err: unknown) => log.debug({ dir: hostDir, err: (err as Error).message }, 'cannot keep the KVM probe answer for the host'));
   return result;
 }
 
