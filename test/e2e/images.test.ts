@@ -1,10 +1,11 @@
 // Bundled images end to end, as users make them: the test kernel, ramdisk and root disk bundled with
 // `mallee bundle-image` / `mallee upload-bundle` and with euca2ools (euca-bundle-image,
-// euca-upload-bundle, euca-register), registered with their types read from the manifests, and booted
+// euca-upload-bundle, euca-register), registered with their types read from the manifests (a tampered
+// manifest refused), and booted
 // as real guests (libvirt, QEMU/TCG here) by awscli, euca2ools and boto3 — the NC downloading each
 // image from Walrus once, into its cache, and a second launch downloading nothing.
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,6 +65,13 @@ describe.skipIf(!libvirtHere)('bundled images from Walrus boot real guests', () 
     expect(up.stdout).toContain('aws ec2 register-image --image-location e2e-images/k/vmlinuz.manifest.xml');
     ids.eki = String((await aws(['ec2', 'register-image', '--image-location', 'e2e-images/k/vmlinuz.manifest.xml', '--name', 'e2e-kernel'])).ImageId);
     expect((await imageOf(ids.eki)).ImageType).toBe('kernel');
+    // The same manifest with one signed field changed, uploaded beside it with awscli: refused, nothing registered.
+    const manifest = readFileSync(join(work, 'k', 'vmlinuz.manifest.xml'), 'utf8');
+    writeFileSync(join(work, 'tampered.manifest.xml'), manifest.replace(/<size>(\d+)<\/size>/, (_m, n: string) => `<size>${Number(n) + 1}</size>`));
+    expect((await runTool('aws', ['s3', 'cp', '--only-show-errors', join(work, 'tampered.manifest.xml'), 's3://e2e-images/k/tampered.manifest.xml'], env())).code).toBe(0);
+    const refused = await runTool('aws', ['ec2', 'register-image', '--image-location', 'e2e-images/k/tampered.manifest.xml', '--name', 'e2e-tampered'], env());
+    expect([refused.code, refused.stderr]).toEqual([255, expect.stringMatching(/InvalidManifest.*signature does not verify/s)]);
+    expect(JSON.stringify(await aws(['ec2', 'describe-images', '--owners', 'self']))).not.toContain('e2e-tampered');
 
     // Ramdisk: euca-bundle-image --ramdisk true, euca-upload-bundle, euca-register.
     await euca('euca-bundle-image', ['-i', join(built, 'initrd.img'), '-r', 'x86_64', '--ramdisk', 'true', '-d', join(work, 'r')]);

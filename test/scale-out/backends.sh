@@ -212,7 +212,7 @@ env_lines() { pg_env; [ -f "$dir/ceph/env.sh" ] && cat "$dir/ceph/env.sh"; retur
 what=${2:-all}
 case "${1:-}" in
   up)
-    mkdir -p "$dir"
+    mkdir -p "$dir"; chmod 755 "$dir" # PostgreSQL runs as user postgres
     case "$what" in pg) pg_up ;; ceph) ceph_up ;; all) pg_up; ceph_up ;; *) echo "up pg|ceph|all" >&2; exit 2 ;; esac
     env_lines >"$dir/env.sh"
     cat "$dir/env.sh"

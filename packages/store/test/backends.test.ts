@@ -117,6 +117,15 @@ describe.each(kinds)('store on %s', (kind) => {
     expect(e2.seq).toBeGreaterThan(e1.seq);
   });
 
+  it('compares with NULL-safe IS ? as SQLite does', () => {
+    const db = open(kind, schema);
+    db.prepare('INSERT INTO things (id, note) VALUES (?, ?)').run('a', null);
+    db.prepare('INSERT INTO things (id, note) VALUES (?, ?)').run('b', 'x');
+    expect(db.prepare('SELECT id FROM things WHERE note IS ?').pluck().all(null)).toEqual(['a']);
+    expect(db.prepare('SELECT id FROM things WHERE note IS ?').pluck().all('x')).toEqual(['b']);
+    expect(db.prepare('SELECT id FROM things WHERE note IS NOT ? ORDER BY id').pluck().all('x')).toEqual(['a']);
+  });
+
   it('constraint errors carry SQLite codes and leave nothing', () => {
     const db = open(kind, schema);
     db.prepare('INSERT INTO things (id) VALUES (?)').run('a');

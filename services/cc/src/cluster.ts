@@ -207,7 +207,12 @@ export class Cluster {
         this.reservations.delete(spec.instanceId);
         excluded.add(node);
         const code = (err as WireError).code;
-        if (code === 'ServiceUnavailable') link?.markDown(err as Error);
+        if (code === 'ServiceUnavailable') {
+          link?.markDown(err as Error);
+          // Timed out: the node may have taken the launch after all. It is placed elsewhere (or the call
+          // fails), so it must not run here too (a second guest with the same id and private address).
+          link?.client.call(nc.ncTerminateInstance, { instanceId: spec.instanceId, force: true }, { timeoutMs: 60_000 }).catch(() => undefined);
+        }
         this.o.log.warn({ err, node, instanceId: spec.instanceId }, 'node did not start the instance; trying another');
         failed.push(spec);
       }

@@ -3,7 +3,7 @@
 // restart reconciliation, lost instances, unreachable zones, retention.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { admin } from '@mallee/wire';
-import { openDatabase } from '@mallee/store';
+import { openDaemonDatabase } from '@mallee/store';
 import { join } from 'node:path';
 import { clcMigrations } from '../src/migrations.js';
 import { insertReservation, type NewInstance } from '../src/instances.js';
@@ -168,7 +168,7 @@ describe('restart reconciliation', () => {
     await cloud.restartClc({
       beforeStart: () => {
         // What a clc killed between its launch transaction and cc.RunInstances leaves in its database.
-        const db = openDatabase(join(cloud.clcHome, 'clc.sqlite'), { migrations: clcMigrations });
+        const db = openDaemonDatabase('', join(cloud.clcHome, 'clc.sqlite'), 'clc', { migrations: clcMigrations }); // where the clc keeps it (PostgreSQL in test:scale-out)
         const template = db.prepare('SELECT * FROM instances WHERE instance_id = ?').get(placed) as NewInstance;
         db.transaction(() => insertReservation(db, { reservationId: 'r-0badc0de', accountId: template.account_id, createdAt: new Date().toISOString() },
           [{ ...template, instance_id: orphan, reservation_id: 'r-0badc0de', launch_index: 0 }], []))();

@@ -23,7 +23,9 @@ afterAll(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-describe('awscli s3 against walrus', () => {
+// Each awscli run costs ~1.5 s of CPU: a test of several runs needs more than vitest's default 30 s beside
+// other suites on a loaded 2-core host ("lists with prefixes" is nine runs, ~15 s alone).
+describe('awscli s3 against walrus', { timeout: 120_000 }, () => {
   it('makes a bucket, lists it, and refuses a second one with the same name', async () => {
     expect(await aws(w, 'alice', ['s3', 'mb', 's3://cli-bucket'])).toContain('make_bucket: cli-bucket');
     expect(await aws(w, 'alice', ['s3', 'ls'])).toMatch(/cli-bucket/);

@@ -4,7 +4,7 @@ import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { openDatabase } from '@mallee/store';
+import { openDaemonDatabase } from '@mallee/store';
 import { FsObjectStore } from '../src/store/fs-store.js';
 import { migrations } from '../src/store/migrations.js';
 import type { Acl, Owner } from '../src/store/types.js';
@@ -21,7 +21,7 @@ afterEach(() => {
 
 function open(dir = tempDir('mallee-walrus-store-')) {
   dirs.push(dir);
-  const db = openDatabase(join(dir, 'walrus.sqlite'), { migrations });
+  const db = openDaemonDatabase('', join(dir, 'walrus.sqlite'), 'walrus', { migrations });
   dbs.push(db);
   return { dir, db, store: new FsObjectStore({ root: join(dir, 'walrus'), db }) };
 }
@@ -92,7 +92,7 @@ describe('FsObjectStore', () => {
     writeFileSync(join(dir, 'walrus', 'tmp', 'deadbeef'), 'partial');
     writeFileSync(join(dir, 'walrus', 'data', 'ab', 'ab' + '0'.repeat(30)), 'orphan');
     db.close();
-    const db2 = openDatabase(join(dir, 'walrus.sqlite'), { migrations });
+    const db2 = openDaemonDatabase('', join(dir, 'walrus.sqlite'), 'walrus', { migrations });
     dbs.push(db2);
     const again = new FsObjectStore({ root: join(dir, 'walrus'), db: db2 });
     expect(again.recover()).toEqual({ tempFiles: 1, orphanBlobs: 1 });

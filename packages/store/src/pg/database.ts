@@ -112,9 +112,9 @@ export class PgDatabase implements Db {
     }
     this.pq = pq;
     this.prepared.clear();
-    this.simple(`CREATE SCHEMA IF NOT EXISTS ${this.opts.schema}`);
+    this.simple(`SET client_min_messages TO warning; CREATE SCHEMA IF NOT EXISTS ${this.opts.schema}`);
     this.simple(`SET search_path TO ${this.opts.schema}; SET default_transaction_isolation TO serializable;
-      SET lock_timeout TO '10s'; SET statement_timeout TO '60s'; SET idle_in_transaction_session_timeout TO '120s'; SET client_min_messages TO warning`);
+      SET lock_timeout TO '10s'; SET statement_timeout TO '60s'; SET idle_in_transaction_session_timeout TO '120s'`);
     return pq;
   }
 

@@ -118,6 +118,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
       const changes: { unassign?: string; assign?: { ip: string; inst: InstanceRow } }[] = [];
       const associationId = newAssociationId();
       db.transaction(() => {
+        changes.length = 0; // PostgreSQL may run a transaction again (serialization conflict): only the last run counts
         const addr = ownAddress(db, ctx.principal.accountId, input);
         const inst = ownInstances(db, ctx.principal, [input.InstanceId!])[0]!;
         if (!['pending', 'running'].includes(inst.state)) {
@@ -150,6 +151,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
     defineEc2Action('DisassociateAddress', z.object({ PublicIp: z.string().optional(), AssociationId: z.string().optional() }), async (input, ctx) => {
       const changes: { unassign?: string; assign?: { ip: string; inst: InstanceRow } }[] = [];
       db.transaction(() => {
+        changes.length = 0; // PostgreSQL may run a transaction again (serialization conflict): only the last run counts
         let addr: AddressRow;
         if (input.AssociationId) {
           const row = db.prepare('SELECT * FROM addresses WHERE association_id = ? AND auto_assigned = 0').get(input.AssociationId) as AddressRow | undefined;
@@ -172,6 +174,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
     defineEc2Action('ReleaseAddress', z.object(refShape), async (input, ctx) => {
       const changes: { unassign?: string; assign?: { ip: string; inst: InstanceRow } }[] = [];
       db.transaction(() => {
+        changes.length = 0; // PostgreSQL may run a transaction again (serialization conflict): only the last run counts
         const addr = ownAddress(db, ctx.principal.accountId, input);
         if (addr.instance_id) {
           const inst = instanceRow(db, addr.instance_id);

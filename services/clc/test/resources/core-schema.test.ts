@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { openDatabase, type Db } from '@mallee/store';
+import { openDaemonDatabase, type Db } from '@mallee/store';
 import type { Ec2Result, Principal } from '@mallee/aws-protocol';
 import { createAccount, ensureAdminAccount } from '../../src/accounts.js';
 import { deleteInstances, insertReservation, type NewInstance } from '../../src/instances.js';
@@ -18,7 +18,7 @@ let db: Db;
 let call: (name: string, params: Record<string, unknown>, p: Principal) => Promise<Ec2Result>;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'mallee-resources-core-'));
-  db = openDatabase(join(dir, 'clc.sqlite'), { migrations: clcMigrations });
+  db = openDaemonDatabase('', join(dir, 'clc.sqlite'), 'clc', { migrations: clcMigrations });
   const actions = new Map(resourceActionsFor(db, manifestNamesOnly).map((a) => [a.name, a]));
   const log = pino({ level: 'silent' });
   call = async (name, params, principal) => {

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { openDatabase, type Db, type Migration } from '@mallee/store';
+import { openDaemonDatabase, type Db, type Migration } from '@mallee/store';
 import type { Ec2Action, Ec2Result, Principal } from '@mallee/aws-protocol';
 import { resourceActionsFor, resourcesMigration, type ResourceHooks } from '../../src/resources/index.js';
 
@@ -59,7 +59,7 @@ const log = pino({ level: 'silent' });
 
 export function openCloud(): Cloud {
   const dir = mkdtempSync(join(tmpdir(), 'mallee-resources-'));
-  const db = openDatabase(join(dir, 'clc.sqlite'), { migrations: [coreMigrationStandIn, resourcesMigration] });
+  const db = openDaemonDatabase('', join(dir, 'clc.sqlite'), 'clc', { migrations: [coreMigrationStandIn, resourcesMigration] });
   db.prepare('INSERT INTO accounts (account_id, name, is_admin) VALUES (?, ?, 0), (?, ?, 0), (?, ?, 1)')
     .run(ACCOUNT_A, 'alice', ACCOUNT_B, 'bob', ADMIN_ACCOUNT, 'eucalyptus');
   const actions = new Map<string, Ec2Action>(resourceActionsFor(db, manifestNamesOnly).map((a) => [a.name, a]));

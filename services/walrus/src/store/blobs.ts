@@ -13,26 +13,30 @@ export interface WrittenBlob {
   id: string;
   size: number;
   md5: Buffer;
-  sha256: string;
+  /** Only when asked for (a signed payload hash to check): hashing costs a pass over every byte. */
+  sha256?: string;
 }
 
 export interface BlobLimits {
   maxSize?: number;
+  /** Also compute the SHA-256 (to check a client's x-amz-content-sha256). */
+  sha256?: boolean;
 }
 
 /** Counts and hashes bytes on their way to storage; fails once more than maxSize bytes arrive. */
 export class Digester extends Transform {
   size = 0;
   readonly md5: Hash = createHash('md5');
-  readonly sha256: Hash = createHash('sha256');
-  constructor(private readonly maxSize: number) {
+  readonly sha256: Hash | undefined;
+  constructor(private readonly maxSize: number, sha256: boolean) {
     super();
+    this.sha256 = sha256 ? createHash('sha256') : undefined;
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.size += chunk.length;
     if (this.size > this.maxSize) return cb(new S3Error('EntityTooLarge', 'Your proposed upload exceeds the maximum allowed object size.', { MaxSizeAllowed: String(this.maxSize) }));
     this.md5.update(chunk);
-    this.sha256.update(chunk);
+    this.sha256?.update(chunk);
     cb(null, chunk);
   }
 }
@@ -98,7 +102,7 @@ export class BlobStore implements Blobs {
     const id = newBlobId();
     const tmp = join(this.tmpDir, id);
     const fh = await open(tmp, 'wx', 0o600);
-    const digest = new Digester(limits.maxSize ?? Number.MAX_SAFE_INTEGER);
+    const digest = new Digester(limits.maxSize ?? Number.MAX_SAFE_INTEGER, limits.sha256 ?? false);
     let ok = false;
     try {
       const out = fileSink(fh);
@@ -117,7 +121,7 @@ export class BlobStore implements Blobs {
     const final = this.pathOf(id);
     await rename(tmp, final);
     await syncDir(join(this.dataDir, id.slice(0, 2)));
-    return { id, size: digest.size, md5: digest.md5.digest(), sha256: digest.sha256.digest('hex') };
+    return { id, size: digest.size, md5: digest.md5.digest(), ...(digest.sha256 ? { sha256: digest.sha256.digest('hex') } : {}) };
   }
 
   /** Opens at once (not on the next tick), so a concurrent overwrite unlinking the blob cannot cut the read short. */

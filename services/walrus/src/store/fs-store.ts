@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import type { Db } from '@mallee/store';
+import type { Db, Statement } from '@mallee/store';
 import { S3Error, s3Errors } from '@mallee/aws-protocol';
 import { BlobStore, type Blobs, type WrittenBlob } from './blobs.js';
 import type {
@@ -90,6 +90,17 @@ export class FsObjectStore implements ObjectStore {
   private readonly db: Db;
   private readonly quotaSource: () => Quotas;
 
+  /** Prepared statements by SQL text (preparing one costs about as much as running it). */
+  private readonly statements = new Map<string, Statement>();
+
+  private sql(text: string): Statement {
+    const known = this.statements.get(text);
+    if (known) return known;
+    const st: Statement = this.db.prepare(text);
+    this.statements.set(text, st);
+    return st;
+  }
+
   constructor(opts: FsObjectStoreOptions) {
     this.db = opts.db;
     const q = opts.quotas ?? {};
@@ -100,16 +111,16 @@ export class FsObjectStore implements ObjectStore {
   /** Start-up recovery: drop temp files and blobs no row references. */
   recover(): { tempFiles: number; orphanBlobs: number } {
     const tempFiles = this.blobs.cleanTemp();
-    const referenced = this.db
-      .prepare('SELECT 1 FROM objects WHERE blob = ? UNION ALL SELECT 1 FROM parts WHERE blob = ? UNION ALL SELECT 1 FROM object_segments WHERE blob = ? LIMIT 1')
+    const referenced = this
+      .sql('SELECT 1 FROM objects WHERE blob = ? UNION ALL SELECT 1 FROM parts WHERE blob = ? UNION ALL SELECT 1 FROM object_segments WHERE blob = ? LIMIT 1')
       .pluck();
     const orphanBlobs = this.blobs.collectGarbage((id) => referenced.get(id, id, id) !== undefined);
     return { tempFiles, orphanBlobs };
   }
 
   usage(): { buckets: number; objects: number; bytes: number } {
-    const b = this.db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS bytes FROM buckets').get() as { n: number; bytes: number };
-    const objects = this.db.prepare('SELECT COUNT(*) FROM objects WHERE is_latest = 1 AND delete_marker = 0').pluck().get() as number;
+    const b = this.sql('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS bytes FROM buckets').get() as { n: number; bytes: number };
+    const objects = this.sql('SELECT COUNT(*) FROM objects WHERE is_latest = 1 AND delete_marker = 0').pluck().get() as number;
     return { buckets: b.n, objects, bytes: b.bytes };
   }
 
@@ -129,13 +140,13 @@ export class FsObjectStore implements ObjectStore {
       if (existing.owner.id === owner.id) throw new S3Error('BucketAlreadyOwnedByYou', 'Your previous request to create the named bucket succeeded and you already own it.', { BucketName: name });
       throw new S3Error('BucketAlreadyExists', 'The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.', { BucketName: name });
     }
-    this.db
-      .prepare('INSERT INTO buckets (name, owner_id, owner_name, created_at, location, versioning, acl) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    this
+      .sql('INSERT INTO buckets (name, owner_id, owner_name, created_at, location, versioning, acl) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(name, owner.id, owner.displayName, new Date().toISOString(), location, '', JSON.stringify(acl));
   }
 
   getBucket(name: string): BucketInfo | undefined {
-    const row = this.db.prepare('SELECT * FROM buckets WHERE name = ?').get(name) as BucketRow | undefined;
+    const row = this.sql('SELECT * FROM buckets WHERE name = ?').get(name) as BucketRow | undefined;
     return row && toBucket(row);
   }
 
@@ -147,34 +158,34 @@ export class FsObjectStore implements ObjectStore {
 
   listBuckets(ownerId?: string): BucketInfo[] {
     const rows = ownerId === undefined
-      ? this.db.prepare('SELECT * FROM buckets ORDER BY name').all()
-      : this.db.prepare('SELECT * FROM buckets WHERE owner_id = ? ORDER BY name').all(ownerId);
+      ? this.sql('SELECT * FROM buckets ORDER BY name').all()
+      : this.sql('SELECT * FROM buckets WHERE owner_id = ? ORDER BY name').all(ownerId);
     return (rows as BucketRow[]).map(toBucket);
   }
 
   countBuckets(ownerId: string): number {
-    return this.db.prepare('SELECT COUNT(*) FROM buckets WHERE owner_id = ?').pluck().get(ownerId) as number;
+    return this.sql('SELECT COUNT(*) FROM buckets WHERE owner_id = ?').pluck().get(ownerId) as number;
   }
 
   deleteBucket(name: string): void {
     this.db.transaction(() => {
       this.bucket(name);
-      const used = this.db.prepare('SELECT 1 FROM objects WHERE bucket = ? LIMIT 1').get(name) ?? this.db.prepare('SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1').get(name);
+      const used = this.sql('SELECT 1 FROM objects WHERE bucket = ? LIMIT 1').get(name) ?? this.sql('SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1').get(name);
       if (used) throw new S3Error('BucketNotEmpty', 'The bucket you tried to delete is not empty', { BucketName: name });
-      this.db.prepare('DELETE FROM buckets WHERE name = ?').run(name);
+      this.sql('DELETE FROM buckets WHERE name = ?').run(name);
     })();
   }
 
   setBucketAcl(name: string, acl: Acl): void {
-    if (this.db.prepare('UPDATE buckets SET acl = ? WHERE name = ?').run(JSON.stringify(acl), name).changes === 0) throw s3Errors.noSuchBucket(name);
+    if (this.sql('UPDATE buckets SET acl = ? WHERE name = ?').run(JSON.stringify(acl), name).changes === 0) throw s3Errors.noSuchBucket(name);
   }
 
   setBucketVersioning(name: string, status: 'Enabled' | 'Suspended'): void {
-    if (this.db.prepare('UPDATE buckets SET versioning = ? WHERE name = ?').run(status, name).changes === 0) throw s3Errors.noSuchBucket(name);
+    if (this.sql('UPDATE buckets SET versioning = ? WHERE name = ?').run(status, name).changes === 0) throw s3Errors.noSuchBucket(name);
   }
 
   setBucketPolicy(name: string, policy: string | undefined): void {
-    if (this.db.prepare('UPDATE buckets SET policy = ? WHERE name = ?').run(policy ?? null, name).changes === 0) throw s3Errors.noSuchBucket(name);
+    if (this.sql('UPDATE buckets SET policy = ? WHERE name = ?').run(policy ?? null, name).changes === 0) throw s3Errors.noSuchBucket(name);
   }
 
   /** Refuses a write that would take the bucket or its owner past a quota (`added` bytes net). */
@@ -183,7 +194,7 @@ export class FsObjectStore implements ObjectStore {
     const { maxBucketBytes, maxAccountBytes } = this.quotaSource();
     if (maxBucketBytes && bucket.bytes + added > maxBucketBytes) throw quotaExceeded('bucket');
     if (maxAccountBytes) {
-      const used = this.db.prepare('SELECT COALESCE(SUM(bytes), 0) FROM buckets WHERE owner_id = ?').pluck().get(bucket.owner.id) as number;
+      const used = this.sql('SELECT COALESCE(SUM(bytes), 0) FROM buckets WHERE owner_id = ?').pluck().get(bucket.owner.id) as number;
       if (used + added > maxAccountBytes) throw quotaExceeded('account');
     }
   }
@@ -191,7 +202,7 @@ export class FsObjectStore implements ObjectStore {
   // ---- objects
 
   private async writeChecked(data: Readable | (() => Readable)[], opts: Omit<PutObjectOptions, 'headers' | 'acl' | 'owner'>): Promise<WrittenBlob> {
-    const blob = await this.blobs.write(data, opts.maxSize === undefined ? {} : { maxSize: opts.maxSize });
+    const blob = await this.blobs.write(data, { ...(opts.maxSize === undefined ? {} : { maxSize: opts.maxSize }), sha256: opts.sha256 !== undefined });
     const fail = async (err: S3Error) => {
       await this.blobs.remove(blob.id);
       throw err;
@@ -203,7 +214,7 @@ export class FsObjectStore implements ObjectStore {
       await fail(new S3Error('BadDigest', 'The Content-MD5 you specified did not match what we received.', { ExpectedDigest: opts.contentMd5, CalculatedDigest: blob.md5.toString('base64') }));
     }
     if (opts.sha256 !== undefined && blob.sha256 !== opts.sha256.toLowerCase()) {
-      await fail(new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.", { ClientComputedContentSHA256: opts.sha256, S3ComputedContentSHA256: blob.sha256 }));
+      await fail(new S3Error('XAmzContentSHA256Mismatch', "The provided 'x-amz-content-sha256' header does not match what was computed.", { ClientComputedContentSHA256: opts.sha256, S3ComputedContentSHA256: blob.sha256 ?? '' }));
     }
     return blob;
   }
@@ -211,7 +222,7 @@ export class FsObjectStore implements ObjectStore {
   /** Every blob holding a stored version's bytes. */
   private blobsOf(row: { seq: number; blob: string | null }): string[] {
     if (row.blob) return [row.blob];
-    return this.db.prepare('SELECT blob FROM object_segments WHERE object_seq = ? ORDER BY idx').pluck().all(row.seq) as string[];
+    return this.sql('SELECT blob FROM object_segments WHERE object_seq = ? ORDER BY idx').pluck().all(row.seq) as string[];
   }
 
   /**
@@ -230,22 +241,22 @@ export class FsObjectStore implements ObjectStore {
       const displaced: string[] = [];
       let freed = 0;
       if (versionId === 'null') {
-        const old = this.db.prepare('SELECT seq, blob, size FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, 'null') as { seq: number; blob: string | null; size: number } | undefined;
+        const old = this.sql('SELECT seq, blob, size FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, 'null') as { seq: number; blob: string | null; size: number } | undefined;
         if (old) {
           freed = old.size;
           displaced.push(...this.blobsOf(old));
-          this.db.prepare('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, 'null');
+          this.sql('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, 'null');
         }
       }
       this.checkQuota(b, (content?.size ?? 0) - freed);
-      this.db.prepare('UPDATE buckets SET bytes = bytes + ? WHERE name = ?').run((content?.size ?? 0) - freed, bucket);
-      this.db.prepare('UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1').run(bucket, key);
+      this.sql('UPDATE buckets SET bytes = bytes + ? WHERE name = ?').run((content?.size ?? 0) - freed, bucket);
+      this.sql('UPDATE objects SET is_latest = 0 WHERE bucket = ? AND key = ? AND is_latest = 1').run(bucket, key);
       const now = new Date();
-      const r = this.db
-        .prepare(`INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, blob, size, etag, last_modified, headers, acl, owner_id, owner_name)
+      const r = this
+        .sql(`INSERT INTO objects (bucket, key, version_id, is_latest, delete_marker, blob, size, etag, last_modified, headers, acl, owner_id, owner_name)
                   VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *`)
         .get(bucket, key, versionId, content ? 0 : 1, content?.blob ?? null, content?.size ?? 0, content?.etag ?? '', now.toISOString(), JSON.stringify(meta.headers), JSON.stringify(meta.acl), meta.owner.id, meta.owner.displayName) as ObjectRow;
-      const addSegment = this.db.prepare('INSERT INTO object_segments (object_seq, idx, blob, size) VALUES (?, ?, ?, ?)');
+      const addSegment = this.sql('INSERT INTO object_segments (object_seq, idx, blob, size) VALUES (?, ?, ?, ?)');
       content?.segments?.forEach((s, i) => addSegment.run(r.seq, i, s.blob, s.size));
       return { info: toObject(r), displaced };
     })();
@@ -273,8 +284,8 @@ export class FsObjectStore implements ObjectStore {
 
   private row(bucket: string, key: string, versionId?: string): Stored | undefined {
     const r = (versionId === undefined
-      ? this.db.prepare('SELECT * FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1').get(bucket, key)
-      : this.db.prepare('SELECT * FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, versionId)) as ObjectRow | undefined;
+      ? this.sql('SELECT * FROM objects WHERE bucket = ? AND key = ? AND is_latest = 1').get(bucket, key)
+      : this.sql('SELECT * FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').get(bucket, key, versionId)) as ObjectRow | undefined;
     return r && toObject(r);
   }
 
@@ -296,7 +307,7 @@ export class FsObjectStore implements ObjectStore {
     const r = this.row(info.bucket, info.key, info.versionId);
     if (!r || r.deleteMarker) throw s3Errors.noSuchKey(info.key);
     if (r.blob) return this.blobs.open(r.blob, range);
-    const segments = this.db.prepare('SELECT blob, size FROM object_segments WHERE object_seq = ? ORDER BY idx').all(r.seq) as { blob: string; size: number }[];
+    const segments = this.sql('SELECT blob, size FROM object_segments WHERE object_seq = ? ORDER BY idx').all(r.seq) as { blob: string; size: number }[];
     return this.openSegments(segments, range ?? { start: 0, end: r.size - 1 });
   }
 
@@ -329,8 +340,8 @@ export class FsObjectStore implements ObjectStore {
           const old = this.row(bucket, key, 'null');
           const blobs = old ? this.blobsOf(old) : [];
           if (old) {
-            this.db.prepare('DELETE FROM objects WHERE seq = ?').run(old.seq);
-            this.db.prepare('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(old.size, bucket);
+            this.sql('DELETE FROM objects WHERE seq = ?').run(old.seq);
+            this.sql('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(old.size, bucket);
           }
           return { result: { deleteMarker: false }, displaced: blobs };
         }
@@ -339,10 +350,10 @@ export class FsObjectStore implements ObjectStore {
       const r = this.row(bucket, key, versionId);
       if (!r) return { result: { deleteMarker: false, versionId }, displaced: [] };
       const blobs = this.blobsOf(r);
-      this.db.prepare('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
-      this.db.prepare('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(r.size, bucket);
+      this.sql('DELETE FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').run(bucket, key, versionId);
+      this.sql('UPDATE buckets SET bytes = bytes - ? WHERE name = ?').run(r.size, bucket);
       if (r.isLatest) {
-        this.db.prepare('UPDATE objects SET is_latest = 1 WHERE seq = (SELECT MAX(seq) FROM objects WHERE bucket = ? AND key = ?)').run(bucket, key);
+        this.sql('UPDATE objects SET is_latest = 1 WHERE seq = (SELECT MAX(seq) FROM objects WHERE bucket = ? AND key = ?)').run(bucket, key);
       }
       return { result: { deleteMarker: r.deleteMarker, versionId }, displaced: r.deleteMarker ? [] : blobs };
     })();
@@ -356,14 +367,14 @@ export class FsObjectStore implements ObjectStore {
 
   setObjectAcl(bucket: string, key: string, versionId: string | undefined, acl: Acl): void {
     const info = this.getObjectInfo(bucket, key, versionId);
-    this.db.prepare('UPDATE objects SET acl = ? WHERE bucket = ? AND key = ? AND version_id = ?').run(JSON.stringify(acl), bucket, key, info.versionId);
+    this.sql('UPDATE objects SET acl = ? WHERE bucket = ? AND key = ? AND version_id = ?').run(JSON.stringify(acl), bucket, key, info.versionId);
   }
 
   listObjects(bucket: string, opts: ListObjectsOptions): ListObjectsResult {
     this.bucket(bucket);
     const prefix = opts.prefix ?? '';
     const upper = prefix === '' ? AFTER_PREFIX.repeat(2) : prefix + AFTER_PREFIX;
-    const stmt = this.db.prepare(
+    const stmt = this.sql(
       'SELECT * FROM objects WHERE bucket = ? AND is_latest = 1 AND delete_marker = 0 AND key > ? AND key >= ? AND key < ? ORDER BY key LIMIT ?',
     );
     const out: ListObjectsResult = { objects: [], commonPrefixes: [], isTruncated: false };
@@ -414,13 +425,13 @@ export class FsObjectStore implements ObjectStore {
     let afterKey = opts.keyMarker ?? '';
     let afterSeq = Number.MAX_SAFE_INTEGER;
     if (opts.keyMarker !== undefined && opts.versionIdMarker !== undefined) {
-      const m = this.db.prepare('SELECT seq FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').pluck().get(bucket, opts.keyMarker, opts.versionIdMarker) as number | undefined;
+      const m = this.sql('SELECT seq FROM objects WHERE bucket = ? AND key = ? AND version_id = ?').pluck().get(bucket, opts.keyMarker, opts.versionIdMarker) as number | undefined;
       if (m !== undefined) {
         afterSeq = m;
         afterKey = opts.keyMarker;
       }
     } else if (opts.keyMarker !== undefined) afterSeq = -1;
-    const stmt = this.db.prepare(
+    const stmt = this.sql(
       `SELECT * FROM objects WHERE bucket = ? AND ((key = ? AND seq < ?) OR key > ?) AND key >= ? AND key < ?
        ORDER BY key, seq DESC LIMIT 200`,
     );
@@ -469,15 +480,15 @@ export class FsObjectStore implements ObjectStore {
 
   createMultipartUpload(bucket: string, key: string, opts: { headers: ObjectHeaders; acl: Acl; owner: Owner }): UploadInfo {
     this.bucket(bucket);
-    const row = this.db
-      .prepare('INSERT INTO uploads (upload_id, bucket, key, initiated, owner_id, owner_name, headers, acl) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *')
+    const row = this
+      .sql('INSERT INTO uploads (upload_id, bucket, key, initiated, owner_id, owner_name, headers, acl) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *')
       .get(newVersionId(), bucket, key, new Date().toISOString(), opts.owner.id, opts.owner.displayName, JSON.stringify(opts.headers), JSON.stringify(opts.acl)) as UploadRow;
     return toUpload(row);
   }
 
   getUpload(bucket: string, key: string, uploadId: string): UploadInfo {
     this.bucket(bucket);
-    const row = this.db.prepare('SELECT * FROM uploads WHERE upload_id = ? AND bucket = ? AND key = ?').get(uploadId, bucket, key) as UploadRow | undefined;
+    const row = this.sql('SELECT * FROM uploads WHERE upload_id = ? AND bucket = ? AND key = ?').get(uploadId, bucket, key) as UploadRow | undefined;
     if (!row) throw s3Errors.noSuchUpload(uploadId);
     return toUpload(row);
   }
@@ -489,10 +500,10 @@ export class FsObjectStore implements ObjectStore {
     let row: PartRow;
     try {
       row = this.db.transaction(() => {
-        if (!this.db.prepare('SELECT 1 FROM uploads WHERE upload_id = ?').get(upload.uploadId)) throw s3Errors.noSuchUpload(upload.uploadId);
-        displaced = this.db.prepare('SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?').pluck().get(upload.uploadId, partNumber) as string | undefined;
-        return this.db
-          .prepare('INSERT OR REPLACE INTO parts (upload_id, part_number, blob, size, etag, last_modified) VALUES (?, ?, ?, ?, ?, ?) RETURNING *')
+        if (!this.sql('SELECT 1 FROM uploads WHERE upload_id = ?').get(upload.uploadId)) throw s3Errors.noSuchUpload(upload.uploadId);
+        displaced = this.sql('SELECT blob FROM parts WHERE upload_id = ? AND part_number = ?').pluck().get(upload.uploadId, partNumber) as string | undefined;
+        return this
+          .sql('INSERT OR REPLACE INTO parts (upload_id, part_number, blob, size, etag, last_modified) VALUES (?, ?, ?, ?, ?, ?) RETURNING *')
           .get(upload.uploadId, partNumber, blob.id, blob.size, etag, new Date().toISOString()) as PartRow;
       })();
     } catch (e) {
@@ -504,7 +515,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   listParts(upload: UploadInfo, opts: { after: number; maxParts: number }): { parts: PartInfo[]; isTruncated: boolean } {
-    const rows = this.db.prepare('SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?').all(upload.uploadId, opts.after, opts.maxParts + 1) as PartRow[];
+    const rows = this.sql('SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?').all(upload.uploadId, opts.after, opts.maxParts + 1) as PartRow[];
     return { parts: rows.slice(0, opts.maxParts).map(toPart), isTruncated: rows.length > opts.maxParts };
   }
 
@@ -514,8 +525,8 @@ export class FsObjectStore implements ObjectStore {
     const upper = prefix === '' ? AFTER_PREFIX.repeat(2) : prefix + AFTER_PREFIX;
     const km = opts.keyMarker ?? '';
     const um = opts.uploadIdMarker ?? (opts.keyMarker !== undefined ? AFTER_PREFIX : '');
-    const rows = this.db
-      .prepare(`SELECT * FROM uploads WHERE bucket = ? AND key >= ? AND key < ? AND (key > ? OR (key = ? AND upload_id > ?))
+    const rows = this
+      .sql(`SELECT * FROM uploads WHERE bucket = ? AND key >= ? AND key < ? AND (key > ? OR (key = ? AND upload_id > ?))
                 ORDER BY key, initiated, upload_id LIMIT ?`)
       .all(bucket, prefix, upper, km, km, um, opts.maxUploads + 1) as UploadRow[];
     return { uploads: rows.slice(0, opts.maxUploads).map(toUpload), isTruncated: rows.length > opts.maxUploads };
@@ -523,8 +534,8 @@ export class FsObjectStore implements ObjectStore {
 
   abortMultipartUpload(upload: UploadInfo): void {
     const blobs = this.db.transaction(() => {
-      const ids = this.db.prepare('SELECT blob FROM parts WHERE upload_id = ?').pluck().all(upload.uploadId) as string[];
-      if (this.db.prepare('DELETE FROM uploads WHERE upload_id = ?').run(upload.uploadId).changes === 0) throw s3Errors.noSuchUpload(upload.uploadId);
+      const ids = this.sql('SELECT blob FROM parts WHERE upload_id = ?').pluck().all(upload.uploadId) as string[];
+      if (this.sql('DELETE FROM uploads WHERE upload_id = ?').run(upload.uploadId).changes === 0) throw s3Errors.noSuchUpload(upload.uploadId);
       return ids;
     })();
     for (const id of blobs) this.blobs.discard(id);
@@ -536,7 +547,7 @@ export class FsObjectStore implements ObjectStore {
     // One transaction from reading the parts to committing the object: a part re-uploaded meanwhile
     // cannot swap its blob out from under the new object.
     const result = this.db.transaction(() => {
-      const stored = new Map((this.db.prepare('SELECT * FROM parts WHERE upload_id = ?').all(upload.uploadId) as PartRow[]).map((p) => [p.part_number, p]));
+      const stored = new Map((this.sql('SELECT * FROM parts WHERE upload_id = ?').all(upload.uploadId) as PartRow[]).map((p) => [p.part_number, p]));
       const chosen: PartRow[] = [];
       let last = 0;
       for (const want of requested) {
@@ -559,7 +570,7 @@ export class FsObjectStore implements ObjectStore {
       // The parts' blobs become the object's segments: no second write of the data.
       const kept = new Set(chosen.map((p) => p.blob));
       unused = [...stored.values()].map((p) => p.blob).filter((b) => !kept.has(b));
-      if (this.db.prepare('DELETE FROM uploads WHERE upload_id = ?').run(upload.uploadId).changes === 0) throw s3Errors.noSuchUpload(upload.uploadId);
+      if (this.sql('DELETE FROM uploads WHERE upload_id = ?').run(upload.uploadId).changes === 0) throw s3Errors.noSuchUpload(upload.uploadId);
       const size = chosen.reduce((n, p) => n + p.size, 0);
       return this.commitVersion(upload.bucket, upload.key, { size, etag, segments: chosen.map((p) => ({ blob: p.blob, size: p.size })) }, upload);
     })();

@@ -74,7 +74,7 @@ export class S3Blobs implements Blobs {
 
   async write(sources: Readable | (() => Readable)[], limits: BlobLimits = {}): Promise<WrittenBlob> {
     const id = newBlobId();
-    const digest = new Digester(limits.maxSize ?? Number.MAX_SAFE_INTEGER);
+    const digest = new Digester(limits.maxSize ?? Number.MAX_SAFE_INTEGER, limits.sha256 ?? false);
     const body = new PassThrough({ highWaterMark: 1 << 20 });
     const source = Array.isArray(sources)
       ? async function* concat() {
@@ -92,7 +92,7 @@ export class S3Blobs implements Blobs {
       await this.deleteNow(id).catch(() => undefined);
       throw await feeding.then(() => err, (feedErr: unknown) => feedErr);
     }
-    return { id, size: digest.size, md5: digest.md5.digest(), sha256: digest.sha256.digest('hex') };
+    return { id, size: digest.size, md5: digest.md5.digest(), ...(digest.sha256 ? { sha256: digest.sha256.digest('hex') } : {}) };
   }
 
   open(id: string, range?: { start: number; end: number }): Readable {

@@ -1,0 +1,71 @@
+// Two clc processes on one PostgreSQL database behind one cloud (one cc, one simulated nc): 500
+// concurrent AllocateAddress and RunInstances calls, half to each, never hand out an address twice
+// nor launch more instances than the node holds. Needs MALLEE_TEST_PG_URL (backends.sh up pg).
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { startCloud, eventually, type Cloud } from '../e2e/helpers/cloud.js';
+import { Ec2Client } from '../e2e/helpers/ec2-client.js';
+import { registerTestImage } from '../e2e/helpers/images.js';
+import { dropDatabase, freshDatabase, startSecondClc, type SecondClc } from './helpers.js';
+
+const pgUrl = process.env.MALLEE_TEST_PG_URL;
+const POOL = 100;
+const CORES = 40;
+
+describe.skipIf(!pgUrl)('two clc processes on one PostgreSQL', () => {
+  const database = `mallee_two_clcs_${process.pid}`;
+  let cloud: Cloud;
+  let second: SecondClc | undefined;
+  let clients: Ec2Client[];
+
+  beforeAll(async () => {
+    const dbUrl = freshDatabase(pgUrl!, database);
+    const net = { VNET_PUBLICIPS: `198.51.100.1-198.51.100.${POOL}`, VNET_AUTOASSIGN: 'N' };
+    cloud = await startCloud({ conf: { DB_URL: dbUrl, ...net, MAX_CORES: CORES, SIM_BOOT_DELAY: 100 } });
+    second = await startSecondClc(cloud, dbUrl, Object.fromEntries(Object.entries(net).map(([k, v]) => [`MALLEE_${k}`, v])));
+    const creds = { accessKeyId: cloud.env.AWS_ACCESS_KEY_ID!, secretAccessKey: cloud.env.AWS_SECRET_ACCESS_KEY! };
+    clients = [cloud.client, new Ec2Client(second.url, creds, cloud.region)];
+    // Both see the registered zone and its capacity before the storm.
+    for (const c of clients) {
+      await eventually('the zone available on both clcs', async () => {
+        const r = await c.call('DescribeAvailabilityZones', {});
+        return r.body.includes('available') ? true : undefined;
+      }, 60_000);
+    }
+  });
+
+  afterAll(async () => {
+    second?.stop();
+    await cloud?.stop();
+    dropDatabase(pgUrl!, database);
+  });
+  it('500 concurrent AllocateAddress and RunInstances never double-allocate an address or exceed capacity', async () => {
+    const imageId = await registerTestImage(cloud, 'two-clcs/test.img.manifest.xml', 'two-clcs');
+    const calls = Array.from({ length: 500 }, (_, i) => {
+      const client = clients[i % 2]!;
+      return i % 4 < 2
+        ? client.call('AllocateAddress', {})
+        : client.call('RunInstances', { ImageId: imageId!, MinCount: '1', MaxCount: '1', InstanceType: 't1.micro' });
+    });
+    const replies = await Promise.all(calls);
+    const failures = replies.filter((r) => r.status !== 200);
+    // Every refusal is the one EC2 gives for a full pool or full zone; nothing broke.
+    expect(new Set(failures.map((r) => r.code))).toEqual(new Set(['AddressLimitExceeded', 'InsufficientInstanceCapacity']));
+    const ips = replies.filter((r) => r.status === 200 && r.body.includes('AllocateAddressResponse')).map((r) => /<publicIp>([^<]+)</.exec(r.body)![1]!);
+    expect(ips.length).toBe(POOL);
+    expect(new Set(ips).size).toBe(POOL);
+    const launched = replies.filter((r) => r.status === 200 && r.body.includes('RunInstancesResponse')).map((r) => /<instanceId>(i-[0-9a-f]+)</.exec(r.body)![1]!);
+    expect(launched.length).toBeGreaterThan(0);
+    expect(launched.length).toBeLessThanOrEqual(CORES);
+    expect(new Set(launched).size).toBe(launched.length);
+    // What the database holds agrees, seen from either clc.
+    for (const c of clients) {
+      const addrs = await c.call('DescribeAddresses', {});
+      expect(addrs.body.match(/<publicIp>/g)?.length).toBe(POOL);
+      const inst = await c.call('DescribeInstances', {});
+      const ids = [...inst.body.matchAll(/<instanceId>(i-[0-9a-f]+)</g)].map((m) => m[1]);
+      expect(new Set(ids)).toEqual(new Set(launched));
+      const privateIps = [...inst.body.matchAll(/<privateIpAddress>([^<]+)</g)].map((m) => m[1]);
+      expect(new Set(privateIps).size).toBe(privateIps.length);
+    }
+  });
+});
