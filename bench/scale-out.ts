@@ -73,7 +73,7 @@ interface Api {
 async function startTarget(name: string, backend: 'sqlite' | 'pg' | 'pg2'): Promise<Api> {
   const database = backend === 'sqlite' ? undefined : `mallee_bench_api_${backend}_${process.pid}`;
   const dbUrl = database ? freshDatabase(pgUrl!, database) : undefined;
-  const cloud = await startCloud({ conf: { ...(dbUrl ? { DB_URL: dbUrl } : {}), MAX_CORES: 400, SIM_BOOT_DELAY: 50, LOG_LEVEL: 'warn' }, pollInterval: 2 });
+  const cloud = await startCloud({ conf: { ...(dbUrl ? { DB_URL: dbUrl } : {}), SIM_CORES: 1000, SIM_MEM: 1_000_000, SIM_DISK: 100_000, SIM_BOOT_DELAY: 50, LOG_LEVEL: 'warn' }, pollInterval: 2 });
   const clients = [cloud.client];
   let second: SecondClc | undefined;
   if (backend === 'pg2') {
