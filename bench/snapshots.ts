@@ -9,11 +9,11 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { items } from '../test/e2e/helpers/ec2-client.js';
 import { repoRoot, sleep, startCloud, type Cloud } from '../test/e2e/helpers/cloud.js';
-import { VOLUME_AGENT } from '../test/e2e/helpers/volume-agent.js';
+import { VOLUME_AGENT } from '../test/e2e/helpers/ebs.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -175,6 +175,7 @@ async function benchAttach(): Promise<string[]> {
   }
 }
 
+const loadBefore = loadavg()[0]!;
 const snap = await benchSnapshots();
 const attach = await benchAttach();
 const out = [
@@ -182,6 +183,7 @@ const out = [
   '',
   `Run ${new Date().toISOString()} by \`npm run bench:snapshots\` (bench/snapshots.ts) on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / GiB)} GiB,`,
   `volumes on ${execFileSync('df', ['--output=fstype', join(repoRoot)], { encoding: 'utf8' }).split('\n')[1]?.trim()} (no reflink), chunks of 1 MiB (SC_CHUNK_MB default), Walrus on the same disk; ${snapshotRuns} runs each.`,
+  `Load average (1 min) ${loadBefore.toFixed(1)} at the start and ${loadavg()[0]!.toFixed(1)} at the end: on a shared machine the absolute numbers move; the rows of one table ran side by side.`,
   '',
   '## Snapshot throughput',
   '',

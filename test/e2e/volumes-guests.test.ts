@@ -9,26 +9,20 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientEnv, eventually, libvirtDomains, repoRoot, runTool, startCloud, type Cloud } from './helpers/cloud.js';
-import { VOLUME_AGENT as AGENT } from './helpers/volume-agent.js';
+import { clientEnv, eventually, libvirtDomains, runTool, startCloud, type Cloud } from './helpers/cloud.js';
+import { clients, targetsOf, tgtHere, VOLUME_AGENT as AGENT } from './helpers/ebs.js';
 
 const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock');
-const tgtHere = (() => {
-  try {
-    execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-if (!libvirtHere || !tgtHere) console.warn('volumes-guests.test.ts skipped: needs libvirtd and tgtd (test/run-all.sh starts both)');
+const tgtUp = tgtHere();
+if (!libvirtHere || !tgtUp) console.warn('volumes-guests.test.ts skipped: needs libvirtd and tgtd (test/run-all.sh starts both)');
 
 
 let cloud: Cloud;
+const { aws, awsError, euca } = clients(() => cloud);
 let image: { emi: string };
 let userData: string;
 beforeAll(async () => {
-  if (!libvirtHere || !tgtHere) return;
+  if (!libvirtHere || !tgtUp) return;
   // TCG straight away (KVM does not work on these hosts; the probe would only cost the start-up time).
   cloud = await startCloud({ hypervisor: 'libvirt', pollInterval: 1, conf: { HYPERVISOR: 'qemu' } });
   image = JSON.parse(readFileSync(join(cloud.home, 'test-image.json'), 'utf8')) as typeof image;
@@ -39,21 +33,6 @@ afterAll(async () => {
   await cloud?.stop();
 }, 180_000);
 
-async function aws(args: string[]): Promise<Record<string, unknown>> {
-  const r = await runTool('aws', ['--endpoint-url', cloud.ec2Url, '--region', cloud.region, '--output', 'json', 'ec2', ...args], clientEnv(cloud.env));
-  if (r.code !== 0) throw new Error(`aws ec2 ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${cloud.logs()}`);
-  return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};
-}
-async function awsFails(args: string[]): Promise<string> {
-  const r = await runTool('aws', ['--endpoint-url', cloud.ec2Url, '--region', cloud.region, 'ec2', ...args], clientEnv(cloud.env));
-  expect(r.code, `aws ec2 ${args.join(' ')} should fail`).not.toBe(0);
-  return r.stderr;
-}
-async function euca(cmd: string, args: string[]): Promise<string> {
-  const r = await runTool(join(repoRoot, '../shared/tools/euca'), [cmd, ...args], clientEnv(cloud.env));
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${cloud.logs()}`);
-  return r.stdout;
-}
 async function boto3(code: string): Promise<string> {
   const script = `import boto3, os, json, time\nec2 = boto3.client("ec2", endpoint_url=os.environ["EC2_URL"], region_name=os.environ["AWS_DEFAULT_REGION"])\n${code}`;
   const r = await runTool('python3', ['-c', script], clientEnv(cloud.env));
@@ -79,11 +58,6 @@ async function agentSays(instanceId: string, volumeId: string, n: number): Promi
 const sums = (out: string, volumeId: string, verb: 'read' | 'wrote') =>
   Object.fromEntries([...out.matchAll(new RegExp(`mallee-vol: ${verb} ${volumeId} (\\w+) ([0-9a-f]{32})`, 'g'))].map((m) => [m[1]!, m[2]!]));
 
-/** Our IQNs in tgtd that name this volume. */
-function targetsOf(volumeId: string): string[] {
-  const out = execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { encoding: 'utf8' });
-  return [...out.matchAll(/^Target \d+: (\S+)/gm)].map((m) => m[1]!).filter((iqn) => iqn.includes(`.${volumeId}.`));
-}
 
 /** Chunk objects in Walrus (as the block-storage account): key → size. */
 async function walrusObjects(): Promise<Map<string, number>> {
@@ -95,7 +69,7 @@ async function walrusObjects(): Promise<Map<string, number>> {
   return new Map(listed.filter((o) => o.Key.includes('/chunks/')).map((o) => [o.Key, o.Size]));
 }
 
-describe.skipIf(!libvirtHere || !tgtHere)('EBS volumes in real guests', () => {
+describe.skipIf(!libvirtHere || !tgtUp)('EBS volumes in real guests', () => {
   it('a volume written in one instance is read in another; snapshots are incremental; a volume from the snapshot has the same data', async () => {
     const GiB = 1024 ** 3;
     const vol = String((await aws(['create-volume', '--size', '1', '--availability-zone', 'mallee-1a'])).VolumeId);
@@ -114,8 +88,8 @@ describe.skipIf(!libvirtHere || !tgtHere)('EBS volumes in real guests', () => {
     const mapping = ((await aws(['describe-instances', '--instance-ids', a])).Reservations as { Instances: { BlockDeviceMappings: { DeviceName: string; Ebs: { VolumeId: string } }[] }[] }[])[0]!.Instances[0]!.BlockDeviceMappings;
     expect(mapping).toEqual([expect.objectContaining({ DeviceName: '/dev/sdf', Ebs: expect.objectContaining({ VolumeId: vol }) })]);
     // The refusals: a volume attached to A cannot go to B too, nor be deleted.
-    expect(await awsFails(['attach-volume', '--volume-id', vol, '--instance-id', b, '--device', '/dev/sdg'])).toMatch(/VolumeInUse/);
-    expect(await awsFails(['delete-volume', '--volume-id', vol])).toMatch(/VolumeInUse/);
+    expect(await awsError(['attach-volume', '--volume-id', vol, '--instance-id', b, '--device', '/dev/sdg'])).toMatch(/VolumeInUse/);
+    expect(await awsError(['delete-volume', '--volume-id', vol])).toMatch(/VolumeInUse/);
     await aws(['detach-volume', '--volume-id', vol]);
     await waitVolume(vol, 'available');
     expect(targetsOf(vol)).toEqual([]);

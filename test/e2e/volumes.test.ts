@@ -4,7 +4,7 @@
 // snapshot permissions and copies, and kill -9 of the sc during CreateSnapshot and during a restore.
 // Without guests here, data is written into a volume's backing file directly (the guest path is
 // volumes-guests.test.ts).
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,26 +12,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { items } from './helpers/ec2-client.js';
 import { registerTestImage } from './helpers/images.js';
+import { clients, targetsOf, tgtHere } from './helpers/ebs.js';
 import { clientEnv, eventually, repoRoot, runTool, sleep, startCloud, type Cloud } from './helpers/cloud.js';
 
-const tgtHere = (() => {
-  try {
-    execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-if (!tgtHere) console.warn('volumes.test.ts skipped: tgtd is not running (test/run-all.sh starts it)');
+const tgtUp = tgtHere();
+if (!tgtUp) console.warn('volumes.test.ts skipped: tgtd is not running (test/run-all.sh starts it)');
 
 const MiB = 1024 * 1024;
 let cloud: Cloud;
+const { aws, awsError, euca } = clients(() => cloud);
 let image: string;
 let instance: string;
 let zoneB: { home: string; child: ChildProcess; url: string } | undefined;
 
 beforeAll(async () => {
-  if (!tgtHere) return;
+  if (!tgtUp) return;
   cloud = await startCloud({ conf: { SC_MAX_VOLUME_SIZE_GB: 8, SC_MAX_TOTAL_STORAGE_GB: 12 } });
   image = await registerTestImage(cloud, 'ebs/img.manifest.xml', 'ebs-image');
   instance = String(items((await cloud.client.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 })).instancesSet)[0]!.instanceId);
@@ -46,21 +41,6 @@ afterAll(async () => {
   await cloud?.stop();
 });
 
-async function aws(args: string[]): Promise<Record<string, unknown>> {
-  const r = await runTool('aws', ['--endpoint-url', cloud.ec2Url, '--region', cloud.region, '--output', 'json', 'ec2', ...args], clientEnv(cloud.env));
-  if (r.code !== 0) throw new Error(`aws ec2 ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${cloud.logs()}`);
-  return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};
-}
-async function awsError(args: string[]): Promise<string> {
-  const r = await runTool('aws', ['--endpoint-url', cloud.ec2Url, '--region', cloud.region, 'ec2', ...args], clientEnv(cloud.env));
-  expect(r.code, `aws ec2 ${args.join(' ')} should fail`).not.toBe(0);
-  return /\((\S+)\) when calling/.exec(r.stderr)?.[1] ?? r.stderr;
-}
-async function euca(cmd: string, args: string[]): Promise<string> {
-  const r = await runTool(join(repoRoot, '../shared/tools/euca'), [cmd, ...args], clientEnv(cloud.env));
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${cloud.logs()}`);
-  return r.stdout;
-}
 // Waiting polls with the raw client (a client process per poll costs a second on a busy host).
 const volumeOf = async (id: string) => ({ State: String(items((await cloud.client.ok('DescribeVolumes', { 'VolumeId.1': id })).volumeSet)[0]!.status) });
 const waitVolume = (id: string, state: string) => eventually(`${id} ${state}`, async () => ((await volumeOf(id)).State === state ? true : undefined), 120_000);
@@ -91,10 +71,6 @@ function md5(file: string, ranges: [number, number][]): string {
   closeSync(fd);
   return h.digest('hex');
 }
-function targetsOf(volumeId: string): string[] {
-  const out = execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { encoding: 'utf8' });
-  return [...out.matchAll(/^Target \d+: (\S+)/gm)].map((m) => m[1]!).filter((iqn) => iqn.includes(`.${volumeId}.`));
-}
 
 /** Every chunk object in Walrus is named by a manifest of a snapshot that still exists, and vice versa. */
 async function walrusMatchesSnapshots(): Promise<{ chunks: number; manifests: number }> {
@@ -124,7 +100,7 @@ async function walrusMatchesSnapshots(): Promise<{ chunks: number; manifests: nu
 
 const scPid = () => Number(readFileSync(join(cloud.home, 'run', 'sc.pid'), 'utf8'));
 
-describe.skipIf(!tgtHere)('EBS volumes and snapshots', () => {
+describe.skipIf(!tgtUp)('EBS volumes and snapshots', () => {
   it('awscli: create, describe with filters and tags, attach (an iSCSI target appears), refusals, detach (it goes), delete', async () => {
     const created = await aws(['create-volume', '--size', '1', '--availability-zone', 'mallee-1a', '--tag-specifications', 'ResourceType=volume,Tags=[{Key=app,Value=tracker}]']);
     const vol = String(created.VolumeId);

@@ -47,20 +47,22 @@ describe('CLI progress', () => {
   });
   it('a wait gives a component that says it is starting the longer window, then the ordinary one from then on', async () => {
     const s = sink();
-    const states: WaitState<true>[] = [
-      { state: 'starting', starting: true }, { state: 'starting', starting: true }, { state: 'starting', starting: true },
-      { state: 'NOTREADY' }, { value: true, state: 'ENABLED' },
-    ];
-    let i = 0;
-    const value = await waitWithProgress('up', async () => states[i++]!, { timeoutMs: 25, startingTimeoutMs: 1000, intervalMs: 15, stream: s.stream });
-    expect(value).toBe(true);
-    expect(i).toBe(5);
+    // Starting for 400 ms (twice the ordinary window), then down for 50 ms, then there.
+    const t0 = Date.now();
+    const check = async (): Promise<WaitState<true>> => {
+      const t = Date.now() - t0;
+      if (t < 400) return { state: 'starting', starting: true };
+      if (t < 450) return { state: 'NOTREADY' };
+      return { value: true, state: 'ENABLED' };
+    };
+    expect(await waitWithProgress('up', check, { timeoutMs: 200, startingTimeoutMs: 5000, intervalMs: 20, stream: s.stream })).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
     expect(s.text()).toContain('up: ENABLED');
   });
   it('a wait on something merely down fails after the ordinary window with the last state; a fatal state fails at once', async () => {
     const s = sink();
     await expect(waitWithProgress('up', async () => ({ state: 'nc: NOTREADY (refused)' }), { timeoutMs: 40, startingTimeoutMs: 10_000, intervalMs: 10, stream: s.stream }))
-      .rejects.toThrow(/up: still nc: NOTREADY \(refused\) after 0 s/);
+      .rejects.toThrow(/up: still nc: NOTREADY \(refused\) after \d+ s/);
     let calls = 0;
     await expect(waitWithProgress('up', async () => (calls++, { state: 'nc exited', fatal: 'nc exited: see nc.log' }), { timeoutMs: 10_000, stream: s.stream }))
       .rejects.toThrow('up: nc exited: see nc.log');

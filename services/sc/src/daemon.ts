@@ -88,16 +88,18 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       return k;
     },
   });
-  const recover = async () => {
+  const recover = async (part: () => Promise<void>, what: string) => {
     try {
-      await controller.recover();
+      await part();
+      return true;
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'recovery after start is not complete yet (tgtd or Walrus not reachable); retrying');
-      throw err;
+      log.warn({ err: (err as Error).message }, `${what} after start is not complete yet; retrying`);
+      return false;
     }
   };
-  // Volumes and exports first: they need only the disk and tgtd. Snapshots also need Walrus.
-  let recovered = await recover().then(() => true, () => false);
+  // Volumes and exports before serving: they need only the disk and tgtd. Snapshots need Walrus: after.
+  let recovered = await recover(() => controller.recover(), 'volume and export recovery');
+  let snapshotsRecovered = false;
   const app = buildServer({ logger: log, controller, db, keyFor: (from) => (from === sc.SC_CALLER ? readKeyFile(keyFile) : undefined) });
   let url: string;
   try {
@@ -110,10 +112,14 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   }
   const timer = setInterval(() => {
     void (async () => {
-      if (!recovered) recovered = await recover().then(() => true, () => false);
+      if (!recovered) recovered = await recover(() => controller.recover(), 'volume and export recovery');
+      else if (!snapshotsRecovered) snapshotsRecovered = await recover(() => controller.recoverSnapshots(), 'snapshot recovery');
       else await exports.reconcile().then(() => chunks.sweep()).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'periodic reconciliation failed'));
     })();
   }, opts.reconcileIntervalMs ?? 30_000);
+  void (async () => {
+    snapshotsRecovered = await recover(() => controller.recoverSnapshots(), 'snapshot recovery');
+  })();
   timer.unref();
   writeFileSync(join(runDir, 'sc.url'), url + '\n');
   writeFileSync(join(runDir, 'sc.pid'), `${process.pid}\n`);

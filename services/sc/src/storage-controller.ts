@@ -179,7 +179,7 @@ export class StorageController {
     return { snapshots: this.o.snapshots.rows().filter((r) => !wanted || wanted.has(r.snapshot_id)).map((r) => this.o.snapshots.view(r)) };
   }
 
-  /** After a (crash) restart: no volume or snapshot left in a transitional state, tgtd matching the exports. */
+  /** After a (crash) restart: no volume left in a transitional state, tgtd matching the exports (disk and tgtd only). */
   async recover(): Promise<void> {
     const db = this.o.db;
     for (const r of db.prepare("SELECT * FROM volumes WHERE status = 'deleting'").all() as VolumeRow[]) await this.finishDelete(r.volume_id);
@@ -194,6 +194,10 @@ export class StorageController {
     // Exports of volumes that are gone cannot be served.
     db.prepare("DELETE FROM exports WHERE volume_id NOT IN (SELECT volume_id FROM volumes WHERE status = 'available')").run();
     await this.o.exports.reconcile();
+  }
+
+  /** The part of recovery that needs Walrus (run once the SC serves, retried until it succeeds). */
+  async recoverSnapshots(): Promise<void> {
     await this.o.snapshots.recover();
   }
 

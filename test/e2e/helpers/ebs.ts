@@ -1,0 +1,87 @@
+// What the EBS suites and the snapshot benchmark share: the clients (awscli, euca2ools) bound to a cloud,
+// tgtd probes, and the test guest's volume agent (its user data: the busybox test image runs user data
+// that starts with #!).
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { clientEnv, repoRoot, runTool, type Cloud } from './cloud.js';
+
+/** tgtd answers here (test/run-all.sh starts it with deploy/lib.sh ensure_tgt). */
+export function tgtHere(): boolean {
+  try {
+    execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The IQNs in tgtd that export this volume (any SC's: volume ids are unique). */
+export function targetsOf(volumeId: string): string[] {
+  const out = execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { encoding: 'utf8' });
+  return [...out.matchAll(/^Target \d+: (\S+)/gm)].map((m) => m[1]!).filter((iqn) => iqn.includes(`.${volumeId}.`));
+}
+
+/** awscli and euca2ools against the cloud, as its admin (the eucarc); failures carry the daemons' logs. */
+export function clients(cloud: () => Cloud) {
+  const ec2 = (args: string[], json = true) => runTool('aws', ['--endpoint-url', cloud().ec2Url, '--region', cloud().region, ...(json ? ['--output', 'json'] : []), 'ec2', ...args], clientEnv(cloud().env));
+  return {
+    async aws(args: string[]): Promise<Record<string, unknown>> {
+      const r = await ec2(args);
+      if (r.code !== 0) throw new Error(`aws ec2 ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${cloud().logs()}`);
+      return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};
+    },
+    /** The EC2 error code of a call that must fail. */
+    async awsError(args: string[]): Promise<string> {
+      const r = await ec2(args, false);
+      if (r.code === 0) throw new Error(`aws ec2 ${args.join(' ')} should have failed`);
+      return /\((\S+)\) when calling/.exec(r.stderr)?.[1] ?? r.stderr;
+    },
+    async euca(cmd: string, args: string[]): Promise<string> {
+      const r = await runTool(join(repoRoot, '../shared/tools/euca'), [cmd, ...args], clientEnv(cloud().env));
+      if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${cloud().logs()}`);
+      return r.stdout;
+    },
+  };
+}
+
+/**
+ * The guest's volume agent (user data): for every hot-plugged disk whose serial is a volume id it
+ * mounts the ext2 filesystem and prints the checksum of every file, or, on an empty volume, makes the
+ * filesystem and writes 8 MiB of random data; at a volume's second appearance it also writes 11 MiB
+ * more (1% of 1 GiB). It unmounts before saying "done", so the volume can be detached.
+ */
+export const VOLUME_AGENT = `#!/bin/sh
+echo "mallee-vol: agent running"
+while true; do
+  for s in /sys/block/vd*/serial; do
+    [ -f "$s" ] || continue
+    dev=$(basename $(dirname $s)); ser=$(cat $s)
+    case "$ser" in vol-*) ;; *) continue ;; esac
+    [ -e /run/present-$dev-$ser ] && continue
+    : > /run/present-$dev-$ser
+    n=$(( $(cat /run/count-$ser 2>/dev/null || echo 0) + 1 )); echo $n > /run/count-$ser
+    echo "mallee-vol: appeared $ser $dev $n"
+    m=/mnt/$ser; mkdir -p $m
+    if mount -t ext2 /dev/$dev $m 2>/dev/null; then
+      for f in $m/data $m/extra; do [ -f $f ] && echo "mallee-vol: read $ser $(basename $f) $(md5sum < $f | cut -c1-32)"; done
+      if [ $n -eq 2 ] && [ ! -f $m/extra ]; then
+        dd if=/dev/urandom of=$m/extra bs=1M count=11 2>/dev/null; sync
+        echo "mallee-vol: wrote $ser extra $(md5sum < $m/extra | cut -c1-32)"
+      fi
+      umount $m
+    else
+      mke2fs -q /dev/$dev && mount -t ext2 /dev/$dev $m && dd if=/dev/urandom of=$m/data bs=1M count=8 2>/dev/null && sync &&
+        echo "mallee-vol: wrote $ser data $(md5sum < $m/data | cut -c1-32)"
+      umount $m
+    fi
+    sync
+    echo "mallee-vol: done $ser $n"
+  done
+  for p in /run/present-*; do
+    [ -e "$p" ] || continue
+    d=\${p#/run/present-}; d=\${d%%-vol-*}
+    [ -e /sys/block/$d ] || rm -f $p
+  done
+  usleep 200000
+done
+`;
