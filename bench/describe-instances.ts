@@ -2,13 +2,13 @@
 // clc/cc/nc, simulated hypervisor) vs moto_server loaded with the same number of instances, both
 // driven by the same SigV4 Query client in the same run. Writes bench/results/describe-instances.md.
 //   npm run bench            (MALLEE_BENCH_SIZES=1000,10000  MALLEE_BENCH_SAMPLES=15)
-import { randomBytes } from 'node:crypto';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { Ec2Client, instancesOf, items } from '../test/e2e/helpers/ec2-client.js';
-import { freePortBase, mallee, parseEucarc, repoRoot, sleep } from '../test/e2e/helpers/cloud.js';
+import { instancesOf } from '../test/e2e/helpers/ec2-client.js';
+import { repoRoot } from '../test/e2e/helpers/cloud.js';
+import { startMallee as startMalleeTarget, startMoto as startMotoTarget, type Ec2Target } from './lib.js';
 
 const sizes = (process.env.MALLEE_BENCH_SIZES ?? '1000,10000').split(',').map(Number);
 // moto needs tens of seconds per 10,000-instance listing: fewer samples at that size.
@@ -18,71 +18,10 @@ const BATCH = 1000;
 // moto takes about a minute per 10,000-instance listing on a busy 2-core machine.
 const REQUEST_TIMEOUT_MS = 600_000;
 
-interface Target {
-  name: string;
-  client: Ec2Client;
-  imageId: string;
-  instanceType: string;
-  stop(): Promise<void>;
-}
+type Target = Ec2Target;
 
-async function startMallee(): Promise<Target> {
-  const home = mkdtempSync(join(tmpdir(), 'mallee-bench-'));
-  const base = await freePortBase();
-  // Capacity for every instance of the run; quick boots; polling as deployed.
-  writeFileSync(
-    join(home, 'mallee.conf'),
-    [
-      'HYPERVISOR="simulated"',
-      `CLC_PORT="${base}"`, `CC_PORT="${base + 1}"`, `NC_PORT="${base + 2}"`, `WALRUS_PORT="${base + 3}"`, `SC_PORT="${base + 4}"`,
-      `SIM_CORES="${maxSize * 2}"`, `SIM_MEM="${maxSize * 2048}"`, `SIM_DISK="${maxSize * 20}"`,
-      'SIM_BOOT_DELAY="50"', 'LOG_LEVEL="warn"', `INSTANCE_PATH="${home}/instances"`, '',
-    ].join('\n'),
-  );
-  await mallee(['up', '--home', home, '--detach']);
-  const env = parseEucarc(join(home, 'eucarc'));
-  const client = new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!, undefined, REQUEST_TIMEOUT_MS);
-  // RegisterImage reads the bundle: make a tiny one the way users do.
-  writeFileSync(join(home, 'img'), randomBytes(4096));
-  await mallee(['bundle-and-upload', '-i', join(home, 'img'), '-b', 'bench'], { ...env, TMPDIR: home });
-  const imageId = String((await client.ok('RegisterImage', { ImageLocation: 'bench/img.manifest.xml', Name: 'bench' })).imageId);
-  return {
-    name: 'Mallee',
-    client,
-    imageId,
-    instanceType: 'm1.small',
-    stop: async () => {
-      await mallee(['down', '--home', home]);
-      rmSync(home, { recursive: true, force: true });
-    },
-  };
-}
-
-async function startMoto(): Promise<Target> {
-  const port = await freePortBase();
-  const proc: ChildProcess = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-  const url = `http://127.0.0.1:${port}/`;
-  const client = new Ec2Client(url, { accessKeyId: 'AKIDBENCH', secretAccessKey: 'bench' }, 'us-east-1', undefined, REQUEST_TIMEOUT_MS);
-  for (let i = 0; ; i++) {
-    try {
-      await client.ok('DescribeRegions');
-      break;
-    } catch (err) {
-      if (i > 100) throw new Error(`moto_server did not start: ${(err as Error).message}`);
-      await sleep(200);
-    }
-  }
-  const images = items((await client.ok('DescribeImages', { 'Owner.1': 'amazon' })).imagesSet);
-  return {
-    name: `moto_server ${execFileSync('python3', ['-c', 'import moto;print(moto.__version__)']).toString().trim()}`,
-    client,
-    imageId: String(images[0]?.imageId ?? 'ami-12c6146b'),
-    instanceType: 't2.micro',
-    stop: async () => {
-      proc.kill('SIGTERM');
-    },
-  };
-}
+const startMallee = () => startMalleeTarget({ capacity: maxSize, requestTimeoutMs: REQUEST_TIMEOUT_MS });
+const startMoto = () => startMotoTarget(REQUEST_TIMEOUT_MS);
 
 async function countInstances(t: Target): Promise<number> {
   return instancesOf(await t.client.ok('DescribeInstances')).length;

@@ -73,7 +73,7 @@ interface Api {
 async function startTarget(name: string, backend: 'sqlite' | 'pg' | 'pg2'): Promise<Api> {
   const database = backend === 'sqlite' ? undefined : `mallee_bench_api_${backend}_${process.pid}`;
   const dbUrl = database ? freshDatabase(pgUrl!, database) : undefined;
-  const cloud = await startCloud({ conf: { ...(dbUrl ? { DB_URL: dbUrl } : {}), MAX_CORES: 400, SIM_BOOT_DELAY: 50, LOG_LEVEL: 'warn' }, pollInterval: 2 });
+  const cloud = await startCloud({ conf: { ...(dbUrl ? { DB_URL: dbUrl } : {}), SIM_CORES: 1000, SIM_MEM: 1_000_000, SIM_DISK: 100_000, SIM_BOOT_DELAY: 50, LOG_LEVEL: 'warn' }, pollInterval: 2 });
   const clients = [cloud.client];
   let second: SecondClc | undefined;
   if (backend === 'pg2') {
@@ -145,7 +145,7 @@ try {
   let prev = 'base';
   for (const [label, writes] of [
     ['1% of the volume in 4 KiB writes spread evenly', Array.from({ length: (SIZE_MIB * 256) / 100 }, (_, i) => [Math.floor((i * SIZE_MIB * 1024 * 1024) / ((SIZE_MIB * 256) / 100) / 4096) * 4096, 4096])],
-    ['1% of the volume in one sequential run', [[64 * 1024 * 1024, (SIZE_MIB * 1024 * 1024) / 100]]],
+    ['1% of the volume in one sequential run', [[64 * 1024 * 1024, Math.floor((SIZE_MIB * 1024 * 1024) / 100 / 4096) * 4096]]],
     ['64 scattered 64 KiB writes (a database\'s pages)', Array.from({ length: 64 }, (_, i) => [i * 16 * 1024 * 1024 + 8192, 65536])],
   ] as const) {
     const args = writes.flatMap(([off, len]) => ['-c', `write -P 0x${(snapRows.length + 0x22).toString(16)} ${off} ${len}`]);

@@ -1,7 +1,7 @@
 // Two node controllers with real guests (libvirt, QEMU/TCG here) behind one cluster controller, run as an
 // operator runs them: the all-in-one's nc plus a second nc in its own home and port, registered with
 // `mallee register-nodes`; capacity (MAX_CORES) and placement (SCHEDPOLICY) changed in each host's
-// mallee.conf and the daemon restarted. Then a node is killed with -9 under its guests, an instance is
+// mallee.conf and the daemon restarted; the second host forces HYPERVISOR="qemu" and caps MAX_MEM. Then a node is killed with -9 under its guests, an instance is
 // terminated while it is down, and it comes back: nothing lost, nothing duplicated, the terminated one
 // cleaned up. awscli, boto3 and euca2ools drive it; libvirt and the instance directories are the truth.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -89,7 +89,8 @@ beforeAll(async () => {
   // Both hosts offer 2 cores: the all-in-one's nc after a restart with its mallee.conf edited, the second from its own.
   setConf(join(cloud.home, 'mallee.conf'), 'MAX_CORES', 2);
   await restart('nc');
-  node2 = await addNode(cloud, { MAX_CORES: 2, POLL_INTERVAL: 1 });
+  // The second host forces TCG (HYPERVISOR="qemu") instead of probing for KVM.
+  node2 = await addNode(cloud, { HYPERVISOR: 'qemu', MAX_CORES: 2, POLL_INTERVAL: 1 });
   homes = [cloud.home, node2.home];
   await waitNodesEnabled(cloud, 2);
 }, 600_000);
@@ -101,6 +102,15 @@ afterAll(async () => {
 }, 300_000);
 
 describe.skipIf(!libvirtHere)('two node controllers with real guests', () => {
+  it('HYPERVISOR="qemu" forces TCG on the second host and says so; the all-in-one\'s node chose by probing', async () => {
+    const choice = (home: string) => {
+      const line = readFileSync(join(home, 'log', 'nc.log'), 'utf8').split('\n').reverse().find((l) => l.includes('libvirt driver uses domain type'));
+      return line ? (JSON.parse(line) as { domainType: string; reason: string }) : undefined;
+    };
+    expect(choice(node2.home)).toMatchObject({ domainType: 'qemu', reason: 'HYPERVISOR forces qemu' });
+    expect(choice(cloud.home)?.reason).toMatch(/probe/);
+  });
+
   it('MAX_CORES=2 on both: the zone offers 4 t1.micro, 5 are refused with InsufficientInstanceCapacity (awscli, boto3, euca2ools); GREEDY fills the first node, then the second', async () => {
     await capacityIs(4, 4);
     await refusedByEveryClient(5);
@@ -114,19 +124,22 @@ describe.skipIf(!libvirtHere)('two node controllers with real guests', () => {
     await terminate([...three, ...fourth]);
   }, 900_000);
 
-  it('MAX_CORES=4 in both hosts\' mallee.conf, the NCs restarted: 8 fit where 4 did, 9 are refused; GREEDY packs 4 onto the first node before the second', async () => {
+  it('MAX_CORES=4 in both hosts\' mallee.conf and MAX_MEM=768 on the second, the NCs restarted: 7 fit (4 + 3 by memory) where 4 did, 8 are refused; GREEDY packs 4 onto the first node before the second', async () => {
     setConf(join(cloud.home, 'mallee.conf'), 'MAX_CORES', 4);
     setConf(node2.conf, 'MAX_CORES', 4);
+    setConf(node2.conf, 'MAX_MEM', 768);
     await node2.stop();
     await node2.start();
     await restart('nc');
     await waitNodesEnabled(cloud, 2);
-    await capacityIs(8, 8);
-    await refusedByEveryClient(9);
+    await capacityIs(7, 7);
+    // m1.small (512 MiB): 4 on the first node, 1 in the second's 768 MiB.
+    expect(await capacity('m1.small')).toEqual({ free: 5, max: 5 });
+    await refusedByEveryClient(8);
     const five = await runCount(5);
     expect(countOn(five, cloud.home)).toBe(4);
     expect(countOn(five, node2.home)).toBe(1);
-    await capacityIs(3, 8);
+    await capacityIs(2, 7);
     await booted(five);
     await terminate(five);
   }, 900_000);
@@ -135,7 +148,7 @@ describe.skipIf(!libvirtHere)('two node controllers with real guests', () => {
     setConf(join(cloud.home, 'mallee.conf'), 'SCHEDPOLICY', 'ROUNDROBIN');
     await restart('cc');
     await waitNodesEnabled(cloud, 2);
-    await capacityIs(8, 8);
+    await capacityIs(7, 7);
     const six = await runCount(6);
     const where = placement(six);
     expect(where.filter((h) => h === cloud.home)).toHaveLength(3);

@@ -39,9 +39,11 @@ pg_up() {
     quiet runuser -u postgres -- "$pgbin/initdb" -D "$d/data" -U postgres --auth=trust --no-instructions -E UTF8 --locale=C.UTF-8
   fi
   local port; port=$(cat "$d/port" 2>/dev/null || free_port); echo "$port" >"$d/port"
-  # Small: a few daemons and tests connect; fsync stays on (acknowledged writes must survive).
+  # Small: a few daemons and tests connect. Durable as deployed (benchmarks), unless MALLEE_SCALEOUT_PG_FAST=1
+  # (the test runner: commits do not wait for the WAL flush; the suites kill daemons, never PostgreSQL).
+  local fast=; [ "${MALLEE_SCALEOUT_PG_FAST:-}" = 1 ] && fast="-c synchronous_commit=off -c fsync=off -c full_page_writes=off"
   quiet runuser -u postgres -- "$pgbin/pg_ctl" -D "$d/data" -l "$d/postgres.log" -w -t 60 start -o \
-    "-p $port -c listen_addresses=127.0.0.1 -k $d -c shared_buffers=64MB -c max_connections=200 -c work_mem=4MB -c max_wal_size=256MB -c log_min_messages=warning"
+    "-p $port -c listen_addresses=127.0.0.1 -k $d -c shared_buffers=64MB -c max_connections=200 -c work_mem=4MB -c max_wal_size=256MB -c log_min_messages=warning $fast"
   quiet runuser -u postgres -- "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc 'CREATE DATABASE mallee' || true
 }
 pg_down() {

@@ -36,6 +36,8 @@ ensure_postgresql && ensure_ceph && ensure_libpq && ensure_built || { echo "0 pa
 
 # Its own backends in a directory of this run: nothing of a developer's own `backends.sh up` is touched.
 export MALLEE_SCALEOUT_DIR=${MALLEE_SCALEOUT_RUN_DIR:-$(mktemp -d /tmp/mallee-scaleout-run-XXXXXX)}
+# Commits need not wait for PostgreSQL's WAL flush here: the suites kill daemons, never PostgreSQL.
+export MALLEE_SCALEOUT_PG_FAST=1
 trap 'test/scale-out/backends.sh down' EXIT
 if ! test/scale-out/backends.sh up all >"$out/backends.env"; then
   log "the scale-out backends did not start: see ${MALLEE_SCALEOUT_DIR:-/tmp/mallee-scaleout}/setup.log"
@@ -48,7 +50,8 @@ export MALLEE_TEST_WALRUS_S3_ENDPOINT=$MALLEE_TEST_RGW_URL MALLEE_TEST_WALRUS_S3
 # Three Walrus tests look at the files of the fs backend (walrus/data, walrus/tmp); with the bytes in
 # radosgw there are none to look at. Everything else runs as in the default suite.
 not_fs_layout='^(?!.*(nothing lands outside the store|leaves no temp file and no object|kill -9 during 20 parallel uploads)).*'
-suite "daemon suites on PostgreSQL + radosgw (store, clc, walrus, sc)" npx vitest run packages/store services/clc services/walrus services/sc -t "$not_fs_layout"
+# Every daemon a test starts also creates and migrates its PostgreSQL schema: set-up hooks get 30 s, not 10.
+suite "daemon suites on PostgreSQL + radosgw (store, clc, walrus, sc)" npx vitest run packages/store services/clc services/walrus services/sc -t "$not_fs_layout" --hookTimeout=30000
 suite "EC2/S3/EBS end-to-end suites on PostgreSQL + radosgw" npx vitest run --config test/e2e/vitest.config.ts awscli.test.ts boto.test.ts euca2ools.test.ts errors.test.ts images.test.ts volumes.test.ts
 suite "scale-out suites (two clcs on one database)" npx vitest run --config test/scale-out/vitest.config.ts
 

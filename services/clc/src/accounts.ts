@@ -102,10 +102,22 @@ export function getCredentials(db: Db, accountName: string): admin.AccountCreden
 
 interface KeyRow { secret_access_key: string; user_id: string; account_id: string; name: string; is_admin: number }
 
-function keyRow(db: Db, accessKeyId: string): KeyRow | undefined {
-  return db.prepare(`SELECT k.secret_access_key, u.user_id, a.account_id, a.name, a.is_admin
+// Every signed request looks its key up: the statement is prepared once per database, not per request
+// (preparing it was the clc's largest single cost under 32 clients, bench/results/ec2-workload.md).
+const keyStatements = new WeakMap<Db, ReturnType<typeof prepareKeyRow>>();
+
+const prepareKeyRow = (db: Db) =>
+  db.prepare<[string], KeyRow>(`SELECT k.secret_access_key, u.user_id, a.account_id, a.name, a.is_admin
     FROM access_keys k JOIN users u ON u.user_id = k.user_id JOIN accounts a ON a.account_id = u.account_id
-    WHERE k.access_key_id = ? AND k.active = 1`).get(accessKeyId) as KeyRow | undefined;
+    WHERE k.access_key_id = ? AND k.active = 1`);
+
+function keyRow(db: Db, accessKeyId: string): KeyRow | undefined {
+  let stmt = keyStatements.get(db);
+  if (!stmt) {
+    stmt = prepareKeyRow(db);
+    keyStatements.set(db, stmt);
+  }
+  return stmt.get(accessKeyId);
 }
 
 /** Who signed an EC2 request, for the ec2Api plugin. */

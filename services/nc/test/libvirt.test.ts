@@ -238,7 +238,7 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     const home = tempHome();
     const hv = await driver(home);
     const s = spec({ imageId: 'emi-missing1' });
-    await expect(hv.runInstance(s)).rejects.toThrow(/image emi-missing1 not found on this node/);
+    await expect(hv.runInstance(s)).rejects.toThrow(/image emi-missing1 is not on this node/);
     expect(await hv.domainXml(s.instanceId)).toBeUndefined();
     expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
   });

@@ -47,14 +47,11 @@ export function instanceFiles(dir: string): Required<InstanceDisks> {
   };
 }
 
-async function virtualSize(file: string): Promise<number> {
+/** The image's format (qcow2, else raw) and virtual size, in one qemu-img call. */
+async function imageInfo(file: string): Promise<{ format: 'raw' | 'qcow2'; virtualBytes: number }> {
   const { stdout } = await run('qemu-img', ['info', '--output=json', file]);
-  return (JSON.parse(stdout) as { 'virtual-size': number })['virtual-size'];
-}
-
-async function detectFormat(file: string): Promise<'raw' | 'qcow2'> {
-  const { stdout } = await run('qemu-img', ['info', '--output=json', file]);
-  return (JSON.parse(stdout) as { format: string }).format === 'qcow2' ? 'qcow2' : 'raw';
+  const info = JSON.parse(stdout) as { format: string; 'virtual-size': number };
+  return { format: info.format === 'qcow2' ? 'qcow2' : 'raw', virtualBytes: info['virtual-size'] };
 }
 
 async function sparseFile(file: string, bytes: number): Promise<void> {
@@ -77,29 +74,31 @@ export async function buildInstanceDisks(
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const files = instanceFiles(dir);
   const base = await cache.get(spec.imageId, { ...(spec.imageSources?.machine ? { source: spec.imageSources.machine } : {}), location: spec.imageLocation });
-  const baseFormat = await detectFormat(base);
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', baseFormat, '-b', base, files.root]);
+  const baseInfo = await imageInfo(base);
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', baseInfo.format, '-b', base, files.root]);
   const out: InstanceDisks = { dir, root: files.root, consoleLog: files.consoleLog };
 
+  // The other files do not depend on each other: made at once (each is a process or a copy; a launch waits for all).
+  const work: Promise<void>[] = [];
   const allowance = spec.vmType.diskGiB * GiB;
   if (allowance > 0) {
-    const rootBytes = await virtualSize(base);
-    let left = allowance - rootBytes;
+    let left = allowance - baseInfo.virtualBytes;
     if (left >= SWAP_MiB * MiB) {
-      await sparseFile(files.swap, SWAP_MiB * MiB);
-      await run('mkswap', ['-q', files.swap]).catch(() => undefined);
       out.swap = files.swap;
+      work.push(sparseFile(files.swap, SWAP_MiB * MiB).then(() => run('mkswap', ['-q', files.swap]).then(() => undefined, () => undefined)));
       left -= SWAP_MiB * MiB;
     }
     if (left >= 16 * MiB) {
-      await sparseFile(files.ephemeral, left);
-      // ext4 with lazy init writes a few MiB however large the (sparse) disk is.
-      await run('mkfs.ext4', ['-q', '-F', '-L', 'ephemeral0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', files.ephemeral]).catch(() => undefined);
       out.ephemeral = files.ephemeral;
+      // ext4 with lazy init writes a few MiB however large the (sparse) disk is.
+      work.push(sparseFile(files.ephemeral, left).then(() =>
+        run('mkfs.ext4', ['-q', '-F', '-L', 'ephemeral0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', files.ephemeral]).then(() => undefined, () => undefined)));
     }
   }
 
-  if (await buildConfigDrive(spec, join(dir, 'config-drive'), files.configDrive)) out.configDrive = files.configDrive;
+  work.push(buildConfigDrive(spec, join(dir, 'config-drive'), files.configDrive).then((made) => {
+    if (made) out.configDrive = files.configDrive;
+  }));
 
   // Kernel and ramdisk are copied into the instance directory: the cache may evict them afterwards.
   const copyOut = async (id: string, source: ImageSource | undefined, to: string) => {
@@ -111,13 +110,16 @@ export async function buildInstanceDisks(
     }
   };
   if (spec.kernelId) {
-    await copyOut(spec.kernelId, spec.imageSources?.kernel, files.kernel);
     out.kernel = files.kernel;
+    work.push(copyOut(spec.kernelId, spec.imageSources?.kernel, files.kernel));
     if (spec.ramdiskId) {
-      await copyOut(spec.ramdiskId, spec.imageSources?.ramdisk, files.ramdisk);
       out.ramdisk = files.ramdisk;
+      work.push(copyOut(spec.ramdiskId, spec.imageSources?.ramdisk, files.ramdisk));
     }
   }
+  const results = await Promise.allSettled(work);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
   return out;
 }
 
