@@ -1,6 +1,6 @@
 // A client that polls one URL every INTERVAL ms until killed (run in the test's `internet` namespace):
 // each poll is a new TCP connection (so every poll goes through the front end's DNAT rules, not an
-// established flow's conntrack entry), with a 1 s timeout. Each result is one line appended to OUT:
+// established flow's conntrack entry), with a 2 s timeout. Each result is one line appended to OUT:
 //   <start ms since epoch> <1 if the answer was 200 and contained EXPECT, else 0> <duration ms>
 //   node http-poller.mjs URL EXPECT OUT [INTERVAL]
 import { appendFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ function poll() {
       if (!done) resolve(ok);
       done = true;
     };
-    const req = request(url, { agent: false, timeout: 1000, headers: { connection: 'close' } }, (res) => {
+    const req = request(url, { agent: false, timeout: 2000, headers: { connection: 'close' } }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));
