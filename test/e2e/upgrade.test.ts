@@ -124,11 +124,18 @@ async function allEnabled(): Promise<true | undefined> {
 
 beforeAll(async () => {
   if (!canRun) return;
+  const started = Date.now();
+  const took: string[] = [];
+  const phase = (what: string) => took.push(`${what} ${((Date.now() - started) / 1000).toFixed(1)} s`);
   t = await buildTopology({ sc: true });
+  phase('cloud up');
   tools = netnsTools(t);
   tools.startGuestControl();
   pollLog = join(t.dir, 'polls.log');
   nextTree = join(t.dir, 'next-tree');
+  // The newer build is made while the guest boots (it does not need the cloud).
+  const tree = makeNextTree(nextTree);
+  tree.catch(() => undefined);
   const { aws } = tools;
   await aws(['ec2', 'create-security-group', '--group-name', 'web', '--description', 'the page']);
   await aws(['ec2', 'authorize-security-group-ingress', '--group-name', 'web', '--protocol', 'tcp', '--port', '80', '--cidr', '0.0.0.0/0']);
@@ -138,6 +145,7 @@ beforeAll(async () => {
   instanceId = (run.Instances as { InstanceId: string }[])[0]!.InstanceId;
   volumeId = String((await aws(['ec2', 'create-volume', '--size', '1', '--availability-zone', 'mallee-1a'])).VolumeId);
   await eventually(`${instanceId} polling the control server`, async () => (tools.polling(instanceId) ? true : undefined), 240_000);
+  phase('guest up');
   await eventually('the volume available', async () => (((await aws(['ec2', 'describe-volumes', '--volume-ids', volumeId])).Volumes as { State: string }[])[0]!.State === 'available' ? true : undefined), 60_000);
   await aws(['ec2', 'attach-volume', '--volume-id', volumeId, '--instance-id', instanceId, '--device', '/dev/sdf']);
   // In the guest: the disk whose serial is the volume id gets a filesystem and 4 MiB of data; its checksum is served too.
@@ -149,8 +157,8 @@ md5sum < /mnt/vol/data | cut -c1-32 | tee /www/volume.txt`, 120_000);
   eip = /ADDRESS\s+(\S+)/.exec(await tools.euca('euca-allocate-address', []))?.[1] ?? '';
   await tools.euca('euca-associate-address', ['-i', instanceId, eip]);
   expect(await eventually('the page through the EIP', () => tools.fromInternet(eip), 30_000)).toContain(`instance ${instanceId}`);
-  // The newer build is made while the cloud runs (it does not need the cloud).
-  nextWire = await makeNextTree(nextTree);
+  phase('volume and EIP');
+  nextWire = await tree;
   domId = await domIdOf(instanceId);
   const net = await netState();
   // Sanity of the snapshot the restarts compare: it sees the guest's bridge, tap, dnsmasq and EIP rules.
@@ -160,6 +168,8 @@ md5sum < /mnt/vol/data | cut -c1-32 | tee /www/volume.txt`, 120_000);
   expect(net.publicAddresses).toContain(`${eip}/32`);
   poller = spawn('ip', ['netns', 'exec', t.ns.internet, process.execPath, join(repoRoot, 'test/e2e/helpers/http-poller.mjs'), `http://${eip}/`, `instance ${instanceId}`, pollLog, '100'], { stdio: 'ignore' });
   await eventually('the poller answered', async () => (polls().some((p) => p.ok) ? true : undefined), 10_000);
+  phase('polling');
+  console.log(`upgrade.test.ts: set-up: ${took.join(', ')}`);
 }, 900_000);
 
 afterAll(async () => {
