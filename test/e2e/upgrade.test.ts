@@ -213,6 +213,29 @@ print(json.dumps([i['State']['Name'], i.get('PublicIpAddress'), [[a['InstanceId'
     }, 180_000);
   }
 
+  it('an nc started on a node that lost the guest\'s tap from its bridge and its anti-spoofing chain puts them back', async () => {
+    const tap = `${t.id}t${instanceId.slice(2)}`;
+    const chain = tap.toUpperCase();
+    await t.stopDaemon('nc', 'SIGTERM');
+    // What a careless admin (or another tool) does to the node while its nc is down.
+    await t.exec(t.ns.node, ['ip', 'link', 'set', tap, 'nomaster']);
+    await t.exec(t.ns.node, ['ebtables', '-D', 'FORWARD', '-i', tap, '-j', chain]);
+    await t.exec(t.ns.node, ['ebtables', '-F', chain]);
+    await t.exec(t.ns.node, ['ebtables', '-X', chain]);
+    await eventually('the page gone with the tap off its bridge', async () => ((await tools.fromInternet(eip)) === undefined ? true : undefined), 10_000);
+    const from = Date.now();
+    await t.startDaemon('nc', { tree: nextTree });
+    await eventually('the page back after the nc restart', () => tools.fromInternet(eip), 60_000);
+    console.log(`upgrade.test.ts: nc start on a node that lost the guest's tap and rules: page back ${Date.now() - from} ms after the start`);
+    const link = JSON.parse((await t.exec(t.ns.node, ['ip', '-j', 'link', 'show', tap])).stdout) as { master?: string }[];
+    expect(link[0]?.master).toMatch(new RegExp(`^${t.id}br\\d+$`));
+    const eb = (await t.exec(t.ns.node, ['ebtables', '-L'])).stdout;
+    expect(eb).toContain(`-i ${tap} -j ${chain}`);
+    expect(eb).toMatch(new RegExp(`Bridge chain: ${chain}, entries: 6`));
+    expect(await domIdOf(instanceId)).toBe(domId);
+    expect(bootsOf(instanceId)).toBe(1);
+  }, 120_000);
+
   it('after the upgrade: the volume\'s data reads back from the target, it takes new writes, the clc ran the new migration', async () => {
     const out = await tools.inGuest(instanceId, 'sync; echo 3 > /proc/sys/vm/drop_caches; md5sum < /mnt/vol/data | cut -c1-32; dd if=/dev/urandom of=/mnt/vol/after bs=1M count=1 conv=fsync 2>/dev/null && echo wrote', 60_000);
     expect(out.trim().split('\n')).toEqual([dataSum, 'wrote']);

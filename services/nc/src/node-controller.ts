@@ -123,6 +123,11 @@ export class NodeController {
       this.instances.set(id, t);
     }
     for (const g of guests.values()) if (g.state !== 'terminated') this.trackUnmanaged(g);
+    // The adopted guests' bridges, taps and anti-spoofing rules: put back what the host lost, leave the rest.
+    for (const t of this.instances.values()) {
+      if (!t.spec || t.terminating || (t.state !== 'running' && t.state !== 'pending') || !this.o.network) continue;
+      await this.o.network.restore(t.spec).catch((err: unknown) => this.o.log.error({ err, instanceId: t.instanceId }, 'could not restore an adopted guest\'s network'));
+    }
     this.o.records.save(changed);
     this.o.records.forget(forgotten);
     this.o.log.info({ adopted, lost, unmanaged: guests.size, hypervisor: this.o.hypervisor.name }, 'reconciled launch records with the hypervisor');

@@ -55,6 +55,43 @@ describe('the node\'s host network', () => {
     expect(cmds.some((c) => c.includes('vxlan'))).toBe(false);
   });
 
+  it('at start, an adopted guest\'s network: left untouched when the host has it all, rebuilt where the host lost it', async () => {
+    const vx = spec({ mode: 'MANAGED', encap: 'vxlan', tunnelRemote: '10.0.0.1' });
+    const host = (lost: { chain?: boolean; tapOffBridge?: boolean }) => {
+      const cmds: string[] = [];
+      const run: CommandRunner = async (argv) => {
+        const c = argv.join(' ');
+        cmds.push(c);
+        if (c === 'ip -j -d link show') {
+          return JSON.stringify([
+            { ifname: 'eth1', flags: ['UP'] },
+            { ifname: 'mlnbr9', ifindex: 7, flags: ['UP'], linkinfo: { info_kind: 'bridge' } },
+            { ifname: 'mlnvx9', ifindex: 8, flags: ['UP'], master: 'mlnbr9', linkinfo: { info_kind: 'vxlan', info_data: { id: 9 } } },
+            { ifname: 'mlnt0000abcd', ifindex: 9, flags: ['UP'], ...(lost.tapOffBridge ? {} : { master: 'mlnbr9' }), linkinfo: { info_kind: 'tun' } },
+          ]);
+        }
+        if (c.startsWith('ip -j -4 addr show')) return JSON.stringify([{ addr_info: [{ local: '10.0.0.2' }] }]);
+        if (c === 'ebtables -L FORWARD') return lost.chain ? 'Bridge chain: FORWARD, entries: 0, policy: ACCEPT\n' : 'Bridge chain: FORWARD, entries: 1, policy: ACCEPT\n-i mlnt0000abcd -j MLNT0000ABCD\n';
+        if (c === 'ebtables -L MLNT0000ABCD') {
+          if (lost.chain) throw new Error('no such chain');
+          return ['Bridge chain: MLNT0000ABCD, entries: 6, policy: ACCEPT', '-s ! d0:d:ac:1f:1:22 -j DROP', '-p IPv4 --ip-src 172.31.1.34 -j RETURN',
+            '-p IPv4 --ip-src 0.0.0.0 --ip-proto udp --ip-dport 67 -j RETURN', '-p ARP --arp-ip-src 172.31.1.34 --arp-mac-src d0:d:ac:1f:1:22 -j RETURN',
+            '-p ARP --arp-ip-src 0.0.0.0 --arp-mac-src d0:d:ac:1f:1:22 -j RETURN', '-j DROP', ''].join('\n');
+        }
+        return '';
+      };
+      return { run, cmds };
+    };
+    const writes = (cmds: string[]) => cmds.filter((c) => !/^(ip -j|ebtables -L|bridge -j)/.test(c));
+    const intact = host({});
+    expect(await new HostNetwork(config, pino({ level: 'silent' }), intact.run).restore(vx)).toEqual([]);
+    expect(writes(intact.cmds)).toEqual([]);
+    const lost = host({ chain: true, tapOffBridge: true });
+    const fixed = await new HostNetwork(config, pino({ level: 'silent' }), lost.run).restore(vx);
+    expect(fixed).toEqual(['ip link set mlnt0000abcd master mlnbr9', 'ebtables MLNT0000ABCD']);
+    expect(writes(lost.cmds)).toEqual(expect.arrayContaining(['ip link set mlnt0000abcd master mlnbr9', 'ebtables -N MLNT0000ABCD', 'ebtables -A FORWARD -i mlnt0000abcd -j MLNT0000ABCD']));
+  });
+
   it('VXLAN to the CC named in the spec, with the VXLAN MTU; no network in the spec → user-mode networking', async () => {
     const { run, cmds } = recorder();
     const hn = new HostNetwork(config, pino({ level: 'silent' }), run);

@@ -237,6 +237,9 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan'; /** an sc 
     await exec(ns.node, ['sh', '-c', `${mounts}${noKvm} && virtlogd -d -p ${join(lv, 'virtlogd.pid')} && libvirtd -d -p ${join(lv, 'libvirtd.pid')} -f ${join(lv, 'libvirtd.conf')}`]);
     for (let i = 0; i < 100 && !existsSync(join(lv, 'sock', 'libvirt-sock')); i++) await sleep(100);
     if (!existsSync(join(lv, 'sock', 'libvirt-sock'))) throw new Error(`the node's libvirtd did not start (see ${join(lv, 'log')})`);
+    // A new libvirtd probes QEMU's capabilities at its first domain start (~40 s on a loaded host): have it do that
+    // now, while the daemons start and the image is registered, rather than in the first RunInstances.
+    const probed = sh(['virsh', '-c', libvirtUri, 'domcapabilities', '--virttype', 'qemu'], { allowFail: true, timeoutMs: 300_000 });
 
     // --- the front end's tgtd (its iSCSI portal on the private link, 10.99.0.1:3260, only in this namespace) ---
     if (opts.sc) {
@@ -302,6 +305,7 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan'; /** an sc 
     const ec2Url = `http://${ADDR.frontendPublic}:${PORTS.clc}/services/compute`;
     topo.env = { ...env, EC2_URL: ec2Url, AWS_ENDPOINT_URL_EC2: ec2Url, S3_URL: `http://${ADDR.frontendPublic}:${PORTS.walrus}` };
     topo.ec2Url = ec2Url;
+    await probed;
     topo.region = env.AWS_DEFAULT_REGION ?? 'mallee';
     return topo;
   } catch (err) {

@@ -60,6 +60,47 @@ export class HostNetwork {
     });
   }
 
+  /**
+   * At the nc's start, for a guest it adopted: whatever of its network the host lost (a bridge or tunnel deleted, the tap
+   * off its bridge, the anti-spoofing chain or its hook gone) is put back; what is there is left exactly as it is, so a
+   * plain restart changes nothing under a running guest. Returns what it had to fix.
+   */
+  restore(spec: InstanceSpec): Promise<string[]> {
+    if (!spec.network || !spec.macAddress) return Promise.resolve([]);
+    return this.exclusive(async () => {
+      const fixed: string[] = [];
+      const n = spec.network!;
+      const local = n.mode === 'MANAGED' && n.encap === 'vxlan' ? await this.addressOf(this.config.VNET_PRIVINTERFACE) : undefined;
+      const ls = this.linkSpec(spec, local);
+      const plan = planLinks(await readLinks(this.run), ls);
+      if (plan.length) {
+        await runAll(this.run, plan);
+        fixed.push(...plan.map((c) => c.join(' ')));
+      }
+      const tap = tapName(this.prefix, spec.instanceId);
+      const bridge = bridgeOf(ls);
+      const tapLink = (await readLinks(this.run)).get(tap);
+      if (tapLink && tapLink.master !== bridge) {
+        await this.run(['ip', 'link', 'set', tap, 'master', bridge]);
+        fixed.push(`ip link set ${tap} master ${bridge}`);
+      }
+      if (n.mode !== 'SYSTEM' && spec.privateIp && !(await this.antiSpoofInPlace(tap, spec.privateIp))) {
+        await this.antiSpoof(tap, spec.macAddress!, spec.privateIp);
+        fixed.push(`ebtables ${this.chainOf(tap)}`);
+      }
+      if (fixed.length) this.log.warn({ instanceId: spec.instanceId, fixed }, 'an adopted guest\'s network was incomplete on this host; restored it');
+      return fixed;
+    });
+  }
+
+  /** The tap's chain is there, speaks for this address and is hooked into FORWARD. */
+  private async antiSpoofInPlace(tap: string, ip: string): Promise<boolean> {
+    const chain = this.chainOf(tap);
+    const rules = await this.run(['ebtables', '-L', chain]).catch(() => undefined);
+    if (rules === undefined || !rules.includes(`--ip-src ${ip} `) || !/-j DROP\s*$/.test(rules.trim())) return false;
+    return (await this.run(['ebtables', '-L', 'FORWARD'])).split('\n').some((l) => l.includes(`-i ${tap} `) && l.includes(`-j ${chain}`));
+  }
+
   /** Remove the guest's anti-spoofing chain, and the network's bridge once no guest is on it. */
   release(spec: InstanceSpec): Promise<void> {
     if (!spec.network) return Promise.resolve();
