@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientEnv, eventually, libvirtDomains, runTool, startCloud, type Cloud } from './helpers/cloud.js';
+import { eventually, libvirtDomains, startCloud, type Cloud } from './helpers/cloud.js';
 import { clients, targetsOf, tgtHere, VOLUME_AGENT } from './helpers/ebs.js';
 
 const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock');
@@ -17,7 +17,7 @@ const tgtUp = tgtHere();
 if (!libvirtHere || !tgtUp) console.warn('ebs-boot.test.ts skipped: needs libvirtd and tgtd (test/run-all.sh starts both)');
 
 let cloud: Cloud;
-const { aws, awsError, euca } = clients(() => cloud);
+const { aws, awsError, boto3, euca } = clients(() => cloud);
 let image: { emi: string; eki: string; eri: string };
 let userData: string;
 beforeAll(async () => {
@@ -32,12 +32,6 @@ afterAll(async () => {
   await cloud?.stop();
 }, 180_000);
 
-async function boto3(code: string): Promise<string> {
-  const script = `import boto3, os, json, time\nec2 = boto3.client("ec2", endpoint_url=os.environ["EC2_URL"], region_name=os.environ["AWS_DEFAULT_REGION"])\n${code}`;
-  const r = await runTool('python3', ['-c', script], clientEnv(cloud.env));
-  if (r.code !== 0) throw new Error(`boto3 failed: ${r.stderr}\n${cloud.logs()}`);
-  return r.stdout.trim();
-}
 
 interface Instance { State: { Name: string }; InstanceType: string; RootDeviceType: string; RootDeviceName: string; BlockDeviceMappings: { DeviceName: string; Ebs: { VolumeId: string; DeleteOnTermination: boolean; Status: string } }[] }
 const instance = async (id: string) => ((await aws(['describe-instances', '--instance-ids', id])).Reservations as { Instances: Instance[] }[])[0]!.Instances[0]!;
