@@ -4,7 +4,8 @@
 // volume gets a filesystem and 8 MiB of random data, a known one is read back). Stop (euca-stop-instances)
 // → modify the type to more memory (euca-modify-instance-attribute) → start (euca-start-instances): the
 // same root volume and data, the new memory in the domain XML and in the guest. Terminating deletes the
-// root volume (DeleteOnTermination). awscli for the checks and the refusals.
+// root volume (DeleteOnTermination). CreateImage of the stopped instance makes an EBS-backed image of its root.
+// awscli for the checks and the refusals.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -92,6 +93,17 @@ describe.skipIf(!libvirtHere || !tgtUp)('boot from EBS (real guest)', () => {
     await euca('euca-modify-instance-attribute', ['-t', 'm1.small', id]);
     expect(await boto3(`print(ec2.describe_instance_attribute(InstanceId="${id}", Attribute="instanceType")["InstanceType"]["Value"])`)).toBe('m1.small');
 
+    // CreateImage of the stopped instance: its root snapshotted, an EBS-backed image pending until the snapshot completes.
+    const created = String((await aws(['create-image', '--instance-id', id, '--name', 'ebs-boot-created'])).ImageId);
+    const made = await eventually(`${created} available`, async () => {
+      const img = ((await aws(['describe-images', '--image-ids', created])).Images as { State: string; RootDeviceType: string; BlockDeviceMappings: { Ebs: { SnapshotId: string } }[] }[])[0]!;
+      if (img.State === 'failed') throw new Error(`${created} failed`);
+      return img.State === 'available' ? img : undefined;
+    }, 180_000);
+    expect(made.RootDeviceType).toBe('ebs');
+    const createdSnap = made.BlockDeviceMappings[0]!.Ebs.SnapshotId;
+    expect(((await aws(['describe-snapshots', '--snapshot-ids', createdSnap])).Snapshots as { VolumeId: string }[])[0]!.VolumeId).toBe(root);
+
     // Start: the same root volume, its data read back, and 512 MiB now.
     await euca('euca-start-instances', [id]);
     await waitState(id, 'running');
@@ -107,8 +119,8 @@ describe.skipIf(!libvirtHere || !tgtUp)('boot from EBS (real guest)', () => {
     await waitState(id, 'terminated');
     await eventually(`${root} deleted`, async () => ((await awsError(['describe-volumes', '--volume-ids', root]).catch(() => '')) === 'InvalidVolume.NotFound' ? true : undefined), 120_000);
     expect(targetsOf(root)).toEqual([]);
-    await aws(['deregister-image', '--image-id', emi]);
-    await aws(['delete-snapshot', '--snapshot-id', snap]);
+    for (const image of [emi, created]) await aws(['deregister-image', '--image-id', image]);
+    for (const snapshot of [snap, createdSnap]) await aws(['delete-snapshot', '--snapshot-id', snapshot]);
     await eventually('guest gone', async () => (!(await libvirtDomains()).includes(id) ? true : undefined), 120_000);
   }, 1_200_000);
 });

@@ -19,6 +19,8 @@ import { ADMIN_ACCOUNT, accountByName } from '../src/accounts.js';
 import { describeInstanceAttribute } from '../src/actions/instance-status.js';
 import { modifyInstanceAttribute, startInstances, stopInstances, terminateInstances } from '../src/actions/lifecycle.js';
 import type { Clc } from '../src/actions/context.js';
+import { createImageAction } from '../src/storage/create-image.js';
+import { StorageControllers } from '../src/storage/index.js';
 import { FakeCc } from './fake-cc.js';
 
 let dir: string;
@@ -140,6 +142,14 @@ describe('EBS-backed instances: stop, modify, start', () => {
     await terminateInstances(clc, ['i-0000005b'], ctx());
     expect(stateOf('i-0000005b')).toBe('shutting-down');
     expect(await codeOf(stopInstances(clc, ['i-0000005b'], false, ctx()))).toMatch(/^IncorrectInstanceState/);
+
+    // CreateImage: EBS-backed instances only, running or stopped, with a name.
+    const createImage = createImageAction({ db, clusters: clc.clusters, controllers: new StorageControllers(db) });
+    const create = async (params: Record<string, string>) => createImage.handler(createImage.input.parse(params), { ...ctx(), apiVersion: '2016-11-15' });
+    expect(await codeOf(create({ InstanceId: 'i-0000005a', Name: 'from-store' })))
+      .toBe("UnsupportedOperation: The instance 'i-0000005a' does not have an 'ebs' root device type; bundle instance-store instances instead.");
+    expect(await codeOf(create({ InstanceId: 'i-0000005b' }))).toMatch(/^MissingParameter/);
+    expect(await codeOf(create({ InstanceId: 'i-0000005b', Name: 'from-terminating' }))).toMatch(/^IncorrectInstanceState/);
   });
 
   it('an EBS-backed guest that ends by itself is stopped, not terminated; a report asked for before a start does not undo it', async () => {

@@ -152,11 +152,7 @@ function blockDeviceXml(m: BlockDeviceRequest): Record<string, unknown> {
 
 type RegisterInput = z.infer<typeof registerShape>;
 
-function checkNameAndDescription(input: RegisterInput, name: string): void {
-  if (input.Name !== undefined && !AMI_NAME.test(name)) {
-    throw new Ec2Error('InvalidAMIName.Malformed',
-      "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'");
-  }
+function checkNameAndDescription(input: RegisterInput): void {
   if (input.Description !== undefined && input.Description.length > 255) throw errors.invalidValue('description', input.Description, 'Length exceeds maximum of 255.');
   if (input.Architecture !== undefined && !ARCHITECTURES.includes(input.Architecture)) {
     throw errors.invalidValue('architecture', input.Architecture, `Valid values: ${ARCHITECTURES.join(', ')}.`);
@@ -191,7 +187,8 @@ export const registerImageAction = resourceAction('RegisterImage', registerShape
   if (!ebs && !MANIFEST.test(location)) throw errors.invalidValue('ImageLocation', input.ImageLocation!, 'Expected bucket/prefix.manifest.xml.');
   const derivedName = location.slice(location.lastIndexOf('/') + 1).replace(/\.manifest\.xml$/, '');
   const name = input.Name ?? derivedName;
-  checkNameAndDescription(input, name);
+  if (input.Name !== undefined) checkImageNameFree(db, principal.accountId, name);
+  checkNameAndDescription(input);
   const slash = location.indexOf('/');
   // What the bundle says it is; the request's Architecture, KernelId and RamdiskId override it, as in EC2.
   const checked: ManifestCheck = ebs ? { imageType: 'machine', architecture: input.Architecture ?? 'x86_64' }
@@ -208,21 +205,59 @@ export const registerImageAction = resourceAction('RegisterImage', registerShape
     throw errors.invalidValue('virtualizationType', virtualizationType, `Valid values: ${VIRTUALIZATION_TYPES.join(', ')}.`);
   }
   if (input.Platform !== undefined && input.Platform !== 'windows') throw errors.invalidValue('platform', input.Platform, 'Valid values: windows.');
-  const imageId = newId(imagePrefixFor[type]);
-  db.transaction(() => {
-    const same = db.prepare('SELECT image_id FROM images WHERE owner_id = ? AND name = ?').pluck().get(principal.accountId, name) as string | undefined;
-    if (same) throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${same}`);
-    db.prepare(`INSERT INTO images (image_id, owner_id, name, description, location, image_type, architecture, state, is_public,
-        kernel_id, ramdisk_id, platform, root_device_type, root_device_name, virtualization_type, block_device_mappings, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, 'available', 0, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
-      imageId, principal.accountId, name, input.Description ?? null, location, type, architecture,
-      kernelId ?? null, ramdiskId ?? null, input.Platform ?? null, ebs ? 'ebs' : 'instance-store', ebs?.rootDeviceName ?? input.RootDeviceName ?? '/dev/sda1',
-      virtualizationType, JSON.stringify((ebs?.mappings ?? input.BlockDeviceMapping).map(blockDeviceXml)), new Date().toISOString());
-    checked.record?.(db, imageId);
-    applyTagSpecifications(db, principal.accountId, [imageId], 'image', input.TagSpecification);
+  const imageId = db.transaction(() => {
+    const id = recordImage(db, principal, {
+      name, description: input.Description, location, type, architecture, kernelId, ramdiskId, platform: input.Platform,
+      rootDeviceType: ebs ? 'ebs' : 'instance-store', rootDeviceName: ebs?.rootDeviceName ?? input.RootDeviceName ?? '/dev/sda1',
+      virtualizationType, mappings: ebs?.mappings ?? input.BlockDeviceMapping, state: 'available',
+    });
+    checked.record?.(db, id);
+    applyTagSpecifications(db, principal.accountId, [id], 'image', input.TagSpecification);
+    return id;
   })();
   return { imageId };
 });
+
+/** InvalidAMIName.Duplicate when the account already has an image of this name. */
+export function checkImageNameFree(db: Db, accountId: string, name: string): void {
+  if (!AMI_NAME.test(name)) {
+    throw new Ec2Error('InvalidAMIName.Malformed',
+      "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'");
+  }
+  const same = db.prepare('SELECT image_id FROM images WHERE owner_id = ? AND name = ?').pluck().get(accountId, name) as string | undefined;
+  if (same) throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${same}`);
+}
+
+export interface NewImage {
+  name: string; description?: string | undefined; location: string; type: ImageType; architecture: string;
+  kernelId?: string | undefined; ramdiskId?: string | undefined; platform?: string | undefined;
+  rootDeviceType: ImageRecord['rootDeviceType']; rootDeviceName: string; virtualizationType: string;
+  mappings: BlockDeviceRequest[]; state: 'available' | 'pending';
+}
+
+/** Records an image of the principal's account (RegisterImage, CreateImage); returns its id. Call inside a transaction. */
+export function recordImage(db: Db, principal: Principal, i: NewImage): string {
+  const imageId = newId(imagePrefixFor[i.type]);
+  const same = db.prepare('SELECT image_id FROM images WHERE owner_id = ? AND name = ?').pluck().get(principal.accountId, i.name) as string | undefined;
+  if (same) throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${i.name} is already in use by AMI ${same}`);
+  db.prepare(`INSERT INTO images (image_id, owner_id, name, description, location, image_type, architecture, state, is_public,
+      kernel_id, ramdisk_id, platform, root_device_type, root_device_name, virtualization_type, block_device_mappings, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    imageId, principal.accountId, i.name, i.description ?? null, i.location, i.type, i.architecture, i.state,
+    i.kernelId ?? null, i.ramdiskId ?? null, i.platform ?? null, i.rootDeviceType, i.rootDeviceName,
+    i.virtualizationType, JSON.stringify(i.mappings.map(blockDeviceXml)), new Date().toISOString());
+  return imageId;
+}
+
+/** EBS-backed images made by CreateImage become available (or failed) with their root snapshot. */
+export function settlePendingImages(db: Db, snapshotStatus: (snapshotId: string) => string | undefined): void {
+  const rows = db.prepare("SELECT * FROM images WHERE state = 'pending' AND root_device_type = 'ebs'").all() as ImageRow[];
+  for (const r of rows) {
+    const status = snapshotStatus(rootVolumeOf(r).snapshotId);
+    if (status === 'completed') db.prepare("UPDATE images SET state = 'available' WHERE image_id = ? AND state = 'pending'").run(r.image_id);
+    else if (status === 'error' || status === undefined) db.prepare("UPDATE images SET state = 'failed' WHERE image_id = ? AND state = 'pending'").run(r.image_id);
+  }
+}
 
 export const deregisterImageAction = resourceAction('DeregisterImage', z.object({ ImageId: z.string().optional() }),
   (db, input, { principal }, hooks) => {

@@ -4,6 +4,7 @@ import type { Ec2Action } from '@mallee/aws-protocol';
 import { Ec2Error } from '@mallee/aws-protocol';
 import { ownerColumn, registerTaggableType } from '../resources/index.js';
 import { attachActions } from './attach.js';
+import { createImageAction } from './create-image.js';
 import { snapshotActions } from './snapshot-actions.js';
 import { volumeActions, type StorageContext } from './volume-actions.js';
 
@@ -36,5 +37,5 @@ registerTaggableType({
 });
 
 export function storageActions(s: StorageContext, region: string): Ec2Action[] {
-  return [...volumeActions(s), ...attachActions(s), ...snapshotActions(s, region)] as Ec2Action[];
+  return [...volumeActions(s), ...attachActions(s), ...snapshotActions(s, region), createImageAction(s)] as Ec2Action[];
 }

@@ -6,7 +6,8 @@ import { cc, sc, WireError } from '@mallee/wire';
 import { dropAttachment, releaseAttachment } from './attach.js';
 import { finishSnapshotDelete } from './snapshot-actions.js';
 import { finishVolumeDelete, type StorageContext } from './volume-actions.js';
-import { attachmentOf, volumeRow, type AttachmentRow, type SnapshotRow, type VolumeRow } from './records.js';
+import { settlePendingImages } from '../resources/index.js';
+import { attachmentOf, snapshotRow, volumeRow, type AttachmentRow, type SnapshotRow, type VolumeRow } from './records.js';
 import { unexportStopped } from './boot-volumes.js';
 import { instanceRow } from '../instances.js';
 
@@ -23,6 +24,7 @@ export class StoragePoller {
       try {
         await Promise.all(this.s.controllers.list().map((c) => this.pollZone(c.zone)));
         await this.settleAttachments();
+        settlePendingImages(this.s.db, (id) => snapshotRow(this.s.db, id)?.status);
       } catch (err) {
         this.log.error({ err }, 'storage poll failed');
       } finally {

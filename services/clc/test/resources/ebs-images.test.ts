@@ -25,8 +25,8 @@ describe('RegisterImage from a snapshot', () => {
     const { imageId } = await register({ Name: 'ebs-one', RootDeviceName: '/dev/sda1', BlockDeviceMapping: root({ SnapshotId: 'snap-0000000a' }) });
     const kept = await register({ Name: 'ebs-kept', BlockDeviceMapping: root({ SnapshotId: 'snap-0000000a', VolumeSize: '4', DeleteOnTermination: 'false' }) });
     const { imagesSet } = await cloud.call('DescribeImages', { ImageId: [imageId, kept.imageId] }) as { imagesSet: Record<string, unknown>[] };
-    expect(imagesSet[0]).toMatchObject({ imageType: 'machine', rootDeviceType: 'ebs', rootDeviceName: '/dev/sda1', imageLocation: `${ACCOUNT_A}/ebs-one` });
     const byId = new Map(imagesSet.map((i) => [i.imageId, i]));
+    expect(byId.get(imageId)).toMatchObject({ imageType: 'machine', rootDeviceType: 'ebs', rootDeviceName: '/dev/sda1', imageLocation: `${ACCOUNT_A}/ebs-one` });
     expect(byId.get(imageId)!.blockDeviceMapping).toEqual([{ deviceName: '/dev/sda1', ebs: expect.objectContaining({ snapshotId: 'snap-0000000a', volumeSize: 2, deleteOnTermination: true }) }]);
     expect(byId.get(kept.imageId)!.blockDeviceMapping).toEqual([{ deviceName: '/dev/sda1', ebs: expect.objectContaining({ volumeSize: 4, deleteOnTermination: false }) }]);
     // What RunInstances reads of it.
