@@ -5,12 +5,12 @@
 // Driven with awscli, euca2ools and boto3 from the `internet` namespace. Each guest runs a small
 // control loop from its user data (it polls helpers/guest-control.mjs in `internet`), so the test
 // can run commands inside the guests.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientEnv, eventually, repoRoot } from './helpers/cloud.js';
-import { ADDR, buildTopology, sh, type Topology } from './helpers/netns.js';
+import { eventually } from './helpers/cloud.js';
+import { buildTopology, sh, type Topology } from './helpers/netns.js';
+import { guestAgentScript, guestGet, netnsTools, type NetnsTools } from './helpers/netns-guests.js';
 
 const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
 const root = process.getuid?.() === 0;
@@ -18,64 +18,16 @@ const canRun = libvirtHere && root && existsSync('/usr/sbin/dnsmasq');
 if (!canRun) console.warn('network.test.ts skipped: needs root, libvirtd, dnsmasq (test/run-all.sh installs them)');
 
 let t: Topology;
-let ctlDir: string;
+let tools: NetnsTools;
 const inst: Record<'a1' | 'a2' | 'b1', { id: string; privateIp: string; publicIp: string; mac: string }> = {} as never;
 let publicKey = '';
 const USER_DATA_MARK = 'mallee-network-test-user-data';
 
-const env = () => clientEnv(t.env);
-
-async function aws(args: string[]): Promise<Record<string, unknown>> {
-  const r = await t.exec(t.ns.internet, ['aws', '--endpoint-url', t.ec2Url, '--region', t.region, '--output', 'json', ...args], { env: env(), allowFail: true });
-  if (r.code !== 0) throw new Error(`aws ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${t.logs()}`);
-  return r.stdout.trim() ? (JSON.parse(r.stdout) as Record<string, unknown>) : {};
-}
-
-async function euca(cmd: string, args: string[]): Promise<string> {
-  const r = await t.exec(t.ns.internet, [join(repoRoot, '../shared/tools/euca'), cmd, ...args], { env: env(), allowFail: true });
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${t.logs()}`);
-  return r.stdout;
-}
-
-async function boto3(code: string): Promise<string> {
-  const script = `import boto3, json, os\nec2 = boto3.client('ec2', endpoint_url=os.environ['EC2_URL'], region_name=os.environ['AWS_DEFAULT_REGION'])\n${code}\n`;
-  const r = await t.exec(t.ns.internet, ['python3', '-c', script], { env: env(), allowFail: true });
-  if (r.code !== 0) throw new Error(`boto3 failed: ${r.stderr}\n${t.logs()}`);
-  return r.stdout;
-}
-
-/** HTTP GET from the internet namespace; undefined when nothing answers within a second. */
-async function fromInternet(ip: string): Promise<string | undefined> {
-  const r = await t.exec(t.ns.internet, ['curl', '-s', '-m', '1', `http://${ip}/`], { allowFail: true });
-  return r.code === 0 ? r.stdout : undefined;
-}
-
-let taskNo = 0;
-/** Run a shell command inside a guest (through its control loop) and return its output. */
-async function inGuest(id: string, cmd: string, timeoutMs = 60_000): Promise<string> {
-  const n = ++taskNo;
-  mkdirSync(join(ctlDir, id, 'tasks'), { recursive: true });
-  writeFileSync(join(ctlDir, id, 'tasks', String(n)), cmd + '\n');
-  const file = join(ctlDir, id, 'results', String(n));
-  return eventually(`guest ${id} to run: ${cmd}`, async () => (existsSync(file) ? readFileSync(file, 'utf8') : undefined), timeoutMs);
-}
-
-/** busybox wget of a URL inside the guest: the body, or "FAILED". */
-const guestGet = (url: string, seconds = 3) => `timeout ${seconds} wget -q -O - ${url} 2>/dev/null || echo FAILED`;
-
-const agentScript = () => `#!/bin/sh
-# ${USER_DATA_MARK}
-ctl=http://${ADDR.internet}:${ADDR.controlPort}
-id=$(cat /run/instance-id)
-while :; do
-  if timeout 4 wget -q -O /tmp/task "$ctl/task/$id" 2>/dev/null && [ -s /tmp/task ]; then
-    n=$(sed -n '1s/^# task //p' /tmp/task)
-    sh /tmp/task > /tmp/out 2>&1
-    timeout 6 wget -q -O /dev/null --post-file=/tmp/out "$ctl/result/$id/$n" 2>/dev/null
-  fi
-  sleep 1
-done
-`;
+const aws = (args: string[]) => tools.aws(args);
+const euca = (cmd: string, args: string[]) => tools.euca(cmd, args);
+const boto3 = (code: string) => tools.boto3(code);
+const fromInternet = (ip: string) => tools.fromInternet(ip);
+const inGuest = (id: string, cmd: string, timeoutMs?: number) => tools.inGuest(id, cmd, timeoutMs);
 
 interface Described { InstanceId: string; State: { Name: string }; PrivateIpAddress?: string; PublicIpAddress?: string; PrivateDnsName?: string; NetworkInterfaces?: unknown }
 async function describe1(id: string): Promise<Described & Record<string, unknown>> {
@@ -86,16 +38,14 @@ async function describe1(id: string): Promise<Described & Record<string, unknown
 beforeAll(async () => {
   if (!canRun) return;
   t = await buildTopology();
-  ctlDir = join(t.dir, 'guest-control');
-  mkdirSync(ctlDir, { recursive: true });
-  const ctl = spawn('ip', ['netns', 'exec', t.ns.internet, process.execPath, join(repoRoot, 'test/e2e/helpers/guest-control.mjs'), ctlDir, ADDR.internet, String(ADDR.controlPort)], { detached: true, stdio: 'ignore' });
-  ctl.unref();
+  tools = netnsTools(t);
+  tools.startGuestControl();
 
   await sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'net-test-key', '-f', join(t.dir, 'id_test')]);
   publicKey = readFileSync(join(t.dir, 'id_test.pub'), 'utf8').trim();
   await aws(['ec2', 'import-key-pair', '--key-name', 'nettest', '--public-key-material', publicKey]);
   for (const g of ['A', 'B']) await aws(['ec2', 'create-security-group', '--group-name', g, '--description', `group ${g}`]);
-  writeFileSync(join(t.dir, 'user-data.sh'), agentScript());
+  writeFileSync(join(t.dir, 'user-data.sh'), guestAgentScript(USER_DATA_MARK));
   const launch = async (group: string, count: number) => {
     const args = ['ec2', 'run-instances', '--image-id', t.image.emi, '--instance-type', 't1.micro', '--count', String(count), '--security-groups', group,
       '--key-name', 'nettest', '--user-data', `file://${join(t.dir, 'user-data.sh')}`];
@@ -107,7 +57,7 @@ beforeAll(async () => {
   const [b1] = await launch('B', 1);
   for (const [k, id] of [['a1', a1], ['a2', a2], ['b1', b1]] as const) {
     // Running, and its control loop has asked for work (so DHCP, SNAT and the route out work).
-    await eventually(`${id} polling the control server`, async () => (existsSync(join(ctlDir, id!, 'seen')) ? true : undefined), 240_000);
+    await eventually(`${id} polling the control server`, async () => (tools.polling(id!) ? true : undefined), 240_000);
     const d = await describe1(id!);
     inst[k] = { id: id!, privateIp: d.PrivateIpAddress ?? '', publicIp: d.PublicIpAddress ?? '', mac: '' };
   }

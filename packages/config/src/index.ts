@@ -89,6 +89,8 @@ export const configSchema = z.object({
   /** The iSCSI portal NCs connect to (this host's address as the nodes reach it) and tgtd's port. */
   SC_ISCSI_ADDRESS: z.string().default(''),
   SC_ISCSI_PORT: port.default(3260),
+  /** tgtd's management port (`tgtd -C N`, `tgtadm -C N`): 0, the default tgtd; another for a host running several. */
+  SC_TGT_CONTROL_PORT: z.coerce.number().int().nonnegative().max(65535).default(0),
   /** Eucalyptus storage.maxvolumesizeingb / storage.maxtotalvolumesizeingb (0 = unlimited). */
   SC_MAX_VOLUME_SIZE_GB: z.coerce.number().int().nonnegative().default(15),
   SC_MAX_TOTAL_STORAGE_GB: z.coerce.number().int().nonnegative().default(50),

@@ -30,12 +30,18 @@ export interface PollerOptions {
 const LOST_AFTER_POLLS = 3;
 /** A launch the cc has not reported for this long (and at least three polls) is sent to it again. */
 const STALE_LAUNCH_MS = 10_000;
+/** Polls in a row the cc must report an instance the clc has as terminated before the clc terminates it there again. */
+const ZOMBIE_AFTER_POLLS = 2;
 
 export class ClusterPoller {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly reconciled = new Set<string>();
   private readonly missedPolls = new Map<string, number>();
+  /** Instances the cc runs that the clc has as terminated: polls in a row seen. */
+  private readonly zombiePolls = new Map<string, number>();
+  /** Instances a cc runs that this clc has no record of, by zone (reported, not touched). */
+  private readonly unknown = new Map<string, Set<string>>();
   private lastPollMs = 0;
 
   constructor(private readonly o: PollerOptions) {}
@@ -50,6 +56,11 @@ export class ClusterPoller {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.running;
+  }
+
+  /** Instances the clusters run that the clc has no record of (e.g. a clc restored from an older backup). */
+  unknownInstances(): { zone: string; instanceId: string }[] {
+    return [...this.unknown].flatMap(([zone, ids]) => [...ids].map((instanceId) => ({ zone, instanceId })));
   }
 
   lastPollSeconds(): number {
@@ -104,6 +115,7 @@ export class ClusterPoller {
       await this.redispatchUnknown(zone, reports, new Date(Date.now() - (this.o.staleLaunchMs ?? Math.max(3 * this.o.pollIntervalMs, STALE_LAUNCH_MS))));
     }
     await this.retryTerminations(zone, reports);
+    await this.settleOrphans(zone, reports);
     await this.o.afterPoll?.(zone).catch((err: unknown) => log.warn({ zone, err }, 'network sync after the poll failed'));
   }
 
@@ -176,6 +188,51 @@ export class ClusterPoller {
           log.warn({ zone, reservationId, err }, 're-sending launches failed; will retry at a later poll');
         }
       }
+    }
+  }
+
+  /**
+   * Instances the cc runs that the clc does not have as live. One the clc has as terminated (it was lost and given up
+   * on, or its launch was written off) is terminated at the cc once two polls in a row show it: EC2 never brings a
+   * terminated instance back, and its addresses may already be another's. One the clc has no record of at all (a clc
+   * restored from an older backup) is not touched: it is logged once and counted (`mallee_clc_unknown_instances`),
+   * for the admin to look at; its owner may still be using it.
+   */
+  private async settleOrphans(zone: string, reports: CcInstance[]): Promise<void> {
+    const { db, clusters, log, dispatcher } = this.o;
+    const live = reports.filter((r) => (r.state === 'pending' || r.state === 'running') && !dispatcher.isInFlight(r.instanceId));
+    const rows = live.length
+      ? new Map((db.prepare('SELECT instance_id, state FROM instances WHERE instance_id IN (SELECT value FROM json_each(?))').all(JSON.stringify(live.map((r) => r.instanceId))) as { instance_id: string; state: string }[])
+        .map((r) => [r.instance_id, r.state]))
+      : new Map<string, string>();
+    const zombies: string[] = [];
+    const unknown = new Set<string>();
+    const seen = new Set<string>();
+    for (const r of live) {
+      const state = rows.get(r.instanceId);
+      if (state === undefined) {
+        unknown.add(r.instanceId);
+        if (!this.unknown.get(zone)?.has(r.instanceId)) {
+          log.warn({ zone, instanceId: r.instanceId, node: r.node, ownerId: r.ownerId, state: r.state }, 'the cluster runs an instance this clc has no record of; leaving it alone (terminate it with the cc, or restore the clc database that knew it)');
+        }
+        continue;
+      }
+      if (state !== 'terminated') continue;
+      seen.add(r.instanceId);
+      const n = (this.zombiePolls.get(r.instanceId) ?? 0) + 1;
+      this.zombiePolls.set(r.instanceId, n);
+      if (n >= ZOMBIE_AFTER_POLLS) zombies.push(r.instanceId);
+    }
+    for (const id of this.zombiePolls.keys()) if (!seen.has(id) && !reports.some((r) => r.instanceId === id)) this.zombiePolls.delete(id);
+    if (unknown.size) this.unknown.set(zone, unknown);
+    else this.unknown.delete(zone);
+    if (!zombies.length) return;
+    log.warn({ zone, instanceIds: zombies }, 'the cluster still runs instances this clc has as terminated; terminating them there');
+    try {
+      await clusters.client(zone).call(cc.TerminateInstances, { instanceIds: zombies, force: false });
+      for (const id of zombies) this.zombiePolls.delete(id);
+    } catch (err) {
+      log.warn({ zone, instanceIds: zombies, err }, 'terminating instances the clc has as terminated failed; will retry at the next poll');
     }
   }
 

@@ -18,6 +18,11 @@ export function clcMetrics(metrics: DaemonMetrics, deps: { db: Db; clusters: Clu
   });
   metrics.gauge('mallee_clc_accounts', 'Accounts.', [], () => [[{}, deps.db.prepare('SELECT COUNT(*) FROM accounts').pluck().get() as number]]);
   metrics.gauge('mallee_clc_launches_in_flight', 'Instances with a RunInstances to their cc still outstanding.', [], () => [[{}, deps.dispatcher.inFlightCount()]]);
+  metrics.gauge('mallee_clc_unknown_instances', 'Instances a cluster runs that the clc has no record of (left alone; see the clc log).', ['zone'], () => {
+    const byZone = new Map<string, number>();
+    for (const u of deps.poller.unknownInstances()) byZone.set(u.zone, (byZone.get(u.zone) ?? 0) + 1);
+    return [...byZone].map(([zone, n]) => [{ zone }, n]);
+  });
   metrics.gauge('mallee_clc_last_poll_seconds', 'How long the last round of cluster polls took.', [], () => [[{}, deps.poller.lastPollSeconds()]]);
   // From each cc's last DescribeResources.
   metrics.gauge('mallee_clc_capacity', 'Instances of each type a zone can start (available) and could hold empty (max).', ['zone', 'type', 'kind'], () =>

@@ -187,6 +187,55 @@ describe('restart reconciliation', () => {
   });
 });
 
+describe('orphans: instances a cluster runs that the clc does not have as live', () => {
+  beforeEach(() => setup());
+
+  const metric = async (name: string) => {
+    const text = await (await fetch(`${cloud.clc.url}/metrics`)).text();
+    return text.split('\n').filter((l) => l.startsWith(name));
+  };
+  const terminationsOf = (id: string) => cloud.cc.calls.filter((c) => c.op === 'TerminateInstances' && (c.body as { instanceIds: string[] }).instanceIds.includes(id)).length;
+
+  it('one the clc has as terminated (given up on while its cluster lost it) is terminated at the cc once it is seen again', async () => {
+    const [id] = await run();
+    cloud.cc.instances.get(id!)!.state = 'running';
+    await cloud.poll();
+    // The cc forgets it for longer than the clc waits (a cc that lost its records), so the clc writes it off…
+    const kept = cloud.cc.instances.get(id!)!;
+    cloud.cc.instances.delete(id!);
+    for (let i = 0; i < 6 && (await stateOf(id!)) !== 'terminated'; i++) await cloud.poll();
+    expect(await stateOf(id!)).toBe('terminated');
+    expect(terminationsOf(id!)).toBe(0);
+    // …then its node reports it again, still running: a guest nobody can see or stop.
+    cloud.cc.instances.set(id!, kept);
+    await cloud.poll();
+    expect(terminationsOf(id!)).toBe(0); // one report is not enough (a termination may be on its way)
+    await cloud.poll();
+    expect(terminationsOf(id!)).toBe(1);
+    expect(cloud.cc.instances.get(id!)!.state).toBe('shutting-down');
+    expect(await stateOf(id!)).toBe('terminated');
+    cloud.cc.instances.delete(id!);
+    await cloud.poll();
+    expect(terminationsOf(id!)).toBe(1);
+  });
+
+  it('one the clc has no record of is left running, logged and counted in mallee_clc_unknown_instances', async () => {
+    const [id] = await run();
+    const known = cloud.cc.instances.get(id!)!;
+    cloud.cc.instances.set('i-0000feed', { ...known, spec: { ...known.spec, instanceId: 'i-0000feed' }, state: 'running' });
+    await cloud.poll();
+    await cloud.poll();
+    await cloud.poll();
+    expect(terminationsOf('i-0000feed')).toBe(0);
+    expect(cloud.cc.instances.get('i-0000feed')!.state).toBe('running');
+    expect((await describeAll()).map((i) => i.id)).toEqual([id]);
+    expect(await metric('mallee_clc_unknown_instances')).toEqual(['mallee_clc_unknown_instances{zone="zone-a"} 1']);
+    cloud.cc.instances.delete('i-0000feed');
+    await cloud.poll();
+    expect(await metric('mallee_clc_unknown_instances')).toEqual([]);
+  });
+});
+
 describe('retention', () => {
   beforeEach(() => setup({ clc: { TERMINATED_RETENTION: 0 } }));
 

@@ -16,7 +16,7 @@ import { credentialsFile, S3Client } from './s3.js';
 import { buildServer } from './server.js';
 import { SnapshotEngine } from './snapshots.js';
 import { StorageController } from './storage-controller.js';
-import { tgt as realTgt, type Tgt } from './tgt.js';
+import { tgtOn, type Tgt } from './tgt.js';
 
 export interface StartOptions {
   home: string;
@@ -65,7 +65,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const keyFile = scKeyFile(home);
   const s3 = new S3Client(credentialsFile(blockStorageFile(home)));
   const chunks = new ChunkStore({ db, s3, prefix, log });
-  const exports = new Exports({ db, tgt: opts.tgt ?? realTgt, prefix, log, pathOf: (id) => backend.path(id) });
+  const exports = new Exports({ db, tgt: opts.tgt ?? tgtOn(config.SC_TGT_CONTROL_PORT), prefix, log, pathOf: (id) => backend.path(id) });
   const snapshots = new SnapshotEngine({ db, backend, s3, chunks, prefix, chunkSize: config.SC_CHUNK_MB * 1024 * 1024, log });
   // Limits are cloud properties (storage.*, per zone) held by the clc; mallee.conf SC_MAX_* until it answers.
   const properties = clcPropertyReader({

@@ -23,9 +23,9 @@ export class TgtError extends Error {
   }
 }
 
-async function tgtadm(...args: string[]): Promise<string> {
+async function tgtadmOn(controlPort: number, ...args: string[]): Promise<string> {
   try {
-    const { stdout } = await run('tgtadm', ['--lld', 'iscsi', ...args], { timeout: 30_000 });
+    const { stdout } = await run('tgtadm', [...(controlPort ? ['-C', String(controlPort)] : []), '--lld', 'iscsi', ...args], { timeout: 30_000 });
     return stdout;
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string; code?: number | string };
@@ -69,44 +69,50 @@ export function parseTargets(text: string): TgtTarget[] {
   return out;
 }
 
-export const tgt = {
-  async targets(): Promise<TgtTarget[]> {
-    return parseTargets(await tgtadm('--mode', 'target', '--op', 'show'));
-  },
+/** The tgtd on this management port (SC_TGT_CONTROL_PORT; 0 is the host's default tgtd). */
+export function tgtOn(controlPort: number) {
+  const tgtadm = (...args: string[]) => tgtadmOn(controlPort, ...args);
+  return {
+    async targets(): Promise<TgtTarget[]> {
+      return parseTargets(await tgtadm('--mode', 'target', '--op', 'show'));
+    },
 
-  async accounts(): Promise<string[]> {
-    const text = await tgtadm('--mode', 'account', '--op', 'show');
-    return text.split('\n').slice(1).map((l) => l.trim()).filter(Boolean);
-  },
+    async accounts(): Promise<string[]> {
+      const text = await tgtadm('--mode', 'account', '--op', 'show');
+      return text.split('\n').slice(1).map((l) => l.trim()).filter(Boolean);
+    },
 
-  async createTarget(tid: number, iqn: string): Promise<void> {
-    await tgtadm('--mode', 'target', '--op', 'new', '--tid', String(tid), '--targetname', iqn);
-  },
+    async createTarget(tid: number, iqn: string): Promise<void> {
+      await tgtadm('--mode', 'target', '--op', 'new', '--tid', String(tid), '--targetname', iqn);
+    },
 
-  async addLun(tid: number, lun: number, path: string): Promise<void> {
-    await tgtadm('--mode', 'logicalunit', '--op', 'new', '--tid', String(tid), '--lun', String(lun), '--backing-store', path);
-  },
+    async addLun(tid: number, lun: number, path: string): Promise<void> {
+      await tgtadm('--mode', 'logicalunit', '--op', 'new', '--tid', String(tid), '--lun', String(lun), '--backing-store', path);
+    },
 
-  async createAccount(user: string, password: string): Promise<void> {
-    await tgtadm('--mode', 'account', '--op', 'new', '--user', user, '--password', password);
-  },
+    async createAccount(user: string, password: string): Promise<void> {
+      await tgtadm('--mode', 'account', '--op', 'new', '--user', user, '--password', password);
+    },
 
-  async bindAccount(tid: number, user: string): Promise<void> {
-    await tgtadm('--mode', 'account', '--op', 'bind', '--tid', String(tid), '--user', user);
-  },
+    async bindAccount(tid: number, user: string): Promise<void> {
+      await tgtadm('--mode', 'account', '--op', 'bind', '--tid', String(tid), '--user', user);
+    },
 
-  async bindInitiator(tid: number, address: string): Promise<void> {
-    await tgtadm('--mode', 'target', '--op', 'bind', '--tid', String(tid), '--initiator-address', address);
-  },
+    async bindInitiator(tid: number, address: string): Promise<void> {
+      await tgtadm('--mode', 'target', '--op', 'bind', '--tid', String(tid), '--initiator-address', address);
+    },
 
-  /** Deletes the target even with initiators logged in (their sessions end). */
-  async deleteTarget(tid: number): Promise<void> {
-    await tgtadm('--mode', 'target', '--op', 'delete', '--force', '--tid', String(tid));
-  },
+    /** Deletes the target even with initiators logged in (their sessions end). */
+    async deleteTarget(tid: number): Promise<void> {
+      await tgtadm('--mode', 'target', '--op', 'delete', '--force', '--tid', String(tid));
+    },
 
-  async deleteAccount(user: string): Promise<void> {
-    await tgtadm('--mode', 'account', '--op', 'delete', '--user', user);
-  },
-};
+    async deleteAccount(user: string): Promise<void> {
+      await tgtadm('--mode', 'account', '--op', 'delete', '--user', user);
+    },
+  };
+}
+
+export const tgt = tgtOn(0);
 
 export type Tgt = typeof tgt;

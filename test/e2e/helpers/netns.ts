@@ -1,6 +1,6 @@
 // The seed's two-host topology in network namespaces, every name prefixed with a per-run id and
 // everything removed again in teardown:
-//   <id>-frontend  clc, walrus, cc; public veth <id>pub0 198.51.100.1 → <id>-internet, private veth <id>prv0 10.99.0.1 → <id>-node1
+//   <id>-frontend  clc, walrus, cc (and with `sc: true` the sc with its own tgtd); public veth <id>pub0 198.51.100.1 → <id>-internet, private veth <id>prv0 10.99.0.1 → <id>-node1
 //   <id>-node1     nc and its own libvirtd/virtlogd (only the private link, 10.99.0.2)
 //   <id>-internet  the clients (awscli, euca2ools, boto3, curl) and the guests' control server, 198.51.100.2
 // The node's guests must have their taps in <id>-node1, next to its bridges; libvirtd creates taps in
@@ -9,7 +9,7 @@
 // the nc talks to it through a socket in the node's home — as a real node host runs its own libvirtd.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -39,7 +39,16 @@ export const ADDR = {
   controlPort: 8080,
 } as const;
 
-const PORTS = { clc: 8773, cc: 8774, nc: 8775, walrus: 8776, metadata: 8779 };
+const PORTS = { clc: 8773, cc: 8774, nc: 8775, walrus: 8776, sc: 8777, metadata: 8779 };
+
+export type Svc = 'clc' | 'walrus' | 'sc' | 'cc' | 'nc';
+
+export interface StartOptions {
+  /** The tree whose built daemons run (default this checkout): a rolling upgrade starts each daemon from another. */
+  tree?: string;
+  /** Extra environment for the daemon (MALLEE_WIRE_VERSION, …). */
+  env?: Record<string, string>;
+}
 
 export interface Topology {
   id: string;
@@ -56,8 +65,13 @@ export interface Topology {
   /** Run argv inside a namespace (env: the whole environment of the command). */
   exec(ns: string, argv: string[], opts?: { input?: string; timeoutMs?: number; allowFail?: boolean; env?: NodeJS.ProcessEnv }): Promise<{ stdout: string; stderr: string; code: number }>;
   mallee(args: string[]): Promise<string>;
-  startDaemon(svc: 'clc' | 'walrus' | 'cc' | 'nc'): Promise<number>;
-  stopDaemon(svc: 'clc' | 'walrus' | 'cc' | 'nc', signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a daemon (its pid); resolves once it wrote its run/<svc>.url. */
+  startDaemon(svc: Svc, opts?: StartOptions): Promise<number>;
+  stopDaemon(svc: Svc, signal?: NodeJS.Signals): Promise<void>;
+  /** The pid of a daemon this topology started, while it runs. */
+  pidOf(svc: Svc): number | undefined;
+  /** tgtd's management port in the front end (`sc: true`), for `tgtadm -C`. */
+  tgtControlPort: number;
   logs(): string;
   teardown(): Promise<string[]>;
 }
@@ -75,6 +89,14 @@ function readPid(file: string): number | undefined {
   }
 }
 
+function readComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -84,7 +106,7 @@ function alive(pid: number): boolean {
   }
 }
 
-export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Promise<Topology> {
+export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan'; /** an sc in the front end, with its own tgtd there (iSCSI portal 10.99.0.1) */ sc?: boolean } = {}): Promise<Topology> {
   const id = `m${randomBytes(2).toString('hex')}`;
   const ns = { frontend: `${id}-frontend`, node: `${id}-node1`, internet: `${id}-internet` };
   const dir = mkdtempSync(join(tmpdir(), `mallee-net-${id}-`));
@@ -95,20 +117,26 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
   for (const d of [feHome, nodeHome, ...['run', 'lib', 'etc', 'log', 'cache', 'sock'].map((s) => join(lv, s))]) mkdirSync(d, { recursive: true });
   const libvirtUri = `qemu:///system?socket=${join(lv, 'sock', 'libvirt-sock')}`;
   const pids = new Map<string, number>();
+  // The front end's own tgtd (a real front end host has one): a management port no other tgtd on this machine uses.
+  let tgtControlPort = 0;
+  if (opts.sc) {
+    for (let p = 100 + (parseInt(id.slice(1), 16) % 9000); !tgtControlPort; p++) if (!existsSync(`/var/run/tgtd/socket.${p}`)) tgtControlPort = p;
+  }
   const exec: Topology['exec'] = (name, argv, o = {}) => sh(['ip', 'netns', 'exec', name, ...argv], o);
 
   const topo: Topology = {
-    id, ns, dir, feHome, nodeHome, libvirtUri, env: {}, ec2Url: '', region: 'mallee', image: { emi: '', eki: '', eri: '' },
+    id, ns, dir, feHome, nodeHome, libvirtUri, env: {}, ec2Url: '', region: 'mallee', image: { emi: '', eki: '', eri: '' }, tgtControlPort,
     exec,
     mallee: async (args) => (await exec(ns.frontend, [process.execPath, malleeBin, ...args, '--home', feHome], { timeoutMs: 300_000 })).stdout,
-    startDaemon: async (svc) => {
+    startDaemon: async (svc, o = {}) => {
       const home = svc === 'nc' ? nodeHome : feHome;
       const where = svc === 'nc' ? ns.node : ns.frontend;
       rmSync(join(home, 'run', `${svc}.url`), { force: true });
       mkdirSync(join(home, 'log'), { recursive: true });
       const log = openSync(join(home, 'log', `${svc}.log`), 'a');
-      const child = spawn('ip', ['netns', 'exec', where, process.execPath, join(repoRoot, `services/${svc}/dist/src/main.js`), '--home', home, '--conf', join(home, 'mallee.conf')], {
-        detached: true, stdio: ['ignore', log, log],
+      const main = join(o.tree ?? repoRoot, `services/${svc}/dist/src/main.js`);
+      const child = spawn('ip', ['netns', 'exec', where, process.execPath, main, '--home', home, '--conf', join(home, 'mallee.conf')], {
+        detached: true, stdio: ['ignore', log, log], env: { ...process.env, ...o.env },
       });
       closeSync(log);
       child.unref();
@@ -128,8 +156,12 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
       if (alive(pid)) process.kill(pid, 'SIGKILL');
       pids.delete(svc);
     },
+    pidOf: (svc) => {
+      const pid = pids.get(svc);
+      return pid && alive(pid) ? pid : undefined;
+    },
     logs: () =>
-      [['clc', feHome], ['cc', feHome], ['nc', nodeHome]]
+      [['clc', feHome], ['walrus', feHome], ...(opts.sc ? [['sc', feHome]] : []), ['cc', feHome], ['nc', nodeHome]]
         .map(([s, h]) => {
           try {
             return `--- ${s}.log\n${readFileSync(join(h!, 'log', `${s}.log`), 'utf8').split('\n').slice(-25).join('\n')}`;
@@ -146,12 +178,17 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
         await sh(['virsh', '-c', libvirtUri, 'destroy', d], { allowFail: true, timeoutMs: 30_000 });
         await sh(['virsh', '-c', libvirtUri, 'undefine', d], { allowFail: true, timeoutMs: 30_000 });
       }
-      for (const svc of ['nc', 'cc', 'walrus', 'clc'] as const) await topo.stopDaemon(svc);
-      for (const f of ['libvirtd.pid', 'virtlogd.pid']) {
-        const pid = readPid(join(lv, f));
-        if (pid && alive(pid)) process.kill(pid, 'SIGTERM');
-      }
-      await sleep(500);
+      for (const svc of ['nc', 'cc', 'sc', 'walrus', 'clc'] as const) await topo.stopDaemon(svc);
+      // The cc leaves its network (dnsmasq included) up when it stops, on purpose; the test ends it.
+      const dnsmasqDir = join(feHome, 'run', 'dnsmasq');
+      const dnsmasqs = existsSync(dnsmasqDir) ? readdirSync(dnsmasqDir).filter((f) => f.endsWith('.pid')).map((f) => join(dnsmasqDir, f)) : [];
+      const ours = [...['libvirtd.pid', 'virtlogd.pid'].map((f) => join(lv, f)), join(dir, 'tgtd.pid'), ...dnsmasqs].map(readPid).filter((p): p is number => !!p && alive(p));
+      // tgtd runs as two processes (the pid file names one).
+      const fePids = (await sh(['ip', 'netns', 'pids', ns.frontend], { allowFail: true })).stdout.split('\n').map(Number).filter((p) => p > 0);
+      for (const pid of fePids) if (!ours.includes(pid) && readComm(pid) === 'tgtd') ours.push(pid);
+      for (const pid of ours) process.kill(pid, 'SIGTERM');
+      for (let i = 0; i < 30 && ours.some(alive); i++) await sleep(100);
+      for (const pid of ours.filter(alive)) process.kill(pid, 'SIGKILL');
       // Whatever still runs inside our namespaces (dnsmasq, a QEMU, a client) was started by this run.
       for (const n of Object.values(ns)) {
         const r = await sh(['ip', 'netns', 'pids', n], { allowFail: true });
@@ -165,6 +202,7 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
         }
       }
       for (const n of Object.values(ns)) await sh(['ip', 'netns', 'del', n], { allowFail: true });
+      if (tgtControlPort) for (const f of [`socket.${tgtControlPort}`, `socket.${tgtControlPort}.lock`]) rmSync(join('/var/run/tgtd', f), { force: true });
       if (!process.env.MALLEE_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
       return leftovers;
     },
@@ -200,6 +238,12 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
     for (let i = 0; i < 100 && !existsSync(join(lv, 'sock', 'libvirt-sock')); i++) await sleep(100);
     if (!existsSync(join(lv, 'sock', 'libvirt-sock'))) throw new Error(`the node's libvirtd did not start (see ${join(lv, 'log')})`);
 
+    // --- the front end's tgtd (its iSCSI portal on the private link, 10.99.0.1:3260, only in this namespace) ---
+    if (opts.sc) {
+      await exec(ns.frontend, ['tgtd', '-C', String(tgtControlPort), '-p', join(dir, 'tgtd.pid')]);
+      for (let i = 0; i < 100 && (await sh(['tgtadm', '-C', String(tgtControlPort), '--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { allowFail: true })).code !== 0; i++) await sleep(100);
+    }
+
     // --- the daemons ---
     const net = {
       VNET_MODE: 'MANAGED', VNET_ENCAP: opts.encap ?? 'vxlan', VNET_PREFIX: id, VNET_SUBNET: '172.31.0.0', VNET_NETMASK: '255.255.0.0', VNET_ADDRSPERNET: 32,
@@ -208,6 +252,7 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
     writeFileSync(join(feHome, 'mallee.conf'), conf({
       ...net, MALLEE_HOME: feHome, BIND_ADDRESS: '0.0.0.0', CLC_PORT: PORTS.clc, CC_PORT: PORTS.cc, WALRUS_PORT: PORTS.walrus, METADATA_PORT: PORTS.metadata,
       VNET_PUBINTERFACE: `${id}pub0`, VNET_PRIVINTERFACE: `${id}prv0`, VNET_PUBLICIPS: ADDR.publicIps,
+      SC_PORT: PORTS.sc, SC_ISCSI_ADDRESS: ADDR.frontendPrivate, SC_TGT_CONTROL_PORT: tgtControlPort,
     }));
     writeFileSync(join(nodeHome, 'mallee.conf'), conf({
       ...net, MALLEE_HOME: nodeHome, BIND_ADDRESS: ADDR.node, NC_PORT: PORTS.nc, HYPERVISOR: 'qemu', LIBVIRT_URI: libvirtUri,
@@ -231,14 +276,25 @@ export async function buildTopology(opts: { encap?: 'vxlan' | 'vlan' } = {}): Pr
     writeKey(join(nodeHome, 'keys', 'node.key'), key(await topo.mallee(['register-nodes', '--cluster', 'mallee-1a', '--name', 'node1', `http://${ADDR.node}:${PORTS.nc}`])));
     // Walrus on the front end's private address: the node downloads images from it (presigned URLs).
     writeKey(join(feHome, 'keys', 'walrus.key'), key(await topo.mallee(['register-walrus', `http://${ADDR.frontendPrivate}:${PORTS.walrus}`])));
+    if (opts.sc) {
+      // Registered before it starts (it needs its key to recover), as an installed front end does it.
+      await topo.mallee(['register-sc', 'mallee-1a', `http://${ADDR.frontendPrivate}:${PORTS.sc}`, '--sc-home', feHome]);
+      await topo.startDaemon('sc');
+    }
     for (let i = 0; ; i++) {
       const out = await topo.mallee(['describe-services', '--output', 'json']);
       const services = JSON.parse(out) as { type: string; state: string }[];
-      if (services.some((s) => s.type === 'nc') && services.some((s) => s.type === 'walrus') && services.every((s) => s.state === 'ENABLED')) break;
+      if (services.some((s) => s.type === 'nc') && services.some((s) => s.type === 'walrus') && (!opts.sc || services.some((s) => s.type === 'sc')) && services.every((s) => s.state === 'ENABLED')) break;
       if (i > 120) throw new Error(`the cloud did not come up: ${out}`);
       await sleep(250);
     }
-    // The test image, bundled into Walrus and registered; the node fetches it from Walrus at launch.
+    // The test image, bundled into Walrus and registered; the node fetches it from Walrus at launch. Built
+    // first out here, where apt reaches the package mirror (a fresh host lacks the builder's packages; the
+    // namespaces have no route out), so `mallee test-image` finds it up to date.
+    // The set is cached in the checkout's test-output/images (the builder's own default) and linked into the home.
+    const images = join(repoRoot, 'test-output', 'images');
+    await sh(['bash', join(repoRoot, 'test/images/build-test-image.sh'), images], { timeoutMs: 600_000 });
+    await sh(['cp', '-al', images, join(feHome, 'test-image')]);
     await topo.mallee(['test-image']);
     topo.image = JSON.parse(readFileSync(join(feHome, 'test-image.json'), 'utf8')) as Topology['image'];
     await topo.mallee(['credentials']);
