@@ -7,7 +7,9 @@ import { attachActions } from './attach.js';
 import { snapshotActions } from './snapshot-actions.js';
 import { volumeActions, type StorageContext } from './volume-actions.js';
 
-export { storageMigration } from './migration.js';
+export { bootVolumesMigration, storageMigration } from './migration.js';
+export { createRootVolumes, recordRootVolumes, withBootVolumes, type RootVolumeSpec } from './boot-volumes.js';
+export { restorableSnapshot } from './records.js';
 export { StorageControllers } from './controllers.js';
 export { StoragePoller } from './poller.js';
 export { storageAdminHandlers, BLOCKSTORAGE_ACCOUNT } from './admin.js';

@@ -23,13 +23,21 @@ export interface MalleeDomainMetadata {
   createdAt: string;
 }
 
-export interface DomainDisk {
+export interface FileDisk {
   /** Guest device, e.g. vda; the order is vda root, vdb swap, vdc ephemeral0 (Eucalyptus sda1/sda2/sda3). */
   target: string;
   file: string;
   format: 'raw' | 'qcow2';
   readonly?: boolean;
 }
+
+/** A disk whose <disk> element another module renders (an EBS volume's iSCSI network disk). */
+export interface RenderedDisk {
+  target: string;
+  xml: string;
+}
+
+export type DomainDisk = FileDisk | RenderedDisk;
 
 export interface DomainSpec {
   name: string;
@@ -69,7 +77,7 @@ export function buildDomainXml(d: DomainSpec): string {
   if (d.biosOnSerial) os.push(`<bios useserial='yes'/>`);
 
   const devices: string[] = d.disks.map(
-    (disk) =>
+    (disk) => 'xml' in disk ? disk.xml :
       `<disk type='file' device='disk'><driver name='qemu' type='${disk.format}' discard='unmap'/>` +
       `<source file='${esc(disk.file)}'/><target dev='${esc(disk.target)}' bus='virtio'/>${disk.readonly ? '<readonly/>' : ''}</disk>`,
   );
