@@ -23,8 +23,6 @@ let a: Keys;
 let b: Keys;
 let aClient: Ec2Client;
 let imageId: string;
-let volumesOnCloud: boolean;
-let addressesOnCloud: boolean;
 let instanceId = '';
 const bucket = `console-a-${Date.now().toString(36)}`;
 const small = Buffer.from('hello from the console test\n');
@@ -57,13 +55,13 @@ const go = async (page: Page, link: string) => {
 
 beforeAll(async () => {
   if (missing) return;
-  cloud = await startCloud({ conf: { CONSOLE_METRICS_INTERVAL: 1 } });
+  // Elastic IPs need a public pool: MANAGED with a private interface that does not exist keeps the
+  // network state in the cc and touches nothing on this host (no address of the pool is ever reached).
+  cloud = await startCloud({ conf: { CONSOLE_METRICS_INTERVAL: 1, VNET_MODE: 'MANAGED', VNET_PUBLICIPS: '198.51.100.30-198.51.100.31', VNET_PRIVINTERFACE: 'mallee-none0' } });
   a = await accountKeys('console-a');
   b = await accountKeys('console-b');
   aClient = cloud.client.withCredentials(a);
   imageId = await registerTestImage(cloud, 'console-a-images/img.manifest.xml', 'console-image', { env: eucarcs['console-a']!, client: aClient });
-  volumesOnCloud = (await aClient.call('DescribeVolumes')).code !== 'InvalidAction';
-  addressesOnCloud = (await aClient.call('DescribeAddresses')).code !== 'InvalidAction';
   browser = await launchBrowser();
 });
 afterAll(async () => {
@@ -159,15 +157,7 @@ describe.skipIf(!!missing)('web console in headless Chromium', () => {
     await page.getByRole('button', { name: 'close' }).click();
   });
 
-  it('volumes page: says EBS is not available while the cloud answers InvalidAction', async (t) => {
-    if (volumesOnCloud) t.skip('the cloud has EBS: the attach test below covers the page');
-    await go(page, 'Volumes & snapshots');
-    await expect.poll(() => page.locator('.note.unavailable').first().textContent()).toContain('not available on this cloud');
-    await screenshot(page, '08-volumes');
-  });
-
-  it('creates a volume and attaches it to the running instance', async (t) => {
-    if (!volumesOnCloud) t.skip('CreateVolume / AttachVolume not on main yet (DescribeVolumes answers InvalidAction)');
+  it('creates a volume and attaches it to the running instance', async () => {
     await go(page, 'Volumes & snapshots');
     await page.getByRole('button', { name: 'Create volume' }).click();
     await page.getByLabel('Size (GiB)').fill('1');
@@ -183,15 +173,7 @@ describe.skipIf(!!missing)('web console in headless Chromium', () => {
     await screenshot(page, '08-volumes');
   });
 
-  it('elastic IPs page: says addresses are not available while the cloud answers InvalidAction', async (t) => {
-    if (addressesOnCloud) t.skip('the cloud has elastic IPs: the associate test below covers the page');
-    await go(page, 'Elastic IPs');
-    await expect.poll(() => page.locator('.note.unavailable').first().textContent()).toContain('not available on this cloud');
-    await screenshot(page, '09-addresses');
-  });
-
-  it('allocates an address and associates it with the instance', async (t) => {
-    if (!addressesOnCloud) t.skip('AllocateAddress / AssociateAddress not on main yet (DescribeAddresses answers InvalidAction)');
+  it('allocates an address and associates it with the instance', async () => {
     await go(page, 'Elastic IPs');
     await page.getByRole('button', { name: 'Allocate address' }).click();
     const addr = page.locator('tr[data-key]').first();

@@ -18,7 +18,7 @@ if (!libvirtHere || !tgtUp) console.warn('volumes-guests.test.ts skipped: needs 
 
 
 let cloud: Cloud;
-const { aws, awsError, euca } = clients(() => cloud);
+const { aws, awsError, boto3, euca } = clients(() => cloud);
 let image: { emi: string };
 let userData: string;
 beforeAll(async () => {
@@ -33,12 +33,6 @@ afterAll(async () => {
   await cloud?.stop();
 }, 180_000);
 
-async function boto3(code: string): Promise<string> {
-  const script = `import boto3, os, json, time\nec2 = boto3.client("ec2", endpoint_url=os.environ["EC2_URL"], region_name=os.environ["AWS_DEFAULT_REGION"])\n${code}`;
-  const r = await runTool('python3', ['-c', script], clientEnv(cloud.env));
-  if (r.code !== 0) throw new Error(`boto3 failed: ${r.stderr}\n${cloud.logs()}`);
-  return r.stdout.trim();
-}
 
 const consoleOf = async (id: string) => String((await aws(['get-console-output', '--instance-id', id])).Output ?? '');
 const volState = async (id: string) => ((await aws(['describe-volumes', '--volume-ids', id])).Volumes as { State: string }[])[0]!.State;

@@ -76,6 +76,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# set -e stops at the first failing command: say which (a failed build otherwise ends without a word).
+trap 'log "error: line $LINENO: \`$BASH_COMMAND\` exited $?; free space in the build tmpfs: $(df -h --output=avail "$work" 2>/dev/null | tail -n 1)"' ERR
 mount -t tmpfs -o size=4G,mode=0755 mallee-debian-build "$work"
 debs=$cache/debs
 mkdir -p "$debs/partial" "$root"

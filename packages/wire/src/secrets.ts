@@ -28,3 +28,8 @@ export function openSecret(wireKey: Buffer | string, sealed: string): string {
     throw new WireError('InvalidParameterValue', 'sealed secret does not open with this link\'s key');
   }
 }
+
+/** A sealed secret passed on to the next link: opened with the incoming link's key, sealed with the outgoing one's. */
+export function resealSecret(fromKey: Buffer | string, toKey: Buffer | string, sealed: string): string {
+  return sealSecret(toKey, openSecret(fromKey, sealed));
+}

@@ -1,7 +1,7 @@
 // The Cluster Controller's logic: its nodes, polling them, placing instances on them and routing
 // per-instance operations to the node that runs the instance (Eucalyptus cluster/handlers.c).
 import type { Logger } from 'pino';
-import { nc, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeResources, type Operation, type VmType } from '@mallee/wire';
+import { bootsFromVolume, nc, resealSecret, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeResources, type Operation, type VmType } from '@mallee/wire';
 import type { NetworkManager } from './net/manager.js';
 import { NodeLink } from './node-link.js';
 import type { NodeRegistry } from './registry.js';
@@ -21,6 +21,8 @@ export interface ClusterOptions {
   network?: NetworkManager;
   /** The placement policy in force now (the zone's cloud property cluster.schedulingpolicy); default `policy`. */
   currentPolicy?: () => Promise<SchedPolicy>;
+  /** The cluster's key (keys/cloud.key): opens the CHAP secrets of an EBS-backed launch, re-sealed for its node. */
+  cloudKey?: () => string | undefined;
 }
 
 /** Resources promised to a launch the node may not have counted yet. */
@@ -140,7 +142,7 @@ export class Cluster {
   async runInstances(req: Req<typeof cc.RunInstances>): Promise<Res<typeof cc.RunInstances>> {
     const unique = [...new Map(req.instances.map((s) => [s.instanceId, s])).values()];
     // Fresh numbers and the policy in force first (the only awaits before placing), then known instances are sorted out.
-    if (unique.some((s) => this.knownNode(s.instanceId) === undefined)) {
+    if (unique.some((s) => this.knownNode(s.instanceId, s) === undefined)) {
       await this.refreshResources();
       await this.refreshPolicy();
     }
@@ -149,7 +151,7 @@ export class Cluster {
     const placed: { instanceId: string; node: string }[] = [];
     const todo: InstanceSpec[] = [];
     for (const spec of unique) {
-      const where = this.knownNode(spec.instanceId);
+      const where = this.knownNode(spec.instanceId, spec);
       if (where !== undefined) placed.push({ instanceId: spec.instanceId, node: where });
       else todo.push(spec);
     }
@@ -183,10 +185,13 @@ export class Cluster {
       if (link.state !== 'ENABLED' || !link.resources || excluded.has(link.name)) continue;
       candidates.push({ node: link.name, free: this.freeRoom(link), busy: link.busy() || this.hasReservations(link.name) });
     }
-    const nodes = this.scheduler.place(candidates, specs.map((s) => s.vmType));
+    const free = specs.filter((s) => s.node === undefined);
+    const chosen = new Map(this.scheduler.place(candidates, free.map((s) => s.vmType)).map((node, i) => [free[i]!, node]));
+    // An EBS-backed launch comes pinned: its volumes are exported to that node's address only.
+    for (const s of specs) if (s.node !== undefined) chosen.set(s, this.scheduler.placeOn(candidates.filter((c) => c.node === s.node), s.vmType));
     const placed: { spec: InstanceSpec; node: string }[] = [];
-    specs.forEach((spec, i) => {
-      const node = nodes[i];
+    specs.forEach((spec) => {
+      const node = chosen.get(spec);
       if (node === undefined) return;
       this.reservations.set(spec.instanceId, { node, vmType: spec.vmType });
       placed.push({ spec, node });
@@ -202,7 +207,7 @@ export class Cluster {
       try {
         if (!link) throw new WireError('NoSuchNode', `node ${node} was deregistered`, 404);
         const withNetwork = this.o.network ? await this.o.network.prepareLaunch(spec) : spec;
-        const { instance } = await link.client.call(nc.ncRunInstance, withNetwork);
+        const { instance } = await link.client.call(nc.ncRunInstance, this.sealedFor(link, withNetwork));
         link.learn(instance);
         this.scheduleFlush();
         const r = this.reservations.get(spec.instanceId);
@@ -223,6 +228,13 @@ export class Cluster {
       }
     });
     return failed;
+  }
+
+  /** The launch as this node may read it: its volumes' CHAP secrets re-sealed with the node's key. */
+  private sealedFor(link: NodeLink, spec: InstanceSpec): InstanceSpec {
+    if (!spec.ebsVolumes?.length) return spec;
+    const from = this.o.cloudKey?.() ?? '';
+    return { ...spec, ebsVolumes: spec.ebsVolumes.map((v) => ({ ...v, target: { ...v.target, chapSecret: resealSecret(from, link.record.key, v.target.chapSecret) } })) };
   }
 
   private async rollback(started: { spec: InstanceSpec; node: string }[]): Promise<void> {
@@ -315,9 +327,14 @@ export class Cluster {
 
   // --- per-instance operations ---------------------------------------------------------------
 
-  /** The node an instance runs on or is being launched on (idempotency of RunInstances). */
-  private knownNode(instanceId: string): string | undefined {
-    return this.locate(instanceId)?.name ?? this.reservations.get(instanceId)?.node;
+  /**
+   * The node an instance runs on or is being launched on (idempotency of RunInstances). An EBS-backed instance
+   * its node reports terminated was stopped: this launch starts it again (on whichever node it is pinned to).
+   */
+  private knownNode(instanceId: string, spec?: InstanceSpec): string | undefined {
+    const link = this.locate(instanceId);
+    if (link && spec && bootsFromVolume(spec) && link.instance(instanceId)?.state === 'terminated') return this.reservations.get(instanceId)?.node;
+    return link?.name ?? this.reservations.get(instanceId)?.node;
   }
 
   /**

@@ -53,15 +53,12 @@ export class Scheduler {
    * where none fits. Candidates come in registration order.
    */
   place(candidates: Candidate[], types: readonly VmType[]): (string | undefined)[] {
-    return types.map((t) => {
-      const c = this.choose(candidates, t);
-      if (!c) return undefined;
-      c.free.cores -= t.cores;
-      c.free.memoryMiB -= t.memoryMiB;
-      c.free.diskGiB -= t.diskGiB;
-      c.busy = true;
-      return c.node;
-    });
+    return types.map((t) => take(this.choose(candidates, t), t));
+  }
+
+  /** One instance on the first of these candidates it fits (a pinned launch), or undefined. */
+  placeOn(candidates: Candidate[], t: VmType): string | undefined {
+    return take(candidates.find((x) => fits(x.free, t)), t);
   }
 
   private choose(candidates: Candidate[], t: VmType): Candidate | undefined {
@@ -85,4 +82,14 @@ export class Scheduler {
       }
     }
   }
+}
+
+/** The candidate's room is taken by one instance of the type (a chosen candidate becomes busy). */
+function take(c: Candidate | undefined, t: VmType): string | undefined {
+  if (!c) return undefined;
+  c.free.cores -= t.cores;
+  c.free.memoryMiB -= t.memoryMiB;
+  c.free.diskGiB -= t.diskGiB;
+  c.busy = true;
+  return c.node;
 }

@@ -88,6 +88,7 @@ export class ClusterPoller {
   private async pollCluster(zone: string): Promise<void> {
     const { clusters, log } = this.o;
     let reports: CcInstance[];
+    const askedAt = new Date().toISOString();
     try {
       const client = clusters.client(zone);
       const vmTypes = listInstanceTypes(this.o.db).map(vmTypeOf);
@@ -106,7 +107,7 @@ export class ClusterPoller {
       if (clusters.get(zone)) clusters.recordContact(zone, false, detail);
       return;
     }
-    this.applyReports(zone, reports);
+    this.applyReports(zone, reports, askedAt);
     if (!this.reconciled.has(zone)) {
       this.reconciled.add(zone);
       await this.redispatchUnknown(zone, reports);
@@ -119,18 +120,24 @@ export class ClusterPoller {
     await this.o.afterPoll?.(zone).catch((err: unknown) => log.warn({ zone, err }, 'network sync after the poll failed'));
   }
 
-  /** Moves each live instance of the zone to the state its cc reports. */
-  applyReports(zone: string, reports: CcInstance[]): void {
+  /**
+   * Moves each live instance of the zone to the state its cc reports. A stopped instance has no guest anywhere:
+   * it is not among these rows, so no report (or its absence) moves it. `askedAt`: when the reports were asked
+   * for; an instance whose state changed since (a stop or start meanwhile) waits for the next poll.
+   */
+  applyReports(zone: string, reports: CcInstance[], askedAt?: string): void {
     const { db, dispatcher } = this.o;
     const byId = new Map(reports.map((r) => [r.instanceId, r]));
-    const rows = db.prepare(`SELECT instance_id, state, state_reason, reported, node, private_ip, public_ip, mac_address FROM instances
-      WHERE zone = ? AND state IN ('pending', 'running', 'shutting-down')`).all(zone) as ReportedRow[];
+    const rows = db.prepare(`SELECT instance_id, state, state_reason, state_changed_at, reported, node, private_ip, public_ip, mac_address, root_device_type FROM instances
+      WHERE zone = ? AND state IN ('pending', 'running', 'shutting-down', 'stopping')`).all(zone) as ReportedRow[];
     const update = db.prepare(`UPDATE instances SET reported = 1, node = @node, private_ip = COALESCE(@privateIp, private_ip),
       public_ip = COALESCE(@publicIp, public_ip), mac_address = COALESCE(@mac, mac_address) WHERE instance_id = @id`);
     const setReason = db.prepare('UPDATE instances SET state_reason = ? WHERE instance_id = ?');
     db.transaction(() => {
       for (const row of rows) {
         const rep = byId.get(row.instance_id);
+        if (askedAt && row.state_changed_at > askedAt) continue;
+        if (row.root_device_type === 'ebs' && dispatcher.isInFlight(row.instance_id)) continue; // a start on its way: older reports say nothing of it
         if (rep) {
           this.missedPolls.delete(row.instance_id);
           // Most polls change nothing: write only what moved (thousands of instances per poll).
@@ -139,7 +146,8 @@ export class ClusterPoller {
           if (moved) update.run({ id: row.instance_id, node: rep.node, privateIp: rep.privateIp ?? null, publicIp: rep.publicIp ?? null, mac: rep.macAddress ?? null });
           const next = nextState(row, rep);
           // A reason the user's own termination gave (or an earlier failure) stays unless the cc says why.
-          const reason = rep.stateReason ?? (next === 'shutting-down' || next === 'terminated' ? row.state_reason : null);
+          const reason = row.state === 'stopping' ? row.state_reason
+            : rep.stateReason ?? (next === 'shutting-down' || next === 'terminated' ? row.state_reason : null);
           if (next !== row.state) setState(db, row.instance_id, next, reason);
           else if (rep.stateReason && rep.stateReason !== row.state_reason) setReason.run(rep.stateReason, row.instance_id);
           continue;
@@ -148,10 +156,15 @@ export class ClusterPoller {
         if (dispatcher.isInFlight(row.instance_id) || (row.state === 'pending' && !row.reported)) continue;
         const missed = (this.missedPolls.get(row.instance_id) ?? 0) + 1;
         this.missedPolls.set(row.instance_id, missed);
-        if (missed < (row.state === 'shutting-down' ? 2 : LOST_AFTER_POLLS)) continue;
+        if (missed < (row.state === 'shutting-down' || row.state === 'stopping' ? 2 : LOST_AFTER_POLLS)) continue;
         this.missedPolls.delete(row.instance_id);
         if (row.state === 'shutting-down') setState(db, row.instance_id, 'terminated', row.state_reason);
-        else {
+        else if (row.state === 'stopping') setState(db, row.instance_id, 'stopped', row.state_reason);
+        else if (row.root_device_type === 'ebs') {
+          // Its guest is gone but its volumes are not: stopped, to be started again (EC2 stops a lost EBS-backed instance).
+          this.o.log.warn({ zone, instanceId: row.instance_id, state: row.state }, 'cluster no longer reports the EBS-backed instance; it is stopped');
+          setState(db, row.instance_id, 'stopped', 'Server.InternalError: the instance disappeared from its cluster');
+        } else {
           // EC2: an instance that is gone goes through shutting-down to terminated.
           this.o.log.warn({ zone, instanceId: row.instance_id, state: row.state }, 'cluster no longer reports the instance; terminating it');
           setState(db, row.instance_id, 'shutting-down', 'Server.InternalError: the instance disappeared from its cluster');
@@ -236,11 +249,11 @@ export class ClusterPoller {
     }
   }
 
-  /** Instances the user terminated that the cc still runs (it was unreachable at the time). */
+  /** Instances the user terminated or stopped that the cc still runs (it was unreachable at the time). */
   private async retryTerminations(zone: string, reports: CcInstance[]): Promise<void> {
     const { db, clusters, log } = this.o;
     const live = new Set(reports.filter((r) => r.state === 'pending' || r.state === 'running').map((r) => r.instanceId));
-    const ids = instanceRows(db, "zone = @zone AND state = 'shutting-down'", { zone }).map((r) => r.instance_id).filter((id) => live.has(id));
+    const ids = instanceRows(db, "zone = @zone AND state IN ('shutting-down', 'stopping')", { zone }).map((r) => r.instance_id).filter((id) => live.has(id));
     if (!ids.length) return;
     try {
       await clusters.client(zone).call(cc.TerminateInstances, { instanceIds: ids, force: false });
@@ -250,10 +263,15 @@ export class ClusterPoller {
   }
 }
 
-type ReportedRow = Pick<InstanceRow, 'instance_id' | 'state' | 'state_reason' | 'reported' | 'node' | 'private_ip' | 'public_ip' | 'mac_address'>;
+type ReportedRow = Pick<InstanceRow, 'instance_id' | 'state' | 'state_reason' | 'state_changed_at' | 'reported' | 'node' | 'private_ip' | 'public_ip' | 'mac_address' | 'root_device_type'>;
 
-/** The state a reported instance moves to: a termination the user asked for is never undone by a stale report. */
+/**
+ * The state a reported instance moves to: a termination or stop the user asked for is never undone by a stale
+ * report. An EBS-backed instance whose guest ended (a stop, or the guest powered itself off) is stopped, not terminated.
+ */
 function nextState(row: ReportedRow, rep: CcInstance): InstanceRow['state'] {
+  if (row.state === 'stopping') return rep.state === 'terminated' ? 'stopped' : 'stopping';
+  if (row.root_device_type === 'ebs' && row.state === 'running' && rep.state === 'terminated') return 'stopped';
   if (row.state === 'shutting-down' && (rep.state === 'pending' || rep.state === 'running')) return 'shutting-down';
   if (row.state === 'running' && rep.state === 'pending') return 'running';
   return rep.state;

@@ -25,7 +25,7 @@ import { resourceActionsFor } from './resources/index.js';
 import { buildServer } from './server.js';
 import { WalrusLink } from './walrus.js';
 import { certificatesHandler, walrusLinkHandler } from './walrus-link.js';
-import { StorageControllers, StoragePoller, storageActions, storageAdminHandlers, storageServices } from './storage/index.js';
+import { restorableSnapshot, StorageControllers, StoragePoller, storageActions, storageAdminHandlers, storageServices, withBootVolumes } from './storage/index.js';
 
 export interface StartOptions {
   home: string;
@@ -84,7 +84,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const db = openClcDatabase(join(home, 'clc.sqlite'), config.DB_URL);
   const clusters = new Clusters(db);
   const walrusLink = new WalrusLink(db, { region: config.REGION, ...(opts.imageUrlTtl !== undefined ? { imageUrlTtl: opts.imageUrlTtl } : {}) });
-  const dispatcher = new Dispatcher(clusters, (specs) => walrusLink.withImageSources(specs));
+  const storage = { db, clusters, controllers: new StorageControllers(db) };
+  const dispatcher = new Dispatcher(clusters, async (specs) => walrusLink.withImageSources(await withBootVolumes(storage, specs)));
   const properties = new CloudProperties(db, config, {
     zones: () => clusters.list().map((c) => c.name),
     checks: { [cloudProperties.defaultTypeName.name]: (name) => (findInstanceType(db, String(name)) ? undefined : `no instance type named ${String(name)}`) },
@@ -92,13 +93,12 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }), config.POLL_INTERVAL * 1000);
   let url = '';
-  const storage = { db, clusters, controllers: new StorageControllers(db) };
   const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
   const services = () => describeServices({
     clusters, region: config.REGION, url: () => url,
     others: async () => [...(await walrusLink.serviceStatus()), ...storageServices(storage.controllers)],
   });
-  const clc: Clc = { db, config, clusters, dispatcher, properties, services, network, url: () => url };
+  const clc: Clc = { db, config, clusters, dispatcher, properties, services, network, storage, url: () => url };
   const poller = new ClusterPoller({
     db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
     retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
@@ -110,7 +110,10 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     actions: network.watch([
       ...addressActions({ ...clc, network }),
       ...coreActions(clc),
-      ...resourceActionsFor(db, { checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image) }),
+      ...resourceActionsFor(db, {
+        checkManifest: walrusLink.checkManifest(), deregistered: (image) => walrusLink.flush(image),
+        rootSnapshot: (principal, snapshotId) => ({ volumeSize: restorableSnapshot(db, principal.accountId, snapshotId).volume_size }),
+      }),
       ...storageActions(storage, config.REGION),
     ]),
     credentials,

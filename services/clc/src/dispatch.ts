@@ -6,8 +6,11 @@ import type { Clusters } from './clusters.js';
 export class Dispatcher {
   private readonly inFlight = new Set<string>();
 
-  /** `prepare` completes specs just before they go out (the image URLs, which are short-lived). */
-  constructor(private readonly clusters: Clusters, private readonly prepare: (specs: InstanceSpec[]) => InstanceSpec[] = (s) => s) {}
+  /**
+   * `prepare` completes specs just before they go out: the image URLs (short-lived), and for EBS-backed
+   * instances the node and their volumes exported to it; its WireError fails the launch as the cc's would.
+   */
+  constructor(private readonly clusters: Clusters, private readonly prepare: (specs: InstanceSpec[]) => InstanceSpec[] | Promise<InstanceSpec[]> = (s) => s) {}
 
   inFlightCount(): number {
     return this.inFlight.size;
@@ -21,7 +24,7 @@ export class Dispatcher {
   async run(zone: string, instances: InstanceSpec[], minCount: number, requestId?: string): Promise<{ instanceId: string; node: string }[]> {
     for (const i of instances) this.inFlight.add(i.instanceId);
     try {
-      const res = await this.clusters.client(zone).call(cc.RunInstances, { instances: this.prepare(instances), minCount }, requestId ? { requestId } : {});
+      const res = await this.clusters.client(zone).call(cc.RunInstances, { instances: await this.prepare(instances), minCount }, requestId ? { requestId } : {});
       return res.placed;
     } finally {
       for (const i of instances) this.inFlight.delete(i.instanceId);

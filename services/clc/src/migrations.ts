@@ -5,7 +5,7 @@ import type { Migration } from '@mallee/store';
 import { networkMigration } from './network/index.js';
 import { propertiesMigration } from './properties.js';
 import { resourcesMigration } from './resources/index.js';
-import { storageMigration } from './storage/index.js';
+import { bootVolumesMigration, storageMigration } from './storage/index.js';
 
 export const coreMigration: Migration = {
   id: 1,
@@ -152,4 +152,4 @@ export const walrusMigration: Migration = {
 };
 
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration, storageMigration, networkMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration, storageMigration, networkMigration, bootVolumesMigration];

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { openDatabase } from '@mallee/store';
-import { readKeyFile } from '@mallee/wire';
+import { openSecret, readKeyFile } from '@mallee/wire';
 import { loadHypervisor } from './hypervisors/index.js';
 import { LaunchRecords, migrations } from './launch-records.js';
 import { HostNetwork } from './net/host-network.js';
@@ -46,8 +46,10 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   let starting: string | undefined = 'loading the hypervisor driver';
   const hypervisor = await loadHypervisor({ config, home, log: log.child({ component: 'hypervisor' }), onStep: (step) => (starting = step) });
   const db = openDatabase(join(home, 'nc.sqlite'), { migrations, synchronous: 'NORMAL' });
+  const keyFile = nodeKeyFile(home);
   const node = new NodeController({
     hypervisor,
+    openSecret: (sealed) => openSecret(readKeyFile(keyFile) ?? '', sealed),
     records: new LaunchRecords(db),
     limits: { maxCores: config.MAX_CORES, maxMemMiB: config.MAX_MEM, maxDiskGiB: config.MAX_DISK },
     log,
@@ -56,7 +58,6 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     // Bridges and ebtables only where guests are real: the simulated driver has no NICs to attach.
     ...(hypervisor.name === 'simulated' ? {} : { network: new HostNetwork(config, log.child({ component: 'network' })) }),
   });
-  const keyFile = nodeKeyFile(home);
   const app = buildServer({ logger: log, node, keyFor: (from) => (from === NC_CALLER ? readKeyFile(keyFile) : undefined), starting: () => starting });
   const removeRunFiles = () => {
     rmSync(join(runDir, 'nc.url'), { force: true });

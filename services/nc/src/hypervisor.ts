@@ -32,6 +32,8 @@ export interface Hypervisor {
    * Build the instance's disks and start it. Must be idempotent by instanceId: a guest that
    * already exists is left alone. Returns once the guest is defined and starting (not booted).
    * `nic`: see "networking" below; absent → the driver's default (user-mode networking).
+   * `spec.ebsVolumes` (EBS-backed instances, CHAP secrets in the clear): the guest is defined with these iSCSI
+   * disks, the root one as its first disk and no root overlay (no machine image is fetched).
    */
   runInstance(spec: InstanceSpec, nic?: GuestNic): Promise<void>;
   /** Stop the guest (gracefully, then forced after a grace period or at once with force) and delete its disks. */

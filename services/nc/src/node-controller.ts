@@ -2,7 +2,7 @@
 // capacity accounting with MAX_CORES/MAX_MEM/MAX_DISK, launch records, reconciliation with the guests
 // the hypervisor really has, and the terminated-then-forgotten lifecycle the cc polls.
 import type { Logger } from 'pino';
-import { WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
+import { bootsFromVolume, WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
 import { GuestNotFoundError, type GuestStatus, type HostCapacity, type Hypervisor, type HypervisorVolumes, type VolumeAttachmentSpec } from './hypervisor.js';
 import type { LaunchRecord, LaunchRecords } from './launch-records.js';
 import type { HostNetwork } from './net/host-network.js';
@@ -30,6 +30,8 @@ export interface NodeControllerOptions {
   launchWaitMs?: number;
   /** MANAGED networking on this host (bridges, anti-spoofing); absent with the simulated driver. */
   network?: HostNetwork;
+  /** Opens a CHAP secret sealed with this node's key (an EBS-backed launch's volumes); kept sealed in the launch record. */
+  openSecret?: (sealed: string) => string;
 }
 
 export const CONSOLE_TAIL_BYTES = 64 * 1024;
@@ -187,11 +189,11 @@ export class NodeController {
   }
 
   async runInstance(spec: InstanceSpec): Promise<NodeInstance> {
-    const known = this.instances.get(spec.instanceId);
+    const known = this.startedAgain(spec);
     if (known) return this.relaunch(known, spec);
     const capacity = await this.capacity();
     // From here to the map insert nothing awaits, so concurrent launches cannot overcommit the node.
-    const raced = this.instances.get(spec.instanceId);
+    const raced = this.startedAgain(spec);
     if (raced) return this.relaunch(raced, spec);
     const free = this.available(capacity);
     const t = spec.vmType;
@@ -218,11 +220,30 @@ export class NodeController {
     return this.view(tracked);
   }
 
+  /**
+   * The instance as tracked, unless this launch starts again an EBS-backed instance that was stopped here
+   * (its guest is gone, its record says terminated): then the old record goes and the launch is a new one.
+   */
+  private startedAgain(spec: InstanceSpec): Tracked | undefined {
+    const t = this.instances.get(spec.instanceId);
+    if (t?.state !== 'terminated' || !bootsFromVolume(spec) || t.launching) return t;
+    this.instances.delete(spec.instanceId);
+    return undefined;
+  }
+
+  /** The launch as the driver needs it: the volumes' CHAP secrets in the clear (only the driver sees them). */
+  private opened(spec: InstanceSpec): InstanceSpec {
+    if (!spec.ebsVolumes?.length) return spec;
+    const open = this.o.openSecret;
+    if (!open) throw new WireError('UnsupportedOperation', 'this node cannot open volume secrets', 400);
+    return { ...spec, ebsVolumes: spec.ebsVolumes.map((v) => ({ ...v, target: { ...v.target, chapSecret: open(v.target.chapSecret) } })) };
+  }
+
   /** Resolves with the driver's error instead of rejecting (the instance is then terminated with a reason). */
   private async launch(t: Tracked, spec: InstanceSpec): Promise<Error | undefined> {
     try {
       const nic = await this.o.network?.prepare(spec);
-      await this.o.hypervisor.runInstance(spec, nic);
+      await this.o.hypervisor.runInstance(this.opened(spec), nic);
       this.o.log.info({ instanceId: spec.instanceId, vmType: spec.vmType.name }, 'instance started');
       if (t.state === 'shutting-down') {
         // Terminated while it was still being built: the driver had nothing to stop then, it has now.

@@ -12,10 +12,14 @@ const domain = (network: DomainSpec['network']): string =>
   buildDomainXml({ name: 'i-1', type: 'qemu', memoryMiB: 256, cores: 1, disks: [], consoleLog: '/tmp/c.log', network });
 
 describe('the guest NIC in the domain XML', () => {
-  it('a bridge NIC with the instance MAC, the named tap and the VXLAN MTU; user-mode without a bridge', () => {
+  it('a bridge NIC with the instance MAC, the named tap and the VXLAN MTU; user-mode without a bridge, restricted', () => {
     const xml = domain({ kind: 'bridge', bridge: 'mlnbr2', mac: 'd0:0d:ac:1f:00:42', tap: 'mlnt00000001', mtu: 1450 });
     expect(xml).toContain("<interface type='bridge'><mac address='d0:0d:ac:1f:00:42'/><source bridge='mlnbr2'/><target dev='mlnt00000001'/><model type='virtio'/><mtu size='1450'/></interface>");
-    expect(domain({ kind: 'user' })).toContain("<interface type='user'><model type='virtio'/></interface>");
+    const user = domain({ kind: 'user', mac: 'd0:0d:ac:1f:00:43' });
+    expect(user).not.toContain('<interface');
+    // restrict=on: nothing the guest sends leaves the host.
+    expect(user).toContain("<qemu:commandline><qemu:arg value='-netdev'/><qemu:arg value='user,id=mallee-net0,restrict=on'/><qemu:arg value='-device'/><qemu:arg value='virtio-net-pci,netdev=mallee-net0,bus=pci.0,addr=0x1f,mac=d0:0d:ac:1f:00:43'/></qemu:commandline>");
+    expect(user).toMatch(/^<domain type='qemu' xmlns:qemu='http:\/\/libvirt.org\/schemas\/domain\/qemu\/1.0'>/);
     expect(domain({ kind: 'none' })).not.toContain('<interface');
   });
 });

@@ -27,7 +27,7 @@ export function tempHome(prefix = 'mallee-nc-'): string {
 }
 
 export function testConfig(overrides: Partial<Record<ConfigKey, string | number>> = {}) {
-  return loadConfig({ env: {}, overrides: { HYPERVISOR: 'simulated', LOG_LEVEL: 'silent', BIND_ADDRESS: '127.0.0.1', SIM_BOOT_DELAY: 100, ...overrides } });
+  return loadConfig({ env: {}, overrides: { HYPERVISOR: 'simulated', LOG_LEVEL: process.env.NC_TEST_LOG_LEVEL ?? 'silent', BIND_ADDRESS: '127.0.0.1', SIM_BOOT_DELAY: 100, ...overrides } });
 }
 
 export async function startNode(

@@ -102,12 +102,22 @@ describe.skipIf(skipReason !== undefined)('node controller with the libvirt driv
     const node = await startNode(libvirtOverrides(home), { home });
     const res = await node.client.call(nc.ncDescribeResource, {});
     expect(res.hypervisor).toBe('libvirt/qemu');
-    const s = spec();
+    // User-mode networking is restricted: the guest's connection to the host's loopback through slirp's
+    // gateway (10.0.2.2, which unrestricted slirp maps to 127.0.0.1) never arrives, nor anything else.
+    const connections: string[] = [];
+    const listener = createServer((sock) => { connections.push(String(sock.remoteAddress)); sock.end('HTTP/1.0 200 OK\r\n\r\nreached\n'); });
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    const hostPort = (listener.address() as { port: number }).port;
+    const probe = `#!/bin/sh\nsleep 1\nif timeout 5 wget -q -O - http://10.0.2.2:${hostPort}/ >/dev/null 2>&1; then echo "mallee-probe: host reached"; else echo "mallee-probe: host unreachable"; fi\n`;
+    const s = { ...spec(), userData: Buffer.from(probe).toString('base64') };
     const t0 = Date.now();
     await node.client.call(nc.ncRunInstance, s);
     await waitState(node.client, s.instanceId, 'running', 60_000);
     await waitFor('boot-done marker', async () => markers(await consoleText(node.client, s.instanceId), s.instanceId) === 1, 90_000);
     console.info(`nc + libvirt/qemu: ncRunInstance → boot-done marker on ncGetConsoleOutput in ${Date.now() - t0} ms`);
+    const verdict = await waitFor('the network probe', async () => /mallee-probe: host (reached|unreachable)/.exec(await consoleText(node.client, s.instanceId))?.[1], 60_000);
+    listener.close();
+    expect({ verdict, connections }).toEqual({ verdict: 'unreachable', connections: [] });
 
     await node.client.call(nc.ncRebootInstance, { instanceId: s.instanceId });
     // Both boots' markers in the last 64 KiB the NC returns (kernel messages included, ~25 KB a boot).
@@ -135,6 +145,8 @@ describe.skipIf(skipReason !== undefined)('node controller with the libvirt driv
       const proc = spawn(process.execPath, [ncMain, '--home', home, '--conf', conf], { stdio: ['ignore', 'inherit', 'inherit'] });
       children.push(proc);
       const url = await waitFor('nc.url', () => (existsSync(join(home, 'run', 'nc.url')) ? readFileSync(join(home, 'run', 'nc.url'), 'utf8').trim() || undefined : undefined), 30_000);
+      // The nc listens at once and answers NodeStarting until libvirtd is connected and its guests recovered.
+      await waitFor('nc ready', async () => ((await (await fetch(new URL('/healthz', url))).json()) as { status: string }).status === 'ok', 60_000);
       return { proc, client: new WireClient({ url, from: 'cc', key }) };
     };
 

@@ -97,10 +97,25 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
     stop: async () => {
       await mallee(['down', '--home', home]).catch(() => {});
       if (opts.hypervisor === 'libvirt') await removeGuestsOf(home);
+      // The sc leaves its exports in tgtd on purpose (guests keep their volumes across an sc restart):
+      // a test's cloud takes those of its home with it.
+      await removeTargetsOf(home);
       if (!process.env.MALLEE_E2E_KEEP) rmSync(home, { recursive: true, force: true });
     },
   };
   return cloud;
+}
+
+/** Deletes the tgtd targets whose backing store is a file under `home` (none when tgtd is not running). */
+export async function removeTargetsOf(home: string): Promise<void> {
+  const shown = await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], process.env);
+  if (shown.code !== 0) return;
+  for (const block of shown.stdout.split(/^(?=Target \d+:)/m)) {
+    const tid = /^Target (\d+):/.exec(block)?.[1];
+    if (tid && [...block.matchAll(/Backing store path: (\S+)/g)].some((m) => m[1]!.startsWith(`${home}/`))) {
+      await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', tid], process.env);
+    }
+  }
 }
 
 /** Environment for a client process: the eucarc's variables over a clean AWS config. */

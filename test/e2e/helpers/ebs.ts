@@ -36,6 +36,13 @@ export function clients(cloud: () => Cloud) {
       if (r.code === 0) throw new Error(`aws ec2 ${args.join(' ')} should have failed`);
       return /\((\S+)\) when calling/.exec(r.stderr)?.[1] ?? r.stderr;
     },
+    /** A boto3 script with `ec2` bound to the cloud (and boto3, os, json, time imported); its stdout, trimmed. */
+    async boto3(code: string): Promise<string> {
+      const script = `import boto3, os, json, time\nec2 = boto3.client("ec2", endpoint_url=os.environ["EC2_URL"], region_name=os.environ["AWS_DEFAULT_REGION"])\n${code}`;
+      const r = await runTool('python3', ['-c', script], clientEnv(cloud().env));
+      if (r.code !== 0) throw new Error(`boto3 failed: ${r.stderr}\n${cloud().logs()}`);
+      return r.stdout.trim();
+    },
     async euca(cmd: string, args: string[]): Promise<string> {
       const r = await runTool(join(repoRoot, '../shared/tools/euca'), [cmd, ...args], clientEnv(cloud().env));
       if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.code}: ${r.stderr}\n${cloud().logs()}`);

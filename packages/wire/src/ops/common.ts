@@ -61,6 +61,14 @@ export const instanceSpec = z.object({
     .optional(),
   /** Presigned Walrus URLs of the images (machine, kernel, ramdisk) registered from bundles; absent for local ones. */
   imageSources: z.object({ machine: imageSource.optional(), kernel: imageSource.optional(), ramdisk: imageSource.optional() }).optional(),
+  // ---- boot from EBS (issue 7) ----
+  /**
+   * EBS-backed instances: the volumes the guest is defined with (root first, then the data volumes it had when
+   * stopped), each already exported to the node the clc placed it on; chapSecret sealed per link as in AttachVolume.
+   */
+  ebsVolumes: z.array(z.lazy(() => bootVolume)).optional(),
+  /** The node the instance must run on (the clc exported its volumes to that node's address). */
+  node: z.string().optional(),
 });
 export type InstanceSpec = z.infer<typeof instanceSpec>;
 
@@ -106,3 +114,25 @@ export const attachedVolume = z.object({
   guestDevice: z.string(),
 });
 export type AttachedVolume = z.infer<typeof attachedVolume>;
+
+/** An iSCSI target exporting one volume to one initiator; chapSecret is sealed with the receiving link's key. */
+export const iscsiTarget = z.object({
+  iqn: z.string(),
+  portal: z.string(),
+  port: z.number().int().positive(),
+  lun: z.number().int().nonnegative(),
+  chapUser: z.string(),
+  chapSecret: z.string(),
+});
+
+/** A volume an EBS-backed guest is defined with; `root` boots it (the guest's first disk). */
+export const bootVolume = z.object({
+  volumeId: z.string(),
+  device: z.string(),
+  root: z.boolean().default(false),
+  target: iscsiTarget,
+});
+export type BootVolume = z.infer<typeof bootVolume>;
+
+/** True for a launch that boots from an EBS volume (may be started again on a node that knew its earlier run). */
+export const bootsFromVolume = (spec: { ebsVolumes?: { root: boolean }[] | undefined }): boolean => spec.ebsVolumes?.some((v) => v.root) ?? false;

@@ -2,7 +2,7 @@
 // Volumes are created and snapshots uploaded in the background: the clc polls the Describe* ops.
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
-import { empty } from './common.js';
+import { empty, iscsiTarget } from './common.js';
 
 export const SC_CALLER = 'clc';
 
@@ -98,15 +98,8 @@ export const DescribeStorageSnapshots = defineOperation(
   z.object({ snapshots: z.array(scSnapshot) }),
 );
 
-/** An iSCSI target exporting one volume to one initiator; chapSecret is sealed with the receiving link's key. */
-export const iscsiTarget = z.object({
-  iqn: z.string(),
-  portal: z.string(),
-  port: z.number().int().positive(),
-  lun: z.number().int().nonnegative(),
-  chapUser: z.string(),
-  chapSecret: z.string(),
-});
+/** An iSCSI target exporting one volume to one initiator (defined in common.ts: launches carry them too). */
+export { iscsiTarget };
 export type IscsiTarget = z.infer<typeof iscsiTarget>;
 
 /** One target + LUN per (volume, initiator), CHAP and an ACL for that address. Idempotent. */

@@ -8,6 +8,7 @@ import type { Dispatcher } from '../dispatch.js';
 import type { NetworkSync } from '../network/index.js';
 import type { CloudProperties } from '../properties.js';
 import type { ServiceStatus } from '../services.js';
+import type { StorageContext } from '../storage/index.js';
 import { instanceRows, type InstanceRow } from '../instances.js';
 
 export interface Clc {
@@ -22,6 +23,8 @@ export interface Clc {
   services(): Promise<ServiceStatus[]>;
   /** This clc's own URL (known once it listens). */
   url(): string;
+  /** EBS (the zones' SCs): root volumes of EBS-backed instances (absent in some tests). */
+  storage?: StorageContext;
 }
 
 /** A `.N` list; absent → [], and a lone un-numbered value counts as a list of one. */

@@ -9,7 +9,7 @@ import { list, ownInstances, VERBOSE, type Clc } from './context.js';
 import { attachmentsOfInstances } from '../storage/index.js';
 
 /** Everything one instance's XML needs, gathered in batch queries. */
-export interface InstanceView { row: ListedInstance; groups: GroupRef[]; tags: Tag[]; clientToken?: string; volumes?: { device: string; volumeId: string; status: string; attachTime: string }[] }
+export interface InstanceView { row: ListedInstance; groups: GroupRef[]; tags: Tag[]; clientToken?: string; volumes?: { device: string; volumeId: string; status: string; attachTime: string; deleteOnTermination: boolean }[] }
 
 export function instanceViews(db: Db, rows: ListedInstance[]): InstanceView[] {
   const ids = rows.map((r) => r.instance_id);
@@ -26,7 +26,7 @@ export function instanceViews(db: Db, rows: ListedInstance[]): InstanceView[] {
   const attached = attachmentsOfInstances(db, ids);
   return rows.map((row) => ({
     row,
-    volumes: (attached.get(row.instance_id) ?? []).map((a) => ({ device: a.device, volumeId: a.volume_id, status: a.status, attachTime: a.attach_time })),
+    volumes: (attached.get(row.instance_id) ?? []).map((a) => ({ device: a.device, volumeId: a.volume_id, status: a.status, attachTime: a.attach_time, deleteOnTermination: a.delete_on_termination === 1 })),
     groups: groups.get(row.instance_id) ?? [],
     tags: tagsByAccount.get(row.account_id)?.get(row.instance_id) ?? [],
     ...(tokens.has(row.reservation_id) ? { clientToken: tokens.get(row.reservation_id)! } : {}),
@@ -71,7 +71,7 @@ export function instanceXml({ row, groups, tags, clientToken, volumes }: Instanc
     rootDeviceName: row.root_device_name ?? undefined,
     blockDeviceMapping: (volumes ?? []).map((v) => ({
       deviceName: v.device,
-      ebs: { volumeId: v.volumeId, status: v.status, attachTime: new Date(v.attachTime), deleteOnTermination: false },
+      ebs: { volumeId: v.volumeId, status: v.status, attachTime: new Date(v.attachTime), deleteOnTermination: v.deleteOnTermination },
     })),
     virtualizationType: row.virtualization_type,
     clientToken: clientToken ?? '',

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { Db } from '@mallee/store';
 import { defineEc2Action, Ec2Error, errors, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters } from '../resources/index.js';
+import { attachmentsOfInstances } from '../storage/index.js';
 import { groupsOf, listedInstances, STATE_CODES, type ListedInstance } from '../instances.js';
 import type { Clusters } from '../clusters.js';
 import { list, ownInstances, type Clc } from './context.js';
@@ -87,7 +88,10 @@ export function describeInstanceAttribute(db: Db, principal: Principal, input: {
     disableApiStop: () => ['disableApiStop', boolValue(false)],
     instanceInitiatedShutdownBehavior: () => ['instanceInitiatedShutdownBehavior', value('terminate')],
     rootDeviceName: () => ['rootDeviceName', value(r.root_device_name)],
-    blockDeviceMapping: () => ['blockDeviceMapping', []],
+    blockDeviceMapping: () => ['blockDeviceMapping', (attachmentsOfInstances(db, [r.instance_id]).get(r.instance_id) ?? []).map((a) => ({
+      deviceName: a.device,
+      ebs: { volumeId: a.volume_id, status: a.status, attachTime: new Date(a.attach_time), deleteOnTermination: a.delete_on_termination === 1 },
+    }))],
     productCodes: () => ['productCodes', []],
     sourceDestCheck: () => ['sourceDestCheck', boolValue(true)],
     ebsOptimized: () => ['ebsOptimized', boolValue(false)],

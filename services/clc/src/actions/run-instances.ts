@@ -13,6 +13,8 @@ import { cloudProperties } from '@mallee/properties';
 import { findInstanceType, type InstanceType } from '../instance-types.js';
 import { deleteInstances, insertReservation, instanceRows, reservationByClientToken, specOf, type NewInstance } from '../instances.js';
 import { assignLaunchAddresses } from '../network/index.js';
+import { createRootVolumes, recordRootVolumes, type RootVolumeSpec } from '../storage/index.js';
+import type { ImageRecord } from '../resources/images.js';
 import { list, type Clc } from './context.js';
 import { instanceViews, reservationXml } from './describe-instances.js';
 
@@ -35,6 +37,11 @@ export const runInstancesShape = z.object({
   /** Eucalyptus/EC2-Classic: "private" launches without a public address. */
   AddressingType: z.string().optional(),
   TagSpecification: tagSpecificationsShape,
+  /** EBS-backed images: the root mapping's VolumeSize and DeleteOnTermination may be overridden. */
+  BlockDeviceMapping: list(z.object({
+    DeviceName: z.string().optional(),
+    Ebs: z.object({ VolumeSize: q.int().optional(), DeleteOnTermination: q.bool().optional() }).optional(),
+  })),
 });
 export type RunInstancesInput = z.infer<typeof runInstancesShape>;
 
@@ -110,7 +117,25 @@ function prepareLaunch(clc: Clc, principal: Principal, input: RunInstancesInput)
   if (ramdiskId) findLaunchableKernelOrRamdisk(db, principal, ramdiskId, 'ramdisk');
   const userData = checkUserData(input.UserData, clc.properties.get(cloudProperties.userDataMaxSizeKb) * 1024);
   const zone = chooseZone(clc, input.Placement?.AvailabilityZone, type, counts.min);
-  return { counts, image, type, keyPair, kernelId, ramdiskId, userData, zone };
+  return { counts, image, type, keyPair, kernelId, ramdiskId, userData, zone, rootVolume: rootVolumeOf(clc, image, zone, input) };
+}
+
+/** An EBS-backed image's root volume for this launch: the image's mapping, with what the request overrides. */
+function rootVolumeOf(clc: Clc, image: ImageRecord, zone: string, input: RunInstancesInput): RootVolumeSpec | undefined {
+  if (!image.rootVolume) return undefined;
+  if (!clc.storage?.controllers.get(zone)) throw new Ec2Error('InvalidParameterValue', `The availability zone ${zone} has no storage controller to make the root volume of ${image.imageId} from.`);
+  const ebs = input.BlockDeviceMapping.find((m) => m.DeviceName === image.rootDeviceName)?.Ebs;
+  const size = ebs?.VolumeSize ?? image.rootVolume.volumeSize;
+  if (size < image.rootVolume.volumeSize) {
+    throw new Ec2Error('InvalidBlockDeviceMapping', `Volume of size ${size}GiB is smaller than snapshot '${image.rootVolume.snapshotId}', expect size >= ${image.rootVolume.volumeSize}GiB`);
+  }
+  return { ...image.rootVolume, volumeSize: size, deleteOnTermination: ebs?.DeleteOnTermination ?? image.rootVolume.deleteOnTermination };
+}
+
+/** The network (bridge, gateway, DHCP) is up before the guest asks for its address: before a launch or a start. */
+export async function startNetworkFor(clc: Clc, zone: string, vlan: number | null, log: ActionContext['log']): Promise<void> {
+  if (!clc.network || vlan === null) return;
+  await clc.network.startNetwork(zone, vlan).catch((err: unknown) => log.warn({ err, zone, vlan }, 'StartNetwork failed; the network sync retries it'));
 }
 
 export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick<ActionContext, 'principal' | 'requestId' | 'log'>): Promise<Record<string, unknown>> {
@@ -125,6 +150,7 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
   const { counts, image, type, keyPair, zone } = launch;
 
   const now = new Date().toISOString();
+  let rootVolumeIds: string[] = [];
   const rows = db.transaction(() => {
     const groups = resolveGroups(db, principal.accountId, { names: input.SecurityGroup, ids: input.SecurityGroupId });
     const [reservationId] = uniqueIds(db, 'r', 1, 'reservations');
@@ -143,6 +169,9 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
       assignLaunchAddresses(db, clc.network.plan, principal.accountId, groups[0]!, instanceIds, { privateOnly: input.AddressingType?.toLowerCase() === 'private' });
     }
     applyTagSpecifications(db, principal.accountId, instanceIds, 'instance', input.TagSpecification);
+    if (launch.rootVolume) {
+      rootVolumeIds = recordRootVolumes(db, instanceIds.map((instanceId) => ({ instanceId, accountId: principal.accountId, zone })), launch.rootVolume, image.rootDeviceName ?? '/dev/sda1');
+    }
     return instanceRows(db, 'reservation_id = @r', { r: reservationId });
   })();
   const reservationId = rows[0]!.reservation_id;
@@ -150,15 +179,22 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
   const specs = rows.map((r) => specOf(r, groupNames));
 
   let placed: Set<string>;
+  const discard = (ids: string[]) => {
+    // Root volumes made for instances that never were go with them (the storage poller deletes them).
+    if (rootVolumeIds.length) db.prepare('UPDATE volume_attachments SET delete_on_termination = 1 WHERE instance_id IN (SELECT value FROM json_each(?))').run(JSON.stringify(ids));
+    deleteInstances(db, ids);
+  };
   try {
-    const vlan = rows[0]!.vlan;
-    if (clc.network && vlan !== null) {
-      // The network (bridge, gateway, DHCP) is up before the guest asks for its address.
-      await clc.network.startNetwork(zone, vlan).catch((err: unknown) => ctx.log.warn({ err, zone, vlan }, 'StartNetwork failed; the network sync retries it'));
-    }
+    if (rootVolumeIds.length) await createRootVolumes(clc.storage!, zone, rootVolumeIds);
+  } catch (err) {
+    discard(rows.map((r) => r.instance_id));
+    throw err;
+  }
+  try {
+    await startNetworkFor(clc, zone, rows[0]!.vlan, ctx.log);
     placed = new Set((await clc.dispatcher.run(zone, specs, counts.min, ctx.requestId)).map((p) => p.instanceId));
   } catch (err) {
-    deleteInstances(db, rows.map((r) => r.instance_id));
+    discard(rows.map((r) => r.instance_id));
     if (err instanceof WireError && err.code === 'InsufficientInstanceCapacity') {
       throw new Ec2Error('InsufficientInstanceCapacity', `There is not enough capacity in ${zone} for ${counts.min} ${type.name} instance(s): ${err.message}`);
     }
@@ -168,10 +204,10 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
     throw new Ec2Error('InsufficientInstanceCapacity', `The availability zone ${zone} could not take the request: ${err instanceof Error ? err.message : String(err)}`);
   }
   const unplaced = rows.filter((r) => !placed.has(r.instance_id)).map((r) => r.instance_id);
-  deleteInstances(db, unplaced);
+  discard(unplaced);
   if (placed.size < counts.min) {
     // The cc promises at least minCount; anything less is a broken promise, not a partial launch.
-    deleteInstances(db, [...placed]);
+    discard([...placed]);
     clc.clusters.client(zone).call(cc.TerminateInstances, { instanceIds: [...placed], force: true }).catch(() => {});
     throw new Ec2Error('InsufficientInstanceCapacity', `There is not enough capacity in ${zone} for ${counts.min} ${type.name} instance(s).`);
   }

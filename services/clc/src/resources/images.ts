@@ -7,7 +7,7 @@ import type { Db } from '@mallee/store';
 import { Ec2Error, errors, q, type Principal } from '@mallee/aws-protocol';
 import { applyFilters } from './filters.js';
 import { IMAGE_ID, imagePrefixFor, malformedImageId, newId } from './ids.js';
-import { list, optInt, resourceAction } from './params.js';
+import { list, optInt, resourceAction, type ManifestCheck, type ResourceHooks } from './params.js';
 import { adminAccountIds } from './usage.js';
 import { applyTagSpecifications, deleteTagsFor, tagSetsFor, tagSetXml, tagSpecificationsShape } from './tags.js';
 
@@ -18,6 +18,8 @@ export interface ImageRecord {
   rootDeviceType: 'instance-store' | 'ebs'; rootDeviceName?: string; description?: string;
   /** 'paravirtual' (boots the image's kernel/ramdisk) or 'hvm'. */
   virtualizationType?: string;
+  /** EBS-backed images: the snapshot each instance's root volume is made from (the mapping at rootDeviceName). */
+  rootVolume?: { snapshotId: string; volumeSize: number; deleteOnTermination: boolean };
 }
 
 export type ImageType = ImageRecord['type'];
@@ -36,7 +38,14 @@ const toRecord = (r: ImageRow): ImageRecord => ({
   kernelId: r.kernel_id ?? undefined, ramdiskId: r.ramdisk_id ?? undefined, platform: r.platform ?? undefined,
   rootDeviceType: r.root_device_type, rootDeviceName: r.root_device_name ?? undefined, description: r.description ?? undefined,
   virtualizationType: r.virtualization_type,
+  ...(r.root_device_type === 'ebs' ? { rootVolume: rootVolumeOf(r) } : {}),
 });
+
+function rootVolumeOf(r: ImageRow): NonNullable<ImageRecord['rootVolume']> {
+  const mappings = JSON.parse(r.block_device_mappings) as { deviceName?: string; ebs?: { snapshotId?: string; volumeSize?: number; deleteOnTermination?: boolean } }[];
+  const ebs = mappings.find((m) => m.deviceName === r.root_device_name)?.ebs;
+  return { snapshotId: ebs?.snapshotId ?? '', volumeSize: ebs?.volumeSize ?? 1, deleteOnTermination: ebs?.deleteOnTermination ?? true };
+}
 
 export const imageNotFound = (id: string) => new Ec2Error('InvalidAMIID.NotFound', `The image id '[${id}]' does not exist`);
 const notAuthorized = (id: string) => new Ec2Error('AuthFailure', `Not authorized for image:${id}`);
@@ -141,27 +150,49 @@ function blockDeviceXml(m: BlockDeviceRequest): Record<string, unknown> {
   };
 }
 
-export const registerImageAction = resourceAction('RegisterImage', registerShape, async (db, input, { principal }, hooks) => {
-  if (!input.ImageLocation) {
-    const ebsRoot = input.BlockDeviceMapping.some((m) => m.Ebs?.SnapshotId);
-    if (ebsRoot) throw errors.invalidValue('BlockDeviceMapping', input.RootDeviceName ?? '', 'EBS-backed images are not supported yet; register a bundle with ImageLocation.');
-    throw errors.missing('ImageLocation');
-  }
-  const location = input.ImageLocation.replace(/^\/+/, '');
-  if (!MANIFEST.test(location)) throw errors.invalidValue('ImageLocation', input.ImageLocation, 'Expected bucket/prefix.manifest.xml.');
-  const derivedName = location.slice(location.lastIndexOf('/') + 1).replace(/\.manifest\.xml$/, '');
-  const name = input.Name ?? derivedName;
-  if (input.Name !== undefined && !AMI_NAME.test(name)) {
-    throw new Ec2Error('InvalidAMIName.Malformed',
-      "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'");
-  }
+type RegisterInput = z.infer<typeof registerShape>;
+
+function checkNameAndDescription(input: RegisterInput): void {
   if (input.Description !== undefined && input.Description.length > 255) throw errors.invalidValue('description', input.Description, 'Length exceeds maximum of 255.');
   if (input.Architecture !== undefined && !ARCHITECTURES.includes(input.Architecture)) {
     throw errors.invalidValue('architecture', input.Architecture, `Valid values: ${ARCHITECTURES.join(', ')}.`);
   }
+}
+
+/**
+ * An EBS-backed image (no ImageLocation): its root is the mapping at RootDeviceName, which must name a snapshot
+ * the caller may create volumes from; its location is "<owner>/<name>", as EC2 shows it.
+ */
+function ebsRootOf(input: RegisterInput, principal: Principal, hooks: ResourceHooks): { location: string; rootDeviceName: string; mappings: BlockDeviceRequest[] } {
+  if (input.Name === undefined) throw errors.missing('Name');
+  const rootDeviceName = input.RootDeviceName ?? input.BlockDeviceMapping.find((m) => m.Ebs?.SnapshotId)?.DeviceName ?? '/dev/sda1';
+  const root = input.BlockDeviceMapping.find((m) => m.DeviceName === rootDeviceName);
+  if (!root?.Ebs?.SnapshotId) {
+    throw new Ec2Error('InvalidBlockDeviceMapping', `The root device name ${rootDeviceName} must be the device of a block device mapping with an EBS snapshot.`);
+  }
+  if (!hooks.rootSnapshot) throw new Ec2Error('InvalidBlockDeviceMapping', 'This cloud has no block storage to boot images from.');
+  const { volumeSize } = hooks.rootSnapshot(principal, root.Ebs.SnapshotId);
+  if (root.Ebs.VolumeSize !== undefined && root.Ebs.VolumeSize < volumeSize) {
+    throw new Ec2Error('InvalidBlockDeviceMapping', `Volume of size ${root.Ebs.VolumeSize}GiB is smaller than snapshot '${root.Ebs.SnapshotId}', expect size >= ${volumeSize}GiB`);
+  }
+  for (const m of input.BlockDeviceMapping) if (m !== root && m.Ebs) throw new Ec2Error('InvalidBlockDeviceMapping', `Only the root device (${rootDeviceName}) may map an EBS volume in this cloud.`);
+  const mappings = input.BlockDeviceMapping.map((m) => (m === root ? { ...m, Ebs: { ...m.Ebs!, VolumeSize: m.Ebs!.VolumeSize ?? volumeSize } } : m));
+  return { location: `${principal.accountId}/${input.Name}`, rootDeviceName, mappings };
+}
+
+export const registerImageAction = resourceAction('RegisterImage', registerShape, async (db, input, { principal }, hooks) => {
+  const ebs = input.ImageLocation ? undefined : input.BlockDeviceMapping.some((m) => m.Ebs?.SnapshotId) ? ebsRootOf(input, principal, hooks) : undefined;
+  if (!input.ImageLocation && !ebs) throw errors.missing('ImageLocation');
+  const location = ebs?.location ?? input.ImageLocation!.replace(/^\/+/, '');
+  if (!ebs && !MANIFEST.test(location)) throw errors.invalidValue('ImageLocation', input.ImageLocation!, 'Expected bucket/prefix.manifest.xml.');
+  const derivedName = location.slice(location.lastIndexOf('/') + 1).replace(/\.manifest\.xml$/, '');
+  const name = input.Name ?? derivedName;
+  if (input.Name !== undefined) checkImageNameFree(db, principal.accountId, name);
+  checkNameAndDescription(input);
   const slash = location.indexOf('/');
   // What the bundle says it is; the request's Architecture, KernelId and RamdiskId override it, as in EC2.
-  const checked = await hooks.checkManifest(principal, location.slice(0, slash), location.slice(slash + 1));
+  const checked: ManifestCheck = ebs ? { imageType: 'machine', architecture: input.Architecture ?? 'x86_64' }
+    : await hooks.checkManifest(principal, location.slice(0, slash), location.slice(slash + 1));
   const type = checked.imageType;
   const architecture = input.Architecture ?? checked.architecture;
   if (!ARCHITECTURES.includes(architecture)) throw errors.invalidValue('architecture', architecture, `The manifest's architecture is not one of ${ARCHITECTURES.join(', ')}.`);
@@ -174,21 +205,59 @@ export const registerImageAction = resourceAction('RegisterImage', registerShape
     throw errors.invalidValue('virtualizationType', virtualizationType, `Valid values: ${VIRTUALIZATION_TYPES.join(', ')}.`);
   }
   if (input.Platform !== undefined && input.Platform !== 'windows') throw errors.invalidValue('platform', input.Platform, 'Valid values: windows.');
-  const imageId = newId(imagePrefixFor[type]);
-  db.transaction(() => {
-    const same = db.prepare('SELECT image_id FROM images WHERE owner_id = ? AND name = ?').pluck().get(principal.accountId, name) as string | undefined;
-    if (same) throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${same}`);
-    db.prepare(`INSERT INTO images (image_id, owner_id, name, description, location, image_type, architecture, state, is_public,
-        kernel_id, ramdisk_id, platform, root_device_type, root_device_name, virtualization_type, block_device_mappings, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, 'available', 0, ?, ?, ?, 'instance-store', ?, ?, ?, ?)`).run(
-      imageId, principal.accountId, name, input.Description ?? null, location, type, architecture,
-      kernelId ?? null, ramdiskId ?? null, input.Platform ?? null, input.RootDeviceName ?? '/dev/sda1',
-      virtualizationType, JSON.stringify(input.BlockDeviceMapping.map(blockDeviceXml)), new Date().toISOString());
-    checked.record?.(db, imageId);
-    applyTagSpecifications(db, principal.accountId, [imageId], 'image', input.TagSpecification);
+  const imageId = db.transaction(() => {
+    const id = recordImage(db, principal, {
+      name, description: input.Description, location, type, architecture, kernelId, ramdiskId, platform: input.Platform,
+      rootDeviceType: ebs ? 'ebs' : 'instance-store', rootDeviceName: ebs?.rootDeviceName ?? input.RootDeviceName ?? '/dev/sda1',
+      virtualizationType, mappings: ebs?.mappings ?? input.BlockDeviceMapping, state: 'available',
+    });
+    checked.record?.(db, id);
+    applyTagSpecifications(db, principal.accountId, [id], 'image', input.TagSpecification);
+    return id;
   })();
   return { imageId };
 });
+
+/** InvalidAMIName.Duplicate when the account already has an image of this name. */
+export function checkImageNameFree(db: Db, accountId: string, name: string): void {
+  if (!AMI_NAME.test(name)) {
+    throw new Ec2Error('InvalidAMIName.Malformed',
+      "AMI names must be between 3 and 128 characters long, and may contain letters, numbers, '(', ')', '.', '-', '/' and '_'");
+  }
+  const same = db.prepare('SELECT image_id FROM images WHERE owner_id = ? AND name = ?').pluck().get(accountId, name) as string | undefined;
+  if (same) throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${name} is already in use by AMI ${same}`);
+}
+
+export interface NewImage {
+  name: string; description?: string | undefined; location: string; type: ImageType; architecture: string;
+  kernelId?: string | undefined; ramdiskId?: string | undefined; platform?: string | undefined;
+  rootDeviceType: ImageRecord['rootDeviceType']; rootDeviceName: string; virtualizationType: string;
+  mappings: BlockDeviceRequest[]; state: 'available' | 'pending';
+}
+
+/** Records an image of the principal's account (RegisterImage, CreateImage); returns its id. Call inside a transaction. */
+export function recordImage(db: Db, principal: Principal, i: NewImage): string {
+  const imageId = newId(imagePrefixFor[i.type]);
+  const same = db.prepare('SELECT image_id FROM images WHERE owner_id = ? AND name = ?').pluck().get(principal.accountId, i.name) as string | undefined;
+  if (same) throw new Ec2Error('InvalidAMIName.Duplicate', `AMI name ${i.name} is already in use by AMI ${same}`);
+  db.prepare(`INSERT INTO images (image_id, owner_id, name, description, location, image_type, architecture, state, is_public,
+      kernel_id, ramdisk_id, platform, root_device_type, root_device_name, virtualization_type, block_device_mappings, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    imageId, principal.accountId, i.name, i.description ?? null, i.location, i.type, i.architecture, i.state,
+    i.kernelId ?? null, i.ramdiskId ?? null, i.platform ?? null, i.rootDeviceType, i.rootDeviceName,
+    i.virtualizationType, JSON.stringify(i.mappings.map(blockDeviceXml)), new Date().toISOString());
+  return imageId;
+}
+
+/** EBS-backed images made by CreateImage become available (or failed) with their root snapshot. */
+export function settlePendingImages(db: Db, snapshotStatus: (snapshotId: string) => string | undefined): void {
+  const rows = db.prepare("SELECT * FROM images WHERE state = 'pending' AND root_device_type = 'ebs'").all() as ImageRow[];
+  for (const r of rows) {
+    const status = snapshotStatus(rootVolumeOf(r).snapshotId);
+    if (status === 'completed') db.prepare("UPDATE images SET state = 'available' WHERE image_id = ? AND state = 'pending'").run(r.image_id);
+    else if (status === 'error' || status === undefined) db.prepare("UPDATE images SET state = 'failed' WHERE image_id = ? AND state = 'pending'").run(r.image_id);
+  }
+}
 
 export const deregisterImageAction = resourceAction('DeregisterImage', z.object({ ImageId: z.string().optional() }),
   (db, input, { principal }, hooks) => {

@@ -12,7 +12,7 @@ import { tagActions } from './tags.js';
 export { resourcesMigration } from './migration.js';
 export { findKeyPair, type KeyPairRecord } from './keypairs.js';
 export { resolveGroups, ensureDefaultGroup, ipPermissionsOf, type GroupRecord } from './groups.js';
-export { findLaunchableImage, findLaunchableKernelOrRamdisk, findVisibleImage, type ImageRecord } from './images.js';
+export { checkImageNameFree, findLaunchableImage, findLaunchableKernelOrRamdisk, findVisibleImage, recordImage, settlePendingImages, type ImageRecord } from './images.js';
 export {
   tagSetFor, tagSetsFor, deleteTagsFor, createTags, applyTagSpecifications, tagSpecificationsShape, registerTaggableType, ownerColumn,
   type Tag, type TaggableType, type TagSpecifications,

@@ -28,6 +28,11 @@ export interface ResourceHooks {
   checkManifest: CheckManifest;
   /** Told of every deregistered image (the image store may drop its cached copy). */
   deregistered?(image: { imageId: string; location: string }): void;
+  /**
+   * The snapshot an EBS-backed image boots from, if the principal may create volumes from it (EBS, in storage/):
+   * its size, or the EC2 error to answer (InvalidSnapshot.NotFound, IncorrectState).
+   */
+  rootSnapshot?(principal: Principal, snapshotId: string): { volumeSize: number };
 }
 
 export const noImageStore: ResourceHooks = {

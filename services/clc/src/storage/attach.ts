@@ -79,7 +79,7 @@ async function attachVolume(s: StorageContext, principal: Principal, input: { Vo
   return attachmentXml(attachmentOf(db, vol!.volume_id)!);
 }
 
-function clusterKey(s: StorageContext, zone: string): string {
+export function clusterKey(s: StorageContext, zone: string): string {
   const key = s.db.prepare('SELECT wire_key FROM clusters WHERE name = ?').pluck().get(zone) as string | undefined;
   if (!key) throw new Ec2Error('IncorrectInstanceState', `The cluster of zone ${zone} is not registered.`);
   return key;
@@ -108,9 +108,12 @@ async function detachVolume(s: StorageContext, principal: Principal, input: { Vo
     throw new Ec2Error('InvalidAttachment.NotFound', `Volume ${vol!.volume_id} is not attached to ${input.InstanceId ?? att.instance_id} at ${input.Device ?? att.device}`);
   }
   const force = input.Force ?? false;
+  const inst = instanceRow(db, att.instance_id);
+  if (inst?.root_device_type === 'ebs' && att.device === inst.root_device_name && inst.state !== 'stopped' && inst.state !== 'terminated') {
+    throw new Ec2Error('OperationNotPermitted', `Unable to detach root volume '${vol!.volume_id}' from instance '${inst.instance_id}'`);
+  }
   db.prepare("UPDATE volume_attachments SET status = 'detaching' WHERE volume_id = ?").run(vol!.volume_id);
   const reply = { ...attachmentXml({ ...att, status: 'detaching' }) };
-  const inst = instanceRow(db, att.instance_id);
   if (inst && inst.state !== 'terminated' && s.clusters.get(vol!.zone)) {
     try {
       const { detached } = await s.clusters.client(vol!.zone).call(cc.DetachVolume, { instanceId: att.instance_id, volumeId: vol!.volume_id, force });

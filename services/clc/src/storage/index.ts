@@ -4,10 +4,13 @@ import type { Ec2Action } from '@mallee/aws-protocol';
 import { Ec2Error } from '@mallee/aws-protocol';
 import { ownerColumn, registerTaggableType } from '../resources/index.js';
 import { attachActions } from './attach.js';
+import { createImageAction } from './create-image.js';
 import { snapshotActions } from './snapshot-actions.js';
 import { volumeActions, type StorageContext } from './volume-actions.js';
 
-export { storageMigration } from './migration.js';
+export { bootVolumesMigration, storageMigration } from './migration.js';
+export { createRootVolumes, recordRootVolumes, withBootVolumes, type RootVolumeSpec } from './boot-volumes.js';
+export { restorableSnapshot } from './records.js';
 export { StorageControllers } from './controllers.js';
 export { StoragePoller } from './poller.js';
 export { storageAdminHandlers, BLOCKSTORAGE_ACCOUNT } from './admin.js';
@@ -34,5 +37,5 @@ registerTaggableType({
 });
 
 export function storageActions(s: StorageContext, region: string): Ec2Action[] {
-  return [...volumeActions(s), ...attachActions(s), ...snapshotActions(s, region)] as Ec2Action[];
+  return [...volumeActions(s), ...attachActions(s), ...snapshotActions(s, region), createImageAction(s)] as Ec2Action[];
 }

@@ -82,3 +82,10 @@ export const storageMigration: Migration = {
     );
   `,
 };
+
+/** Migration 7: boot from EBS. An attachment may be an EBS-backed instance's root volume, deleted with it by default. */
+export const bootVolumesMigration: Migration = {
+  id: 7,
+  name: 'boot volumes',
+  up: `ALTER TABLE volume_attachments ADD COLUMN delete_on_termination INTEGER NOT NULL DEFAULT 0;`,
+};

@@ -6,7 +6,10 @@ import { cc, sc, WireError } from '@mallee/wire';
 import { dropAttachment, releaseAttachment } from './attach.js';
 import { finishSnapshotDelete } from './snapshot-actions.js';
 import { finishVolumeDelete, type StorageContext } from './volume-actions.js';
-import type { AttachmentRow, SnapshotRow, VolumeRow } from './records.js';
+import { settlePendingImages } from '../resources/index.js';
+import { attachmentOf, snapshotRow, volumeRow, type AttachmentRow, type SnapshotRow, type VolumeRow } from './records.js';
+import { unexportStopped } from './boot-volumes.js';
+import { instanceRow } from '../instances.js';
 
 /** An attach or detach older than this that no one finished (the clc died meanwhile) is settled by the poller. */
 const STALE_ATTACHMENT_MS = 120_000;
@@ -21,6 +24,7 @@ export class StoragePoller {
       try {
         await Promise.all(this.s.controllers.list().map((c) => this.pollZone(c.zone)));
         await this.settleAttachments();
+        settlePendingImages(this.s.db, (id) => snapshotRow(this.s.db, id)?.status);
       } catch (err) {
         this.log.error({ err }, 'storage poll failed');
       } finally {
@@ -59,7 +63,11 @@ export class StoragePoller {
     const byId = new Map(volumes.map((v) => [v.volumeId, v]));
     for (const row of db.prepare("SELECT * FROM volumes WHERE zone = ? AND status = 'creating'").all(zone) as VolumeRow[]) {
       const v = byId.get(row.volume_id);
-      if (v?.status === 'available') db.prepare("UPDATE volumes SET status = 'available' WHERE volume_id = ? AND status = 'creating'").run(row.volume_id);
+      // An EBS-backed instance's root volume is attached from the start: it comes out in-use.
+      if (v?.status === 'available') {
+        db.prepare(`UPDATE volumes SET status = CASE WHEN EXISTS (SELECT 1 FROM volume_attachments a WHERE a.volume_id = volumes.volume_id) THEN 'in-use' ELSE 'available' END
+          WHERE volume_id = ? AND status = 'creating'`).run(row.volume_id);
+      }
       else if (v?.status === 'failed' || (!v && row.create_time < askedAt && Date.now() - Date.parse(row.create_time) > 30_000)) {
         db.prepare("UPDATE volumes SET status = 'error', status_reason = ? WHERE volume_id = ? AND status = 'creating'").run(v?.reason ?? 'the storage controller does not have the volume', row.volume_id);
       }
@@ -100,6 +108,13 @@ export class StoragePoller {
       LEFT JOIN instances i ON i.instance_id = a.instance_id`).all() as (AttachmentRow & { zone: string; instance_state: string | null })[];
     const stale = Date.now() - STALE_ATTACHMENT_MS;
     for (const a of rows) {
+      if (a.instance_state === 'stopped' && a.initiator) {
+        // Read again: a StartInstances since the listing exports to its new node, and that must stay.
+        if (instanceRow(db, a.instance_id)?.state !== 'stopped') continue;
+        this.log.info({ volumeId: a.volume_id, instanceId: a.instance_id }, 'unexporting a volume of a stopped instance');
+        await unexportStopped(this.s, a).catch((err: unknown) => this.log.warn({ volumeId: a.volume_id, err }, 'unexport failed; retried at the next poll'));
+        continue;
+      }
       const gone = a.instance_state === null || a.instance_state === 'terminated';
       const stuck = a.status !== 'attached' && Date.parse(a.attach_time) < stale;
       if (!gone && !stuck) continue;
@@ -119,6 +134,12 @@ export class StoragePoller {
       }
       this.log.info({ volumeId: a.volume_id, instanceId: a.instance_id, why: gone ? 'instance gone' : `stale ${a.status}` }, 'releasing a volume attachment');
       await releaseAttachment(this.s, a, a.zone).catch(() => (gone ? dropAttachment(this.s, a.volume_id) : undefined));
+      if (gone && a.delete_on_termination === 1 && !attachmentOf(db, a.volume_id)) {
+        // The root volume of a terminated EBS-backed instance (DeleteOnTermination): deleted as DeleteVolume does.
+        db.prepare("UPDATE volumes SET status = 'deleting' WHERE volume_id = ?").run(a.volume_id);
+        const v = volumeRow(db, a.volume_id);
+        if (v) await finishVolumeDelete(this.s, v);
+      }
     }
   }
 }

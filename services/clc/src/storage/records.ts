@@ -14,6 +14,8 @@ export interface VolumeRow {
 export interface AttachmentRow {
   volume_id: string; instance_id: string; device: string; status: 'attaching' | 'attached' | 'detaching';
   attach_time: string; initiator: string | null; guest_device: string | null;
+  /** 1 for an EBS-backed instance's root volume made at launch (unless the launch said otherwise). */
+  delete_on_termination: number;
 }
 export interface SnapshotRow {
   snapshot_id: string; account_id: string; volume_id: string; volume_size: number; zone: string;
@@ -70,8 +72,17 @@ export function canRestore(db: Db, accountId: string, s: SnapshotRow): boolean {
   return db.prepare("SELECT 1 FROM snapshot_permissions WHERE snapshot_id = ? AND grantee IN (?, 'all')").pluck().get(s.snapshot_id, accountId) !== undefined;
 }
 
+/** A completed snapshot this account may create volumes from (CreateVolume, an EBS-backed image's root), or the EC2 error. */
+export function restorableSnapshot(db: Db, accountId: string, snapshotId: string): SnapshotRow {
+  checkSnapshotId(snapshotId);
+  const snapshot = snapshotRow(db, snapshotId);
+  if (!snapshot || !canRestore(db, accountId, snapshot)) throw snapshotNotFound([snapshotId]);
+  if (snapshot.status !== 'completed') throw new Ec2Error('IncorrectState', `Snapshot '${snapshot.snapshot_id}' is ${snapshot.status}; volumes can be created from completed snapshots only.`);
+  return snapshot;
+}
+
 export function attachmentXml(a: AttachmentRow): Record<string, unknown> {
-  return { volumeId: a.volume_id, instanceId: a.instance_id, device: a.device, status: a.status, attachTime: new Date(a.attach_time), deleteOnTermination: false };
+  return { volumeId: a.volume_id, instanceId: a.instance_id, device: a.device, status: a.status, attachTime: new Date(a.attach_time), deleteOnTermination: a.delete_on_termination === 1 };
 }
 
 export interface VolumeView { row: VolumeRow; attachment?: AttachmentRow; tags: Tag[] }

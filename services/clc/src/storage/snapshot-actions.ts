@@ -1,6 +1,7 @@
 // CreateSnapshot (holding an attached volume's guest I/O only for the cut), DeleteSnapshot,
 // DescribeSnapshots with Owner/RestorableBy, the createVolumePermission attribute, and CopySnapshot.
 import { z } from 'zod';
+import { instanceRow } from '../instances.js';
 import { defineEc2Action, Ec2Error, errors, q, type ActionContext, type Principal } from '@mallee/aws-protocol';
 import { cc, sc, WireError } from '@mallee/wire';
 import type { Db } from '@mallee/store';
@@ -21,7 +22,7 @@ function recordScSnapshot(db: Db, snapshotId: string, s: sc.ScSnapshot, heldMs?:
       s.status, s.status, s.status, s.completedAt ?? new Date().toISOString(), s.reason ?? null, snapshotId);
 }
 
-async function createSnapshot(st: StorageContext, ctx: ActionContext, input: { VolumeId?: string; Description?: string; TagSpecification: z.infer<typeof tagSpecificationsShape> }): Promise<Record<string, unknown>> {
+export async function createSnapshot(st: StorageContext, ctx: ActionContext, input: { VolumeId?: string; Description?: string; TagSpecification: z.infer<typeof tagSpecificationsShape> }): Promise<Record<string, unknown>> {
   const { db, controllers, clusters } = st;
   const { principal } = ctx;
   if (!input.VolumeId) throw errors.missing('VolumeId');
@@ -38,7 +39,9 @@ async function createSnapshot(st: StorageContext, ctx: ActionContext, input: { V
     deleteTagsFor(db, snapshotId);
     db.prepare('DELETE FROM snapshots WHERE snapshot_id = ?').run(snapshotId);
   })();
-  const att = attachmentOf(db, vol!.volume_id);
+  // A stopped instance's volumes have no guest writing to them: cut as detached ones.
+  const attached = attachmentOf(db, vol!.volume_id);
+  const att = attached && instanceRow(db, attached.instance_id)?.state !== 'stopped' ? attached : undefined;
   let consistency: sc.SnapshotConsistency = 'detached';
   let frozen = false;
   let heldMs: number | undefined;

@@ -8,9 +8,7 @@ import { applyFilters, applyTagSpecifications, deleteTagsFor, newId, tagSpecific
 import { list, VERBOSE } from '../actions/context.js';
 import type { Clusters } from '../clusters.js';
 import type { StorageControllers } from './controllers.js';
-import {
-  canRestore, checkSnapshotId, ownVolumes, snapshotNotFound, snapshotRow, volumeViews, volumeXml, type SnapshotRow, type VolumeRow, type VolumeView,
-} from './records.js';
+import { ownVolumes, restorableSnapshot, volumeViews, volumeXml, type VolumeRow, type VolumeView } from './records.js';
 
 export interface StorageContext {
   db: Db;
@@ -48,13 +46,7 @@ async function createVolume(s: StorageContext, principal: Principal, input: z.in
   if (input.Encrypted) throw new Ec2Error('InvalidParameterValue', 'Encrypted volumes are not supported by this cloud.');
   const type = input.VolumeType ?? 'standard';
   if (!VOLUME_TYPES.includes(type)) throw errors.invalidValue('VolumeType', type);
-  let snapshot: SnapshotRow | undefined;
-  if (input.SnapshotId) {
-    checkSnapshotId(input.SnapshotId);
-    snapshot = snapshotRow(db, input.SnapshotId);
-    if (!snapshot || !canRestore(db, principal.accountId, snapshot)) throw snapshotNotFound([input.SnapshotId]);
-    if (snapshot.status !== 'completed') throw new Ec2Error('IncorrectState', `Snapshot '${snapshot.snapshot_id}' is ${snapshot.status}; volumes can be created from completed snapshots only.`);
-  }
+  const snapshot = input.SnapshotId ? restorableSnapshot(db, principal.accountId, input.SnapshotId) : undefined;
   if (input.Size === undefined && !snapshot) throw new Ec2Error('MissingParameter', 'The request must contain the parameter size or snapshotId');
   const size = input.Size ?? snapshot!.volume_size;
   if (size < MIN_GIB || size > MAX_GIB) throw new Ec2Error('InvalidParameterValue', `Volume of ${size}GiB is too large; maximum is ${MAX_GIB}GiB` + (size < MIN_GIB ? ` and minimum is ${MIN_GIB}GiB` : ''));
@@ -130,7 +122,7 @@ const VOLUME_FILTERS: Record<string, (v: VolumeView) => unknown> = {
   'attachment.device': (v) => v.attachment?.device,
   'attachment.status': (v) => v.attachment?.status,
   'attachment.attach-time': (v) => v.attachment?.attach_time,
-  'attachment.delete-on-termination': (v) => (v.attachment ? 'false' : undefined),
+  'attachment.delete-on-termination': (v) => (v.attachment ? String(v.attachment.delete_on_termination === 1) : undefined),
 };
 
 function visibleVolumes(db: Db, principal: Principal, ids: string[]): VolumeRow[] {

@@ -57,12 +57,13 @@ export interface Cloud {
 
 const log = pino({ level: 'silent' });
 
-export function openCloud(): Cloud {
+/** `hooks` replace the stand-in image store's (e.g. an EBS `rootSnapshot`). */
+export function openCloud(hooks: Partial<ResourceHooks> = {}): Cloud {
   const dir = mkdtempSync(join(tmpdir(), 'mallee-resources-'));
   const db = openDaemonDatabase('', join(dir, 'clc.sqlite'), 'clc', { migrations: [coreMigrationStandIn, resourcesMigration] });
   db.prepare('INSERT INTO accounts (account_id, name, is_admin) VALUES (?, ?, 0), (?, ?, 0), (?, ?, 1)')
     .run(ACCOUNT_A, 'alice', ACCOUNT_B, 'bob', ADMIN_ACCOUNT, 'eucalyptus');
-  const actions = new Map<string, Ec2Action>(resourceActionsFor(db, manifestNamesOnly).map((a) => [a.name, a]));
+  const actions = new Map<string, Ec2Action>(resourceActionsFor(db, { ...manifestNamesOnly, ...hooks }).map((a) => [a.name, a]));
   return {
     db,
     dir,

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { copyFile, mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { ImageSource, InstanceSpec } from '@mallee/wire';
+import { bootsFromVolume, type ImageSource, type InstanceSpec } from '@mallee/wire';
 import type { ImageCache } from './image-cache.js';
 
 const run = promisify(execFile);
@@ -19,7 +19,8 @@ export { ImageCache, ImageNotFoundError, imageSource } from './image-cache.js';
 
 export interface InstanceDisks {
   dir: string;
-  root: string;
+  /** The root overlay; absent for an EBS-backed instance. */
+  root?: string;
   swap?: string;
   ephemeral?: string;
   /** NoCloud config drive (ISO 9660, label cidata): meta-data and user-data for the guest. */
@@ -73,16 +74,22 @@ export async function buildInstanceDisks(
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const files = instanceFiles(dir);
-  const base = await cache.get(spec.imageId, { ...(spec.imageSources?.machine ? { source: spec.imageSources.machine } : {}), location: spec.imageLocation });
-  const baseInfo = await imageInfo(base);
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', baseInfo.format, '-b', base, files.root]);
-  const out: InstanceDisks = { dir, root: files.root, consoleLog: files.consoleLog };
+  const out: InstanceDisks = { dir, consoleLog: files.consoleLog };
+  // An EBS-backed instance's root is its volume (an iSCSI disk the driver adds): no image, no overlay.
+  let rootBytes = 0;
+  if (!bootsFromVolume(spec)) {
+    const base = await cache.get(spec.imageId, { ...(spec.imageSources?.machine ? { source: spec.imageSources.machine } : {}), location: spec.imageLocation });
+    const baseInfo = await imageInfo(base);
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', baseInfo.format, '-b', base, files.root]);
+    out.root = files.root;
+    rootBytes = baseInfo.virtualBytes;
+  }
 
   // The other files do not depend on each other: made at once (each is a process or a copy; a launch waits for all).
   const work: Promise<void>[] = [];
   const allowance = spec.vmType.diskGiB * GiB;
   if (allowance > 0) {
-    let left = allowance - baseInfo.virtualBytes;
+    let left = allowance - rootBytes;
     if (left >= SWAP_MiB * MiB) {
       out.swap = files.swap;
       work.push(sparseFile(files.swap, SWAP_MiB * MiB).then(() => run('mkswap', ['-q', files.swap]).then(() => undefined, () => undefined)));

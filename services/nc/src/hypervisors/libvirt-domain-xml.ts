@@ -23,13 +23,21 @@ export interface MalleeDomainMetadata {
   createdAt: string;
 }
 
-export interface DomainDisk {
+export interface FileDisk {
   /** Guest device, e.g. vda; the order is vda root, vdb swap, vdc ephemeral0 (Eucalyptus sda1/sda2/sda3). */
   target: string;
   file: string;
   format: 'raw' | 'qcow2';
   readonly?: boolean;
 }
+
+/** A disk whose <disk> element another module renders (an EBS volume's iSCSI network disk). */
+export interface RenderedDisk {
+  target: string;
+  xml: string;
+}
+
+export type DomainDisk = FileDisk | RenderedDisk;
 
 export interface DomainSpec {
   name: string;
@@ -69,12 +77,13 @@ export function buildDomainXml(d: DomainSpec): string {
   if (d.biosOnSerial) os.push(`<bios useserial='yes'/>`);
 
   const devices: string[] = d.disks.map(
-    (disk) =>
+    (disk) => 'xml' in disk ? disk.xml :
       `<disk type='file' device='disk'><driver name='qemu' type='${disk.format}' discard='unmap'/>` +
       `<source file='${esc(disk.file)}'/><target dev='${esc(disk.target)}' bus='virtio'/>${disk.readonly ? '<readonly/>' : ''}</disk>`,
   );
   const nic = interfaceXml(d.network);
   if (nic) devices.push(nic);
+  const qemuArgs = d.network.kind === 'user' ? userModeNicArgs(d.network.mac) : [];
   if (d.guestAgent) devices.push(`<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>`);
   const log = `<source path='${esc(d.consoleLog)}' append='on'/>`;
   devices.push(
@@ -86,7 +95,7 @@ export function buildDomainXml(d: DomainSpec): string {
 
   const metadata = d.metadata ? `<metadata>${renderMetadata(d.metadata)}</metadata>` : '';
   return [
-    `<domain type='${d.type}'>`,
+    qemuArgs.length ? `<domain type='${d.type}' xmlns:qemu='${QEMU_NS}'>` : `<domain type='${d.type}'>`,
     `<name>${esc(d.name)}</name>`,
     metadata,
     `<memory unit='MiB'>${d.memoryMiB}</memory>`,
@@ -99,17 +108,29 @@ export function buildDomainXml(d: DomainSpec): string {
     // itself off stays defined (shut off) so the driver can report it and clean up its disks.
     `<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>`,
     `<devices>${devices.join('')}</devices>`,
+    qemuArgs.length ? `<qemu:commandline>${qemuArgs.map((a) => `<qemu:arg value='${esc(a)}'/>`).join('')}</qemu:commandline>` : '',
     `</domain>`,
   ].join('\n');
 }
 
 // ---- networking (issue 6): the guest's one NIC ----
+const QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0';
+
+/**
+ * VNET_MODE=USERMODE: QEMU user-mode (slirp) networking with restrict=on — the guest gets its address by
+ * DHCP from slirp and can reach nothing: no connection it opens leaves the host (slirp would otherwise
+ * NAT it onto the host's network, 169.254.169.254 and DNS included). libvirt's <interface type='user'>
+ * has no restrict option, hence the netdev on QEMU's command line. The guest's metadata, user data and
+ * key come from its config drive in this mode.
+ */
+function userModeNicArgs(mac: string | undefined): string[] {
+  // QEMU creates command-line devices before libvirt's, so the NIC takes the last slot of pci.0, which
+  // libvirt (allocating from slot 2 up, hot-plugged volumes included) does not reach.
+  return ['-netdev', 'user,id=mallee-net0,restrict=on', '-device', `virtio-net-pci,netdev=mallee-net0,bus=pci.0,addr=0x1f${mac ? `,mac=${mac}` : ''}`];
+}
+
 function interfaceXml(n: DomainSpec['network']): string | undefined {
-  if (n.kind === 'user') {
-    // VNET_MODE=USERMODE: QEMU user-mode (slirp) networking, DHCP and outbound only.
-    const mac = n.mac ? `<mac address='${esc(n.mac)}'/>` : '';
-    return `<interface type='user'>${mac}<model type='virtio'/></interface>`;
-  }
+  if (n.kind === 'user') return undefined; // on QEMU's command line (userModeNicArgs)
   if (n.kind === 'bridge') {
     // On the network's bridge, through a tap named so the node's ebtables rules can match it.
     const mtu = n.mtu ? `<mtu size='${n.mtu}'/>` : '';

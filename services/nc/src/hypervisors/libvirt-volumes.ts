@@ -104,6 +104,17 @@ export class LibvirtVolumes implements HypervisorVolumes {
     await this.virsh('secret-undefine', this.secretUuid(instanceId, volumeId)).catch(() => undefined);
   }
 
+  /** The <disk> of a volume at guest device `dev`, its CHAP secret defined in libvirt (hot-plug, or an EBS-backed guest's definition). */
+  async networkDisk(instanceId: string, spec: VolumeAttachmentSpec, dev: string): Promise<string> {
+    const usage = await this.defineSecret(instanceId, spec);
+    const t = spec.target;
+    this.requested.set(`${instanceId}/${spec.volumeId}`, spec.device);
+    return `<disk type='network' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/>` +
+      `<source protocol='iscsi' name='${esc(t.iqn)}/${t.lun}'><host name='${esc(t.portal)}' port='${t.port}'/>` +
+      `<auth username='${esc(t.chapUser)}'><secret type='iscsi' usage='${esc(usage)}'/></auth></source>` +
+      `<target dev='${dev}' bus='virtio'/><serial>${esc(spec.volumeId)}</serial></disk>`;
+  }
+
   async attachVolume(instanceId: string, spec: VolumeAttachmentSpec): Promise<AttachedVolume> {
     const xml = await this.o.ownXml(instanceId);
     if (!xml) throw new GuestNotFoundError(instanceId);
@@ -112,20 +123,15 @@ export class LibvirtVolumes implements HypervisorVolumes {
     if (known) return { volumeId: spec.volumeId, device: this.requested.get(`${instanceId}/${spec.volumeId}`) ?? spec.device, guestDevice: known.guestDevice };
     const taken = [...xml.matchAll(/<target dev='([a-z]+)'/g)].map((m) => m[1]!);
     const dev = guestDevice(spec.device, taken);
-    const usage = await this.defineSecret(instanceId, spec);
-    const t = spec.target;
-    const disk = `<disk type='network' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/>` +
-      `<source protocol='iscsi' name='${esc(t.iqn)}/${t.lun}'><host name='${esc(t.portal)}' port='${t.port}'/>` +
-      `<auth username='${esc(t.chapUser)}'><secret type='iscsi' usage='${esc(usage)}'/></auth></source>` +
-      `<target dev='${dev}' bus='virtio'/><serial>${esc(spec.volumeId)}</serial></disk>`;
+    const disk = await this.networkDisk(instanceId, spec, dev);
     try {
       await this.withFile('disk', disk, (f) => this.virsh('attach-device', instanceId, f, '--live', '--config'));
     } catch (err) {
       await this.undefineSecret(instanceId, spec.volumeId);
+      this.requested.delete(`${instanceId}/${spec.volumeId}`);
       throw err;
     }
-    this.requested.set(`${instanceId}/${spec.volumeId}`, spec.device);
-    this.o.log.info({ instanceId, volumeId: spec.volumeId, guestDevice: dev, iqn: t.iqn }, 'volume hot-plugged');
+    this.o.log.info({ instanceId, volumeId: spec.volumeId, guestDevice: dev, iqn: spec.target.iqn }, 'volume hot-plugged');
     return { volumeId: spec.volumeId, device: spec.device, guestDevice: dev };
   }
 

@@ -36,6 +36,7 @@ import { buildInstanceDisks, instanceDir, instanceFiles } from './libvirt-disks.
 import { buildDomainXml, parseDomainXml, type DomainDisk, type DomainType, type MalleeDomainMetadata } from './libvirt-domain-xml.js';
 import { chooseDomainType } from './libvirt-probe.js';
 import { LibvirtVolumes, volumeDisks } from './libvirt-volumes.js';
+import { guestDevice } from './volume-devices.js';
 
 export interface LibvirtOptions {
   /** libvirt connection URI (default qemu:///system). */
@@ -181,11 +182,16 @@ export class LibvirtHypervisor implements Hypervisor {
     try {
       const disks = await buildInstanceDisks(this.cache, dir, spec);
       const disksMs = Date.now() - started;
-      const list: DomainDisk[] = [{ target: 'vda', file: disks.root, format: 'qcow2' }];
+      const list: DomainDisk[] = disks.root ? [{ target: 'vda', file: disks.root, format: 'qcow2' }] : [await this.rootVolumeDisk(spec)];
       if (disks.swap) list.push({ target: 'vdb', file: disks.swap, format: 'raw' });
       if (disks.ephemeral) list.push({ target: 'vdc', file: disks.ephemeral, format: 'raw' });
       if (disks.configDrive) list.push({ target: 'vdd', file: disks.configDrive, format: 'raw', readonly: true });
       else this.log.warn({ instanceId: id }, 'genisoimage is not installed: the guest gets no config drive (user data, key)');
+      for (const v of spec.ebsVolumes ?? []) {
+        if (v.root) continue;
+        const target = guestDevice(v.device, list.map((d) => d.target));
+        list.push({ target, xml: await this.volumes.networkDisk(id, v, target) });
+      }
       const meta: MalleeDomainMetadata = {
         instanceId: id,
         node: this.node,
@@ -223,9 +229,17 @@ export class LibvirtHypervisor implements Hypervisor {
       // Leave nothing behind: a retry starts from scratch.
       await this.conn.destroy(id).catch(() => undefined);
       await this.conn.undefine(id).catch(() => undefined);
+      for (const v of spec.ebsVolumes ?? []) await this.volumes.undefineSecret(id, v.volumeId);
       await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** An EBS-backed guest's root: its volume's iSCSI disk as vda, the first disk (what the kernel mounts as root). */
+  private async rootVolumeDisk(spec: InstanceSpec): Promise<DomainDisk> {
+    const root = spec.ebsVolumes?.find((v) => v.root);
+    if (!root) throw new Error(`instance ${spec.instanceId} boots from a volume but its launch names none`);
+    return { target: 'vda', xml: await this.volumes.networkDisk(spec.instanceId, root, 'vda') };
   }
 
   async terminateInstance(instanceId: string, opts: { force: boolean }): Promise<void> {

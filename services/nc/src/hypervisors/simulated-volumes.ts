@@ -2,7 +2,7 @@
 // survive an NC restart as a libvirt domain's disks do); a freeze is a recorded pause.
 import { join } from 'node:path';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
-import type { AttachedVolume, sc } from '@mallee/wire';
+import type { AttachedVolume, BootVolume, sc } from '@mallee/wire';
 import { GuestNotFoundError, type HypervisorVolumes, type VolumeAttachmentSpec } from '../hypervisor.js';
 import { guestDevice } from './volume-devices.js';
 
@@ -35,7 +35,19 @@ export class SimulatedVolumes implements HypervisorVolumes {
     const same = existing.find((v) => v.volumeId === spec.volumeId);
     if (same) return same;
     const dev = guestDevice(spec.device, existing.map((v) => v.guestDevice).concat(['vda', 'vdb', 'vdc', 'vdd']));
-    this.db().prepare('INSERT INTO volumes (instance_id, volume_id, device, guest_device, iqn) VALUES (?, ?, ?, ?, ?)').run(instanceId, spec.volumeId, spec.device, dev, spec.target.iqn);
+    return this.record(instanceId, spec, dev);
+  }
+
+  /** An EBS-backed guest's volumes, there from its start: the root as vda, the others as hot-plugged ones. */
+  async bootWith(instanceId: string, volumes: readonly BootVolume[]): Promise<void> {
+    for (const v of volumes) {
+      if (v.root) this.record(instanceId, v, 'vda');
+      else await this.attachVolume(instanceId, v);
+    }
+  }
+
+  private record(instanceId: string, spec: VolumeAttachmentSpec, dev: string): AttachedVolume {
+    this.db().prepare('INSERT OR REPLACE INTO volumes (instance_id, volume_id, device, guest_device, iqn) VALUES (?, ?, ?, ?, ?)').run(instanceId, spec.volumeId, spec.device, dev, spec.target.iqn);
     return { volumeId: spec.volumeId, device: spec.device, guestDevice: dev };
   }
 

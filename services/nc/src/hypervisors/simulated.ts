@@ -82,6 +82,7 @@ export class SimulatedHypervisor implements Hypervisor {
       ...(nic ? { nic } : {}),
     };
     this.save(guest);
+    if (spec.ebsVolumes) await this.volumes.bootWith(spec.instanceId, spec.ebsVolumes);
   }
 
   async terminateInstance(instanceId: string, _opts: { force: boolean }): Promise<void> {
