@@ -177,7 +177,8 @@ JSON
 for f in vmlinuz initrd.img root.qcow2 image.json; do mv -f "$work/$f" "$out/$f"; done
 # Older builds in the shared cache: keep the two newest besides this one.
 if [[ -z ${1:-} ]]; then
-  ls -dt "$cache"/debian-12-* 2>/dev/null | grep -vx "$out" | tail -n +3 | xargs -r rm -rf
+  # (grep finds nothing on a host whose cache holds only this build: not an error)
+  ls -dt "$cache"/debian-12-* 2>/dev/null | { grep -vx "$out" || true; } | tail -n +3 | xargs -r rm -rf
 fi
 step "done in $out: $(cd "$out" && ls -l vmlinuz initrd.img root.qcow2 | awk '{printf "%s %s B; ", $9, $5}')"
 echo "$out"
