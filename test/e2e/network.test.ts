@@ -1,14 +1,18 @@
 // MANAGED networking proven from inside real guests (QEMU/TCG) in the seed's topology, built in
 // network namespaces (helpers/netns.ts): DHCP on the group's private network over VXLAN, elastic IPs
 // by DNAT/SNAT on the front end's public side, security groups (CIDR and source group) enforced on
-// the CC, the metadata service, a CC restart that keeps guests' traffic, and nothing left behind.
-// Driven with awscli, euca2ools and boto3 from the `internet` namespace. Each guest runs a small
-// control loop from its user data (it polls helpers/guest-control.mjs in `internet`), so the test
-// can run commands inside the guests.
+// the CC, the metadata service (the only source of a guest's identity, key and user data in MANAGED
+// mode: the node attaches no config drive), a CC restart that keeps guests' traffic, and nothing left
+// behind. Driven with awscli, euca2ools and boto3 from the `internet` namespace. Each busybox guest
+// runs a small control loop from its user data (it polls helpers/guest-control.mjs in `internet`), so
+// the test can run commands inside the guests. One real Debian 12 guest (cloud-init's EC2 datasource)
+// boots beside them: it takes its key and user-data script from 169.254.169.254, and ssh with that key
+// reaches it through its public address.
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually } from './helpers/cloud.js';
+import { eventually, repoRoot } from './helpers/cloud.js';
 import { buildTopology, sh, type Topology } from './helpers/netns.js';
 import { guestAgentScript, guestGet, netnsTools, type NetnsTools } from './helpers/netns-guests.js';
 
@@ -21,13 +25,24 @@ let t: Topology;
 let tools: NetnsTools;
 const inst: Record<'a1' | 'a2' | 'b1', { id: string; privateIp: string; publicIp: string; mac: string }> = {} as never;
 let publicKey = '';
+let publicKeyB = '';
 const USER_DATA_MARK = 'mallee-network-test-user-data';
+const USER_DATA_MARK_B = 'mallee-network-test-user-data-of-b';
+// The Debian guest: its key pair (made by the clc), the token its user-data script prints, its instance.
+const deb = { id: '', keyName: 'netdebian', keyFile: '', publicKey: '', token: randomBytes(6).toString('hex') };
 
 const aws = (args: string[]) => tools.aws(args);
 const euca = (cmd: string, args: string[]) => tools.euca(cmd, args);
 const boto3 = (code: string) => tools.boto3(code);
 const fromInternet = (ip: string) => tools.fromInternet(ip);
 const inGuest = (id: string, cmd: string, timeoutMs?: number) => tools.inGuest(id, cmd, timeoutMs);
+const consoleOf = async (id: string) => String((await aws(['ec2', 'get-console-output', '--instance-id', id])).Output ?? '');
+/** The first address of an address's /27 network (VNET_ADDRSPERNET 32) and its gateway (+1). */
+const net27 = (ip: string) => {
+  const o = ip.split('.').map(Number);
+  const base = o[3]! & ~31;
+  return { base: `${o[0]}.${o[1]}.${o[2]}.${base}`, gateway: `${o[0]}.${o[1]}.${o[2]}.${base + 1}`, at: (n: number) => `${o[0]}.${o[1]}.${o[2]}.${base + n}`, index: ((o[2]! << 8) + o[3]!) >> 5 };
+};
 
 interface Described { InstanceId: string; State: { Name: string }; PrivateIpAddress?: string; PublicIpAddress?: string; PrivateDnsName?: string; NetworkInterfaces?: unknown }
 async function describe1(id: string): Promise<Described & Record<string, unknown>> {
@@ -44,17 +59,40 @@ beforeAll(async () => {
   await sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'net-test-key', '-f', join(t.dir, 'id_test')]);
   publicKey = readFileSync(join(t.dir, 'id_test.pub'), 'utf8').trim();
   await aws(['ec2', 'import-key-pair', '--key-name', 'nettest', '--public-key-material', publicKey]);
-  for (const g of ['A', 'B']) await aws(['ec2', 'create-security-group', '--group-name', g, '--description', `group ${g}`]);
+  await sh(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'net-test-key-b', '-f', join(t.dir, 'id_test_b')]);
+  publicKeyB = readFileSync(join(t.dir, 'id_test_b.pub'), 'utf8').trim();
+  await aws(['ec2', 'import-key-pair', '--key-name', 'nettestb', '--public-key-material', publicKeyB]);
+  for (const g of ['A', 'B', 'D']) await aws(['ec2', 'create-security-group', '--group-name', g, '--description', `group ${g}`]);
   writeFileSync(join(t.dir, 'user-data.sh'), guestAgentScript(USER_DATA_MARK));
-  const launch = async (group: string, count: number) => {
-    const args = ['ec2', 'run-instances', '--image-id', t.image.emi, '--instance-type', 't1.micro', '--count', String(count), '--security-groups', group,
-      '--key-name', 'nettest', '--user-data', `file://${join(t.dir, 'user-data.sh')}`];
+  writeFileSync(join(t.dir, 'user-data-b.sh'), guestAgentScript(USER_DATA_MARK_B));
+  const launch = async (group: string, count: number, image = t.image.emi, extra: string[] = ['--instance-type', 't1.micro', '--key-name', 'nettest', '--user-data', `file://${join(t.dir, 'user-data.sh')}`]) => {
+    const args = ['ec2', 'run-instances', '--image-id', image, '--count', String(count), '--security-groups', group, ...extra];
     // On a busy machine the node can miss a poll while it builds guests (NOTREADY for a moment): retry as a user would.
     const r = await eventually(`run-instances in ${group}`, () => aws(args), 180_000);
     return (r.Instances as { InstanceId: string }[]).map((i) => i.InstanceId);
   };
+
+  // The Debian guest first (it boots longest): the image is built once per host out here (the namespaces
+  // have no route to the mirror) and registered by `mallee test-image --debian` in the front end.
+  await sh(['bash', join(repoRoot, 'test/images/build-debian-image.sh')], { timeoutMs: 900_000 });
+  await t.mallee(['test-image', '--debian']);
+  const debImage = JSON.parse(readFileSync(join(t.feHome, 'test-image-debian.json'), 'utf8')) as { emi: string };
+  const key = await aws(['ec2', 'create-key-pair', '--key-name', deb.keyName]);
+  deb.keyFile = join(t.dir, `${deb.keyName}.pem`);
+  writeFileSync(deb.keyFile, String(key.KeyMaterial), { mode: 0o600 });
+  deb.publicKey = (await sh(['ssh-keygen', '-y', '-f', deb.keyFile])).stdout.trim();
+  await aws(['ec2', 'authorize-security-group-ingress', '--group-name', 'D', '--protocol', 'tcp', '--port', '22', '--cidr', '0.0.0.0/0']);
+  // The script asks the metadata service itself (python3 is cloud-init's; minbase has no curl or wget).
+  writeFileSync(join(t.dir, 'user-data-debian.sh'), [
+    '#!/bin/sh',
+    `md=$(python3 -c 'import urllib.request as u; print(u.urlopen("http://169.254.169.254/latest/meta-data/instance-id", timeout=10).read().decode())')`,
+    `echo "mallee: user-data ran token ${deb.token} as $(id -un) metadata instance-id $md"`,
+    '',
+  ].join('\n'));
+  [deb.id] = (await launch('D', 1, debImage.emi, ['--instance-type', 'm1.small', '--key-name', deb.keyName, '--user-data', `file://${join(t.dir, 'user-data-debian.sh')}`])) as [string];
+
   const [a1, a2] = await launch('A', 2);
-  const [b1] = await launch('B', 1);
+  const [b1] = await launch('B', 1, t.image.emi, ['--instance-type', 't1.micro', '--key-name', 'nettestb', '--user-data', `file://${join(t.dir, 'user-data-b.sh')}`]);
   for (const [k, id] of [['a1', a1], ['a2', a2], ['b1', b1]] as const) {
     // Running, and its control loop has asked for work (so DHCP, SNAT and the route out work).
     await eventually(`${id} polling the control server`, async () => (tools.polling(id!) ? true : undefined), 240_000);
@@ -83,8 +121,13 @@ describe.skipIf(!canRun)('MANAGED networking in the seed topology (frontend, nod
     const net = (ip: string) => ip.split('.').slice(0, 3).join('.') + '.' + (Number(ip.split('.')[3]) & ~31);
     expect(net(inst.a2.privateIp)).toBe(net(inst.a1.privateIp));
     expect(net(inst.b1.privateIp)).not.toBe(net(inst.a1.privateIp));
-    const console = String((await aws(['ec2', 'get-console-output', '--instance-id', inst.b1.id])).Output ?? '');
+    const console = await consoleOf(inst.b1.id);
     expect(console).toContain(`mallee: eth0 ${inst.b1.privateIp}`);
+    // No config drive in MANAGED mode: identity, key and user data came from the metadata service.
+    expect(console).not.toContain('mallee: config drive');
+    expect(console).toContain(`mallee: metadata service instance-id ${inst.b1.id}`);
+    expect(console).toContain('mallee: public key nettestb');
+    expect(console).toContain('mallee: user-data #!/bin/sh');
   }, 120_000);
 
   it('a guest reads its own instance-id, public key, addresses and user data from 169.254.169.254', async () => {
@@ -98,14 +141,92 @@ describe.skipIf(!canRun)('MANAGED networking in the seed topology (frontend, nod
       expect(lines[0]).toBe(inst[k].id);
       expect(lines[1]).toBe(inst[k].privateIp);
       expect(lines[2]).toBe(inst[k].publicIp);
-      // The key as imported (the clc names it after the key pair instead of its comment).
-      expect(out).toContain(publicKey.split(' ').slice(0, 2).join(' '));
+      // The key as imported (the clc names it after the key pair instead of its comment): each its own.
+      const [mine, theirs] = k === 'a1' ? [publicKey, publicKeyB] : [publicKeyB, publicKey];
+      expect(out).toContain(mine.split(' ').slice(0, 2).join(' '));
+      expect(out).not.toContain(theirs.split(' ')[1]);
       expect(out).toContain(k === 'a1' ? '\nA\n' : '\nB\n');
-      expect(out).toContain(USER_DATA_MARK);
+      expect(out).toContain(k === 'a1' ? `# ${USER_DATA_MARK}\n` : `# ${USER_DATA_MARK_B}\n`);
+      expect(out).not.toContain(k === 'a1' ? USER_DATA_MARK_B : `# ${USER_DATA_MARK}\n`);
     }
     const listing = await inGuest(inst.a2.id, guestGet(`${md}/meta-data/`));
     for (const key of ['ami-id', 'instance-id', 'instance-type', 'local-ipv4', 'public-ipv4', 'placement/', 'public-keys/', 'block-device-mapping/', 'security-groups']) expect(listing).toContain(key);
     expect(await inGuest(inst.a2.id, guestGet(`${md}/meta-data/placement/availability-zone`))).toBe('mallee-1a');
+  }, 180_000);
+
+  it('the Debian guest: cloud-init takes its instance-id, key and user-data script from 169.254.169.254; ssh with that key gets in', async () => {
+    const text = await eventually(`the Debian guest ${deb.id} booted`, async () => {
+      const c = await consoleOf(deb.id);
+      return c.includes(`mallee: debian boot done ${deb.id}`) ? c : undefined;
+    }, 600_000);
+    const d = await describe1(deb.id);
+    // cloud-init's EC2 datasource (no config drive here), its own instance-id, and the name the metadata gave it.
+    expect(text).toMatch(/mallee: cloud-init datasource DataSourceEc2/);
+    expect(text).toMatch(new RegExp(`mallee: debian 12\\.\\d+ kernel \\S+ instance ${deb.id} hostname ip-${d.PrivateIpAddress!.replace(/\./g, '-')}`));
+    expect(text).toContain(`mallee: user-data ran token ${deb.token} as root metadata instance-id ${deb.id}`);
+    expect(text).toContain(`mallee: authorized key for debian: ${deb.keyName}`);
+    const blob = Buffer.from(deb.publicKey.split(/\s+/)[1]!, 'base64');
+    expect(text).toContain(createHash('sha256').update(blob).digest('hex').match(/../g)!.join(':'));
+    // The key works: from the internet, through the guest's public address (group D allows tcp/22).
+    const ssh = await eventually('ssh into the Debian guest', async () => {
+      const r = await t.exec(t.ns.internet, ['ssh', '-i', deb.keyFile, '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'ConnectTimeout=20',
+        `debian@${d.PublicIpAddress}`, 'cat /var/lib/cloud/data/instance-id; hostname; grep -c . ~/.ssh/authorized_keys'], { allowFail: true, timeoutMs: 90_000 });
+      return r.code === 0 ? r.stdout : undefined;
+    }, 180_000);
+    const [sshId, sshHost, sshKeys] = ssh.split('\n');
+    expect(sshId).toBe(deb.id);
+    expect(sshHost).toMatch(new RegExp(`^ip-${d.PrivateIpAddress!.replace(/\./g, '-')}\\b`));
+    expect(sshKeys).toBe('1');
+  }, 800_000);
+
+  it('security: the metadata service answers only an instance itself, on its own network; any other caller gets an error, nobody\'s data', async () => {
+    const ids = [inst.a1.id, inst.a2.id, inst.b1.id, deb.id];
+    const noData = (out: string) => ids.every((id) => !out.includes(id)) && !out.includes(USER_DATA_MARK) && !out.includes(publicKey.split(' ')[1]!);
+    const A = net27(inst.a1.privateIp);
+    const B = net27(inst.b1.privateIp);
+    const curl = async (ns: string, url: string, extra: string[] = []) => {
+      const r = await t.exec(ns, ['curl', '-s', '-m', '3', '-o', '-', '-w', '\n%{http_code}', ...extra, url], { allowFail: true });
+      return { code: r.code, out: r.stdout };
+    };
+    // The internet: the front end's public address, and (routed through the front end) a network's gateway.
+    for (const dst of ['172.31.0.0/16', '169.254.169.254/32']) await t.exec(t.ns.internet, ['ip', 'route', 'add', dst, 'via', '198.51.100.1']);
+    try {
+      for (const url of [`http://198.51.100.1:8779/latest/meta-data/instance-id`, `http://${A.gateway}:8779/latest/user-data`, 'http://169.254.169.254/latest/meta-data/instance-id']) {
+        const r = await curl(t.ns.internet, url);
+        expect(r.code, `${url} from the internet: ${r.out}`).not.toBe(0);
+        expect(noData(r.out)).toBe(true);
+      }
+    } finally {
+      for (const dst of ['172.31.0.0/16', '169.254.169.254/32']) await t.exec(t.ns.internet, ['ip', 'route', 'del', dst, 'via', '198.51.100.1'], { allowFail: true });
+    }
+    // The front end itself: loopback, a gateway, the private link.
+    for (const url of [`http://127.0.0.1:8779/latest/meta-data/instance-id`, `http://${A.gateway}:8779/latest/user-data`, `http://10.99.0.1:8779/latest/meta-data/public-keys/0/openssh-key`]) {
+      const r = await curl(t.ns.frontend, url);
+      expect(r.code, `${url} from the front end: ${r.out}`).not.toBe(0);
+      expect(noData(r.out)).toBe(true);
+    }
+    // On A's own network (the node's end of its bridge), from an address no instance has: through the filter, and a 404.
+    const stranger = A.at(29);
+    expect([inst.a1.privateIp, inst.a2.privateIp]).not.toContain(stranger);
+    const br = `${t.id}br${A.index}`;
+    await t.exec(t.ns.node, ['ip', 'addr', 'add', `${stranger}/27`, 'dev', br]);
+    try {
+      await t.exec(t.ns.node, ['ip', 'route', 'add', '169.254.169.254/32', 'via', A.gateway, 'dev', br]);
+      for (const path of ['meta-data/instance-id', 'user-data', 'meta-data/public-keys/0/openssh-key']) {
+        const r = await curl(t.ns.node, `http://169.254.169.254/latest/${path}`, ['--interface', stranger]);
+        expect(r.out.trim().split('\n').pop(), `${path} from ${stranger}: ${r.out}`).toBe('404');
+        expect(noData(r.out)).toBe(true);
+      }
+    } finally {
+      await t.exec(t.ns.node, ['ip', 'route', 'del', '169.254.169.254/32', 'via', A.gateway, 'dev', br], { allowFail: true });
+      await t.exec(t.ns.node, ['ip', 'addr', 'del', `${stranger}/27`, 'dev', br], { allowFail: true });
+    }
+    // A guest at another network's gateway, or the front end's other addresses, gets nothing; at its own, its own.
+    for (const url of [`http://${B.gateway}:8779/latest/meta-data/instance-id`, 'http://10.99.0.1:8779/latest/meta-data/instance-id', 'http://198.51.100.1:8779/latest/meta-data/instance-id']) {
+      expect(await inGuest(inst.a1.id, guestGet(url))).toContain('FAILED');
+    }
+    expect(await inGuest(inst.a1.id, guestGet(`http://${A.gateway}:8779/latest/meta-data/instance-id`))).toBe(inst.a1.id);
+    expect(await inGuest(inst.a2.id, guestGet('http://169.254.169.254/latest/meta-data/instance-id'))).toBe(inst.a2.id);
   }, 180_000);
 
   it('ebtables on the node: a guest cannot speak for another guest\'s address', async () => {
@@ -188,7 +309,7 @@ describe.skipIf(!canRun)('MANAGED networking in the seed topology (frontend, nod
   }, 180_000);
 
   it('terminating every instance leaves no rules, bridges, tunnels, leases or dnsmasq behind; addresses go back', async () => {
-    await aws(['ec2', 'terminate-instances', '--instance-ids', inst.a1.id, inst.a2.id, inst.b1.id]);
+    await aws(['ec2', 'terminate-instances', '--instance-ids', inst.a1.id, inst.a2.id, inst.b1.id, deb.id]);
     const fe = async () => {
       const filter = (await t.exec(t.ns.frontend, ['iptables', '-S'])).stdout;
       const nat = (await t.exec(t.ns.frontend, ['iptables', '-t', 'nat', '-S'])).stdout;

@@ -297,7 +297,11 @@ const rows: Row[] = [
 ];
 
 // Not a row here: the metadata service answering only the caller's own instance needs real guests on a
-// MANAGED network (169.254.169.254 is reached from inside a guest).
+// MANAGED network (169.254.169.254 is reached from inside a guest). It is proven in test/e2e/network.test.ts
+// ("a guest reads its own instance-id …": two groups' guests each get only their own id, key and user data;
+// "security: the metadata service answers only an instance itself …": the internet, the front end and an
+// address no instance has on a guest network get an error, never anyone's data), with the cc's checks
+// (live instance, its own network's gateway) unit-tested in services/cc/test/network-manager.test.ts.
 
 async function runCheck(c: Check, context: string): Promise<void> {
   const r = await c.run();

@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '@mallee/config';
 import { openDatabase } from '@mallee/store';
 import type { CommandRunner } from '@mallee/vnet';
@@ -57,13 +57,13 @@ const freePort = () => new Promise<number>((resolve) => {
   });
 });
 
-async function manager(host: ReturnType<typeof fakeHost>, encap: 'vlan' | 'vxlan') {
+async function manager(host: ReturnType<typeof fakeHost>, encap: 'vlan' | 'vxlan', live: Set<string> = new Set()) {
   const home = mkdtempSync(join(tmpdir(), 'mallee-ccnet-'));
   homes.push(home);
   const config = loadConfig({ env: {}, overrides: { VNET_MODE: 'MANAGED', VNET_ENCAP: encap, VNET_PRIVINTERFACE: 'eth1', VNET_PUBINTERFACE: 'eth0', VNET_PUBLICIPS: '192.0.2.10-192.0.2.12', METADATA_PORT: await freePort(), LOG_LEVEL: 'silent' } });
   const db = openDatabase(join(home, 'cc.sqlite'), { migrations: [...migrations, ...networkMigrations] });
-  const m = new NetworkManager({ config, home, db, log: pino({ level: 'silent' }), run: host.run, nodeHosts: () => ['10.0.0.2'], liveInstances: () => new Set() });
-  return { m, home, db };
+  const m = new NetworkManager({ config, home, db, log: pino({ level: 'silent' }), run: host.run, nodeHosts: () => ['10.0.0.2'], liveInstances: () => live });
+  return { m, home, db, port: config.METADATA_PORT };
 }
 
 const group = (vlan: number) => ({ vlan, accountId: '1', groupId: `sg-${vlan}`, groupName: `g${vlan}`, rules: [] });
@@ -98,6 +98,45 @@ describe('cc network manager', () => {
       const restore = host.cmds.find((c) => c.startsWith('iptables-restore --noflush <<*filter'))!;
       expect(restore).toContain(':mln-G2 - [0:0]');
       expect(restore).not.toContain('mln-G5');
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('metadata callers: a live instance\'s own address at its own network\'s gateway only; no one else, nor after it is gone', async () => {
+    const host = fakeHost();
+    const live = new Set(['i-0000000a', 'i-0000000b']);
+    const { m, port } = await manager(host, 'vxlan', live);
+    await m.start();
+    try {
+      const spec = (id: string, vlan: number, ip: string) => ({
+        instanceId: id, reservationId: 'r-1', ownerId: '1', launchIndex: 0, imageId: 'emi-1', imageLocation: '', vmType: { name: 't1.micro', cores: 1, memoryMiB: 256, diskGiB: 1 },
+        groupNames: [`g${vlan}`], vlan, privateIp: ip, macAddress: 'd0:0d:ac:1f:00:42', userData: Buffer.from(`data of ${id}`).toString('base64'),
+      });
+      await m.prepareLaunch(spec('i-0000000a', 2, '172.31.0.66'));
+      await m.prepareLaunch(spec('i-0000000b', 5, '172.31.0.162'));
+      expect(m.instanceFor('172.31.0.66', '172.31.0.65')?.spec.instanceId).toBe('i-0000000a');
+      expect(m.instanceFor('172.31.0.162', '172.31.0.161')?.spec.instanceId).toBe('i-0000000b');
+      // The right address at another network's gateway, the front end's own addresses, an address no instance has.
+      expect(m.instanceFor('172.31.0.66', '172.31.0.161')).toBeUndefined();
+      expect(m.instanceFor('172.31.0.66', '10.0.0.1')).toBeUndefined();
+      expect(m.instanceFor('172.31.0.67', '172.31.0.65')).toBeUndefined();
+      expect(m.instanceFor('10.0.0.1', '10.0.0.1')).toBeUndefined();
+      // Over HTTP from this host (127.0.0.1 is no instance): 404, nobody's data.
+      const r = await fetch(`http://127.0.0.1:${port}/latest/user-data`);
+      expect(r.status).toBe(404);
+      expect(await r.text()).not.toContain('data of');
+      // Gone from the cluster: once its launch grace has passed, its address gets nothing.
+      live.delete('i-0000000a');
+      expect(m.instanceFor('172.31.0.66', '172.31.0.65')?.spec.instanceId).toBe('i-0000000a'); // still launching, as far as the cc can tell
+      const now = Date.now();
+      vi.useFakeTimers({ now: now + 121_000, toFake: ['Date'] });
+      try {
+        expect(m.instanceFor('172.31.0.66', '172.31.0.65')).toBeUndefined();
+        expect(m.instanceFor('172.31.0.162', '172.31.0.161')?.spec.instanceId).toBe('i-0000000b');
+      } finally {
+        vi.useRealTimers();
+      }
     } finally {
       await m.stop();
     }

@@ -7,7 +7,7 @@ const plan = { subnet: '172.31.0.0', netmask: '255.255.0.0', addrsPerNet: 32 };
 
 describe('security groups as iptables chains', () => {
   const { filter, nat, chains } = renderRules({
-    prefix: 'mln', plan, metadataPort: 8779, pubInterface: 'eth0',
+    prefix: 'mln', plan, metadataPort: 8779, pubInterface: 'eth0', bridgeOf: (vlan) => `mlnbr${vlan}`,
     networks: [
       { vlan: 3, accountId: 'a', groupId: 'sg-b', groupName: 'B', rules: [{ protocol: 'tcp', fromPort: 80, toPort: 80, sourceVlan: 2 }] },
       { vlan: 2, accountId: 'a', groupId: 'sg-a', groupName: 'A', rules: [
@@ -19,7 +19,7 @@ describe('security groups as iptables chains', () => {
   });
 
   it('one chain per network: within-group, ingress by protocol/ports/CIDR and by source group\'s network, then DROP', () => {
-    expect(chains).toEqual(['mln-FWD', 'mln-PRE', 'mln-POST', 'mln-G2', 'mln-G3']);
+    expect(chains).toEqual(['mln-IN', 'mln-FWD', 'mln-PRE', 'mln-POST', 'mln-G2', 'mln-G3']);
     const lines = filter.split('\n');
     expect(lines.indexOf('-A mln-FWD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT')).toBeLessThan(lines.indexOf('-A mln-FWD -d 172.31.0.64/27 -j mln-G2'));
     expect(lines).toEqual(expect.arrayContaining([
@@ -32,6 +32,15 @@ describe('security groups as iptables chains', () => {
       '-A mln-FWD -d 172.31.0.0/16 -j DROP',
     ]));
     expect(lines.indexOf('-A mln-G2 -j DROP')).toBe(lines.indexOf('-A mln-G2 -s 192.0.2.0/24 -j ACCEPT') + 1);
+  });
+
+  it('the metadata port is open only to each network\'s own guests on its own bridge, at its gateway; reset for everyone else', () => {
+    const lines = filter.split('\n').filter((l) => l.startsWith('-A mln-IN '));
+    expect(lines).toEqual([
+      '-A mln-IN -i mlnbr2 -s 172.31.0.64/27 -d 172.31.0.65/32 -p tcp --dport 8779 -j ACCEPT',
+      '-A mln-IN -i mlnbr3 -s 172.31.0.96/27 -d 172.31.0.97/32 -p tcp --dport 8779 -j ACCEPT',
+      '-A mln-IN -p tcp --dport 8779 -j REJECT --reject-with tcp-reset',
+    ]);
   });
 
   it('DNAT/SNAT for public addresses and the metadata address to the gateway', () => {

@@ -4,6 +4,7 @@
 // flushes only the chains it declares), so rules of other software are never touched.
 //   <P>-FWD   established traffic, then one jump per network:  -d <net> -j <P>-G<n>
 //   <P>-G<n>  the group's ingress rules (CIDR or source group's network), within-group, then DROP
+//   <P>-IN    the metadata port only from each network's own bridge, source and gateway; reset otherwise
 //   <P>-PRE   169.254.169.254:80 → the CC's metadata service; each public address → its private one
 //   <P>-POST  SNAT each mapped instance to its public address, MASQUERADE the others leaving the cloud
 import { privateNetwork, subnetCidr, type AddressPlan, type CommandRunner } from '@mallee/vnet';
@@ -18,10 +19,13 @@ export interface RulesInput {
   addresses: readonly cc.AddressMapping[];
   metadataPort: number;
   pubInterface: string;
+  /** The bridge each network's guests are on (MANAGED: one per network; MANAGED-NOVLAN: the shared one). */
+  bridgeOf: (vlan: number) => string;
 }
 
 export const chainNames = (prefix: string) => ({
   forward: `${prefix}-FWD`,
+  input: `${prefix}-IN`,
   pre: `${prefix}-PRE`,
   post: `${prefix}-POST`,
   group: (vlan: number) => `${prefix}-G${vlan}`,
@@ -55,9 +59,18 @@ function ruleMatch(r: cc.NetworkRule, plan: AddressPlan): string[] | undefined {
 export function renderRules(i: RulesInput): { filter: string; nat: string; chains: string[] } {
   const c = chainNames(i.prefix);
   const subnet = subnetCidr(i.plan);
-  const filter: string[] = ['*filter', `:${c.forward} - [0:0]`];
+  const filter: string[] = ['*filter', `:${c.input} - [0:0]`, `:${c.forward} - [0:0]`];
   const body: string[] = [`-A ${c.forward} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`];
-  const chains = [c.forward, c.pre, c.post];
+  const chains = [c.input, c.forward, c.pre, c.post];
+  // The metadata service answers by source address: only what a network's own guests send to its gateway (the
+  // DNAT of 169.254.169.254) reaches it. From elsewhere (the public side, the node link, the front end itself,
+  // another network's bridge) a connection is reset, whatever source address it claims.
+  const input: string[] = [];
+  for (const n of [...i.networks].sort((a, b) => a.vlan - b.vlan)) {
+    const net = privateNetwork(i.plan, n.vlan);
+    input.push(`-A ${c.input} -i ${i.bridgeOf(n.vlan)} -s ${net.cidr} -d ${net.gateway}/32 -p tcp --dport ${i.metadataPort} -j ACCEPT`);
+  }
+  input.push(`-A ${c.input} -p tcp --dport ${i.metadataPort} -j REJECT --reject-with tcp-reset`);
   for (const n of [...i.networks].sort((a, b) => a.vlan - b.vlan)) {
     const net = privateNetwork(i.plan, n.vlan);
     const g = c.group(n.vlan);
@@ -77,7 +90,7 @@ export function renderRules(i: RulesInput): { filter: string; nat: string; chain
   body.push(`-A ${c.forward} -d ${subnet} -j DROP`);
   // Guests may go out (EC2-Classic has no egress rules), even on hosts whose FORWARD policy is DROP.
   body.push(`-A ${c.forward} -s ${subnet} -j ACCEPT`);
-  filter.push(...body, 'COMMIT', '');
+  filter.push(...input, ...body, 'COMMIT', '');
 
   const nat: string[] = ['*nat', `:${c.pre} - [0:0]`, `:${c.post} - [0:0]`];
   for (const n of [...i.networks].sort((a, b) => a.vlan - b.vlan)) {
@@ -95,6 +108,7 @@ export function renderRules(i: RulesInput): { filter: string; nat: string; chain
 const HOOKS = (prefix: string) => {
   const c = chainNames(prefix);
   return [
+    { table: 'filter', chain: 'INPUT', target: c.input },
     { table: 'filter', chain: 'FORWARD', target: c.forward },
     { table: 'nat', chain: 'PREROUTING', target: c.pre },
     { table: 'nat', chain: 'POSTROUTING', target: c.post },

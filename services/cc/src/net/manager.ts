@@ -101,7 +101,7 @@ export class NetworkManager {
     await this.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
     this.tunnelLocal = await this.addressOf(priv);
     const port = this.o.config.METADATA_PORT;
-    this.metadata = buildMetadataServer({ logger: this.log, instanceByAddress: (ip) => this.instanceByAddress(ip) });
+    this.metadata = buildMetadataServer({ logger: this.log, instanceFor: (caller, local) => this.instanceFor(caller, local) });
     await this.metadata.listen({ port, host: '0.0.0.0' });
     this.log.info({ mode: this.mode, encap: this.o.config.VNET_ENCAP, tunnelLocal: this.tunnelLocal, metadataPort: port, networks: this.state.networks.length }, 'MANAGED networking: restoring the last known network state');
     await this.apply();
@@ -167,10 +167,18 @@ export class NetworkManager {
     return this.state.addresses.find((a) => a.privateIp === privateIp)?.publicIp;
   }
 
-  private instanceByAddress(ip: string): MetadataInstance | undefined {
-    const data = this.o.db.prepare('SELECT data FROM instance_meta WHERE private_ip = ? ORDER BY recorded_at DESC LIMIT 1').pluck().get(ip) as string | undefined;
-    if (!data) return undefined;
-    const spec = JSON.parse(data) as InstanceSpec;
+  /**
+   * The metadata service's caller: the instance with this private address, if it still runs (or is being
+   * launched) and the request reached the gateway of its own network (where its 169.254.169.254 is DNATed).
+   * A terminated instance's address, another network's gateway, the front end's own or public addresses: nothing.
+   */
+  instanceFor(caller: string, local: string): MetadataInstance | undefined {
+    const row = this.o.db.prepare('SELECT data, recorded_at AS at FROM instance_meta WHERE private_ip = ? ORDER BY recorded_at DESC LIMIT 1').get(caller) as { data: string; at: number } | undefined;
+    if (!row) return undefined;
+    const spec = JSON.parse(row.data) as InstanceSpec;
+    if (!this.o.liveInstances().has(spec.instanceId) && Date.now() - row.at > META_GRACE_MS) return undefined;
+    if (spec.vlan === undefined || privateNetwork(this.plan, spec.vlan).gateway !== local) return undefined;
+    const ip = caller;
     const pub = this.publicIpOf(ip);
     return { spec, zone: spec.zone ?? this.o.config.ZONE, region: this.o.config.REGION, ...(pub ? { publicIp: pub } : {}) };
   }
@@ -229,7 +237,7 @@ export class NetworkManager {
     await this.dnsmasq.retain(new Set(bridges.keys()));
     await applyRules(this.run, {
       prefix: this.prefix, plan: this.plan, networks: this.state.networks, addresses: this.state.addresses,
-      metadataPort: cfg.METADATA_PORT, pubInterface: cfg.VNET_PUBINTERFACE,
+      metadataPort: cfg.METADATA_PORT, pubInterface: cfg.VNET_PUBINTERFACE, bridgeOf: (vlan) => bridgeOf(this.linkSpec(vlan)),
     });
     await this.syncPublicAddresses();
     this.log.debug({ ms: Date.now() - started, networks: this.state.networks.length, addresses: this.state.addresses.length }, 'network state applied');

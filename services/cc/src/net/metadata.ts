@@ -1,7 +1,10 @@
 // The instance metadata service (EC2's 169.254.169.254, which the CC's DNAT sends here): the
 // latest/meta-data tree, user-data and the identity document, for the instance whose private
-// address the request comes from — so an instance reads only its own. Any version path (2009-04-04,
-// latest, …) serves the same tree, and IMDSv2's token PUT is answered (tokens are not required).
+// address the request comes from — so an instance reads only its own. Who asks is decided by the
+// caller (instanceFor): the cc answers only a live instance's private address that reached the
+// gateway of that instance's own network (where the DNAT of 169.254.169.254 leads); any other caller
+// gets 404. Any version path (2009-04-04, latest, …) serves the same tree, and IMDSv2's token PUT is
+// answered (tokens are not required).
 import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
@@ -66,7 +69,12 @@ function listing(node: Tree): string {
   return Object.entries(node).map(([k, v]) => (typeof v === 'object' && !k.includes('=') ? `${k}/` : k)).join('\n');
 }
 
-export function buildMetadataServer(opts: { logger: Logger; instanceByAddress: (ip: string) => MetadataInstance | undefined }): FastifyInstance {
+/** The instance a request is from: its source address and the local address it reached (both IPv4). */
+export type InstanceFor = (caller: string, local: string) => MetadataInstance | undefined;
+
+const v4 = (ip: string | undefined) => (ip ?? '').replace(/^::ffff:/, '');
+
+export function buildMetadataServer(opts: { logger: Logger; instanceFor: InstanceFor }): FastifyInstance {
   const app = Fastify({ loggerInstance: opts.logger, logController: new LogController({ disableRequestLogging: true }) });
   const notFound = (reply: FastifyReply) => reply.code(404).type('text/html').send('<?xml version="1.0" encoding="iso-8859-1"?>\n<html><head><title>404 - Not Found</title></head><body><h1>404 - Not Found</h1></body></html>\n');
   const text = (reply: FastifyReply, body: string) => reply.type('text/plain').send(body);
@@ -77,9 +85,10 @@ export function buildMetadataServer(opts: { logger: Logger; instanceByAddress: (
     const path = (req.params as { '*': string })['*'];
     const [version, section, ...rest] = path.split('/');
     if (!version || !METADATA_VERSIONS.includes(version)) return notFound(reply);
-    const inst = opts.instanceByAddress(req.ip.replace(/^::ffff:/, ''));
+    const local = v4(req.socket.localAddress);
+    const inst = opts.instanceFor(v4(req.socket.remoteAddress), local);
     if (!inst) {
-      req.log.warn({ from: req.ip, path }, 'metadata request from an address that is no instance of this cluster');
+      req.log.warn({ from: req.socket.remoteAddress, to: local, path }, 'metadata request that is not from a live instance of this cluster on its own network');
       return notFound(reply);
     }
     const userData = inst.spec.userData ? Buffer.from(inst.spec.userData, 'base64') : undefined;

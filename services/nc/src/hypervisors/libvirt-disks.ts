@@ -103,9 +103,13 @@ export async function buildInstanceDisks(
     }
   }
 
-  work.push(buildConfigDrive(spec, join(dir, 'config-drive'), files.configDrive).then((made) => {
-    if (made) out.configDrive = files.configDrive;
-  }));
+  // In MANAGED modes the cluster's metadata service at 169.254.169.254 is where the guest learns who it is (as in
+  // Eucalyptus): no config drive, so cloud-init takes its EC2 datasource. Elsewhere nothing serves metadata.
+  if (!metadataServiceServes(spec)) {
+    work.push(buildConfigDrive(spec, join(dir, 'config-drive'), files.configDrive).then((made) => {
+      if (made) out.configDrive = files.configDrive;
+    }));
+  }
 
   // Kernel and ramdisk are copied into the instance directory: the cache may evict them afterwards.
   const copyOut = async (id: string, source: ImageSource | undefined, to: string) => {
@@ -137,6 +141,11 @@ export async function allocatedBytes(file: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/** The cc serves this guest's metadata (MANAGED, MANAGED-NOVLAN: the cc DNATs 169.254.169.254 of its network to itself). */
+export function metadataServiceServes(spec: InstanceSpec): boolean {
+  return spec.network?.mode === 'MANAGED' || spec.network?.mode === 'MANAGED-NOVLAN';
 }
 
 /**

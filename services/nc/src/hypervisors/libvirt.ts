@@ -32,7 +32,7 @@ import {
 } from '../hypervisor.js';
 import { DomainState, LibvirtConnection } from './libvirt-connection.js';
 import { ImageCache, type ImageCacheStats } from './image-cache.js';
-import { buildInstanceDisks, instanceDir, instanceFiles } from './libvirt-disks.js';
+import { buildInstanceDisks, instanceDir, instanceFiles, metadataServiceServes } from './libvirt-disks.js';
 import { buildDomainXml, parseDomainXml, type DomainDisk, type DomainType, type MalleeDomainMetadata } from './libvirt-domain-xml.js';
 import { chooseDomainType } from './libvirt-probe.js';
 import { LibvirtVolumes, volumeDisks } from './libvirt-volumes.js';
@@ -186,7 +186,7 @@ export class LibvirtHypervisor implements Hypervisor {
       if (disks.swap) list.push({ target: 'vdb', file: disks.swap, format: 'raw' });
       if (disks.ephemeral) list.push({ target: 'vdc', file: disks.ephemeral, format: 'raw' });
       if (disks.configDrive) list.push({ target: 'vdd', file: disks.configDrive, format: 'raw', readonly: true });
-      else this.log.warn({ instanceId: id }, 'genisoimage is not installed: the guest gets no config drive (user data, key)');
+      else if (!metadataServiceServes(spec)) this.log.warn({ instanceId: id }, 'genisoimage is not installed: the guest gets no config drive (user data, key)');
       for (const v of spec.ebsVolumes ?? []) {
         if (v.root) continue;
         const target = guestDevice(v.device, list.map((d) => d.target));
