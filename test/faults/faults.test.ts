@@ -1,16 +1,18 @@
-// Fault injection: kill -9 of the clc, cc, nc (simulated) and Walrus at random points of a mixed
-// workload (RunInstances, TerminateInstances, PutObject, DeleteObject) from parallel clients, each
-// daemon restarted by `mallee up` as an operator would; then: no acknowledged object lost or changed,
-// no instance duplicated or orphaned (the clc and the node agree), every resource reaches a final
-// state. An NC that stops answering is NOTREADY with its instances kept, and recovers when it returns.
-// Walrus on a full disk (a small tmpfs home) answers clean S3 errors and keeps what it had.
+// Fault injection: kill -9 of the clc, Walrus, sc, cc and nc (simulated) at random points of a mixed
+// workload (RunInstances, TerminateInstances, PutObject, DeleteObject, and volumes, attachments and
+// snapshots) from parallel clients, each daemon restarted by `mallee up` as an operator would; then: no
+// acknowledged object lost or changed, no instance, volume or snapshot duplicated or orphaned (the clc and
+// the node agree; tgtd holds exactly the attached volumes' targets; Walrus exactly the snapshots' chunks),
+// every resource reaches a final state. An NC that stops answering is NOTREADY with its instances kept,
+// and recovers when it returns. Walrus on a full disk (a small tmpfs home) answers clean S3 errors and
+// keeps what it had.
 //
-// Extension point: `FAULT_TARGETS` and `OPERATIONS` below are tables. The sc's volumes and snapshots
-// and net's addresses and iptables rules join as one entry each (an operation with its bookkeeping,
-// and a check of what the daemon reconciled against tgt/iptables) — see the README of test/faults.
+// Extension point: `FAULT_TARGETS`, `OPERATIONS` and `MIX` below are tables; net's addresses and iptables
+// rules are still to join (an operation with its bookkeeping, and a check of what the cc reconciled) —
+// see the README of test/faults.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +21,7 @@ import { nc, WireClient } from '@mallee/wire';
 import { instancesOf, items } from '../e2e/helpers/ec2-client.js';
 import { eventually, freePortBase, sleep, startCloud, type Cloud } from '../e2e/helpers/cloud.js';
 import { registerTestImage } from '../e2e/helpers/images.js';
+import { scTargetsOf, snapshotStoreOf } from '../e2e/helpers/ebs.js';
 
 const OPS = Number(process.env.MALLEE_FAULT_OPS ?? 160);
 const SEED = Number(process.env.MALLEE_FAULT_SEED ?? 8);
@@ -37,7 +40,7 @@ function rng(seed: number): () => number {
 
 let cloud: Cloud;
 let image: string;
-const FAULT_TARGETS = ['clc', 'walrus', 'cc', 'nc'] as const;
+const FAULT_TARGETS = ['clc', 'walrus', 'sc', 'cc', 'nc'] as const;
 type Target = (typeof FAULT_TARGETS)[number];
 
 const pidOf = (svc: Target) => Number(readFileSync(join(cloud.home, 'run', `${svc}.pid`), 'utf8'));
@@ -57,12 +60,44 @@ async function s3(method: string, key: string, body?: Buffer): Promise<{ status:
 type Outcome = 'ack' | 'refused' | 'unknown';
 interface KeyOp { kind: 'put' | 'delete'; content?: string; outcome: Outcome }
 const keyHistory = new Map<string, KeyOp[]>();
-interface Launch { token: string; outcome: Outcome; ids: string[] }
+interface Launch { token: string; outcome: Outcome; ids: string[]; ackedAt?: number }
 const launches: Launch[] = [];
 const terminated = new Map<string, Outcome>();
 
 const md5 = (b: Buffer | string) => createHash('md5').update(b).digest('hex');
 const outcomeOf = (status: number): Outcome => (status === 200 || status === 204 ? 'ack' : status >= 500 || status === 0 ? 'unknown' : 'refused');
+
+// ---- EBS bookkeeping ---------------------------------------------------------------------------
+
+const ZONE = 'mallee-1a';
+const TAG = 'faults-op';
+interface VolOp { kind: 'create' | 'attach' | 'detach' | 'delete'; outcome: Outcome; instanceId?: string }
+/** A CreateVolume and what followed on that volume (only acknowledged volumes, whose id is known, get more). */
+interface Vol { tag: string; id?: string; history: VolOp[] }
+const volumes: Vol[] = [];
+interface Snap { tag: string; id?: string; volumeId: string; created: Outcome; deleted?: Outcome }
+const snaps: Snap[] = [];
+/** How each EBS call went (action and reply code), for the log. */
+const tally = new Map<string, number>();
+
+const tagSpec = (type: string, value: string) => ({ 'TagSpecification.1.ResourceType': type, 'TagSpecification.1.Tag.1.Key': TAG, 'TagSpecification.1.Tag.1.Value': value });
+const pickOf = <T>(r: () => number, xs: T[]): T | undefined => (xs.length ? xs[Math.floor(r() * xs.length)] : undefined);
+async function ec2(action: string, params: Record<string, string | number>): Promise<{ outcome: Outcome; xml?: Record<string, unknown> }> {
+  try {
+    const res = await cloud.client.call(action, params);
+    const key = `${action} ${res.status === 200 ? 'ok' : res.code ?? res.status}`;
+    tally.set(key, (tally.get(key) ?? 0) + 1);
+    return { outcome: outcomeOf(res.status), xml: res.xml };
+  } catch {
+    return { outcome: 'unknown' };
+  }
+}
+/** What the workload may assume of a volume: from its last acknowledged operation (an unknown one since makes it unsure). */
+function believed(v: Vol): 'available' | 'attached' | 'deleted' | 'unsure' {
+  const last = v.history.findLast((o) => o.outcome !== 'refused');
+  if (!last || last.outcome === 'unknown' || (last.kind === 'attach' && terminated.has(last.instanceId!))) return 'unsure';
+  return last.kind === 'create' || last.kind === 'detach' ? 'available' : last.kind === 'attach' ? 'attached' : 'deleted';
+}
 
 const OPERATIONS = {
   async put(worker: number, r: () => number) {
@@ -84,7 +119,10 @@ const OPERATIONS = {
     try {
       const res = await cloud.client.call('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 + Math.floor(r() * 2), ClientToken: launch.token });
       launch.outcome = outcomeOf(res.status);
-      if (res.status === 200) launch.ids = items(res.xml.instancesSet).map((i) => String(i.instanceId));
+      if (res.status === 200) {
+        launch.ids = items(res.xml.instancesSet).map((i) => String(i.instanceId));
+        launch.ackedAt = Date.now();
+      }
     } catch {
       launch.outcome = 'unknown';
     }
@@ -101,8 +139,66 @@ const OPERATIONS = {
       terminated.set(id, 'unknown');
     }
   },
+  // EBS: every created volume and snapshot carries a tag naming the operation that made it, so that what
+  // an unacknowledged CreateVolume/CreateSnapshot left behind is accounted for (and never made twice).
+  async createVolume(_worker: number, r: () => number) {
+    const from = r() < 0.3 ? pickOf(r, snaps.filter((x) => x.id && x.created === 'ack' && !x.deleted)) : undefined;
+    const vol: Vol = { tag: `v${volumes.length}-${r().toString(36).slice(2, 8)}`, history: [{ kind: 'create', outcome: 'unknown' }] };
+    volumes.push(vol);
+    const res = await ec2('CreateVolume', { AvailabilityZone: ZONE, ...(from ? { SnapshotId: from.id! } : { Size: 1 }), ...tagSpec('volume', vol.tag) });
+    vol.history[0]!.outcome = res.outcome;
+    if (res.outcome === 'ack') vol.id = String(res.xml!.volumeId);
+  },
+  async attachVolume(_worker: number, r: () => number) {
+    const vol = pickOf(r, volumes.filter((v) => v.id && believed(v) === 'available'));
+    // An instance launched a few seconds ago is running by now (simulated node), unless a kill held it up.
+    const instanceId = pickOf(r, launches.filter((l) => l.outcome === 'ack' && Date.now() - l.ackedAt! > 3000).flatMap((l) => l.ids).filter((id) => !terminated.has(id)));
+    if (!vol || !instanceId) return;
+    const op: VolOp = { kind: 'attach', outcome: 'unknown', instanceId };
+    vol.history.push(op);
+    op.outcome = (await ec2('AttachVolume', { VolumeId: vol.id!, InstanceId: instanceId, Device: `/dev/sd${'fghijklmnop'[Math.floor(r() * 11)]}` })).outcome;
+  },
+  async detachVolume(_worker: number, r: () => number) {
+    const vol = pickOf(r, volumes.filter((v) => v.id && believed(v) === 'attached'));
+    if (!vol) return;
+    const op: VolOp = { kind: 'detach', outcome: 'unknown' };
+    vol.history.push(op);
+    op.outcome = (await ec2('DetachVolume', { VolumeId: vol.id! })).outcome;
+  },
+  async deleteVolume(_worker: number, r: () => number) {
+    const vol = pickOf(r, volumes.filter((v) => v.id && believed(v) === 'available'));
+    if (!vol) return;
+    const op: VolOp = { kind: 'delete', outcome: 'unknown' };
+    vol.history.push(op);
+    op.outcome = (await ec2('DeleteVolume', { VolumeId: vol.id! })).outcome;
+  },
+  async createSnapshot(_worker: number, r: () => number) {
+    const vol = pickOf(r, volumes.filter((v) => v.id && believed(v) !== 'deleted'));
+    if (!vol) return;
+    // Some data first (written into the backing file, as a guest would): snapshots have chunks to upload and share.
+    const file = join(cloud.home, 'sc', 'volumes', `${vol.id!}.img`);
+    if (existsSync(file)) {
+      const fd = openSync(file, 'r+');
+      for (let n = 1 + Math.floor(r() * 3); n > 0; n--) writeSync(fd, randomBytes(256 * 1024), 0, 256 * 1024, Math.floor(r() * 1023) * 1024 * 1024);
+      closeSync(fd);
+    }
+    const snap: Snap = { tag: `s${snaps.length}-${r().toString(36).slice(2, 8)}`, volumeId: vol.id!, created: 'unknown' };
+    snaps.push(snap);
+    const res = await ec2('CreateSnapshot', { VolumeId: vol.id!, ...tagSpec('snapshot', snap.tag) });
+    snap.created = res.outcome;
+    if (res.outcome === 'ack') snap.id = String(res.xml!.snapshotId);
+  },
+  async deleteSnapshot(_worker: number, r: () => number) {
+    const snap = pickOf(r, snaps.filter((x) => x.id && !x.deleted));
+    if (!snap) return;
+    snap.deleted = 'unknown';
+    snap.deleted = (await ec2('DeleteSnapshot', { SnapshotId: snap.id! })).outcome;
+  },
 };
-const MIX: [keyof typeof OPERATIONS, number][] = [['put', 35], ['delete', 15], ['run', 30], ['terminate', 20]];
+const MIX: [keyof typeof OPERATIONS, number][] = [
+  ['put', 20], ['delete', 8], ['run', 18], ['terminate', 10],
+  ['createVolume', 10], ['attachVolume', 9], ['detachVolume', 6], ['deleteVolume', 6], ['createSnapshot', 9], ['deleteSnapshot', 4],
+];
 
 function pick(r: () => number): keyof typeof OPERATIONS {
   let x = r() * 100;
@@ -110,8 +206,43 @@ function pick(r: () => number): keyof typeof OPERATIONS {
   return 'put';
 }
 
+/** This cloud's tgt targets (its SC's IQN prefix) are one per attached volume, backed by that volume's file: no orphan, none missing. */
+async function expectTargetsMatchAttachments(): Promise<void> {
+  let last = '';
+  await eventually('tgt targets match the attachments', async () => {
+    const attached = items((await cloud.client.ok('DescribeVolumes')).volumeSet).filter((v) => v.status === 'in-use').map((v) => String(v.volumeId)).sort();
+    const targets = scTargetsOf(cloud.home);
+    const exported = targets.map((t) => /\.(vol-[0-9a-f]+)\./.exec(t.iqn)?.[1] ?? t.iqn).sort();
+    const misbacked = targets.filter((t) => t.backing.join() !== join(cloud.home, 'sc', 'volumes', `${/\.(vol-[0-9a-f]+)\./.exec(t.iqn)?.[1]}.img`));
+    last = `attached ${attached.join(' ') || '-'}; targets ${targets.map((t) => `${t.iqn}=${t.backing.join(',') || 'no LUN'}`).join(' ') || '-'}`;
+    return JSON.stringify(attached) === JSON.stringify(exported) && !misbacked.length ? true : undefined;
+  }, 60_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${last}`);
+  });
+}
+
+/** Every chunk object in the SC's bucket is named by a manifest of a snapshot that exists, every named chunk is there. */
+async function expectChunksMatchSnapshots(): Promise<number> {
+  let last = '';
+  return eventually('Walrus chunks match the snapshots', async () => {
+    const { chunks, manifests } = await snapshotStoreOf(cloud);
+    const snapshots = new Set(items((await cloud.client.ok('DescribeSnapshots', { 'Owner.1': 'self' })).snapshotSet).filter((x) => x.status === 'completed').map((x) => String(x.snapshotId)));
+    const referenced = new Set([...manifests.values()].flat());
+    const have = new Set(chunks);
+    const leaked = chunks.filter((k) => !referenced.has(k));
+    const missing = [...referenced].filter((k) => !have.has(k));
+    const orphanManifests = [...manifests.keys()].filter((id) => !snapshots.has(id));
+    const absentManifests = [...snapshots].filter((id) => !manifests.has(id));
+    last = `leaked chunks ${leaked.length}, missing chunks ${missing.length}, manifests of no snapshot ${orphanManifests.join(' ') || '-'}, snapshots without manifest ${absentManifests.join(' ') || '-'}`;
+    return leaked.length || missing.length || orphanManifests.length || absentManifests.length ? undefined : chunks.length;
+  }, 60_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${last}`);
+  });
+}
+
 beforeAll(async () => {
-  cloud = await startCloud({ conf: { SIM_CORES: 512, SIM_MEM: 512 * 1024, SIM_DISK: 512 * 20 } });
+  // Volumes are sparse 1 GiB files: the storage limit is not what is under test.
+  cloud = await startCloud({ conf: { SIM_CORES: 512, SIM_MEM: 512 * 1024, SIM_DISK: 512 * 20, SC_MAX_TOTAL_STORAGE_GB: 400 } });
   image = await registerTestImage(cloud, 'faults-images/img.manifest.xml', 'faults');
   const bucket = new URL(`${cloud.env.S3_URL}/faults`);
   const s = signV4({ method: 'PUT', path: bucket.pathname, headers: { host: bucket.host, 'x-amz-content-sha256': createHash('sha256').update('').digest('hex') }, accessKeyId: cloud.env.AWS_ACCESS_KEY_ID!, secretAccessKey: cloud.env.AWS_SECRET_ACCESS_KEY!, region: cloud.region, service: 's3', doubleEncodePath: false });
@@ -136,20 +267,41 @@ describe('kill -9 during a mixed workload', () => {
       killAt.set(at, t);
     }
     let restarting: Promise<void> = Promise.resolve();
+    // Killed and not restarted yet (a daemon down that is not here crashed on its own: the kill says so).
+    const down = new Set<Target>();
     const worker = async (w: number) => {
       while (next < plan.length) {
         const i = next++;
         const target = killAt.get(i);
         if (target) {
+          // The same daemon twice: its second kill waits for the restart of the first.
+          if (down.has(target)) await restarting;
           // Kill now, while the other clients' requests are in flight; restart a moment later.
           const pid = pidOf(target);
-          process.kill(pid, 'SIGKILL');
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch (err) {
+            throw new Error(`${target} (pid ${pid}) was not running at operation ${i}: ${(err as Error).message}\n${cloud.logs()}`);
+          }
           kills.push(`${target}@${i}`);
+          down.add(target);
           restarting = restarting.then(async () => {
             await sleep(300 + Math.floor(r() * 1500));
-            await cloud.mallee(['up', '--detach']);
+            // A kill that lands while `up` waits for the cloud fails that `up`: run it again, as an operator would.
+            for (let attempt = 1; ; attempt++) {
+              try {
+                await cloud.mallee(['up', '--detach']);
+                break;
+              } catch (err) {
+                if (attempt === 3) throw err;
+                await sleep(1000);
+              }
+            }
+            down.clear();
           });
         }
+        // While a daemon is down, clients slow down (as retrying ones do) instead of spending the workload on refusals.
+        if (down.size) await sleep(400);
         const p = plan[i]!;
         await OPERATIONS[p.op](w, rng(p.seed));
       }
@@ -160,6 +312,7 @@ describe('kill -9 during a mixed workload', () => {
     expect(kills).toHaveLength(FAULT_TARGETS.length + 1);
     const acked = launches.filter((l) => l.outcome === 'ack').length;
     console.log(`kills: ${kills.join(', ')}; launches acknowledged ${acked}/${launches.length}; S3 ops acknowledged ${[...keyHistory.values()].flat().filter((o) => o.outcome === 'ack').length}/${[...keyHistory.values()].flat().length}`);
+    console.log(`EBS calls: ${[...tally].sort().map(([k, n]) => `${k} ×${n}`).join(', ')}`);
     expect(acked).toBeGreaterThan(0);
   }, 600_000);
 
@@ -195,6 +348,62 @@ describe('kill -9 during a mixed workload', () => {
     expect(all.map((i) => i.instanceId).filter((id) => !launched.has(id))).toEqual([]);
   });
 
+  it('every volume and snapshot reaches a final state; none is lost, duplicated or unaccounted for', async () => {
+    const FINAL_VOLUME = new Set(['available', 'in-use', 'error']);
+    const settled = await eventually('every volume and snapshot in a final state', async () => {
+      const vols = items((await cloud.client.ok('DescribeVolumes')).volumeSet);
+      const ss = items((await cloud.client.ok('DescribeSnapshots', { 'Owner.1': 'self' })).snapshotSet);
+      const volumesFinal = vols.every((v) => FINAL_VOLUME.has(String(v.status)) && items(v.attachmentSet).every((a) => a.status === 'attached'));
+      const snapshotsFinal = ss.every((x) => x.status === 'completed' || x.status === 'error');
+      return volumesFinal && snapshotsFinal ? { vols, ss } : undefined;
+    }, 240_000);
+    const tagOf = (x: Record<string, unknown>) => String(items(x.tagSet).find((t) => t.key === TAG)?.value ?? '');
+    const byTag = <T extends { tag: string }>(made: T[], listed: Record<string, unknown>[], idKey: string) => {
+      const known = new Map(made.map((m) => [m.tag, m]));
+      // Nothing exists that no operation made, and no operation made two.
+      expect(listed.filter((x) => !known.has(tagOf(x))).map((x) => x[idKey]), 'unaccounted for').toEqual([]);
+      const count = new Map<string, number>();
+      for (const x of listed) count.set(tagOf(x), (count.get(tagOf(x)) ?? 0) + 1);
+      expect([...count].filter(([, n]) => n > 1), 'made twice').toEqual([]);
+      return new Map(listed.map((x) => [tagOf(x), x]));
+    };
+    const vols = byTag(volumes, settled.vols, 'volumeId');
+    const instances = new Map(instancesOf(await cloud.client.ok('DescribeInstances')).map((i) => [i.instanceId, i.state]));
+    for (const v of volumes) {
+      const got = vols.get(v.tag);
+      const what = `${v.tag} ${v.id ?? '(id unknown)'}: ${v.history.map((o) => `${o.kind}:${o.outcome}`).join(' ')} → ${got ? String(got.status) : 'absent'}`;
+      if (got && v.id) expect(got.volumeId, what).toBe(v.id);
+      // Only a create that was never acknowledged may have failed.
+      if (got?.status === 'error') expect(v.history[0]!.outcome, what).not.toBe('ack');
+      const state = believed(v);
+      if (state === 'deleted') expect(got, what).toBeUndefined();
+      else if (state === 'available') expect(got?.status, what).toBe('available');
+      else if (state === 'attached') {
+        const last = v.history.findLast((o) => o.outcome === 'ack')!;
+        if (instances.get(last.instanceId!) === 'running') expect([got?.status, items(got?.attachmentSet)[0]?.instanceId], what).toEqual(['in-use', last.instanceId]);
+      } else if (v.history[0]!.outcome === 'ack' && !v.history.some((o) => o.kind === 'delete')) expect(got, what).toBeDefined();
+      // In use only by an instance that runs.
+      if (got?.status === 'in-use') expect(instances.get(String(items(got.attachmentSet)[0]?.instanceId)), what).toBe('running');
+    }
+    const ss = byTag(snaps, settled.ss, 'snapshotId');
+    for (const x of snaps) {
+      const got = ss.get(x.tag);
+      const what = `${x.tag} ${x.id ?? '(id unknown)'} of ${x.volumeId}: create ${x.created}, delete ${x.deleted ?? '-'} → ${got ? String(got.status) : 'absent'}`;
+      if (x.deleted === 'ack') expect(got, what).toBeUndefined();
+      else if (x.created === 'ack' && !x.deleted) expect(got?.status, what).toBe('completed');
+      if (got?.status === 'error') expect(x.created, what).not.toBe('ack');
+    }
+    const n = (st: string) => settled.vols.filter((v) => v.status === st).length;
+    console.log(`volumes: ${volumes.length} creates (${volumes.filter((v) => v.history[0]!.outcome === 'ack').length} acknowledged), ${volumes.reduce((a, v) => a + v.history.length - 1, 0)} later ops; now ${n('available')} available, ${n('in-use')} in use, ${n('error')} error; snapshots: ${snaps.length} creates (${snaps.filter((x) => x.created === 'ack').length} acknowledged), ${settled.ss.length} left`);
+    expect(volumes.filter((v) => v.history[0]!.outcome === 'ack').length).toBeGreaterThan(0);
+    expect(snaps.filter((x) => x.created === 'ack').length).toBeGreaterThan(0);
+  });
+
+  it('tgtd holds exactly the targets of the attached volumes, and Walrus exactly the chunks of the snapshots', async () => {
+    await expectTargetsMatchAttachments();
+    await expectChunksMatchSnapshots();
+  });
+
   it('every instance reaches a final state, acknowledged terminations are terminated, and the node runs exactly what the clc says', async () => {
     const settled = await eventually('every instance running or terminated', async () => {
       const all = instancesOf(await cloud.client.ok('DescribeInstances'));
@@ -215,6 +424,18 @@ describe('kill -9 during a mixed workload', () => {
       await cloud.client.ok('TerminateInstances', Object.fromEntries(running.slice(i, i + 50).map((id, j) => [`InstanceId.${j + 1}`, id])));
     }
     await eventually('every instance terminated', async () => (instancesOf(await cloud.client.ok('DescribeInstances')).every((i) => i.state === 'terminated') ? true : undefined), 120_000);
+  });
+
+  it('and the volumes and snapshots can be ended: once their instances are gone they are deleted, and no target or chunk is left', async () => {
+    const vols = await eventually('attachments of the terminated instances released', async () => {
+      const all = items((await cloud.client.ok('DescribeVolumes')).volumeSet);
+      return all.every((v) => v.status === 'available' || v.status === 'error') ? all : undefined;
+    }, 120_000);
+    for (const v of vols) await cloud.client.ok('DeleteVolume', { VolumeId: String(v.volumeId) });
+    for (const x of items((await cloud.client.ok('DescribeSnapshots', { 'Owner.1': 'self' })).snapshotSet)) await cloud.client.ok('DeleteSnapshot', { SnapshotId: String(x.snapshotId) });
+    await eventually('every volume gone', async () => (items((await cloud.client.ok('DescribeVolumes')).volumeSet).length === 0 ? true : undefined), 60_000);
+    expect(scTargetsOf(cloud.home)).toEqual([]);
+    expect(await expectChunksMatchSnapshots()).toBe(0);
   });
 });
 

@@ -2,8 +2,15 @@
 // tgtd probes, and the test guest's volume agent (its user data: the busybox test image runs user data
 // that starts with #!).
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { signV4 } from '@mallee/aws-protocol';
 import { clientEnv, repoRoot, runTool, type Cloud } from './cloud.js';
+
+/** The IQN base of every Mallee SC (services/sc/src/exports.ts). */
+const IQN_BASE = 'iqn.2010-05.org.mallee';
 
 /** tgtd answers here (test/run-all.sh starts it with deploy/lib.sh ensure_tgt). */
 export function tgtHere(): boolean {
@@ -92,3 +99,52 @@ while true; do
   usleep 200000
 done
 `;
+
+/** The SC's name prefix in tgtd and Walrus (made once, in its database): what in a shared tgtd is this cloud's. */
+export function scPrefixOf(home: string): string {
+  const db = new Database(join(home, 'sc.sqlite'), { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare("SELECT value FROM settings WHERE name = 'prefix'").pluck().get() as string;
+  } finally {
+    db.close();
+  }
+}
+
+/** The tgtd targets of this cloud's SC (IQNs with its prefix; other clouds' targets share tgtd), with their LUNs' backing files. */
+export function scTargetsOf(home: string): { tid: number; iqn: string; backing: string[] }[] {
+  const own = `${IQN_BASE}:${scPrefixOf(home)}.`;
+  const out = execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { encoding: 'utf8' });
+  return out.split(/^(?=Target \d+:)/m).flatMap((block) => {
+    const m = /^Target (\d+): (\S+)/.exec(block);
+    if (!m || !m[2]!.startsWith(own)) return [];
+    return [{ tid: Number(m[1]), iqn: m[2]!, backing: [...block.matchAll(/Backing store path: (\S+)/g)].map((b) => b[1]!).filter((p) => p !== 'None') }];
+  });
+}
+
+/**
+ * What the SC keeps in Walrus (its block-storage bucket, with its own credentials): the chunk objects and,
+ * per snapshot manifest, the chunk keys it names.
+ */
+export async function snapshotStoreOf(cloud: Cloud): Promise<{ chunks: string[]; manifests: Map<string, string[]> }> {
+  const bs = JSON.parse(readFileSync(join(cloud.home, 'keys', 'blockstorage.json'), 'utf8')) as { walrusUrl: string; bucket: string; accessKeyId: string; secretAccessKey: string };
+  const get = async (key: string, query = ''): Promise<string> => {
+    const url = new URL(`${bs.walrusUrl.replace(/\/$/, '')}/${bs.bucket}${key ? `/${key}` : ''}${query ? `?${query}` : ''}`);
+    const s = signV4({ method: 'GET', path: url.pathname, query, headers: { host: url.host, 'x-amz-content-sha256': createHash('sha256').update('').digest('hex') }, accessKeyId: bs.accessKeyId, secretAccessKey: bs.secretAccessKey, region: cloud.region, service: 's3', doubleEncodePath: false });
+    const res = await fetch(url, { headers: s.headers, signal: AbortSignal.timeout(30_000) });
+    const text = await res.text();
+    if (res.status !== 200) throw new Error(`GET ${url.pathname}: ${res.status} ${text.slice(0, 200)}`);
+    return text;
+  };
+  const keys: string[] = [];
+  for (let token: string | undefined, first = true; first || token; first = false) {
+    const page = await get('', `${token ? `continuation-token=${encodeURIComponent(token)}&` : ''}list-type=2`);
+    keys.push(...[...page.matchAll(/<Key>([^<]+)<\/Key>/g)].map((k) => k[1]!));
+    token = /<IsTruncated>true<\/IsTruncated>/.test(page) ? /<NextContinuationToken>([^<]+)<\/NextContinuationToken>/.exec(page)?.[1] : undefined;
+  }
+  const manifests = new Map<string, string[]>();
+  for (const key of keys.filter((k) => k.includes('/manifests/'))) {
+    const man = JSON.parse(await get(key)) as { chunkPrefix: string; chunks: [number, string][] };
+    manifests.set(/(snap-[0-9a-f]+)\.json$/.exec(key)?.[1] ?? key, man.chunks.map(([, h]) => `${man.chunkPrefix}${h}`));
+  }
+  return { chunks: keys.filter((k) => k.includes('/chunks/')), manifests };
+}
