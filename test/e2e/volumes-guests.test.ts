@@ -5,6 +5,7 @@
 // volume is deleted and re-created from the snapshot, and the data is intact (checksums compared).
 // Clients: awscli for most steps, euca2ools and boto3 for the key ones. Inside the guests, the test
 // image runs its user-data script (a tiny volume agent) and reports on the serial console.
+// DetachVolume --force, as in EC2, takes a volume from a guest that does not release it (here: paused).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -144,4 +145,45 @@ print(v)`);
     await eventually('no chunk left in Walrus', async () => ((await walrusObjects()).size === 0 ? true : undefined), 60_000);
     await eventually('guests gone', async () => (!(await libvirtDomains()).some((d) => d === a || d === b) ? true : undefined), 120_000);
   }, 1_500_000);
+
+  it('DetachVolume --force detaches from a guest that does not release the volume (paused); the volume goes to another instance with its data', async () => {
+    const vol = String((await aws(['create-volume', '--size', '1', '--availability-zone', 'mallee-1a'])).VolumeId);
+    const run = await aws(['run-instances', '--image-id', image.emi, '--instance-type', 't1.micro', '--count', '2', '--user-data', `file://${userData}`]);
+    const [a, b] = (run.Instances as { InstanceId: string }[]).map((i) => i.InstanceId) as [string, string];
+    try {
+      for (const id of [a, b]) {
+        await eventually(`${id} booted with the agent`, async () => ((await consoleOf(id)).includes('mallee-vol: agent running') ? true : undefined), 300_000);
+      }
+      await waitVolume(vol, 'available');
+      await aws(['attach-volume', '--volume-id', vol, '--instance-id', a, '--device', '/dev/sdf']);
+      const wrote = sums(await agentSays(a, vol, 1), vol, 'wrote');
+      expect(wrote.data).toMatch(/^[0-9a-f]{32}$/);
+      // A guest that cannot answer the unplug (a hung kernel): paused, it never acknowledges it.
+      execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'suspend', a]);
+      const t = Date.now();
+      const detached = await aws(['detach-volume', '--volume-id', vol, '--force']);
+      expect(detached).toMatchObject({ VolumeId: vol, InstanceId: a, State: 'detaching' });
+      console.log(`forced detach answered after ${((Date.now() - t) / 1000).toFixed(1)} s (the nc waits for the guest first)`);
+      await waitVolume(vol, 'available');
+      // Released everywhere: no attachment in EC2, no export left in tgtd (the guest's iSCSI session is cut).
+      expect(((await aws(['describe-volumes', '--volume-ids', vol])).Volumes as { Attachments: unknown[] }[])[0]!.Attachments).toEqual([]);
+      expect(targetsOf(vol)).toEqual([]);
+      const mappings = ((await aws(['describe-instances', '--instance-ids', a])).Reservations as { Instances: { BlockDeviceMappings?: unknown[] }[] }[])[0]!.Instances[0]!.BlockDeviceMappings ?? [];
+      expect(mappings).toEqual([]);
+      // The volume attaches to B and its data is there.
+      await aws(['attach-volume', '--volume-id', vol, '--instance-id', b, '--device', '/dev/sdf']);
+      expect(sums(await agentSays(b, vol, 1), vol, 'read').data).toBe(wrote.data);
+      // A, resumed, lets go of the disk it could not release while paused, and still runs.
+      execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'resume', a]);
+      await eventually(`${vol} gone from ${a}'s domain`, async () => (!execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', a], { encoding: 'utf8' }).includes(`<serial>${vol}</serial>`) ? true : undefined), 120_000);
+      expect(await volState(vol)).toBe('in-use');
+      await aws(['detach-volume', '--volume-id', vol]);
+      await waitVolume(vol, 'available');
+      await aws(['delete-volume', '--volume-id', vol]);
+    } finally {
+      await runTool('virsh', ['-q', '-c', 'qemu:///system', 'resume', a], process.env); // fails when not paused: fine
+      await aws(['terminate-instances', '--instance-ids', a, b]).catch(() => undefined);
+      await eventually('guests gone', async () => (!(await libvirtDomains()).some((d) => d === a || d === b) ? true : undefined), 120_000).catch(() => undefined);
+    }
+  }, 900_000);
 });

@@ -455,7 +455,8 @@ export class NodeController {
       if (err instanceof GuestNotFoundError) return true;
       throw err;
     }
-    this.attached.set(instanceId, (this.attached.get(instanceId) ?? []).filter((v) => !done || v.volumeId !== volumeId));
+    // Forced: gone from this guest as far as anyone asks, even while its unplug is pending.
+    this.attached.set(instanceId, (this.attached.get(instanceId) ?? []).filter((v) => !(done || force) || v.volumeId !== volumeId));
     return done;
   }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
 import type { Logger } from 'pino';
-import type { AttachedVolume, sc } from '@mallee/wire';
+import { WireError, type AttachedVolume, type sc } from '@mallee/wire';
 import { GuestNotFoundError, type HypervisorVolumes, type VolumeAttachmentSpec } from '../hypervisor.js';
 import { guestDevice } from './volume-devices.js';
 
@@ -120,6 +120,9 @@ export class LibvirtVolumes implements HypervisorVolumes {
     if (!xml) throw new GuestNotFoundError(instanceId);
     const disks = volumeDisks(xml);
     const known = disks.find((d) => d.volumeId === spec.volumeId);
+    if (known && (await readFile(this.releasedFile(instanceId, spec.volumeId)).then(() => true, () => false))) {
+      throw new WireError('VolumeInUse', `${instanceId} has not yet let go of ${spec.volumeId} since it was force-detached; retry once the guest released it`, 409);
+    }
     if (known) return { volumeId: spec.volumeId, device: this.requested.get(`${instanceId}/${spec.volumeId}`) ?? spec.device, guestDevice: known.guestDevice };
     const taken = [...xml.matchAll(/<target dev='([a-z]+)'/g)].map((m) => m[1]!);
     const dev = guestDevice(spec.device, taken);
@@ -161,17 +164,39 @@ export class LibvirtVolumes implements HypervisorVolumes {
       await sleep(200);
     }
     this.o.log.warn({ instanceId, volumeId, force: opts.force }, 'the guest did not release the volume in time');
+    if (opts.force) {
+      // Forced (EC2's --force): the volume leaves this guest now, whatever the guest does with the unplug
+      // request it has pending; the sc drops the export, so the guest's path to it is cut. Until the disk
+      // is gone from the live domain it must not count as attached (or the volume could go nowhere else on this node).
+      await mkdir(join(this.o.stateDir, 'released'), { recursive: true });
+      await writeFile(this.releasedFile(instanceId, volumeId), new Date().toISOString());
+      await this.undefineSecret(instanceId, volumeId);
+      this.requested.delete(`${instanceId}/${volumeId}`);
+    }
     return false;
+  }
+
+  private releasedFile(instanceId: string, volumeId: string): string {
+    return join(this.o.stateDir, 'released', `${instanceId}.${volumeId}`);
   }
 
   async listVolumes(): Promise<Map<string, AttachedVolume[]>> {
     const out = new Map<string, AttachedVolume[]>();
+    const released = new Set(await readdir(join(this.o.stateDir, 'released')).catch(() => [] as string[]));
+    const pending = new Set<string>();
     for (const g of await this.o.ownGuests()) {
-      const disks = volumeDisks(g.xml);
+      const disks = volumeDisks(g.xml).filter((d) => {
+        const key = `${g.instanceId}.${d.volumeId}`;
+        if (!released.has(key)) return true;
+        pending.add(key);
+        return false;
+      });
       if (disks.length) {
         out.set(g.instanceId, disks.map((d) => ({ volumeId: d.volumeId, device: this.requested.get(`${g.instanceId}/${d.volumeId}`) ?? `/dev/${d.guestDevice}`, guestDevice: d.guestDevice })));
       }
     }
+    // A force-detached disk the guest has let go of since (or whose guest is gone): nothing left to hide.
+    for (const key of released) if (!pending.has(key)) await rm(join(this.o.stateDir, 'released', key), { force: true });
     return out;
   }
 
