@@ -27,5 +27,9 @@ export default defineConfig({
     include: ['packages/*/test/**/*.test.ts', 'services/*/test/**/*.test.ts'],
     testTimeout: 30_000,
     pool: 'forks',
+    // Vitest's default is one worker less than the cores: one, on CI's two. The guest-booting nc files
+    // and the many small ones overlap well (520 tests: 548 s with one worker on a quiet host, 537 s
+    // with two on a host loaded to 8–10 by other work).
+    maxWorkers: 2,
   },
 });

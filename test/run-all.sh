@@ -15,12 +15,8 @@ check() { # check NAME CMD...: a step that counts as one check
   if "$@"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("$name"); fi
 }
 
-suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by one
-  local name=$1 json=$2; shift 2
-  log "$name"
-  rm -f "$json"
-  "$@" --reporter=default --reporter=json --outputFile="$PWD/$json"
-  local rc=$?
+tally() { # tally NAME JSON RC: count a finished vitest run's tests one by one
+  local name=$1 json=$2 rc=$3
   if [ -s "$json" ]; then
     read -r p f < <(node -e 'const r=require(process.argv[1]);const fails=r.testResults.flatMap(f=>f.assertionResults.filter(a=>a.status==="failed").map(a=>f.name.replace(process.cwd()+"/","")+" > "+a.fullName));for(const x of fails)console.error("FAILED: "+x);const suiteErr=r.testResults.filter(f=>f.status==="failed"&&f.assertionResults.length===0).length;console.log(r.numPassedTests,r.numFailedTests+suiteErr)' "$PWD/$json")
     passed=$((passed + p)) failed=$((failed + f))
@@ -29,6 +25,14 @@ suite() { # suite NAME JSON CMD...: a vitest run whose tests are counted one by 
   else
     failed=$((failed + 1)); failures+=("$name (no results)")
   fi
+}
+
+suite() { # suite NAME JSON CMD...: a vitest run in the foreground, counted by tally
+  local name=$1 json=$2; shift 2
+  log "$name"
+  rm -f "$json"
+  "$@" --reporter=default --reporter=json --outputFile="$PWD/$json"
+  tally "$name" "$json" $?
 }
 
 ensure_node
@@ -46,9 +50,33 @@ check "npm run typecheck" npm run -s typecheck
 # Built once here (cached per host), shared by every suite that boots the Debian guest.
 check "Debian 12 test guest (test/images/build-debian-image.sh)" bash test/images/build-debian-image.sh
 suite "unit tests (vitest.config.ts)" "$out/unit.json" npx vitest run
-suite "end-to-end suites (test/e2e)" "$out/e2e.json" npx vitest run --config test/e2e/vitest.config.ts
-suite "fuzzing (test/fuzz, fixed seed)" "$out/fuzz.json" npx vitest run --config test/fuzz/vitest.config.ts
-suite "fault injection (test/faults)" "$out/faults.json" npx vitest run --config test/faults/vitest.config.ts
+# The end-to-end suites in two streams side by side (test/e2e/vitest.config.ts says why): the files that
+# boot real guests one at a time in the foreground; beside them, one after another, the simulated-cloud
+# files, fuzzing and fault injection, each logged to test-output/<name>.log and printed when done.
+side=(
+  "end-to-end suites, api group (test/e2e)|e2e-api|env MALLEE_E2E_GROUP=api npx vitest run --config test/e2e/vitest.config.ts"
+  "fuzzing (test/fuzz, fixed seed)|fuzz|npx vitest run --config test/fuzz/vitest.config.ts"
+  "fault injection (test/faults)|faults|npx vitest run --config test/faults/vitest.config.ts"
+)
+log "beside the guests group: ${#side[@]} suites, logs in $out/{e2e-api,fuzz,faults}.log"
+(
+  for entry in "${side[@]}"; do
+    IFS='|' read -r _ tag cmd <<<"$entry"
+    rm -f "$out/$tag.json" "$out/$tag.rc"
+    # shellcheck disable=SC2086 # cmd is a word list of our own
+    $cmd --reporter=default --reporter=json --outputFile="$PWD/$out/$tag.json" >"$out/$tag.log" 2>&1
+    echo $? >"$out/$tag.rc"
+  done
+) &
+side_pid=$!
+suite "end-to-end suites, guests group (test/e2e)" "$out/e2e-guests.json" env MALLEE_E2E_GROUP=guests npx vitest run --config test/e2e/vitest.config.ts
+wait "$side_pid"
+for entry in "${side[@]}"; do
+  IFS='|' read -r name tag _ <<<"$entry"
+  log "$name (ran beside the guests group)"
+  cat "$out/$tag.log"
+  tally "$name" "$out/$tag.json" "$(cat "$out/$tag.rc" 2>/dev/null || echo 1)"
+done
 
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 echo "$passed passed, $failed failed"

@@ -229,6 +229,22 @@ describe.skipIf(!canRun)('MANAGED networking in the seed topology (frontend, nod
     expect(await inGuest(inst.a2.id, guestGet('http://169.254.169.254/latest/meta-data/instance-id'))).toBe(inst.a2.id);
   }, 180_000);
 
+  it('guests reach the front end itself only for DHCP, metadata and the user-facing APIs: its cc port is closed to them', async () => {
+    const A = net27(inst.a1.privateIp);
+    // busybox wget -S: the server's status line when something answers, "Connection refused" when reset.
+    const probe = (url: string) => inGuest(inst.a1.id, `timeout 4 wget -S -O /dev/null ${url} 2>&1; true`);
+    for (const url of [`http://${A.gateway}:8774/`, 'http://10.99.0.1:8774/', 'http://198.51.100.1:8774/']) {
+      const out = await probe(url);
+      expect(out, url).toMatch(/refused/i);
+      expect(out, url).not.toMatch(/HTTP\/1\.[01] \d{3}/);
+    }
+    // The EC2 API on the front end's public address stays reachable from guests, as on EC2.
+    expect(await probe('http://198.51.100.1:8773/')).toMatch(/HTTP\/1\.[01] \d{3}/);
+    // From outside the guests' networks nothing changed: the node still reaches Walrus and the cc.
+    const fromNode = await t.exec(t.ns.node, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-m', '3', 'http://10.99.0.1:8774/'], { allowFail: true });
+    expect(fromNode.stdout).toMatch(/^\d{3}$/);
+  }, 120_000);
+
   it('ebtables on the node: a guest cannot speak for another guest\'s address', async () => {
     const gw = (await inGuest(inst.a1.id, "ip route | awk '/^default/ {print $3}'")).trim();
     expect(gw).toMatch(/^172\.31\./);

@@ -7,7 +7,7 @@ const plan = { subnet: '172.31.0.0', netmask: '255.255.0.0', addrsPerNet: 32 };
 
 describe('security groups as iptables chains', () => {
   const { filter, nat, chains } = renderRules({
-    prefix: 'mln', plan, metadataPort: 8779, pubInterface: 'eth0', bridgeOf: (vlan) => `mlnbr${vlan}`,
+    prefix: 'mln', plan, metadataPort: 8779, pubInterface: 'eth0', bridgeOf: (vlan) => `mlnbr${vlan}`, guestPorts: [8776, 8773],
     networks: [
       { vlan: 3, accountId: 'a', groupId: 'sg-b', groupName: 'B', rules: [{ protocol: 'tcp', fromPort: 80, toPort: 80, sourceVlan: 2 }] },
       { vlan: 2, accountId: 'a', groupId: 'sg-a', groupName: 'A', rules: [
@@ -34,12 +34,20 @@ describe('security groups as iptables chains', () => {
     expect(lines.indexOf('-A mln-G2 -j DROP')).toBe(lines.indexOf('-A mln-G2 -s 192.0.2.0/24 -j ACCEPT') + 1);
   });
 
-  it('the metadata port is open only to each network\'s own guests on its own bridge, at its gateway; reset for everyone else', () => {
+  it('the metadata port is open only to each network\'s own guests on its own bridge, at its gateway; guests reach nothing else of the front end but DHCP, DNS, ICMP and the APIs', () => {
     const lines = filter.split('\n').filter((l) => l.startsWith('-A mln-IN '));
     expect(lines).toEqual([
       '-A mln-IN -i mlnbr2 -s 172.31.0.64/27 -d 172.31.0.65/32 -p tcp --dport 8779 -j ACCEPT',
       '-A mln-IN -i mlnbr3 -s 172.31.0.96/27 -d 172.31.0.97/32 -p tcp --dport 8779 -j ACCEPT',
       '-A mln-IN -p tcp --dport 8779 -j REJECT --reject-with tcp-reset',
+      '-A mln-IN -s 172.31.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-A mln-IN -s 172.31.0.0/16 -p udp -m multiport --dports 53,67 -j ACCEPT',
+      '-A mln-IN -s 172.31.0.0/16 -p tcp --dport 53 -j ACCEPT',
+      '-A mln-IN -s 172.31.0.0/16 -p icmp -j ACCEPT',
+      '-A mln-IN -s 172.31.0.0/16 -p tcp --dport 8773 -j ACCEPT',
+      '-A mln-IN -s 172.31.0.0/16 -p tcp --dport 8776 -j ACCEPT',
+      '-A mln-IN -s 172.31.0.0/16 -p tcp -j REJECT --reject-with tcp-reset',
+      '-A mln-IN -s 172.31.0.0/16 -j REJECT --reject-with icmp-port-unreachable',
     ]);
   });
 

@@ -61,7 +61,7 @@ describe('the node\'s host network', () => {
 
   it('at start, an adopted guest\'s network: left untouched when the host has it all, rebuilt where the host lost it', async () => {
     const vx = spec({ mode: 'MANAGED', encap: 'vxlan', tunnelRemote: '10.0.0.1' });
-    const host = (lost: { chain?: boolean; tapOffBridge?: boolean }) => {
+    const host = (lost: { chain?: boolean; tapOffBridge?: boolean; staleChain?: boolean }) => {
       const cmds: string[] = [];
       const run: CommandRunner = async (argv) => {
         const c = argv.join(' ');
@@ -78,6 +78,8 @@ describe('the node\'s host network', () => {
         if (c === 'ebtables -L FORWARD') return lost.chain ? 'Bridge chain: FORWARD, entries: 0, policy: ACCEPT\n' : 'Bridge chain: FORWARD, entries: 1, policy: ACCEPT\n-i mlnt0000abcd -j MLNT0000ABCD\n';
         if (c === 'ebtables -L MLNT0000ABCD') {
           if (lost.chain) throw new Error('no such chain');
+          // A chain left speaking for an address the guest no longer has.
+          if (lost.staleChain) return ['Bridge chain: MLNT0000ABCD, entries: 2, policy: RETURN', '-p IPv4 --ip-src 172.31.1.99 -j RETURN', '-j DROP', ''].join('\n');
           return ['Bridge chain: MLNT0000ABCD, entries: 6, policy: ACCEPT', '-s ! d0:d:ac:1f:1:22 -j DROP', '-p IPv4 --ip-src 172.31.1.34 -j RETURN',
             '-p IPv4 --ip-src 0.0.0.0 --ip-proto udp --ip-dport 67 -j RETURN', '-p ARP --arp-ip-src 172.31.1.34 --arp-mac-src d0:d:ac:1f:1:22 -j RETURN',
             '-p ARP --arp-ip-src 0.0.0.0 --arp-mac-src d0:d:ac:1f:1:22 -j RETURN', '-j DROP', ''].join('\n');
@@ -92,8 +94,20 @@ describe('the node\'s host network', () => {
     expect(writes(intact.cmds)).toEqual([]);
     const lost = host({ chain: true, tapOffBridge: true });
     const fixed = await new HostNetwork(config, pino({ level: 'silent' }), lost.run).restore(vx);
-    expect(fixed).toEqual(['ip link set mlnt0000abcd master mlnbr9', 'ebtables MLNT0000ABCD']);
+    expect(fixed).toEqual(['ebtables MLNT0000ABCD', 'ip link set mlnt0000abcd master mlnbr9']);
     expect(writes(lost.cmds)).toEqual(expect.arrayContaining(['ip link set mlnt0000abcd master mlnbr9', 'ebtables -N MLNT0000ABCD', 'ebtables -A FORWARD -i mlnt0000abcd -j MLNT0000ABCD']));
+    // The tap goes back on its bridge only after its chain is complete and hooked.
+    const w = writes(lost.cmds);
+    expect(w.indexOf('ip link set mlnt0000abcd master mlnbr9')).toBeGreaterThan(w.indexOf('ebtables -A FORWARD -i mlnt0000abcd -j MLNT0000ABCD'));
+    // A stale chain is rebuilt closed: a guard DROP first, the old rules out, the new ones in, then the guard out.
+    const stale = host({ staleChain: true });
+    expect(await new HostNetwork(config, pino({ level: 'silent' }), stale.run).restore(vx)).toEqual(['ebtables MLNT0000ABCD']);
+    const sw = writes(stale.cmds);
+    expect(sw[0]).toBe('ebtables -I MLNT0000ABCD 1 -j DROP');
+    expect(sw.slice(1, 3)).toEqual(['ebtables -D MLNT0000ABCD 2', 'ebtables -D MLNT0000ABCD 2']);
+    expect(sw[3]).toBe('ebtables -A MLNT0000ABCD -s ! d0:0d:ac:1f:01:22 -j DROP');
+    expect(sw.at(-1)).toBe('ebtables -D MLNT0000ABCD 1');
+    expect(sw.filter((c) => c === 'ebtables -F MLNT0000ABCD')).toEqual([]);
   });
 
   it('VXLAN to the CC named in the spec, with the VXLAN MTU; no network in the spec → user-mode networking', async () => {

@@ -4,7 +4,8 @@
 // flushes only the chains it declares), so rules of other software are never touched.
 //   <P>-FWD   established traffic, then one jump per network:  -d <net> -j <P>-G<n>
 //   <P>-G<n>  the group's ingress rules (CIDR or source group's network), within-group, then DROP
-//   <P>-IN    the metadata port only from each network's own bridge, source and gateway; reset otherwise
+//   <P>-IN    the metadata port only from each network's own bridge, source and gateway; reset otherwise;
+//             guests reach the front end itself only for DHCP, DNS, ICMP, metadata and the user-facing APIs
 //   <P>-PRE   169.254.169.254:80 → the CC's metadata service; each public address → its private one
 //   <P>-POST  SNAT each mapped instance to its public address, MASQUERADE the others leaving the cloud
 import { privateNetwork, subnetCidr, type AddressPlan, type CommandRunner } from '@mallee/vnet';
@@ -21,6 +22,8 @@ export interface RulesInput {
   pubInterface: string;
   /** The bridge each network's guests are on (MANAGED: one per network; MANAGED-NOVLAN: the shared one). */
   bridgeOf: (vlan: number) => string;
+  /** TCP ports of this host guests may open besides metadata: the user-facing APIs (EC2 on the clc, S3 on Walrus). */
+  guestPorts: readonly number[];
 }
 
 export const chainNames = (prefix: string) => ({
@@ -71,6 +74,16 @@ export function renderRules(i: RulesInput): { filter: string; nat: string; chain
     input.push(`-A ${c.input} -i ${i.bridgeOf(n.vlan)} -s ${net.cidr} -d ${net.gateway}/32 -p tcp --dport ${i.metadataPort} -j ACCEPT`);
   }
   input.push(`-A ${c.input} -p tcp --dport ${i.metadataPort} -j REJECT --reject-with tcp-reset`);
+  // The front end's own services are not the guests' business (the cc's and sc's wire ports, tgtd's iSCSI portal,
+  // sshd, …): from the managed subnet (a guest's own address: the node's ebtables see to it) only DHCP, DNS, ICMP
+  // and the APIs a user reaches from the internet as well. DHCP's first packets (from 0.0.0.0) are not in the subnet.
+  input.push(`-A ${c.input} -s ${subnet} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+  input.push(`-A ${c.input} -s ${subnet} -p udp -m multiport --dports 53,67 -j ACCEPT`);
+  input.push(`-A ${c.input} -s ${subnet} -p tcp --dport 53 -j ACCEPT`);
+  input.push(`-A ${c.input} -s ${subnet} -p icmp -j ACCEPT`);
+  for (const port of [...new Set(i.guestPorts)].sort((a, b) => a - b)) input.push(`-A ${c.input} -s ${subnet} -p tcp --dport ${port} -j ACCEPT`);
+  input.push(`-A ${c.input} -s ${subnet} -p tcp -j REJECT --reject-with tcp-reset`);
+  input.push(`-A ${c.input} -s ${subnet} -j REJECT --reject-with icmp-port-unreachable`);
   for (const n of [...i.networks].sort((a, b) => a.vlan - b.vlan)) {
     const net = privateNetwork(i.plan, n.vlan);
     const g = c.group(n.vlan);

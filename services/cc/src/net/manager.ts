@@ -238,6 +238,7 @@ export class NetworkManager {
     await applyRules(this.run, {
       prefix: this.prefix, plan: this.plan, networks: this.state.networks, addresses: this.state.addresses,
       metadataPort: cfg.METADATA_PORT, pubInterface: cfg.VNET_PUBINTERFACE, bridgeOf: (vlan) => bridgeOf(this.linkSpec(vlan)),
+      guestPorts: [cfg.CLC_PORT, cfg.WALRUS_PORT],
     });
     await this.syncPublicAddresses();
     this.log.debug({ ms: Date.now() - started, networks: this.state.networks.length, addresses: this.state.addresses.length }, 'network state applied');

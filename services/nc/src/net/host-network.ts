@@ -79,14 +79,15 @@ export class HostNetwork {
       }
       const tap = tapName(this.prefix, spec.instanceId);
       const bridge = bridgeOf(ls);
+      // The chain first: a tap goes back on its bridge only once its traffic is filtered again.
+      if (n.mode !== 'SYSTEM' && spec.privateIp && !(await this.antiSpoofInPlace(tap, spec.privateIp))) {
+        await this.antiSpoof(tap, spec.macAddress!, spec.privateIp);
+        fixed.push(`ebtables ${this.chainOf(tap)}`);
+      }
       const tapLink = (await readLinks(this.run)).get(tap);
       if (tapLink && tapLink.master !== bridge) {
         await this.run(['ip', 'link', 'set', tap, 'master', bridge]);
         fixed.push(`ip link set ${tap} master ${bridge}`);
-      }
-      if (n.mode !== 'SYSTEM' && spec.privateIp && !(await this.antiSpoofInPlace(tap, spec.privateIp))) {
-        await this.antiSpoof(tap, spec.macAddress!, spec.privateIp);
-        fixed.push(`ebtables ${this.chainOf(tap)}`);
       }
       if (fixed.length) this.log.warn({ instanceId: spec.instanceId, fixed }, 'an adopted guest\'s network was incomplete on this host; restored it');
       return fixed;
@@ -126,9 +127,16 @@ export class HostNetwork {
   /** ebtables: from the tap only its own MAC, IPv4 from its own address (or DHCP's 0.0.0.0), ARP for its own address. */
   private async antiSpoof(tap: string, mac: string, ip: string): Promise<void> {
     const chain = this.chainOf(tap);
-    const exists = await this.run(['ebtables', '-L', chain]).then(() => true, () => false);
-    if (!exists) await this.run(['ebtables', '-N', chain]);
-    else await this.run(['ebtables', '-F', chain]);
+    const listed = await this.run(['ebtables', '-L', chain]).catch(() => undefined);
+    if (listed === undefined) await this.run(['ebtables', '-N', chain]);
+    else {
+      // Rebuilt in place, closed meanwhile: a guard DROP first, then the old rules out and the new ones in
+      // behind it, then the guard out. (A flush would let everything through until the last DROP is back,
+      // and ebtables-nft keeps no DROP policy on a user chain.)
+      await this.run(['ebtables', '-I', chain, '1', '-j', 'DROP']);
+      const old = Number(/entries: (\d+)/.exec(listed)?.[1] ?? 0);
+      for (let i = 0; i < old; i++) await this.run(['ebtables', '-D', chain, '2']);
+    }
     const rules = [
       ['-s', '!', mac, '-j', 'DROP'],
       ['-p', 'IPv4', '--ip-src', ip, '-j', 'RETURN'],
@@ -139,6 +147,7 @@ export class HostNetwork {
       ['-j', 'DROP'],
     ];
     for (const r of rules) await this.run(['ebtables', '-A', chain, ...r]);
+    if (listed !== undefined) await this.run(['ebtables', '-D', chain, '1']);
     const hooked = (await this.run(['ebtables', '-L', 'FORWARD'])).split('\n').some((l) => l.includes(`-i ${tap} `) && l.includes(`-j ${chain}`));
     if (!hooked) await this.run(['ebtables', '-A', 'FORWARD', '-i', tap, '-j', chain]);
   }
