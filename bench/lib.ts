@@ -97,6 +97,17 @@ export async function startMoto(requestTimeoutMs = 600_000): Promise<Ec2Target &
   };
 }
 
+/** Poll f every `every` ms until it returns a value (not undefined); throws after `ms`. */
+export async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, ms = 600_000, every = 50): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(every);
+  }
+}
+
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN;

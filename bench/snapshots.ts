@@ -1,37 +1,24 @@
-// Benchmark (not a test): EBS snapshots into Walrus and hot-plug latency, each against its limit in
-// the same run. Writes bench/results/snapshots.md.
+// Benchmark (not a test): EBS snapshots into Walrus against their limit in the same run (hot-plug
+// latency is bench/attach.ts). Writes bench/results/snapshots.md.
 //   1. Full snapshot of a 1 GiB volume filled with random data, and an incremental one after 1% of it
 //      changed (CreateSnapshot → completed, real clc + sc + Walrus), vs `cp` of the backing file to the
 //      same disk (the most a copy of those bytes can cost) and `cp --sparse=always` (the cut itself).
-//   2. AttachVolume → the device visible inside a real guest (QEMU/TCG, the volume agent prints it),
-//      vs `virsh attach-device` of a local file disk into the same guest (hot-plug without iSCSI or Mallee).
-//   npm run bench:snapshots      (MALLEE_BENCH_SNAPSHOT_RUNS=3, MALLEE_BENCH_ATTACH_RUNS=5; attach part needs libvirtd + tgtd)
+//   npm run bench:snapshots      (MALLEE_BENCH_SNAPSHOT_RUNS=3)
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { items } from '../test/e2e/helpers/ec2-client.js';
-import { repoRoot, sleep, startCloud, type Cloud } from '../test/e2e/helpers/cloud.js';
-import { VOLUME_AGENT } from '../test/e2e/helpers/ebs.js';
+import { repoRoot, startCloud, type Cloud } from '../test/e2e/helpers/cloud.js';
+import { until } from './lib.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 const snapshotRuns = Number(process.env.MALLEE_BENCH_SNAPSHOT_RUNS ?? 3);
-const attachRuns = Number(process.env.MALLEE_BENCH_ATTACH_RUNS ?? 5);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const fmt = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const rate = (bytes: number, ms: number) => `${(bytes / MiB / (ms / 1000)).toFixed(0)} MiB/s`;
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 600_000, every = 50): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(every);
-  }
-}
 
 function timeCmd(cmd: string, args: string[]): number {
   const t = performance.now();
@@ -110,76 +97,10 @@ async function benchSnapshots(): Promise<string[]> {
   }
 }
 
-async function benchAttach(): Promise<string[]> {
-  const ok = existsSync('/run/libvirt/libvirt-sock') && (() => {
-    try {
-      execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
-  if (!ok) return ['(skipped: needs libvirtd and tgtd)'];
-  if (attachRuns === 0) return ['(skipped: MALLEE_BENCH_ATTACH_RUNS=0)'];
-  const cloud = await startCloud({ hypervisor: 'libvirt', conf: { HYPERVISOR: 'qemu', LOG_LEVEL: 'warn' } });
-  try {
-    const image = (JSON.parse(readFileSync(join(cloud.home, 'test-image.json'), 'utf8')) as { emi: string }).emi;
-    const run = await cloud.client.ok('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1, InstanceType: 't1.micro', UserData: Buffer.from(VOLUME_AGENT).toString('base64') });
-    const id = String(items(run.instancesSet)[0]!.instanceId);
-    const consoleLog = join(cloud.home, 'instances', id, 'console.log');
-    const consoleText = () => (existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '');
-    await until(`${id} booted`, async () => (consoleText().includes('mallee-vol: agent running') ? true : undefined));
-    const vol = String((await cloud.client.ok('CreateVolume', { Size: 1, AvailabilityZone: 'mallee-1a' })).volumeId);
-    await until('volume available', async () => (JSON.stringify(await cloud.client.ok('DescribeVolumes', { 'VolumeId.1': vol })).includes('"status":"available"') ? true : undefined));
-    const mallee: number[] = [];
-    for (let n = 1; n <= attachRuns; n++) {
-      const t = performance.now();
-      await cloud.client.ok('AttachVolume', { VolumeId: vol, InstanceId: id, Device: '/dev/sdf' });
-      await until('device visible in the guest', async () => (consoleText().includes(`mallee-vol: appeared ${vol} `) && consoleText().split(`mallee-vol: appeared ${vol} `).length - 1 >= n ? true : undefined), 120_000, 20);
-      mallee.push(performance.now() - t);
-      await until('agent done', async () => (consoleText().includes(`mallee-vol: done ${vol} ${n}`) ? true : undefined));
-      await cloud.client.ok('DetachVolume', { VolumeId: vol });
-      await until('detached', async () => (JSON.stringify(await cloud.client.ok('DescribeVolumes', { 'VolumeId.1': vol })).includes('"status":"available"') ? true : undefined));
-      await sleep(500);
-    }
-    // The peer: a local file disk hot-plugged with virsh (serial vol-… so the same agent reports it).
-    const dir = join(cloud.home, 'bench-disk');
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
-    const disk = join(dir, 'disk.img');
-    writeFileSync(disk, '');
-    execFileSync('truncate', ['-s', '64M', disk]);
-    const serial = 'vol-0000beef';
-    const xml = join(dir, 'disk.xml');
-    writeFileSync(xml, `<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${disk}'/><target dev='vdz' bus='virtio'/><serial>${serial}</serial></disk>`);
-    const direct: number[] = [];
-    for (let n = 1; n <= attachRuns; n++) {
-      const t = performance.now();
-      execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'attach-device', id, xml, '--live']);
-      await until('device visible in the guest', async () => (consoleText().split(`mallee-vol: appeared ${serial} `).length - 1 >= n ? true : undefined), 120_000, 20);
-      direct.push(performance.now() - t);
-      await until('agent done', async () => (consoleText().includes(`mallee-vol: done ${serial} ${n}`) ? true : undefined));
-      execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'detach-device', id, xml, '--live']);
-      await sleep(1500);
-    }
-    await cloud.client.ok('TerminateInstances', { 'InstanceId.1': id });
-    await until('terminated', async () => (!existsSync(join(cloud.home, 'instances', id)) ? true : undefined), 120_000, 200);
-    await cloud.client.ok('DeleteVolume', { VolumeId: vol });
-    return [
-      `| hot-plug into a running TCG guest (${attachRuns} runs, the guest polls every 0.2 s) | median | min | max |`,
-      '|---|---|---|---|',
-      `| Mallee AttachVolume (clc → sc export + CHAP → cc → nc → libvirt iSCSI disk) → device in the guest | ${fmt(median(mallee))} | ${fmt(Math.min(...mallee))} | ${fmt(Math.max(...mallee))} |`,
-      `| \`virsh attach-device\` of a local file disk (the limit: no iSCSI, no Mallee) → device in the guest | ${fmt(median(direct))} | ${fmt(Math.min(...direct))} | ${fmt(Math.max(...direct))} |`,
-    ];
-  } finally {
-    await cloud.stop();
-  }
-}
-
 const loadBefore = loadavg()[0]!;
 const snap = await benchSnapshots();
-const attach = await benchAttach();
 const out = [
-  '# EBS snapshots and attach latency',
+  '# EBS snapshots',
   '',
   `Run ${new Date().toISOString()} by \`npm run bench:snapshots\` (bench/snapshots.ts) on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / GiB)} GiB,`,
   `volumes on ${execFileSync('df', ['--output=fstype', join(repoRoot)], { encoding: 'utf8' }).split('\n')[1]?.trim()} (no reflink), chunks of 1 MiB (SC_CHUNK_MB default), Walrus on the same disk; ${snapshotRuns} runs each.`,
@@ -189,9 +110,7 @@ const out = [
   '',
   ...snap,
   '',
-  '## AttachVolume → device visible in the guest',
-  '',
-  ...attach,
+  'AttachVolume → device visible in the guest: bench/attach.ts, results in attach.md.',
   '',
 ];
 mkdirSync(join(repoRoot, 'bench', 'results'), { recursive: true });
