@@ -350,13 +350,19 @@ describe('kill -9 during a mixed workload', () => {
 
   it('every volume and snapshot reaches a final state; none is lost, duplicated or unaccounted for', async () => {
     const FINAL_VOLUME = new Set(['available', 'in-use', 'error']);
+    const started = Date.now();
+    const waited = new Map<string, number>();
     const settled = await eventually('every volume and snapshot in a final state', async () => {
       const vols = items((await cloud.client.ok('DescribeVolumes')).volumeSet);
       const ss = items((await cloud.client.ok('DescribeSnapshots', { 'Owner.1': 'self' })).snapshotSet);
-      const volumesFinal = vols.every((v) => FINAL_VOLUME.has(String(v.status)) && items(v.attachmentSet).every((a) => a.status === 'attached'));
-      const snapshotsFinal = ss.every((x) => x.status === 'completed' || x.status === 'error');
-      return volumesFinal && snapshotsFinal ? { vols, ss } : undefined;
+      const pending = [
+        ...vols.filter((v) => !FINAL_VOLUME.has(String(v.status)) || items(v.attachmentSet).some((a) => a.status !== 'attached')).map((v) => `${String(v.volumeId)} ${String(v.status)}${items(v.attachmentSet).map((a) => `/${String(a.status)}`).join('')}`),
+        ...ss.filter((x) => x.status !== 'completed' && x.status !== 'error').map((x) => `${String(x.snapshotId)} ${String(x.status)} ${String(x.progress)}`),
+      ];
+      for (const p of pending) waited.set(p, Date.now() - started);
+      return pending.length ? undefined : { vols, ss };
     }, 240_000);
+    console.log(`settled in ${Math.round((Date.now() - started) / 1000)} s; waited for: ${[...waited].map(([p, ms]) => `${p} (${Math.round(ms / 1000)} s)`).join(', ') || 'nothing'}`);
     const tagOf = (x: Record<string, unknown>) => String(items(x.tagSet).find((t) => t.key === TAG)?.value ?? '');
     const byTag = <T extends { tag: string }>(made: T[], listed: Record<string, unknown>[], idKey: string) => {
       const known = new Map(made.map((m) => [m.tag, m]));
