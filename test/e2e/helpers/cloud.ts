@@ -106,16 +106,23 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
   return cloud;
 }
 
-/** Deletes the tgtd targets whose backing store is a file under `home` (none when tgtd is not running). */
+/**
+ * Deletes the tgtd targets whose backing store is a file under `home`, and the CHAP accounts bound to them
+ * (an account outlives its target in tgtd); none when tgtd is not running.
+ */
 export async function removeTargetsOf(home: string): Promise<void> {
   const shown = await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], process.env);
   if (shown.code !== 0) return;
+  const accounts = new Set<string>();
   for (const block of shown.stdout.split(/^(?=Target \d+:)/m)) {
     const tid = /^Target (\d+):/.exec(block)?.[1];
     if (tid && [...block.matchAll(/Backing store path: (\S+)/g)].some((m) => m[1]!.startsWith(`${home}/`))) {
+      const bound = /^\s*Account information:\n([\s\S]*?)^\s*ACL information:/m.exec(block)?.[1] ?? '';
+      for (const user of bound.split('\n').map((l) => l.trim()).filter(Boolean)) accounts.add(user);
       await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', tid], process.env);
     }
   }
+  for (const user of accounts) await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'account', '--op', 'delete', '--user', user], process.env);
 }
 
 /** Environment for a client process: the eucarc's variables over a clean AWS config. */
