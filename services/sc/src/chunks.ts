@@ -67,9 +67,16 @@ export class ChunkStore {
     return this.o.db.prepare("SELECT 1 FROM chunks WHERE hash = ? AND state = 'stored'").pluck().get(hash) !== undefined;
   }
 
-  /** Until a chunk being deleted is gone (then it can be uploaded anew). */
-  async waitDeleted(hash: string): Promise<void> {
-    while (this.o.db.prepare("SELECT 1 FROM chunks WHERE hash = ? AND state = 'deleting'").pluck().get(hash) !== undefined) await sleep(20);
+  /**
+   * Until a chunk being deleted is gone (then it can be uploaded anew). A sweep that Walrus cut short left it
+   * deleting with no one to finish it: after a while the waiter sweeps again itself.
+   */
+  async waitDeleted(hash: string, signal?: AbortSignal): Promise<void> {
+    for (let waited = 0; this.o.db.prepare("SELECT 1 FROM chunks WHERE hash = ? AND state = 'deleting'").pluck().get(hash) !== undefined; waited += 20) {
+      if (signal?.aborted) throw new Error('snapshot upload cancelled');
+      if (waited > 0 && waited % 2000 === 0) await this.sweep().catch((err: unknown) => this.o.log.warn({ err: (err as Error).message }, 'deleting unused chunks failed; retrying'));
+      await sleep(20);
+    }
   }
 
   /** Drop every chunk reference of a snapshot; chunks nobody uses any more are deleted from Walrus. */
@@ -87,8 +94,17 @@ export class ChunkStore {
     return freed;
   }
 
-  /** Delete the objects of chunks marked deleting (also what a crash left half done). */
-  async sweep(): Promise<number> {
+  /** Delete the objects of chunks marked deleting (also what a crash left half done), one sweep at a time. */
+  sweep(): Promise<number> {
+    // Two sweeps at once could delete the object of a chunk that was deleted, claimed and uploaded again meanwhile.
+    const run = this.sweeps.then(() => this.sweepNow());
+    this.sweeps = run.catch(() => undefined);
+    return run;
+  }
+
+  private sweeps: Promise<unknown> = Promise.resolve();
+
+  private async sweepNow(): Promise<number> {
     const db = this.o.db;
     // Left over by a crash: an upload claimed but no snapshot uses it any more.
     db.prepare("UPDATE chunks SET state = 'deleting' WHERE refs <= 0 AND state <> 'deleting'").run();

@@ -4,12 +4,13 @@
 // a manifest object lists the chunks. Restores reassemble a volume from any SC's manifest.
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Db } from '@mallee/store';
 import { WireError, type sc } from '@mallee/wire';
 import type { VolumeBackend } from './backends/index.js';
 import type { ChunkStore } from './chunks.js';
-import type { S3Client } from './s3.js';
+import { S3Error, type S3Client } from './s3.js';
 
 const GiB = 1024 ** 3;
 
@@ -45,6 +46,13 @@ export interface SnapshotEngineOptions {
   log: Logger;
   /** Parallel chunk uploads/downloads. */
   concurrency?: number;
+  /** How long an upload keeps retrying while Walrus is unreachable or answers 5xx (default 10 min). */
+  retryForMs?: number;
+}
+
+/** Walrus down or restarting (unreachable, 500/502/503/504), as opposed to an answer that retrying cannot change (4xx, 507 full). */
+function walrusTransient(err: unknown): boolean {
+  return err instanceof S3Error && [500, 502, 503, 504].includes(err.status);
 }
 
 /** Runs fn over 0..n-1 with at most `limit` in flight, in order of start; stops at the first error or abort. */
@@ -160,7 +168,7 @@ export class SnapshotEngine {
   private startUpload(snapshotId: string): void {
     if (this.tasks.has(snapshotId)) return;
     const abort = new AbortController();
-    const done = this.upload(snapshotId, abort.signal)
+    const done = this.uploadRetrying(snapshotId, abort.signal)
       .catch((err: unknown) => {
         if (abort.signal.aborted) return;
         this.o.log.error({ snapshotId, err }, 'snapshot upload failed');
@@ -171,6 +179,26 @@ export class SnapshotEngine {
         this.progress.delete(snapshotId);
       });
     this.tasks.set(snapshotId, { done, abort });
+  }
+
+  /**
+   * Walrus unreachable or failing for a while (killed, restarting) does not fail an acknowledged snapshot:
+   * the upload starts again after a pause (chunks already stored are skipped) until `retryForMs` has passed.
+   * A delete aborts the pause at once.
+   */
+  private async uploadRetrying(snapshotId: string, signal: AbortSignal): Promise<void> {
+    const giveUpAt = Date.now() + (this.o.retryForMs ?? 600_000);
+    for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
+      try {
+        await this.upload(snapshotId, signal);
+        return;
+      } catch (err) {
+        if (signal.aborted || !walrusTransient(err) || Date.now() + pause > giveUpAt) throw err;
+        this.o.log.warn({ snapshotId, err: (err as Error).message, retryInMs: pause }, 'snapshot upload interrupted by Walrus; retrying');
+        await sleep(pause, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted) throw new Error('snapshot upload cancelled');
+      }
+    }
   }
 
   private async upload(snapshotId: string, signal: AbortSignal): Promise<void> {
@@ -251,7 +279,7 @@ export class SnapshotEngine {
       for (const c of fresh) {
         // A chunk being deleted right now: wait for it to go, then claim it again (rare).
         while (actions.get(c.idx) === 'wait') {
-          await this.o.chunks.waitDeleted(c.hash);
+          await this.o.chunks.waitDeleted(c.hash, signal);
           actions.set(c.idx, this.o.chunks.reference(snapshotId, c.idx, c.hash, c.size));
         }
       }
