@@ -72,8 +72,11 @@ const outcomeOf = (status: number): Outcome => (status === 200 || status === 204
 const ZONE = 'mallee-1a';
 const TAG = 'faults-op';
 interface VolOp { kind: 'create' | 'attach' | 'detach' | 'delete'; outcome: Outcome; instanceId?: string }
-/** A CreateVolume and what followed on that volume (only acknowledged volumes, whose id is known, get more). */
-interface Vol { tag: string; id?: string; history: VolOp[] }
+/**
+ * A CreateVolume (its ClientToken and parameters, to retry it as they were) and what followed on that volume
+ * (only acknowledged volumes, whose id is known, get more).
+ */
+interface Vol { tag: string; token: string; params: Record<string, string | number>; id?: string; history: VolOp[] }
 const volumes: Vol[] = [];
 interface Snap { tag: string; id?: string; volumeId: string; created: Outcome; deleted?: Outcome }
 const snaps: Snap[] = [];
@@ -143,9 +146,13 @@ const OPERATIONS = {
   // an unacknowledged CreateVolume/CreateSnapshot left behind is accounted for (and never made twice).
   async createVolume(_worker: number, r: () => number) {
     const from = r() < 0.3 ? pickOf(r, snaps.filter((x) => x.id && x.created === 'ack' && !x.deleted)) : undefined;
-    const vol: Vol = { tag: `v${volumes.length}-${r().toString(36).slice(2, 8)}`, history: [{ kind: 'create', outcome: 'unknown' }] };
+    const tag = `v${volumes.length}-${r().toString(36).slice(2, 8)}`;
+    const vol: Vol = {
+      tag, token: `faults-${SEED}-${tag}`, history: [{ kind: 'create', outcome: 'unknown' }],
+      params: { AvailabilityZone: ZONE, ...(from ? { SnapshotId: from.id! } : { Size: 1 }), ...tagSpec('volume', tag) },
+    };
     volumes.push(vol);
-    const res = await ec2('CreateVolume', { AvailabilityZone: ZONE, ...(from ? { SnapshotId: from.id! } : { Size: 1 }), ...tagSpec('volume', vol.tag) });
+    const res = await ec2('CreateVolume', { ...vol.params, ClientToken: vol.token });
     vol.history[0]!.outcome = res.outcome;
     if (res.outcome === 'ack') vol.id = String(res.xml!.volumeId);
   },
@@ -346,6 +353,17 @@ describe('kill -9 during a mixed workload', () => {
     for (const l of launches.filter((x) => x.outcome === 'ack')) for (const id of l.ids) expect(seen.get(id), `${id} (acknowledged) listed once`).toBe(1);
     // Nothing exists that no launch accounts for.
     expect(all.map((i) => i.instanceId).filter((id) => !launched.has(id))).toEqual([]);
+  });
+
+  it('no volume duplicated: an unacknowledged create retried with its ClientToken is the same volume', async () => {
+    for (const v of volumes.filter((x) => x.history[0]!.outcome !== 'ack')) {
+      const res = await cloud.client.call('CreateVolume', { ...v.params, ClientToken: v.token });
+      // The volume it made, or (if it made none) a new one; never refused for its own parameters. A create that
+      // made none from a snapshot deleted since is refused as any create from it would be.
+      if (res.status === 200) v.id = String(res.xml.volumeId);
+      else expect([res.status, res.code], res.body).toEqual([400, 'InvalidSnapshot.NotFound']);
+    }
+    // Each retry's volume is checked to be the one listed under its tag, and no tag listed twice, below.
   });
 
   it('every volume and snapshot reaches a final state; none is lost, duplicated or unaccounted for', async () => {

@@ -1,11 +1,11 @@
 // The clc's schema: migration 1 (accounts, clusters, instance types, reservations, instances) is the
-// core's; migration 2 is the resources module's (key pairs, groups, images, tags); 3 the cloud properties; 6 networking. No foreign keys
+// core's; migration 2 is the resources module's (key pairs, groups, images, tags); 3 the cloud properties; 6 networking; 5, 7 and 8 EBS. No foreign keys
 // cross between the two, so each evolves on its own.
 import type { Migration } from '@mallee/store';
 import { networkMigration } from './network/index.js';
 import { propertiesMigration } from './properties.js';
 import { resourcesMigration } from './resources/index.js';
-import { bootVolumesMigration, storageMigration } from './storage/index.js';
+import { bootVolumesMigration, storageMigration, volumeClientTokenMigration } from './storage/index.js';
 
 export const coreMigration: Migration = {
   id: 1,
@@ -152,4 +152,4 @@ export const walrusMigration: Migration = {
 };
 
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration, storageMigration, networkMigration, bootVolumesMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration, storageMigration, networkMigration, bootVolumesMigration, volumeClientTokenMigration];

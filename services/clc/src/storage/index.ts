@@ -8,7 +8,7 @@ import { createImageAction } from './create-image.js';
 import { snapshotActions } from './snapshot-actions.js';
 import { volumeActions, type StorageContext } from './volume-actions.js';
 
-export { bootVolumesMigration, storageMigration } from './migration.js';
+export { bootVolumesMigration, storageMigration, volumeClientTokenMigration } from './migration.js';
 export { createRootVolumes, recordRootVolumes, withBootVolumes, type RootVolumeSpec } from './boot-volumes.js';
 export { restorableSnapshot } from './records.js';
 export { StorageControllers } from './controllers.js';

@@ -89,3 +89,17 @@ export const bootVolumesMigration: Migration = {
   name: 'boot volumes',
   up: `ALTER TABLE volume_attachments ADD COLUMN delete_on_termination INTEGER NOT NULL DEFAULT 0;`,
 };
+
+/**
+ * Migration 8: CreateVolume's ClientToken (idempotent retries, as EC2). A token is the account's own and names
+ * one volume while the volume exists.
+ */
+export const volumeClientTokenMigration: Migration = {
+  id: 8,
+  name: 'volume client tokens',
+  up: `
+    ALTER TABLE volumes ADD COLUMN client_token TEXT;
+    ALTER TABLE volumes ADD COLUMN client_request TEXT;      -- the request's parameters, to refuse the token with others
+    CREATE UNIQUE INDEX volumes_client_token ON volumes (account_id, client_token) WHERE client_token IS NOT NULL;
+  `,
+};

@@ -10,6 +10,8 @@ export const SNAPSHOT_ID = /^snap-(?:[0-9a-f]{8}|[0-9a-f]{17})$/;
 export interface VolumeRow {
   volume_id: string; account_id: string; zone: string; size_gib: number; snapshot_id: string | null; volume_type: string;
   status: 'creating' | 'available' | 'in-use' | 'deleting' | 'error'; status_reason: string | null; create_time: string;
+  /** CreateVolume's ClientToken and the request it came with (requestOf in volume-actions.ts), if one was given. */
+  client_token: string | null; client_request: string | null;
 }
 export interface AttachmentRow {
   volume_id: string; instance_id: string; device: string; status: 'attaching' | 'attached' | 'detaching';

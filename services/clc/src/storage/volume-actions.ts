@@ -38,8 +38,41 @@ const createVolumeShape = z.object({
   TagSpecification: tagSpecificationsShape,
 });
 
-async function createVolume(s: StorageContext, principal: Principal, input: z.infer<typeof createVolumeShape>): Promise<Record<string, unknown>> {
+type CreateVolumeInput = z.infer<typeof createVolumeShape>;
+
+/** What a ClientToken stands for: the request's parameters but the token, as JSON in a fixed order, defaults filled in. */
+function requestOf(input: CreateVolumeInput): string {
+  return JSON.stringify([input.AvailabilityZone, input.Size ?? null, input.SnapshotId ?? null, input.VolumeType ?? 'standard',
+    input.Encrypted ?? false, input.Iops ?? null, input.TagSpecification]);
+}
+
+/**
+ * The volume an earlier CreateVolume with this token made, as EC2: the same request gets the same volume (a
+ * retry whose answer was lost makes no second one), another request with the token is refused. A token is the
+ * account's; it is free again once its volume is deleted (or its creation failed and the row went).
+ */
+function volumeByClientToken(db: Db, accountId: string, input: CreateVolumeInput & { ClientToken: string }): VolumeRow | undefined {
+  if (input.ClientToken.length > 64) throw errors.invalidValue('ClientToken', input.ClientToken, 'ClientToken is limited to 64 characters.');
+  const earlier = db.prepare('SELECT * FROM volumes WHERE account_id = ? AND client_token = ?').get(accountId, input.ClientToken) as VolumeRow | undefined;
+  if (earlier && earlier.client_request !== requestOf(input)) {
+    throw new Ec2Error('IdempotentParameterMismatch', `The ClientToken '${input.ClientToken}' was used for volume ${earlier.volume_id} with other parameters; use another ClientToken for this request.`);
+  }
+  return earlier;
+}
+
+function createVolumeXml(db: Db, row: VolumeRow): Record<string, unknown> {
+  const [view] = volumeViews(db, [row]);
+  const x = volumeXml(view!);
+  delete x.attachmentSet;
+  return x;
+}
+
+async function createVolume(s: StorageContext, principal: Principal, input: CreateVolumeInput): Promise<Record<string, unknown>> {
   const { db, controllers } = s;
+  if (input.ClientToken !== undefined) {
+    const earlier = volumeByClientToken(db, principal.accountId, { ...input, ClientToken: input.ClientToken });
+    if (earlier) return createVolumeXml(db, earlier);
+  }
   if (!input.AvailabilityZone) throw errors.missing('AvailabilityZone');
   const zone = input.AvailabilityZone;
   if (!controllers.get(zone)) throw new Ec2Error('InvalidParameterValue', `Invalid availability zone: [${zone}]`);
@@ -54,8 +87,9 @@ async function createVolume(s: StorageContext, principal: Principal, input: z.in
   const volumeId = newId('vol');
   const now = new Date().toISOString();
   db.transaction(() => {
-    db.prepare(`INSERT INTO volumes (volume_id, account_id, zone, size_gib, snapshot_id, volume_type, status, create_time) VALUES (?, ?, ?, ?, ?, ?, 'creating', ?)`)
-      .run(volumeId, principal.accountId, zone, size, snapshot?.snapshot_id ?? null, type, now);
+    db.prepare(`INSERT INTO volumes (volume_id, account_id, zone, size_gib, snapshot_id, volume_type, status, create_time, client_token, client_request)
+      VALUES (?, ?, ?, ?, ?, ?, 'creating', ?, ?, ?)`)
+      .run(volumeId, principal.accountId, zone, size, snapshot?.snapshot_id ?? null, type, now, input.ClientToken ?? null, input.ClientToken !== undefined ? requestOf(input) : null);
     applyTagSpecifications(db, principal.accountId, [volumeId], 'volume', input.TagSpecification);
   })();
   try {
@@ -76,10 +110,7 @@ async function createVolume(s: StorageContext, principal: Principal, input: z.in
     if (err instanceof WireError && err.code === 'VolumeLimitExceeded') throw new Ec2Error('VolumeLimitExceeded', err.message);
     throw scUnavailable(zone, err);
   }
-  const [view] = volumeViews(db, [db.prepare('SELECT * FROM volumes WHERE volume_id = ?').get(volumeId) as VolumeRow]);
-  const x = volumeXml(view!);
-  delete x.attachmentSet;
-  return x;
+  return createVolumeXml(db, db.prepare('SELECT * FROM volumes WHERE volume_id = ?').get(volumeId) as VolumeRow);
 }
 
 async function deleteVolume(s: StorageContext, principal: Principal, id: string | undefined): Promise<Record<string, unknown>> {
