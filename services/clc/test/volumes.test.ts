@@ -1,5 +1,6 @@
 // CreateVolume's ClientToken against the clc's real schema (migrations run) and a stand-in SC built with the
-// real `wire` plugin (the SC needs tgtd and LVM: the real one is proven in test/e2e/volumes.test.ts). It counts
+// real `wire` plugin, as the clc's other component tests use stand-ins for the daemons it calls (the real SC with
+// ClientToken retries runs in test/faults/faults.test.ts, whose unacknowledged creates are retried with their token). It counts
 // the CreateStorageVolume calls, so a retried create that made a second volume shows here as well as in the rows.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
