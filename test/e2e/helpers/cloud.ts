@@ -106,6 +106,24 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
   return cloud;
 }
 
+/** A target as `tgtadm --lld iscsi --mode target --op show` lists it. */
+export interface TgtTarget { tid: number; iqn: string; /** the LUNs' backing files */ backing: string[]; /** CHAP accounts bound to it */ accounts: string[] }
+
+/** Parses `tgtadm --lld iscsi --mode target --op show`: the one reading of its output the suites share. */
+export function parseTgtTargets(shown: string): TgtTarget[] {
+  return shown.split(/^(?=Target \d+:)/m).flatMap((block) => {
+    const m = /^Target (\d+): (\S+)/.exec(block);
+    if (!m) return [];
+    const bound = /^\s*Account information:\n([\s\S]*?)^\s*ACL information:/m.exec(block)?.[1] ?? '';
+    return [{
+      tid: Number(m[1]),
+      iqn: m[2]!,
+      backing: [...block.matchAll(/Backing store path: (\S+)/g)].map((b) => b[1]!).filter((p) => p !== 'None'),
+      accounts: bound.split('\n').map((l) => l.trim()).filter(Boolean),
+    }];
+  });
+}
+
 /**
  * Deletes the tgtd targets whose backing store is a file under `home`, and the CHAP accounts bound to them
  * (an account outlives its target in tgtd); none when tgtd is not running.
@@ -114,13 +132,10 @@ export async function removeTargetsOf(home: string): Promise<void> {
   const shown = await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], process.env);
   if (shown.code !== 0) return;
   const accounts = new Set<string>();
-  for (const block of shown.stdout.split(/^(?=Target \d+:)/m)) {
-    const tid = /^Target (\d+):/.exec(block)?.[1];
-    if (tid && [...block.matchAll(/Backing store path: (\S+)/g)].some((m) => m[1]!.startsWith(`${home}/`))) {
-      const bound = /^\s*Account information:\n([\s\S]*?)^\s*ACL information:/m.exec(block)?.[1] ?? '';
-      for (const user of bound.split('\n').map((l) => l.trim()).filter(Boolean)) accounts.add(user);
-      await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', tid], process.env);
-    }
+  for (const t of parseTgtTargets(shown.stdout)) {
+    if (!t.backing.some((p) => p.startsWith(`${home}/`))) continue;
+    for (const user of t.accounts) accounts.add(user);
+    await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'delete', '--force', '--tid', String(t.tid)], process.env);
   }
   for (const user of accounts) await runTool('tgtadm', ['--lld', 'iscsi', '--mode', 'account', '--op', 'delete', '--user', user], process.env);
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { signV4 } from '@mallee/aws-protocol';
-import { clientEnv, repoRoot, runTool, type Cloud } from './cloud.js';
+import { clientEnv, parseTgtTargets, repoRoot, runTool, type Cloud, type TgtTarget } from './cloud.js';
 
 /** The IQN base of every Mallee SC (services/sc/src/exports.ts). */
 const IQN_BASE = 'iqn.2010-05.org.mallee';
@@ -24,8 +24,11 @@ export function tgtHere(): boolean {
 
 /** The IQNs in tgtd that export this volume (any SC's: volume ids are unique). */
 export function targetsOf(volumeId: string): string[] {
-  const out = execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { encoding: 'utf8' });
-  return [...out.matchAll(/^Target \d+: (\S+)/gm)].map((m) => m[1]!).filter((iqn) => iqn.includes(`.${volumeId}.`));
+  return tgtTargets().map((t) => t.iqn).filter((iqn) => iqn.includes(`.${volumeId}.`));
+}
+
+function tgtTargets(): TgtTarget[] {
+  return parseTgtTargets(execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { encoding: 'utf8' }));
 }
 
 /** awscli and euca2ools against the cloud, as its admin (the eucarc); failures carry the daemons' logs. */
@@ -113,12 +116,7 @@ export function scPrefixOf(home: string): string {
 /** The tgtd targets of this cloud's SC (IQNs with its prefix; other clouds' targets share tgtd), with their LUNs' backing files. */
 export function scTargetsOf(home: string): { tid: number; iqn: string; backing: string[] }[] {
   const own = `${IQN_BASE}:${scPrefixOf(home)}.`;
-  const out = execFileSync('tgtadm', ['--lld', 'iscsi', '--mode', 'target', '--op', 'show'], { encoding: 'utf8' });
-  return out.split(/^(?=Target \d+:)/m).flatMap((block) => {
-    const m = /^Target (\d+): (\S+)/.exec(block);
-    if (!m || !m[2]!.startsWith(own)) return [];
-    return [{ tid: Number(m[1]), iqn: m[2]!, backing: [...block.matchAll(/Backing store path: (\S+)/g)].map((b) => b[1]!).filter((p) => p !== 'None') }];
-  });
+  return tgtTargets().filter((t) => t.iqn.startsWith(own)).map(({ tid, iqn, backing }) => ({ tid, iqn, backing }));
 }
 
 /**
