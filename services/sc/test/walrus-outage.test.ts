@@ -7,7 +7,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '@mallee/store';
+import { openDaemonDatabase } from '@mallee/store';
 import { sc, WireError } from '@mallee/wire';
 import { blockStorageFile, S3Client } from '../src/index.js';
 import { BLOCKSTORAGE, startTestSc, tgtHere, type TestSc } from './harness.js';
@@ -67,9 +67,9 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60_0
     await sleep(100);
   }
 }
-/** What the SC's own database says is being deleted (read-only, beside the running SC). */
+/** What the SC's own database says is being deleted (read-only, beside the running SC; PostgreSQL in test:scale-out). */
 function scRows(): { deleting: number; doomedChunks: number } {
-  const db = openDatabase(join(t.home, 'sc.sqlite'), { migrations: [], readonly: true });
+  const db = openDaemonDatabase('', join(t.home, 'sc.sqlite'), 'sc', { migrations: [], readonly: true });
   try {
     return {
       deleting: db.prepare("SELECT COUNT(*) FROM snapshots WHERE status = 'deleting'").pluck().get() as number,

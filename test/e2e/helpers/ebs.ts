@@ -5,8 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { signV4 } from '@mallee/aws-protocol';
+import { openDaemonDatabase } from '@mallee/store';
 import { clientEnv, parseTgtTargets, repoRoot, runTool, type Cloud, type TgtTarget } from './cloud.js';
 
 /** The IQN base of every Mallee SC (services/sc/src/exports.ts). */
@@ -103,9 +103,9 @@ while true; do
 done
 `;
 
-/** The SC's name prefix in tgtd and Walrus (made once, in its database): what in a shared tgtd is this cloud's. */
+/** The SC's name prefix in tgtd and Walrus (made once, in its database; PostgreSQL in test:scale-out): what in a shared tgtd is this cloud's. */
 export function scPrefixOf(home: string): string {
-  const db = new Database(join(home, 'sc.sqlite'), { readonly: true, fileMustExist: true });
+  const db = openDaemonDatabase('', join(home, 'sc.sqlite'), 'sc', { migrations: [], readonly: true });
   try {
     return db.prepare("SELECT value FROM settings WHERE name = 'prefix'").pluck().get() as string;
   } finally {
