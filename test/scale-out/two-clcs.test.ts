@@ -1,6 +1,9 @@
 // Two clc processes on one PostgreSQL database behind one cloud (one cc, one simulated nc): 500
 // concurrent AllocateAddress and RunInstances calls, half to each, never hand out an address twice
-// nor launch more instances than the node holds. Needs MALLEE_TEST_PG_URL (backends.sh up pg).
+// nor launch more instances than the node holds. Then the poller lease: only one clc moves states along,
+// and when it dies the other takes over. Needs MALLEE_TEST_PG_URL (backends.sh up pg).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { startCloud, eventually, type Cloud } from '../e2e/helpers/cloud.js';
 import { Ec2Client } from '../e2e/helpers/ec2-client.js';
@@ -67,6 +70,45 @@ describe.skipIf(!pgUrl)('two clc processes on one PostgreSQL', () => {
       expect(new Set(ids)).toEqual(new Set(launched));
       const privateIps = [...inst.body.matchAll(/<privateIpAddress>([^<]+)</g)].map((m) => m[1]);
       expect(new Set(privateIps).size).toBe(privateIps.length);
+    }
+  });
+
+  it('one clc holds the poller lease; while it hangs the other moves nothing; killed with -9, the other takes over', async () => {
+    const firstUrl = readFileSync(join(cloud.home, 'run', 'clc.url'), 'utf8').trim();
+    const firstPid = Number(readFileSync(join(cloud.home, 'run', 'clc.pid'), 'utf8'));
+    const lease = async (url: string) => {
+      const text = await (await fetch(new URL('/metrics', url))).text();
+      return Number(/^mallee_clc_poller_lease (\d+)$/m.exec(text)?.[1]);
+    };
+    const stateOf = async (c: Ec2Client, id: string) => /<instanceState><code>\d+<\/code><name>([a-z-]+)</.exec((await c.call('DescribeInstances', { 'InstanceId.1': id })).body)?.[1];
+    // The first clc took it at its start, the second never did.
+    expect(await lease(firstUrl)).toBe(1);
+    expect(await lease(second!.url)).toBe(0);
+    // Room on the node again: everything of the storm terminated (the holder moves them along).
+    const ids = [...(await clients[1]!.call('DescribeInstances', {})).body.matchAll(/<instanceId>(i-[0-9a-f]+)</g)].map((m) => m[1]!);
+    await clients[1]!.call('TerminateInstances', Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])));
+    await eventually('the storm terminated', async () => ((await Promise.all(ids.map((id) => stateOf(clients[1]!, id)))).every((s) => s === 'terminated' || s === undefined) ? true : undefined), 60_000);
+    const imageId = await registerTestImage(cloud, 'two-clcs/lease.img.manifest.xml', 'two-clcs-lease');
+    // The holder hangs (SIGSTOP: its session, and so the lease, stays): a launch through the other clc reaches
+    // the node, but nobody moves it to running — the other clc polls only for its own view.
+    process.kill(firstPid, 'SIGSTOP');
+    try {
+      const run = await clients[1]!.call('RunInstances', { ImageId: imageId!, MinCount: '1', MaxCount: '1', InstanceType: 't1.micro' });
+      expect(run.status).toBe(200);
+      const id = /<instanceId>(i-[0-9a-f]+)</.exec(run.body)![1]!;
+      await new Promise((r) => setTimeout(r, 5_000)); // 5 polls of the other clc (POLL_INTERVAL 1 s); the simulated boot takes 0.1 s
+      expect(await stateOf(clients[1]!, id)).toBe('pending');
+      expect(await lease(second!.url)).toBe(0);
+      // Killed: PostgreSQL ends its session, the lease is free, the other clc's next round takes it.
+      process.kill(firstPid, 'SIGKILL');
+      await eventually('the second clc holding the lease', async () => ((await lease(second!.url)) === 1 ? true : undefined), 30_000);
+      expect(await eventually('the launch running', async () => ((await stateOf(clients[1]!, id)) === 'running' ? 'running' : undefined), 30_000)).toBe('running');
+    } finally {
+      try {
+        process.kill(firstPid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
     }
   });
 });
