@@ -2,8 +2,9 @@
 // SCs, deletions they missed, exports nothing is attached through any more, and the attachments of
 // instances that are gone (or that a crash left half made).
 import type { Logger } from 'pino';
+import { dialectOf } from '@mallee/store';
 import { cc, sc, WireError } from '@mallee/wire';
-import { dropAttachment, releaseAttachment } from './attach.js';
+import { attachmentInFlight, dropAttachment, releaseAttachment } from './attach.js';
 import { finishSnapshotDelete } from './snapshot-actions.js';
 import { finishVolumeDelete, type StorageContext } from './volume-actions.js';
 import { settlePendingImages } from '../resources/index.js';
@@ -11,7 +12,12 @@ import { attachmentOf, snapshotRow, volumeRow, type AttachmentRow, type Snapshot
 import { unexportStopped } from './boot-volumes.js';
 import { instanceRow } from '../instances.js';
 
-/** An attach or detach older than this that no one finished (the clc died meanwhile) is settled by the poller. */
+/**
+ * An `attaching`/`detaching` row no AttachVolume/DetachVolume of this clc is working on was left by a clc that
+ * died mid-call (kill -9, a crash): the poller settles it at once where this clc is the only one (SQLite). Where
+ * several clcs share PostgreSQL, another one may still be working on it: settled once older than this (more than
+ * the longest such call, its wire timeouts included).
+ */
 const STALE_ATTACHMENT_MS = 120_000;
 
 export class StoragePoller {
@@ -110,7 +116,7 @@ export class StoragePoller {
     const { db, clusters } = this.s;
     const rows = db.prepare(`SELECT a.*, v.zone AS zone, i.state AS instance_state FROM volume_attachments a JOIN volumes v ON v.volume_id = a.volume_id
       LEFT JOIN instances i ON i.instance_id = a.instance_id`).all() as (AttachmentRow & { zone: string; instance_state: string | null })[];
-    const stale = Date.now() - STALE_ATTACHMENT_MS;
+    const stale = dialectOf(db) === 'sqlite' ? Infinity : Date.now() - STALE_ATTACHMENT_MS;
     for (const a of rows) {
       if (a.instance_state === 'stopped' && a.initiator) {
         // Read again: a StartInstances since the listing exports to its new node, and that must stay.
@@ -120,7 +126,7 @@ export class StoragePoller {
         continue;
       }
       const gone = a.instance_state === null || a.instance_state === 'terminated';
-      const stuck = a.status !== 'attached' && Date.parse(a.attach_time) < stale;
+      const stuck = a.status !== 'attached' && !attachmentInFlight(a.volume_id) && Date.parse(a.attach_time) < stale;
       if (!gone && !stuck) continue;
       if (stuck && !gone && a.status === 'attaching') {
         // Did the node get it? Then the attach went through; else it did not happen.
