@@ -46,7 +46,7 @@ export interface SnapshotEngineOptions {
   log: Logger;
   /** Parallel chunk uploads/downloads. */
   concurrency?: number;
-  /** How long an upload keeps retrying while Walrus is unreachable or answers 5xx (default 10 min). */
+  /** How long an upload (or a restore's read) keeps retrying while Walrus is unreachable or answers 5xx (default 10 min). */
   retryForMs?: number;
 }
 
@@ -87,6 +87,8 @@ const ZERO = Buffer.alloc(64 * 1024);
 export class SnapshotEngine {
   private readonly tasks = new Map<string, { done: Promise<void>; abort: AbortController }>();
   private readonly progress = new Map<string, number>();
+  /** Aborted by stop(): ends the pauses of restores waiting for Walrus. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: SnapshotEngineOptions) {}
 
@@ -348,14 +350,16 @@ export class SnapshotEngine {
 
   /** Restore: write every chunk of a manifest (this SC's or another zone's) into a new volume. */
   async restore(location: sc.SnapshotLocation, volumeId: string, sizeGiB: number, onProgress: (pct: number) => void): Promise<void> {
-    const manifest = JSON.parse((await this.o.s3.get(location.bucket, location.manifestKey)).toString('utf8')) as Manifest;
+    const giveUpAt = Date.now() + (this.o.retryForMs ?? 600_000);
+    const get = (key: string) => this.getRetrying(location.bucket, key, volumeId, giveUpAt);
+    const manifest = JSON.parse((await get(location.manifestKey)).toString('utf8')) as Manifest;
     if (manifest.format !== 'mallee-snapshot-1') throw new Error(`unknown snapshot manifest format ${String(manifest.format)}`);
     if (manifest.sizeBytes > sizeGiB * GiB) throw new Error(`snapshot of ${manifest.sizeBytes} bytes does not fit a ${sizeGiB} GiB volume`);
     await this.o.backend.createFilled(volumeId, sizeGiB * GiB, async (fh) => {
       let done = 0;
       await forEachIndex(manifest.chunks.length, this.o.concurrency ?? 4, undefined, async (n) => {
         const [idx, hash] = manifest.chunks[n]!;
-        const buf = await this.o.s3.get(location.bucket, `${manifest.chunkPrefix}${hash}`);
+        const buf = await get(`${manifest.chunkPrefix}${hash}`);
         if (createHash('sha256').update(buf).digest('hex') !== hash) throw new Error(`chunk ${idx} of ${manifest.snapshotId} does not match its hash`);
         await fh.write(buf, 0, buf.length, idx * manifest.chunkSize);
         onProgress((++done / manifest.chunks.length) * 100);
@@ -363,8 +367,27 @@ export class SnapshotEngine {
     });
   }
 
-  /** Uploads in flight (for a clean stop: they resume at the next start). */
+  /**
+   * A restore's read while Walrus is away for a while (killed, restarting) is tried again after a pause, as an
+   * upload is, instead of failing a volume whose create was acknowledged; until `giveUpAt` or stop().
+   */
+  private async getRetrying(bucket: string, key: string, volumeId: string, giveUpAt: number): Promise<Buffer> {
+    const signal = this.stopping.signal;
+    for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
+      try {
+        return await this.o.s3.get(bucket, key);
+      } catch (err) {
+        if (signal.aborted || !walrusTransient(err) || Date.now() + pause > giveUpAt) throw err;
+        this.o.log.warn({ volumeId, key, err: (err as Error).message, retryInMs: pause }, 'restore read interrupted by Walrus; retrying');
+        await sleep(pause, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted) throw err;
+      }
+    }
+  }
+
+  /** Uploads in flight (for a clean stop: they resume at the next start); restores waiting for Walrus give up. */
   async stop(): Promise<void> {
+    this.stopping.abort();
     for (const t of this.tasks.values()) t.abort.abort();
     await Promise.allSettled([...this.tasks.values()].map((t) => t.done));
   }
