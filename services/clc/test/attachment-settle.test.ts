@@ -1,8 +1,9 @@
 // What a clc killed in the middle of AttachVolume/DetachVolume leaves (`attaching`/`detaching` rows no call
 // will finish) and how its storage poller settles it: at the next round, not minutes later, where this clc is
-// the only one (SQLite) — while a call of this clc that is still running keeps its row. Against the clc's real
-// schema with stand-ins for the cc (FakeCc) and the SC, built with the real `wire` plugin; the real daemons
-// killed with -9 mid-call run in test/faults/faults.test.ts.
+// the only one (SQLite) — while a call of this clc that is still running keeps its row, and a listing older than
+// the row is not acted on. And a CreateSnapshot whose thaw or SC answer is lost: kept once cut, or deleted at the
+// SC. Against the clc's real schema with stand-ins for the cc (FakeCc) and the SC, built with the real `wire`
+// plugin; the real daemons killed with -9 mid-call run in test/faults/faults.test.ts.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Db } from '@mallee/store';
 import type { Ec2Action, Principal } from '@mallee/aws-protocol';
-import { handler, sc, sealSecret, wire } from '@mallee/wire';
+import { handler, sc, sealSecret, wire, WireError } from '@mallee/wire';
 import { openClcDatabase } from '../src/daemon.js';
 import { Clusters } from '../src/clusters.js';
 import { ADMIN_ACCOUNT, accountByName } from '../src/accounts.js';
@@ -29,6 +30,9 @@ let principal: Principal;
 const unexported: string[] = [];
 let exportHeld: Promise<void> | undefined;
 let scKey = '';
+/** Snapshots the stand-in SC holds; while `loseAnswer`, it makes one and then fails the call (its answer lost). */
+const scSnapshots = new Set<string>();
+let loseAnswer = false;
 const log = pino({ level: 'silent' });
 
 beforeEach(async () => {
@@ -41,6 +45,8 @@ beforeEach(async () => {
   const controllers = new StorageControllers(db, 5000);
   unexported.length = 0;
   exportHeld = undefined;
+  scSnapshots.clear();
+  loseAnswer = false;
   app = Fastify({ logger: false });
   app.register(wire, {
     keyFor: (from) => (from === 'clc' ? scKey : undefined),
@@ -53,6 +59,13 @@ beforeEach(async () => {
         await exportHeld;
         return { target: { iqn: `iqn.test:${req.volumeId}`, portal: '127.0.0.1', port: 3260, lun: 1, chapUser: 'u', chapSecret: sealSecret(scKey, 'chap-secret') } };
       }),
+      handler(sc.CreateStorageSnapshot, (req) => {
+        scSnapshots.add(req.snapshotId);
+        if (loseAnswer) throw new WireError('ServiceUnavailable', 'the answer was lost', 503);
+        return { snapshot: { snapshotId: req.snapshotId, volumeId: req.volumeId, status: 'pending' as const, progress: 0, sizeGiB: 1, location: { bucket: 'b', manifestKey: `m/${req.snapshotId}` }, consistency: req.consistency, uploadedBytes: 0, uploadedChunks: 0, reusedChunks: 0, createdAt: new Date().toISOString() } };
+      }),
+      handler(sc.DeleteStorageSnapshot, (req) => ({ snapshotId: req.snapshotId, deleted: scSnapshots.delete(req.snapshotId) })),
+      handler(sc.DescribeStorageSnapshots, () => ({ snapshots: [] })),
       handler(sc.UnexportVolume, (req) => {
         unexported.push(req.volumeId);
         return {};
@@ -98,7 +111,10 @@ describe('attachments a killed clc left half made', () => {
     expect(stateOf('vol-000000a1')).toEqual({ volume: 'in-use', attachment: 'attached' });
     expect(stateOf('vol-000000a2')).toEqual({ volume: 'available', attachment: null });
     expect(stateOf('vol-000000a3')).toEqual({ volume: 'available', attachment: null });
-    expect(fake.calls.filter((c) => c.op === 'DetachVolume').map((c) => c.body)).toEqual([{ instanceId: 'i-0000000a', volumeId: 'vol-000000a3', force: true }]);
+    // The one the node lacks is dropped there too (the cc's view may be older than the node's).
+    expect(fake.calls.filter((c) => c.op === 'DetachVolume').map((c) => c.body)).toEqual([
+      { instanceId: 'i-0000000a', volumeId: 'vol-000000a2', force: true }, { instanceId: 'i-0000000a', volumeId: 'vol-000000a3', force: true },
+    ]);
     expect(fake.instances.get('i-0000000a')!.volumes!.map((v) => v.volumeId)).toEqual(['vol-000000a1']);
     expect(unexported.sort()).toEqual(['vol-000000a2', 'vol-000000a3']);
   });
@@ -131,5 +147,50 @@ describe('attachments a killed clc left half made', () => {
     await poller.pollAll();
     expect(stateOf('vol-000000c1')).toEqual({ volume: 'in-use', attachment: 'attached' });
     expect(unexported).toEqual([]);
+  });
+
+  it('an attach that finishes while a round is under way is not taken for one left behind (the listing is older than the row, the cc\'s view older than the node)', async () => {
+    leftBehind('vol-000000d1', 'attaching', '/dev/sdg'); // listed first: the round asks the cc about it
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES ('vol-000000d2', ?, 'zone-a', 1, 'available', ?)").run(principal.accountId, new Date().toISOString());
+    let letGo!: () => void;
+    exportHeld = new Promise((resolve) => (letGo = resolve));
+    const attaching = call('AttachVolume', { VolumeId: 'vol-000000d2', InstanceId: 'i-0000000a', Device: '/dev/sdf' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // The cc has not seen the node's new disk yet; while the round waits for its answer about vol-000000d1, the attach ends.
+    fake.unreported.add('vol-000000d2');
+    fake.beforeDescribe = async () => {
+      fake.beforeDescribe = undefined;
+      letGo();
+      await attaching;
+    };
+    await new StoragePoller(s, log).pollAll();
+    expect(await attaching).toMatchObject({ volumeId: 'vol-000000d2', status: 'attached' });
+    expect(stateOf('vol-000000d2')).toEqual({ volume: 'in-use', attachment: 'attached' });
+    expect(stateOf('vol-000000d1')).toEqual({ volume: 'available', attachment: null });
+    expect(unexported).toEqual(['vol-000000d1']);
+  });
+});
+
+describe('CreateSnapshot when an answer is lost', () => {
+  it('a thaw that fails after the cut does not fail the snapshot: it is acknowledged and kept', async () => {
+    leftBehind('vol-000000e1', 'attaching', '/dev/sdf');
+    db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = 'vol-000000e1'").run();
+    fake.thawDown = true;
+    const snap = await call('CreateSnapshot', { VolumeId: 'vol-000000e1' }) as { snapshotId: string; status: string };
+    expect(snap.status).toBe('pending');
+    expect(fake.calls.filter((c) => c.op === 'FreezeInstance' || c.op === 'ThawInstance').map((c) => c.op)).toEqual(['FreezeInstance', 'ThawInstance']);
+    expect(db.prepare('SELECT status FROM snapshots WHERE snapshot_id = ?').pluck().get(snap.snapshotId)).toBe('pending');
+    expect([...scSnapshots]).toEqual([snap.snapshotId]);
+  });
+
+  it('one the SC made though its answer was lost is deleted there by the poller: nothing no one can see is left', async () => {
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES ('vol-000000e2', ?, 'zone-a', 1, 'available', ?)").run(principal.accountId, new Date().toISOString());
+    loseAnswer = true;
+    await expect(call('CreateSnapshot', { VolumeId: 'vol-000000e2' })).rejects.toMatchObject({ code: 'ServiceUnavailable' });
+    expect(db.prepare('SELECT COUNT(*) FROM snapshots').pluck().get()).toBe(0);
+    expect(scSnapshots.size).toBe(1);
+    await new StoragePoller(s, log).pollAll();
+    expect(scSnapshots.size).toBe(0);
+    expect(db.prepare('SELECT COUNT(*) FROM storage_deletions').pluck().get()).toBe(0);
   });
 });

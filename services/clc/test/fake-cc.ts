@@ -15,6 +15,12 @@ export class FakeCc {
   capacity = 100;
   /** Set to make every call fail as an unreachable cc would look to the clc's poller. */
   down = false;
+  /** Awaited before DescribeInstances answers (a test's hook into the moment the clc asks). */
+  beforeDescribe: (() => Promise<void>) | undefined;
+  /** Set to make ThawInstance fail (the cc or node went away while the guest was held). */
+  thawDown = false;
+  /** Volumes attached but not reported yet (the cc's view of its nodes lags behind them). */
+  readonly unreported = new Set<string>();
   key = generateKey();
   url = '';
   private app: FastifyInstance | undefined;
@@ -54,15 +60,16 @@ export class FakeCc {
             }),
           };
         }),
-        handler(cc.DescribeInstances, (req) => {
+        handler(cc.DescribeInstances, async (req) => {
           this.record('DescribeInstances', req);
+          await this.beforeDescribe?.();
           return {
             instances: [...this.instances.values()].map((i) => ({
               instanceId: i.spec.instanceId, reservationId: i.spec.reservationId, ownerId: i.spec.ownerId, imageId: i.spec.imageId,
               state: i.state, vmType: i.spec.vmType, launchTime: new Date().toISOString(), node: i.node,
               privateIp: '10.0.0.5', ...(i.stateReason ? { stateReason: i.stateReason } : {}),
               ...(i.nodeUnreachableSince ? { nodeUnreachableSince: i.nodeUnreachableSince } : {}),
-              ...(i.volumes?.length ? { volumes: i.volumes } : {}),
+              ...(i.volumes?.some((v) => !this.unreported.has(v.volumeId)) ? { volumes: i.volumes.filter((v) => !this.unreported.has(v.volumeId)) } : {}),
             })),
           };
         }),
@@ -88,6 +95,15 @@ export class FakeCc {
           if (!i) throw new WireError('InvalidInstanceID.NotFound', `no instance ${req.instanceId}`, 404);
           i.volumes = i.volumes?.filter((v) => v.volumeId !== req.volumeId);
           return { detached: true };
+        }),
+        handler(cc.FreezeInstance, (req) => {
+          this.record('FreezeInstance', req);
+          return { consistency: 'crash' as const, frozenMs: 1 };
+        }),
+        handler(cc.ThawInstance, (req) => {
+          this.record('ThawInstance', req);
+          if (this.thawDown) throw new WireError('ServiceUnavailable', 'the node is not answering', 503);
+          return { heldMs: 5 };
         }),
         handler(cc.RebootInstances, (req) => {
           this.record('RebootInstances', req);

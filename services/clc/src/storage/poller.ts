@@ -126,21 +126,30 @@ export class StoragePoller {
         continue;
       }
       const gone = a.instance_state === null || a.instance_state === 'terminated';
-      const stuck = a.status !== 'attached' && !attachmentInFlight(a.volume_id) && Date.parse(a.attach_time) < stale;
+      // Read again, as every await of this loop lets calls run: the listing may be older than the row (an attach
+      // that finished meanwhile), and a row a call of this clc is working on is that call's to finish.
+      const unchanged = () => {
+        const now = attachmentOf(db, a.volume_id);
+        return now !== undefined && now.instance_id === a.instance_id && now.status === a.status && !attachmentInFlight(a.volume_id);
+      };
+      const stuck = a.status !== 'attached' && unchanged() && Date.parse(a.attach_time) < stale;
       if (!gone && !stuck) continue;
-      if (stuck && !gone && a.status === 'attaching') {
-        // Did the node get it? Then the attach went through; else it did not happen.
-        const attached = await clusters.client(a.zone).call(cc.DescribeInstances, { instanceIds: [a.instance_id] })
-          .then((r) => r.instances.some((i) => i.volumes?.some((v) => v.volumeId === a.volume_id)), () => undefined);
-        if (attached === undefined) continue;
-        if (attached) {
-          db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ?").run(a.volume_id);
-          continue;
+      if (stuck && !gone) {
+        const node = clusters.client(a.zone);
+        if (a.status === 'attaching') {
+          // Did the node get it? Then the attach went through (so the cc says). Else it did not happen, and the node is
+          // told to drop it in case the cc's view is older than the node's.
+          const attached = await node.call(cc.DescribeInstances, { instanceIds: [a.instance_id] })
+            .then((r) => r.instances.some((i) => i.volumes?.some((v) => v.volumeId === a.volume_id)), () => undefined);
+          if (attached === undefined || !unchanged()) continue;
+          if (attached) {
+            db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ? AND status = 'attaching'").run(a.volume_id);
+            continue;
+          }
         }
-      }
-      if (stuck && !gone && a.status === 'detaching') {
-        const ok = await clusters.client(a.zone).call(cc.DetachVolume, { instanceId: a.instance_id, volumeId: a.volume_id, force: true }).then(() => true, () => false);
-        if (!ok) continue;
+        const ok = await node.call(cc.DetachVolume, { instanceId: a.instance_id, volumeId: a.volume_id, force: true })
+          .then(() => true, (err: unknown) => err instanceof WireError && err.code === 'InvalidInstanceID.NotFound');
+        if (!ok || !unchanged()) continue;
       }
       this.log.info({ volumeId: a.volume_id, instanceId: a.instance_id, why: gone ? 'instance gone' : `stale ${a.status}` }, 'releasing a volume attachment');
       await releaseAttachment(this.s, a, a.zone).catch(() => (gone ? dropAttachment(this.s, a.volume_id) : undefined));
