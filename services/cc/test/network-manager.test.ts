@@ -89,7 +89,13 @@ describe('cc network manager', () => {
       ]));
       expect(host.cmds.some((c) => c.includes('vxlan'))).toBe(false);
       expect(readFileSync(join(home, 'run', 'dnsmasq', 'mlnbr2.hosts'), 'utf8')).toBe('d0:0d:ac:1f:00:42,172.31.0.66,ip-172-31-0-66\n');
-      expect(host.cmds.find((c) => c.startsWith('dnsmasq') && c.includes('--interface=mlnbr2'))).toContain('--dhcp-range=set:n2,172.31.0.64,static,255.255.255.224,1h');
+      const dnsmasq2 = host.cmds.find((c) => c.startsWith('dnsmasq') && c.includes('--interface=mlnbr2'))!;
+      expect(dnsmasq2).toContain('--dhcp-range=set:n2,172.31.0.64,static,255.255.255.224,1h');
+      // DNS at the gateway for the zone's private names (every network's instances), never forwarded.
+      expect(readFileSync(join(home, 'run', 'dnsmasq', 'names'), 'utf8')).toBe('172.31.0.66 ip-172-31-0-66.mallee.compute.internal ip-172-31-0-66\n');
+      expect(dnsmasq2).not.toContain('--port=0');
+      for (const a of [`--addn-hosts=${join(home, 'run', 'dnsmasq', 'names')}`, '--local=/mallee.compute.internal/', '--no-hosts', '--dhcp-option=tag:n2,option:dns-server,172.31.0.65', '--dhcp-option=option:domain-name,mallee.compute.internal']) expect(dnsmasq2).toContain(a);
+      expect(host.cmds.find((c) => c.startsWith('dnsmasq') && c.includes('--interface=mlnbr5'))).toContain(`--addn-hosts=${join(home, 'run', 'dnsmasq', 'names')}`);
       host.cmds.length = 0;
       // Network 5's last instance went and the address was released: its devices and the /32 go.
       await m.configure({ networks: [group(2)], addresses: [], instances: [] });

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import type { Db, Migration } from '@mallee/store';
 import {
-  bridgeOf, deviceNames, execRunner, managedBridgeIndices, parsePublicIps, planLinks, planUnlink, privateNetwork, readLinks, runAll,
+  bridgeOf, deviceNames, execRunner, managedBridgeIndices, parsePublicIps, planLinks, planUnlink, privateDnsDomain, privateHostName, privateNetwork, readLinks, runAll,
   VXLAN_MTU, type AddressPlan, type CommandRunner, type NetworkLinkSpec, type VnetMode,
 } from '@mallee/vnet';
 import type { cc, InstanceSpec } from '@mallee/wire';
@@ -222,17 +222,20 @@ export class NetworkManager {
       if (s.vlan !== undefined && s.privateIp && s.macAddress) leases.set(s.instanceId, { vlan: s.vlan, ip: s.privateIp, mac: s.macAddress });
     }
     const now = await readLinks(this.run);
+    const domain = privateDnsDomain(cfg.REGION);
+    // Every instance of the zone by name, at every network's dnsmasq (a guest resolves other groups' instances too).
+    const namesChanged = this.dnsmasq.writeNames([...leases.values()].map((l) => ({ ip: l.ip, name: privateHostName(l.ip) })), domain);
     for (const [bridge, vlans] of bridges) {
       const ifindex = now.get(bridge)?.ifindex;
       await this.dnsmasq.ensure({
         bridge,
         ...(ifindex !== undefined ? { ifindex } : {}),
         networks: vlans.map((v) => privateNetwork(this.plan, v)),
-        hosts: [...leases.values()].filter((l) => vlans.includes(l.vlan)).map((l) => ({ mac: l.mac, ip: l.ip, hostname: `ip-${l.ip.replace(/\./g, '-')}` })),
+        hosts: [...leases.values()].filter((l) => vlans.includes(l.vlan)).map((l) => ({ mac: l.mac, ip: l.ip, hostname: privateHostName(l.ip) })),
         ...(this.mode === 'MANAGED' && cfg.VNET_ENCAP === 'vxlan' ? { mtu: VXLAN_MTU } : {}),
         ...(cfg.VNET_DNS ? { dns: cfg.VNET_DNS } : {}),
-        domain: `${cfg.REGION}.compute.internal`,
-      });
+        domain,
+      }, namesChanged);
     }
     await this.dnsmasq.retain(new Set(bridges.keys()));
     await applyRules(this.run, {
