@@ -158,6 +158,33 @@ describe.skipIf(!here)('storage controller', () => {
     expect((await tgt.targets()).some((x) => x.iqn === target.iqn)).toBe(false);
   });
 
+  it('a half-made target (an SC killed between making the target and adding its LUN) is made whole: by a restart, and by exporting again', async () => {
+    await t.client.call(sc.CreateStorageVolume, { volumeId: 'vol-0000000c', sizeGiB: 1 });
+    const whole = async (iqn: string, initiator: string) => {
+      const found = (await tgt.targets()).filter((x) => x.iqn === iqn);
+      expect(found).toHaveLength(1);
+      expect([found[0]!.luns.get(1), found[0]!.acls, found[0]!.accounts.length]).toEqual([volFile('vol-0000000c'), [initiator], 1]);
+    };
+    // What the kill leaves: the export's row, and a target of its IQN with no LUN, account or ACL.
+    const halfMake = async (initiator: string) => {
+      const { target } = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000c', initiatorAddress: initiator });
+      const mine = (await tgt.targets()).find((x) => x.iqn === target.iqn)!;
+      await tgt.deleteTarget(mine.tid);
+      await tgt.createTarget(mine.tid, target.iqn);
+      expect((await tgt.targets()).find((x) => x.iqn === target.iqn)!.luns.size).toBe(0);
+      return target.iqn;
+    };
+    const a = await halfMake('127.0.0.3');
+    await t.restart();
+    await whole(a, '127.0.0.3');
+    const b = await halfMake('127.0.0.4');
+    const again = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000c', initiatorAddress: '127.0.0.4' });
+    expect(again.target.iqn).toBe(b);
+    await whole(b, '127.0.0.4');
+    await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-0000000c' });
+    expect((await tgt.targets()).some((x) => x.iqn === a || x.iqn === b)).toBe(false);
+  });
+
   it('answers unknown volumes and bad states with precise codes', async () => {
     await expect(t.client.call(sc.ExportVolume, { volumeId: 'vol-00000099', initiatorAddress: '127.0.0.1' })).rejects.toMatchObject({ code: 'InvalidVolume.NotFound' });
     await expect(t.client.call(sc.CopyStorageSnapshot, { snapshotId: 'snap-00000098', sourceSnapshotId: 'snap-00000099' })).rejects.toBeInstanceOf(WireError);
