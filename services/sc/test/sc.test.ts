@@ -167,7 +167,7 @@ describe.skipIf(!here)('storage controller', () => {
     };
     // What the kill leaves: the export's row, and a target of its IQN with no LUN, account or ACL.
     const halfMake = async (initiator: string) => {
-      const { target } = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000c', initiatorAddress: initiator });
+      const { target } = await exportIscsi({ volumeId: 'vol-0000000c', initiatorAddress: initiator });
       const mine = (await tgt.targets()).find((x) => x.iqn === target.iqn)!;
       await tgt.deleteTarget(mine.tid);
       await tgt.createTarget(mine.tid, target.iqn);
@@ -178,7 +178,7 @@ describe.skipIf(!here)('storage controller', () => {
     await t.restart();
     await whole(a, '127.0.0.3');
     const b = await halfMake('127.0.0.4');
-    const again = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000c', initiatorAddress: '127.0.0.4' });
+    const again = await exportIscsi({ volumeId: 'vol-0000000c', initiatorAddress: '127.0.0.4' });
     expect(again.target.iqn).toBe(b);
     await whole(b, '127.0.0.4');
     await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-0000000c' });
