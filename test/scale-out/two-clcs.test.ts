@@ -37,6 +37,8 @@ describe.skipIf(!pgUrl)('two clc processes on one PostgreSQL', () => {
     }
   });
 
+  const stateOf = async (c: Ec2Client, id: string) => /<instanceState><code>\d+<\/code><name>([a-z-]+)</.exec((await c.call('DescribeInstances', { 'InstanceId.1': id })).body)?.[1];
+
   afterAll(async () => {
     second?.stop();
     await cloud?.stop();
@@ -73,6 +75,29 @@ describe.skipIf(!pgUrl)('two clc processes on one PostgreSQL', () => {
     }
   });
 
+  it('one ClientToken sent to both clcs at once makes one volume (and one reservation), and each answers with it', async () => {
+    const zone = /<zoneName>([^<]+)</.exec((await clients[0]!.call('DescribeAvailabilityZones', {})).body)![1]!;
+    const token = `two-clcs-${process.pid}`;
+    const replies = await Promise.all(Array.from({ length: 20 }, (_, i) => clients[i % 2]!.call('CreateVolume', { AvailabilityZone: zone, Size: '1', ClientToken: token })));
+    expect(replies.filter((r) => r.status !== 200).map((r) => `${r.code}: ${r.body}`)).toEqual([]);
+    const ids = new Set(replies.map((r) => /<volumeId>(vol-[0-9a-f]+)</.exec(r.body)![1]));
+    expect(ids.size).toBe(1);
+    const listed = [...(await clients[1]!.call('DescribeVolumes', {})).body.matchAll(/<volumeId>(vol-[0-9a-f]+)</g)].map((m) => m[1]);
+    expect(listed).toEqual([...ids]);
+    const [id] = ids;
+    await eventually('the volume available', async () => ((await clients[0]!.call('DescribeVolumes', { 'VolumeId.1': id! })).body.includes('<status>available</status>') ? true : undefined), 30_000);
+    expect((await clients[0]!.call('DeleteVolume', { VolumeId: id! })).status).toBe(200);
+    // RunInstances the same way: one reservation, whichever clc answers — once the storm's instances are gone.
+    const storm = [...(await clients[1]!.call('DescribeInstances', {})).body.matchAll(/<instanceId>(i-[0-9a-f]+)</g)].map((m) => m[1]!);
+    await clients[1]!.call('TerminateInstances', Object.fromEntries(storm.map((id, i) => [`InstanceId.${i + 1}`, id])));
+    await eventually('the storm terminated', async () => ((await Promise.all(storm.map((id) => stateOf(clients[1]!, id)))).every((s) => s === 'terminated' || s === undefined) ? true : undefined), 60_000);
+    const imageId = await registerTestImage(cloud, 'two-clcs/token.img.manifest.xml', 'two-clcs-token');
+    const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => clients[i % 2]!.call('RunInstances', { ImageId: imageId!, MinCount: '1', MaxCount: '1', InstanceType: 't1.micro', ClientToken: token })));
+    expect(runs.filter((r) => r.status !== 200).map((r) => `${r.code}: ${r.body}`)).toEqual([]);
+    expect(new Set(runs.map((r) => /<reservationId>(r-[0-9a-f]+)</.exec(r.body)![1])).size).toBe(1);
+    expect(new Set(runs.map((r) => /<instanceId>(i-[0-9a-f]+)</.exec(r.body)![1])).size).toBe(1);
+  });
+
   it('one clc holds the poller lease; while it hangs the other moves nothing; killed with -9, the other takes over', async () => {
     const firstUrl = readFileSync(join(cloud.home, 'run', 'clc.url'), 'utf8').trim();
     const firstPid = Number(readFileSync(join(cloud.home, 'run', 'clc.pid'), 'utf8'));
@@ -80,14 +105,9 @@ describe.skipIf(!pgUrl)('two clc processes on one PostgreSQL', () => {
       const text = await (await fetch(new URL('/metrics', url))).text();
       return Number(/^mallee_clc_poller_lease (\d+)$/m.exec(text)?.[1]);
     };
-    const stateOf = async (c: Ec2Client, id: string) => /<instanceState><code>\d+<\/code><name>([a-z-]+)</.exec((await c.call('DescribeInstances', { 'InstanceId.1': id })).body)?.[1];
     // The first clc took it at its start, the second never did.
     expect(await lease(firstUrl)).toBe(1);
     expect(await lease(second!.url)).toBe(0);
-    // Room on the node again: everything of the storm terminated (the holder moves them along).
-    const ids = [...(await clients[1]!.call('DescribeInstances', {})).body.matchAll(/<instanceId>(i-[0-9a-f]+)</g)].map((m) => m[1]!);
-    await clients[1]!.call('TerminateInstances', Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])));
-    await eventually('the storm terminated', async () => ((await Promise.all(ids.map((id) => stateOf(clients[1]!, id)))).every((s) => s === 'terminated' || s === undefined) ? true : undefined), 60_000);
     const imageId = await registerTestImage(cloud, 'two-clcs/lease.img.manifest.xml', 'two-clcs-lease');
     // The holder hangs (SIGSTOP: its session, and so the lease, stays): a launch through the other clc reaches
     // the node, but nobody moves it to running — the other clc polls only for its own view.
