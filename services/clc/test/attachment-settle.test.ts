@@ -57,7 +57,7 @@ beforeEach(async () => {
       })),
       handler(sc.ExportVolume, async (req) => {
         await exportHeld;
-        return { target: { iqn: `iqn.test:${req.volumeId}`, portal: '127.0.0.1', port: 3260, lun: 1, chapUser: 'u', chapSecret: sealSecret(scKey, 'chap-secret') } };
+        return { target: { kind: 'iscsi' as const, iqn: `iqn.test:${req.volumeId}`, portal: '127.0.0.1', port: 3260, lun: 1, chapUser: 'u', chapSecret: sealSecret(scKey, 'chap-secret') } };
       }),
       handler(sc.CreateStorageSnapshot, (req) => {
         scSnapshots.add(req.snapshotId);
