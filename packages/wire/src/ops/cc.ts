@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty, attachedVolume } from './common.js';
-import { iscsiTarget, snapshotConsistency } from './sc.js';
+import { volumeTarget, snapshotConsistency } from './sc.js';
 
 export const ccInstance = nodeInstance.extend({
   node: z.string(),
@@ -131,7 +131,7 @@ export const UnassignAddress = defineOperation('UnassignAddress', z.object({ pub
 /** Hot-plug an exported volume into the instance on its node; target.chapSecret sealed with the cluster key. */
 export const AttachVolume = defineOperation(
   'AttachVolume',
-  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: iscsiTarget }),
+  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: volumeTarget }),
   z.object({ volume: attachedVolume }),
 );
 
