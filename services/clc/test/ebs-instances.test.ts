@@ -108,6 +108,19 @@ describe('EBS-backed instances: stop, modify, start', () => {
     expect(stateOf('i-0000000e')).toBe('running');
   });
 
+  it('a stopped instance whose root volume was detached is refused a start with EC2\'s error, and stays stopped', async () => {
+    recordRunning('i-0000005c');
+    await stopInstances(clc, ['i-0000005c'], false, ctx());
+    fake.instances.get('i-0000005c')!.state = 'terminated';
+    await poller().pollAll();
+    expect(stateOf('i-0000005c')).toBe('stopped');
+    db.prepare('DELETE FROM volume_attachments WHERE instance_id = ?').run('i-0000005c'); // what DetachVolume of the stopped instance's root leaves
+    expect(await codeOf(startInstances(clc, ['i-0000005c'], ctx())))
+      .toBe("InvalidParameterValue: Invalid value 'i-0000005c' for instanceId. Instance does not have a volume attached at root (/dev/sda1).");
+    expect(stateOf('i-0000005c')).toBe('stopped');
+    expect(fake.runCount('i-0000005c')).toBe(0);
+  });
+
   it('refuses what EC2 refuses: stop/start of instance-store, stop of a terminated instance, start of a stopping one', async () => {
     recordRunning('i-0000005a', 'instance-store');
     expect(await codeOf(stopInstances(clc, ['i-0000005a'], false, ctx())))

@@ -136,6 +136,12 @@ export function recordRunning(db: Db, fake: FakeCc, accountId: string, instanceI
   };
   db.transaction(() => insertReservation(db, { reservationId: i.reservation_id, accountId, createdAt: now }, [i], []))();
   db.prepare("UPDATE instances SET state = 'running', reported = 1, node = 'node1' WHERE instance_id = ?").run(instanceId);
+  if (rootDeviceType === 'ebs') {
+    // Its root volume, attached at the root device from the start (as RunInstances records it).
+    const volumeId = `vol-${instanceId.slice(2)}`;
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES (?, ?, 'zone-a', 1, 'in-use', ?)").run(volumeId, accountId, now);
+    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time) VALUES (?, ?, '/dev/sda1', 'attached', ?)").run(volumeId, instanceId, now);
+  }
   const spec = { instanceId, reservationId: i.reservation_id, ownerId: accountId, launchIndex: 0, imageId: i.image_id, imageLocation: '',
     vmType: { name: 't1.micro', cores: 1, memoryMiB: 256, diskGiB: 5 }, groupNames: [] } satisfies InstanceSpec;
   fake.instances.set(instanceId, { spec, state: 'running', node: 'node1' });
