@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty, attachedVolume } from './common.js';
-import { iscsiTarget, snapshotConsistency } from './sc.js';
+import { volumeTarget, snapshotConsistency } from './sc.js';
 
 export const ccInstance = nodeInstance.extend({
   node: z.string(),
@@ -40,6 +40,19 @@ export const GetConsoleOutput = defineOperation(
   'GetConsoleOutput',
   z.object({ instanceId: z.string() }),
   z.object({ instanceId: z.string(), output: z.string(), timestamp: z.string() }),
+);
+
+/**
+ * Choose nodes without starting anything, as RunInstances would under the cluster's SCHEDPOLICY, and hold
+ * the room for PLACEMENT_HOLD_MS (or until the launch pinned there comes): the clc asks this for EBS-backed
+ * launches, whose volumes it has the SC export to the chosen node before it sends the RunInstances. Only
+ * what fits is placed; an instance already placed (held, or live on a node) answers its node again.
+ * Newer than wire version 1's first cc: an older cc answers InvalidAction.
+ */
+export const PlaceInstances = defineOperation(
+  'PlaceInstances',
+  z.object({ instances: z.array(z.object({ instanceId: z.string(), vmType })).min(1) }),
+  z.object({ placed: z.array(z.object({ instanceId: z.string(), node: z.string(), url: z.string() })) }),
 );
 
 /** Capacity of the cluster: per node, and how many of each given type still fit (Eucalyptus "verbose"). */
@@ -118,7 +131,7 @@ export const UnassignAddress = defineOperation('UnassignAddress', z.object({ pub
 /** Hot-plug an exported volume into the instance on its node; target.chapSecret sealed with the cluster key. */
 export const AttachVolume = defineOperation(
   'AttachVolume',
-  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: iscsiTarget }),
+  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: volumeTarget }),
   z.object({ volume: attachedVolume }),
 );
 

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { instanceSpec, nodeInstance, nodeResources, instanceStateName, empty, attachedVolume } from './common.js';
-import { iscsiTarget, snapshotConsistency } from './sc.js';
+import { volumeTarget, snapshotConsistency } from './sc.js';
 
 export const ncRunInstance = defineOperation('ncRunInstance', instanceSpec, z.object({ instance: nodeInstance }));
 
@@ -34,7 +34,7 @@ export const ncGetConsoleOutput = defineOperation(
 /** target.chapSecret is sealed with the node's key. A volume attached elsewhere on this node is refused. */
 export const ncAttachVolume = defineOperation(
   'ncAttachVolume',
-  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: iscsiTarget }),
+  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: volumeTarget }),
   z.object({ volume: attachedVolume }),
 );
 export const ncDetachVolume = defineOperation(
