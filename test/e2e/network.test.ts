@@ -154,6 +154,31 @@ describe.skipIf(!canRun)('MANAGED networking in the seed topology (frontend, nod
     expect(await inGuest(inst.a2.id, guestGet(`${md}/meta-data/placement/availability-zone`))).toBe('mallee-1a');
   }, 180_000);
 
+  it('private DNS names: the metadata\'s hostname and local-hostname are DescribeInstances\' PrivateDnsName; the gateway\'s DNS (from DHCP) resolves every instance\'s, of its group and others', async () => {
+    const name = async (k: 'a1' | 'a2' | 'b1') => {
+      const d = await describe1(inst[k].id);
+      expect(d.PrivateDnsName).toBe(`ip-${inst[k].privateIp.replace(/\./g, '-')}.mallee.compute.internal`);
+      return d.PrivateDnsName!;
+    };
+    const [a1, a2, b1] = [await name('a1'), await name('a2'), await name('b1')];
+    const md = 'http://169.254.169.254/latest/meta-data';
+    expect(await inGuest(inst.a1.id, [guestGet(`${md}/hostname`), 'echo', guestGet(`${md}/local-hostname`)].join('\n'))).toBe(`${a1}\n${a1}`);
+    const A = net27(inst.a1.privateIp);
+    // DHCP named the network's gateway as the resolver; busybox nslookup asks it.
+    expect(await inGuest(inst.a1.id, 'cat /etc/resolv.conf')).toBe(`nameserver ${A.gateway}\n`);
+    const resolved = async (id: string, host: string) => {
+      const out = await inGuest(id, `nslookup -type=a ${host} 2>&1; true`);
+      return [...out.matchAll(/^Address:\s*(\d+\.\d+\.\d+\.\d+)\s*$/gm)].map((m) => m[1]);
+    };
+    expect(await resolved(inst.a1.id, a1)).toEqual([inst.a1.privateIp]);
+    expect(await resolved(inst.a1.id, a2)).toEqual([inst.a2.privateIp]);
+    expect(await resolved(inst.a1.id, b1)).toEqual([inst.b1.privateIp]);
+    expect(await resolved(inst.b1.id, a1)).toEqual([inst.a1.privateIp]);
+    // A name of the domain no instance has: nothing (answered locally, not a pattern and not forwarded).
+    const nobody = `ip-${A.at(29).replace(/\./g, '-')}.mallee.compute.internal`;
+    expect(await resolved(inst.a1.id, nobody)).toEqual([]);
+  }, 180_000);
+
   it('the Debian guest: cloud-init takes its instance-id, key and user-data script from 169.254.169.254; ssh with that key gets in', async () => {
     const text = await eventually(`the Debian guest ${deb.id} booted`, async () => {
       const c = await consoleOf(deb.id);

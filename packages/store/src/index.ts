@@ -19,6 +19,15 @@ export function dialectOf(db: Db): Dialect {
   return db instanceof PgDatabase ? 'postgres' : 'sqlite';
 }
 
+/**
+ * Whether this process is the one holding `key` among the processes sharing the database: on
+ * PostgreSQL a session advisory lock (freed when the holder dies), on SQLite always (one file, one
+ * process). Ask again before each round of the work it guards.
+ */
+export function holdsLease(db: Db, key: string): boolean {
+  return db instanceof PgDatabase ? db.tryLease(key) : true;
+}
+
 export interface Migration {
   /** Strictly increasing number; never reuse or edit an applied one, add a new one. */
   id: number;

@@ -94,9 +94,22 @@ export function macForAddress(ip: string): string {
   return ['d0', '0d', ...[n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
-/** EC2's private DNS name: ip-172-31-0-34.<region>.compute.internal. */
+/** The host part of a private DNS name (what DHCP gives the guest as its hostname): ip-172-31-0-34. */
+export function privateHostName(ip: string): string {
+  return `ip-${ip.replace(/\./g, '-')}`;
+}
+
+/** The domain of a region's private DNS names, which the cc's dnsmasq answers for: <region>.compute.internal. */
+export function privateDnsDomain(region: string): string {
+  return `${region}.compute.internal`;
+}
+
+/**
+ * EC2's private DNS name: ip-172-31-0-34.<region>.compute.internal — DescribeInstances' privateDnsName, the
+ * metadata's hostname and local-hostname, and the name the cc's dnsmasq resolves for guests.
+ */
 export function privateDnsName(ip: string, region: string): string {
-  return `ip-${ip.replace(/\./g, '-')}.${region}.compute.internal`;
+  return `${privateHostName(ip)}.${privateDnsDomain(region)}`;
 }
 
 /** VNET_PUBLICIPS: addresses and ranges separated by spaces or commas ("10.0.0.5 10.0.0.10-10.0.0.20"). */

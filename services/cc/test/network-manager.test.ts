@@ -57,10 +57,10 @@ const freePort = () => new Promise<number>((resolve) => {
   });
 });
 
-async function manager(host: ReturnType<typeof fakeHost>, encap: 'vlan' | 'vxlan', live: Set<string> = new Set()) {
+async function manager(host: ReturnType<typeof fakeHost>, encap: 'vlan' | 'vxlan', live: Set<string> = new Set(), mode: 'MANAGED' | 'MANAGED-NOVLAN' = 'MANAGED') {
   const home = mkdtempSync(join(tmpdir(), 'mallee-ccnet-'));
   homes.push(home);
-  const config = loadConfig({ env: {}, overrides: { VNET_MODE: 'MANAGED', VNET_ENCAP: encap, VNET_PRIVINTERFACE: 'eth1', VNET_PUBINTERFACE: 'eth0', VNET_PUBLICIPS: '192.0.2.10-192.0.2.12', METADATA_PORT: await freePort(), LOG_LEVEL: 'silent' } });
+  const config = loadConfig({ env: {}, overrides: { VNET_MODE: mode, VNET_ENCAP: encap, VNET_PRIVINTERFACE: 'eth1', VNET_PUBINTERFACE: 'eth0', VNET_PUBLICIPS: '192.0.2.10-192.0.2.12', METADATA_PORT: await freePort(), LOG_LEVEL: 'silent' } });
   const db = openDatabase(join(home, 'cc.sqlite'), { migrations: [...migrations, ...networkMigrations] });
   const m = new NetworkManager({ config, home, db, log: pino({ level: 'silent' }), run: host.run, nodeHosts: () => ['10.0.0.2'], liveInstances: () => live });
   return { m, home, db, port: config.METADATA_PORT };
@@ -89,7 +89,13 @@ describe('cc network manager', () => {
       ]));
       expect(host.cmds.some((c) => c.includes('vxlan'))).toBe(false);
       expect(readFileSync(join(home, 'run', 'dnsmasq', 'mlnbr2.hosts'), 'utf8')).toBe('d0:0d:ac:1f:00:42,172.31.0.66,ip-172-31-0-66\n');
-      expect(host.cmds.find((c) => c.startsWith('dnsmasq') && c.includes('--interface=mlnbr2'))).toContain('--dhcp-range=set:n2,172.31.0.64,static,255.255.255.224,1h');
+      const dnsmasq2 = host.cmds.find((c) => c.startsWith('dnsmasq') && c.includes('--interface=mlnbr2'))!;
+      expect(dnsmasq2).toContain('--dhcp-range=set:n2,172.31.0.64,static,255.255.255.224,1h');
+      // DNS at the gateway for the zone's private names (every network's instances), never forwarded.
+      expect(readFileSync(join(home, 'run', 'dnsmasq', 'names'), 'utf8')).toBe('172.31.0.66 ip-172-31-0-66.mallee.compute.internal ip-172-31-0-66\n');
+      expect(dnsmasq2).not.toContain('--port=0');
+      for (const a of [`--addn-hosts=${join(home, 'run', 'dnsmasq', 'names')}`, '--local=/mallee.compute.internal/', '--no-hosts', '--dhcp-option=tag:n2,option:dns-server,172.31.0.65', '--dhcp-option=option:domain-name,mallee.compute.internal']) expect(dnsmasq2).toContain(a);
+      expect(host.cmds.find((c) => c.startsWith('dnsmasq') && c.includes('--interface=mlnbr5'))).toContain(`--addn-hosts=${join(home, 'run', 'dnsmasq', 'names')}`);
       host.cmds.length = 0;
       // Network 5's last instance went and the address was released: its devices and the /32 go.
       await m.configure({ networks: [group(2)], addresses: [], instances: [] });
@@ -137,6 +143,31 @@ describe('cc network manager', () => {
       } finally {
         vi.useRealTimers();
       }
+    } finally {
+      await m.stop();
+    }
+  });
+
+  it('MANAGED-NOVLAN: every gateway on the private interface, no redirects, the network\'s range in the launch; a gone network\'s gateway comes off', async () => {
+    const host = fakeHost();
+    const { m } = await manager(host, 'vxlan', new Set(), 'MANAGED-NOVLAN');
+    await m.start();
+    try {
+      expect(host.cmds).toEqual(expect.arrayContaining(['sysctl -q -w net/ipv4/conf/all/send_redirects=0', 'sysctl -q -w net/ipv4/conf/eth1/send_redirects=0']));
+      const launched = await m.prepareLaunch({
+        instanceId: 'i-0000000a', reservationId: 'r-1', ownerId: '1', launchIndex: 0, imageId: 'emi-1', imageLocation: '', vmType: { name: 't1.micro', cores: 1, memoryMiB: 256, diskGiB: 1 },
+        groupNames: ['g2'], vlan: 2, privateIp: '172.31.0.66', macAddress: 'd0:0d:ac:1f:00:42',
+      });
+      expect(launched.network).toEqual({ mode: 'MANAGED-NOVLAN', encap: 'vxlan', cidr: '172.31.0.64/27' });
+      await m.configure({ networks: [group(2), group(5)], addresses: [], instances: [] });
+      expect(host.addrs.get('eth1')).toEqual(['10.0.0.1/24', '172.31.0.65/27', '172.31.0.161/27']);
+      expect([...host.links.keys()].filter((l) => l.startsWith('mln'))).toEqual([]);
+      // One dnsmasq on the shared interface serves both networks.
+      const d = host.cmds.filter((c) => c.startsWith('dnsmasq'));
+      expect(d.at(-1)).toContain('--interface=eth1');
+      expect(d.at(-1)).toContain('--dhcp-range=set:n5,172.31.0.160,static,255.255.255.224,1h');
+      await m.configure({ networks: [group(5)], addresses: [], instances: [] });
+      expect(host.addrs.get('eth1')).toEqual(['10.0.0.1/24', '172.31.0.161/27']);
     } finally {
       await m.stop();
     }

@@ -24,6 +24,11 @@ export interface PollerOptions {
   staleLaunchMs?: number;
   /** After each successful poll of a zone (the network sync releases addresses and pushes changes). */
   afterPoll?: (zone: string) => Promise<void>;
+  /**
+   * Asked before each round: whether this clc moves states along (PollerLease). When not, a round only
+   * refreshes this clc's view of each cluster (capacity, contact). Default: always.
+   */
+  leading?: () => boolean;
 }
 
 /** Polls in a row an instance the cc used to report may be missing before it counts as gone (a cc restarting rebuilds its view from its nodes). */
@@ -72,7 +77,9 @@ export class ClusterPoller {
     this.running ??= (async () => {
       const started = performance.now();
       try {
-        await Promise.all(this.o.clusters.list().map((c) => this.pollCluster(c.name)));
+        const leading = this.o.leading?.() ?? true;
+        await Promise.all(this.o.clusters.list().map((c) => this.pollCluster(c.name, leading)));
+        if (!leading) return;
         const purged = purgeTerminated(this.o.db, new Date(Date.now() - (typeof this.o.retentionMs === 'function' ? this.o.retentionMs() : this.o.retentionMs)));
         if (purged) this.o.log.info({ purged }, 'purged terminated instances past their retention');
       } catch (err) {
@@ -85,7 +92,7 @@ export class ClusterPoller {
     return this.running;
   }
 
-  private async pollCluster(zone: string): Promise<void> {
+  private async pollCluster(zone: string, leading: boolean): Promise<void> {
     const { clusters, log } = this.o;
     let reports: CcInstance[];
     const askedAt = new Date().toISOString();
@@ -105,6 +112,11 @@ export class ClusterPoller {
       const detail = err instanceof WireError ? `${err.code}: ${err.message}` : (err as Error).message;
       if (clusters.get(zone)?.state !== 'NOTREADY') log.warn({ zone, detail }, 'cluster not answering; its instances keep their last known state');
       if (clusters.get(zone)) clusters.recordContact(zone, false, detail);
+      return;
+    }
+    if (!leading) {
+      // Another clc moves states along; when this one takes over, its first round re-sends what the cc lost.
+      this.reconciled.delete(zone);
       return;
     }
     this.applyReports(zone, reports, askedAt);

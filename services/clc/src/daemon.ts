@@ -14,6 +14,7 @@ import { coreActions, type Clc } from './actions/index.js';
 import { adminHandlers } from './admin-ops.js';
 import { migrationHandlers } from './live-migration.js';
 import { ClusterPoller } from './cluster-poller.js';
+import { PollerLease } from './poller-lease.js';
 import { Clusters } from './clusters.js';
 import { Dispatcher } from './dispatch.js';
 import { findInstanceType, seedInstanceTypes } from './instance-types.js';
@@ -94,7 +95,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   properties.onChange((name) => log.info({ property: name }, 'cloud property changed'));
   const network = new NetworkSync(db, clusters, networkPlan(config), log.child({ component: 'network' }), config.POLL_INTERVAL * 1000);
   let url = '';
-  const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }));
+  const lease = new PollerLease(db, log.child({ component: 'poller-lease' }));
+  const storagePoller = new StoragePoller(storage, log.child({ component: 'storage' }), () => lease.holding);
   const services = () => describeServices({
     clusters, region: config.REGION, url: () => url,
     others: async () => [...(await walrusLink.serviceStatus()), ...storageServices(storage.controllers)],
@@ -104,6 +106,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     db, clusters, dispatcher, log, pollIntervalMs: config.POLL_INTERVAL * 1000,
     retentionMs: () => properties.get(cloudProperties.terminatedTime) * 60_000,
     afterPoll: (zone) => network.afterPoll(zone),
+    leading: () => lease.check(),
   });
   const credentials = credentialLookup(db);
   const app = buildServer({
@@ -133,7 +136,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
       ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll(), () => walrusLink.url()),
       ...migrationHandlers({ db, clusters, controllers: storage.controllers, log, pollSoon: () => void poller.pollAll() }),
     ],
-    metrics: clcMetrics(new DaemonMetrics('clc'), { db, clusters, dispatcher, poller }),
+    metrics: clcMetrics(new DaemonMetrics('clc'), { db, clusters, dispatcher, poller, lease }),
     console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },
   });
   try {

@@ -4,10 +4,11 @@
 import type { Db } from '@mallee/store';
 import type { DaemonMetrics } from '@mallee/telemetry';
 import type { ClusterPoller } from './cluster-poller.js';
+import type { PollerLease } from './poller-lease.js';
 import type { Clusters } from './clusters.js';
 import type { Dispatcher } from './dispatch.js';
 
-export function clcMetrics(metrics: DaemonMetrics, deps: { db: Db; clusters: Clusters; dispatcher: Dispatcher; poller: ClusterPoller }): DaemonMetrics {
+export function clcMetrics(metrics: DaemonMetrics, deps: { db: Db; clusters: Clusters; dispatcher: Dispatcher; poller: ClusterPoller; lease: PollerLease }): DaemonMetrics {
   metrics.gauge('mallee_clc_instances', 'Instances by availability zone and state.', ['zone', 'state'], () =>
     (deps.db.prepare('SELECT zone, state, COUNT(*) AS n FROM instances GROUP BY zone, state ORDER BY zone, state').all() as { zone: string; state: string; n: number }[]).map((r) => [{ zone: r.zone, state: r.state }, r.n]),
   );
@@ -23,6 +24,7 @@ export function clcMetrics(metrics: DaemonMetrics, deps: { db: Db; clusters: Clu
     for (const u of deps.poller.unknownInstances()) byZone.set(u.zone, (byZone.get(u.zone) ?? 0) + 1);
     return [...byZone].map(([zone, n]) => [{ zone }, n]);
   });
+  metrics.gauge('mallee_clc_poller_lease', 'Whether this clc holds the poller lease (moves states along; one of the clcs sharing a database).', [], () => [[{}, deps.lease.holding ? 1 : 0]]);
   metrics.gauge('mallee_clc_last_poll_seconds', 'How long the last round of cluster polls took.', [], () => [[{}, deps.poller.lastPollSeconds()]]);
   // From each cc's last DescribeResources.
   metrics.gauge('mallee_clc_capacity', 'Instances of each type a zone can start (available) and could hold empty (max).', ['zone', 'type', 'kind'], () =>

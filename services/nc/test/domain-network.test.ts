@@ -59,6 +59,32 @@ describe('the node\'s host network', () => {
     expect(cmds.some((c) => c.includes('vxlan'))).toBe(false);
   });
 
+  it('MANAGED-NOVLAN: the existing bridge, and a destination guard before the anti-spoofing: unicast only to its own network\'s instances or non-instances', async () => {
+    const { run, cmds } = recorder();
+    const novlan = loadConfig({ env: {}, overrides: { VNET_PRIVINTERFACE: 'br0', VNET_BRIDGE: 'eth1', LOG_LEVEL: 'silent' } });
+    const nic = await new HostNetwork(novlan, pino({ level: 'silent' }), run).prepare(spec({ mode: 'MANAGED-NOVLAN', encap: 'vxlan', cidr: '172.31.1.32/27' }));
+    expect(nic).toEqual({ bridge: 'eth1', mac: 'd0:0d:ac:1f:01:22', tap: 'mlnt0000abcd' });
+    const eb = cmds.filter((c) => c.startsWith('ebtables -A') || c.startsWith('ebtables -N'));
+    expect(eb).toEqual([
+      'ebtables -N MLNT0000ABCD',
+      'ebtables -N MLNT0000ABCD-D',
+      'ebtables -A MLNT0000ABCD-D -d d0:0d:ac:1f:01:20/ff:ff:ff:ff:ff:e0 -j RETURN',
+      'ebtables -A MLNT0000ABCD-D -d d0:0d:00:00:00:00/ff:ff:00:00:00:00 -j DROP',
+      'ebtables -A MLNT0000ABCD-D -p IPv4 -d Multicast --ip-dst 255.255.255.255 -j RETURN',
+      'ebtables -A MLNT0000ABCD-D -p IPv4 -d Multicast --ip-dst 224.0.0.0/4 -j RETURN',
+      'ebtables -A MLNT0000ABCD-D -p IPv4 -d Multicast --ip-dst ! 172.31.1.32/27 -j DROP',
+      'ebtables -A MLNT0000ABCD -s ! d0:0d:ac:1f:01:22 -j DROP',
+      'ebtables -A MLNT0000ABCD -j MLNT0000ABCD-D',
+      'ebtables -A MLNT0000ABCD -p IPv4 --ip-src 172.31.1.34 -j RETURN',
+      'ebtables -A MLNT0000ABCD -p IPv4 --ip-src 0.0.0.0 --ip-proto udp --ip-dport 67 -j RETURN',
+      'ebtables -A MLNT0000ABCD -p ARP --arp-ip-src 172.31.1.34 --arp-mac-src d0:0d:ac:1f:01:22 -j RETURN',
+      'ebtables -A MLNT0000ABCD -p ARP --arp-ip-src 0.0.0.0 --arp-mac-src d0:0d:ac:1f:01:22 -j RETURN',
+      'ebtables -A MLNT0000ABCD -j DROP',
+      'ebtables -A FORWARD -i mlnt0000abcd -j MLNT0000ABCD',
+    ]);
+    expect(cmds.some((c) => c.startsWith('ip link add'))).toBe(false);
+  });
+
   it('at start, an adopted guest\'s network: left untouched when the host has it all, rebuilt where the host lost it', async () => {
     const vx = spec({ mode: 'MANAGED', encap: 'vxlan', tunnelRemote: '10.0.0.1' });
     const host = (lost: { chain?: boolean; tapOffBridge?: boolean; staleChain?: boolean }) => {

@@ -117,13 +117,21 @@ function alive(pid: number): boolean {
   }
 }
 
-export async function buildTopology(opts: {
+export interface TopologyOptions {
   encap?: 'vxlan' | 'vlan';
   /** an sc in the front end, with its own tgtd there (iSCSI portal 10.99.0.1) */
   sc?: boolean;
-  /** a second node host, <id>-node2 (see the header) */
+  /**
+   * VNET_MODE (default MANAGED). MANAGED-NOVLAN: the node's private link is a port of an existing bridge
+   * `<id>nbr` (its VNET_BRIDGE, which carries the node's address), the front end's gateways sit on its private
+   * veth itself, every network shares that one segment.
+   */
+  mode?: 'MANAGED' | 'MANAGED-NOVLAN';
+  /** a second node host, <id>-node2 (see the header; MANAGED only) */
   node2?: boolean;
-} = {}): Promise<Topology> {
+}
+
+export async function buildTopology(opts: TopologyOptions = {}): Promise<Topology> {
   const id = `m${randomBytes(2).toString('hex')}`;
   const ns: { frontend: string; node: string; internet: string; node2?: string } = { frontend: `${id}-frontend`, node: `${id}-node1`, internet: `${id}-internet` };
   if (opts.node2) ns.node2 = `${id}-node2`;
@@ -260,7 +268,16 @@ export async function buildTopology(opts: {
     await up(ns.frontend, `${id}pub0`, `${ADDR.frontendPublic}/24`);
     await up(ns.internet, `${id}pub1`, `${ADDR.internet}/24`);
     await up(ns.frontend, `${id}prv0`, `${ADDR.frontendPrivate}/24`);
-    await up(ns.node, `${id}prv1`, `${ADDR.node}/24`);
+    const mode = opts.mode ?? 'MANAGED';
+    if (mode === 'MANAGED-NOVLAN') {
+      // The node host's existing bridge, as a site sets one up: the private link is its port, the address is on it.
+      await exec(ns.node, ['ip', 'link', 'add', `${id}nbr`, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
+      await exec(ns.node, ['ip', 'link', 'set', `${id}prv1`, 'master', `${id}nbr`]);
+      await exec(ns.node, ['ip', 'link', 'set', `${id}prv1`, 'up']);
+      await up(ns.node, `${id}nbr`, `${ADDR.node}/24`);
+    } else {
+      await up(ns.node, `${id}prv1`, `${ADDR.node}/24`);
+    }
 
     // --- each node's own libvirtd (see the header) ---
     const startLibvirtd = async (where: string, lvDir: string, listen?: string) => {
@@ -293,7 +310,7 @@ export async function buildTopology(opts: {
 
     // --- the daemons ---
     const net = {
-      VNET_MODE: 'MANAGED', VNET_ENCAP: opts.encap ?? 'vxlan', VNET_PREFIX: id, VNET_SUBNET: '172.31.0.0', VNET_NETMASK: '255.255.0.0', VNET_ADDRSPERNET: 32,
+      VNET_MODE: mode, VNET_ENCAP: opts.encap ?? 'vxlan', VNET_PREFIX: id, VNET_SUBNET: '172.31.0.0', VNET_NETMASK: '255.255.0.0', VNET_ADDRSPERNET: 32,
       POLL_INTERVAL: 1, REGION: 'mallee', ZONE: 'mallee-1a', LOG_LEVEL: 'info',
     };
     writeFileSync(join(feHome, 'mallee.conf'), conf({
@@ -303,7 +320,8 @@ export async function buildTopology(opts: {
     }));
     writeFileSync(join(nodeHome, 'mallee.conf'), conf({
       ...net, MALLEE_HOME: nodeHome, BIND_ADDRESS: ADDR.node, NC_PORT: PORTS.nc, HYPERVISOR: 'qemu', LIBVIRT_URI: libvirtUri,
-      INSTANCE_PATH: join(nodeHome, 'instances'), VNET_PRIVINTERFACE: `${id}prv1`, MAX_CORES: 8,
+      INSTANCE_PATH: join(nodeHome, 'instances'), MAX_CORES: 8,
+      ...(mode === 'MANAGED-NOVLAN' ? { VNET_PRIVINTERFACE: `${id}nbr`, VNET_BRIDGE: `${id}nbr` } : { VNET_PRIVINTERFACE: `${id}prv1` }),
     }));
     if (opts.node2) {
       mkdirSync(node2Home, { recursive: true });

@@ -82,6 +82,8 @@ export class PgDatabase implements Db {
   private primaryKeys = new Map<string, string[]>();
   private depth = 0;
   private seq = 0;
+  /** Session-level advisory locks this connection holds (tryLease); a new connection holds none. */
+  private readonly leases = new Set<string>();
   /** Statistics (metrics, tests): transactions run again after a serialization failure. */
   retries = 0;
 
@@ -112,6 +114,7 @@ export class PgDatabase implements Db {
     }
     this.pq = pq;
     this.prepared.clear();
+    this.leases.clear();
     this.simple(`SET client_min_messages TO warning; CREATE SCHEMA IF NOT EXISTS ${this.opts.schema}`);
     this.simple(`SET search_path TO ${this.opts.schema}; SET default_transaction_isolation TO serializable;
       SET lock_timeout TO '10s'; SET statement_timeout TO '60s'; SET idle_in_transaction_session_timeout TO '120s'`);
@@ -159,6 +162,7 @@ export class PgDatabase implements Db {
     }
     this.pq = undefined;
     this.prepared.clear();
+    this.leases.clear();
   }
 
   translation(source: string): Translated {
@@ -315,6 +319,21 @@ export class PgDatabase implements Db {
     } finally {
       this.query('SELECT pg_advisory_unlock(hashtext($1))', [key], 'none');
     }
+  }
+
+  /**
+   * Takes, or confirms it still holds, the session-level advisory lock `key`: true while this connection
+   * has it. PostgreSQL frees it when the session ends (the process died, the connection broke), so
+   * another process's next call gets it; a broken and silently re-made connection holds nothing.
+   */
+  tryLease(key: string): boolean {
+    if (this.leases.has(key)) {
+      this.query('SELECT 1', [], 'none'); // reconnects (and forgets the lease) if the session is gone
+      if (this.leases.has(key)) return true;
+    }
+    const [got] = this.query('SELECT pg_try_advisory_lock(hashtext($1))', [key], 'pluck');
+    if (got === 1) this.leases.add(key);
+    return got === 1;
   }
 
   pragma(source: string): unknown {

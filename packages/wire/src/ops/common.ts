@@ -57,6 +57,11 @@ export const instanceSpec = z.object({
       encap: z.enum(['vlan', 'vxlan']),
       /** MANAGED + vxlan: the CC's private address, the far end of the node's tunnel. */
       tunnelRemote: z.string().optional(),
+      /**
+       * MANAGED-NOVLAN: the instance's own network (e.g. 172.31.0.64/27). Every network shares one segment there, so
+       * the node lets the guest send unicast frames only to its own network's instances (and the CC), not to others'.
+       */
+      cidr: z.string().optional(),
     })
     .optional(),
   /** Presigned Walrus URLs of the images (machine, kernel, ramdisk) registered from bundles; absent for local ones. */

@@ -1,9 +1,12 @@
-// DHCP for the private networks: one dnsmasq per bridge (so one per network in MANAGED, one for the
-// shared bridge in MANAGED-NOVLAN), static leases only — each instance's MAC gets its address, as
-// Eucalyptus's vnetwork.c writes dhcpd.conf. dnsmasq runs detached with a pid file, so a cc restart
-// does not interrupt DHCP; a changed host list is re-read on SIGHUP, changed ranges restart it.
+// DHCP and DNS for the private networks: one dnsmasq per bridge (so one per network in MANAGED, one for
+// the shared bridge in MANAGED-NOVLAN), static leases only — each instance's MAC gets its address, as
+// Eucalyptus's vnetwork.c writes dhcpd.conf. Each also answers DNS at its gateways for every instance's
+// private DNS name in the zone (one names file all of them read, so a guest resolves another group's
+// instances too, as on EC2); other names go to VNET_DNS (else the front end's resolv.conf). dnsmasq runs
+// detached with a pid file, so a cc restart does not interrupt DHCP; changed hosts or names are re-read
+// on SIGHUP, changed ranges restart it.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { CommandRunner, PrivateNetwork } from '@mallee/vnet';
@@ -14,6 +17,12 @@ export interface DhcpHost {
   hostname: string;
 }
 
+/** A private DNS name and its address (the names file: `ip fqdn short`). */
+export interface DnsName {
+  ip: string;
+  name: string;
+}
+
 export interface DhcpServer {
   /** The bridge it serves. */
   bridge: string;
@@ -22,8 +31,10 @@ export interface DhcpServer {
   networks: PrivateNetwork[];
   hosts: DhcpHost[];
   mtu?: number;
+  /** The upstream resolver for names outside the cloud's domain (VNET_DNS); else the host's resolv.conf. */
   dns?: string;
-  domain?: string;
+  /** The private DNS names' domain (`<region>.compute.internal`): answered from the names file only, never forwarded. */
+  domain: string;
 }
 
 function alive(pid: number): boolean {
@@ -42,6 +53,21 @@ export class Dnsmasq {
     private readonly log: Logger,
   ) {
     mkdirSync(dir, { recursive: true });
+  }
+
+  /** The names file every dnsmasq of this cc reads (addn-hosts). */
+  get namesFile(): string {
+    return join(this.dir, 'names');
+  }
+
+  /** Write the zone's private DNS names; true when they changed (the running dnsmasqs must re-read them). */
+  writeNames(names: readonly DnsName[], domain: string): boolean {
+    const text = [...names].sort((a, b) => a.ip.localeCompare(b.ip, 'en', { numeric: true }))
+      .map((n) => `${n.ip} ${n.name}.${domain} ${n.name}`).join('\n') + '\n';
+    if (existsSync(this.namesFile) && readFileSync(this.namesFile, 'utf8') === text) return false;
+    writeFileSync(`${this.namesFile}.tmp`, text);
+    renameSync(`${this.namesFile}.tmp`, this.namesFile);
+    return true;
   }
 
   private files(bridge: string) {
@@ -72,22 +98,32 @@ export class Dnsmasq {
       `--interface=${s.bridge}`,
       '--bind-interfaces',
       '--except-interface=lo',
-      // DHCP only: guests resolve names with VNET_DNS (or whatever their image says).
-      '--port=0',
+      // DNS at the gateways: the cloud's private names from the names file (never /etc/hosts of the front end), the
+      // domain never forwarded, the rest to VNET_DNS or the host's resolvers.
+      '--no-hosts',
+      `--addn-hosts=${this.namesFile}`,
+      `--local=/${s.domain}/`,
+      '--domain-needed',
+      '--bogus-priv',
+      ...(s.dns ? ['--no-resolv', `--server=${s.dns}`] : []),
       '--dhcp-authoritative',
       `--dhcp-hostsfile=${f.hosts}`,
       `--dhcp-leasefile=${f.leases}`,
       `--log-facility=${f.log}`,
       '--log-dhcp',
-      ...s.networks.flatMap((n) => [`--dhcp-range=set:n${n.index},${n.network},static,${n.netmask},1h`, `--dhcp-option=tag:n${n.index},option:router,${n.gateway}`]),
+      ...s.networks.flatMap((n) => [
+        `--dhcp-range=set:n${n.index},${n.network},static,${n.netmask},1h`,
+        `--dhcp-option=tag:n${n.index},option:router,${n.gateway}`,
+        `--dhcp-option=tag:n${n.index},option:dns-server,${n.gateway}`,
+      ]),
       ...(s.mtu ? [`--dhcp-option=option:mtu,${s.mtu}`] : []),
-      ...(s.dns ? [`--dhcp-option=option:dns-server,${s.dns}`] : []),
-      ...(s.domain ? [`--dhcp-option=option:domain-name,${s.domain}`] : []),
+      `--dhcp-option=option:domain-name,${s.domain}`,
+      `--dhcp-option=option:domain-search,${s.domain}`,
     ];
   }
 
   /** Make the bridge's dnsmasq serve exactly these networks and hosts. */
-  async ensure(s: DhcpServer): Promise<void> {
+  async ensure(s: DhcpServer, namesChanged = false): Promise<void> {
     const f = this.files(s.bridge);
     const hosts = [...s.hosts].sort((a, b) => a.ip.localeCompare(b.ip)).map((h) => `${h.mac},${h.ip},${h.hostname}`).join('\n') + '\n';
     const hostsChanged = !existsSync(f.hosts) || readFileSync(f.hosts, 'utf8') !== hosts;
@@ -97,7 +133,7 @@ export class Dnsmasq {
     const running = this.pidOf(s.bridge);
     const sameArgs = existsSync(f.args) && readFileSync(f.args, 'utf8') === argsHash;
     if (running && sameArgs) {
-      if (hostsChanged) process.kill(running, 'SIGHUP');
+      if (hostsChanged || namesChanged) process.kill(running, 'SIGHUP');
       return;
     }
     if (running) await this.stopPid(running);

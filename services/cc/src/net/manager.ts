@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import type { Db, Migration } from '@mallee/store';
 import {
-  bridgeOf, deviceNames, execRunner, managedBridgeIndices, parsePublicIps, planLinks, planUnlink, privateNetwork, readLinks, runAll,
+  bridgeOf, deviceNames, execRunner, ipToInt, managedBridgeIndices, parsePublicIps, prefixLength, planLinks, planUnlink, privateDnsDomain, privateHostName, privateNetwork, readLinks, runAll,
   VXLAN_MTU, type AddressPlan, type CommandRunner, type NetworkLinkSpec, type VnetMode,
 } from '@mallee/vnet';
 import type { cc, InstanceSpec } from '@mallee/wire';
@@ -99,6 +99,13 @@ export class NetworkManager {
     }
     this.active = true;
     await this.run(['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+    if (this.mode === 'MANAGED-NOVLAN') {
+      // Every network is on one segment, so the cc routes between them in and out of the same device: it must not
+      // tell a guest (by ICMP redirect, sent before FORWARD filters) to go to another network's guest directly, past the
+      // group rules. (The kernel sends a redirect if `all` or the device allows it.)
+      const shared = bridgeOf(this.linkSpec(0));
+      for (const dev of ['all', shared]) await this.run(['sysctl', '-q', '-w', `net/ipv4/conf/${dev}/send_redirects=0`]);
+    }
     this.tunnelLocal = await this.addressOf(priv);
     const port = this.o.config.METADATA_PORT;
     this.metadata = buildMetadataServer({ logger: this.log, instanceFor: (caller, local) => this.instanceFor(caller, local) });
@@ -124,6 +131,7 @@ export class NetworkManager {
         mode: this.mode as Exclude<VnetMode, 'SYSTEM'>,
         encap: this.o.config.VNET_ENCAP,
         ...(this.mode === 'MANAGED' && this.o.config.VNET_ENCAP === 'vxlan' && this.tunnelLocal ? { tunnelRemote: this.tunnelLocal } : {}),
+        ...(this.mode === 'MANAGED-NOVLAN' ? { cidr: privateNetwork(this.plan, spec.vlan).cidr } : {}),
       },
     };
     this.o.db.prepare('INSERT OR REPLACE INTO instance_meta (instance_id, private_ip, data, recorded_at) VALUES (?, ?, ?, ?)')
@@ -208,11 +216,20 @@ export class NetworkManager {
       await this.ensureAddress(bridge, `${net.gateway}/${net.prefix}`);
       if (this.mode === 'MANAGED' && cfg.VNET_ENCAP === 'vxlan') await this.ensureFdb(deviceNames(this.prefix, n.vlan).vxlan, nodes);
     }
+    const wanted = new Set(this.state.networks.map((n) => n.vlan));
     if (this.mode === 'MANAGED') {
-      const wanted = new Set(this.state.networks.map((n) => n.vlan));
       for (const idx of managedBridgeIndices(links, this.prefix).filter((i) => !wanted.has(i))) {
         await runAll(this.run, planUnlink(links, { mode: 'MANAGED', prefix: this.prefix, index: idx }));
         this.log.info({ vlan: idx }, 'removed the bridge of a network no instance uses any more');
+      }
+    } else {
+      // One shared bridge: the gateway addresses of networks no instance uses any more come off it.
+      const shared = bridgeOf(this.linkSpec(0));
+      for (const idx of await this.gatewaysOn(shared)) {
+        if (wanted.has(idx)) continue;
+        const net = privateNetwork(this.plan, idx);
+        await this.run(['ip', 'addr', 'del', `${net.gateway}/${net.prefix}`, 'dev', shared]);
+        this.log.info({ vlan: idx, bridge: shared }, 'removed the gateway of a network no instance uses any more');
       }
     }
     const metas = this.o.db.prepare('SELECT data FROM instance_meta').pluck().all() as string[];
@@ -222,17 +239,20 @@ export class NetworkManager {
       if (s.vlan !== undefined && s.privateIp && s.macAddress) leases.set(s.instanceId, { vlan: s.vlan, ip: s.privateIp, mac: s.macAddress });
     }
     const now = await readLinks(this.run);
+    const domain = privateDnsDomain(cfg.REGION);
+    // Every instance of the zone by name, at every network's dnsmasq (a guest resolves other groups' instances too).
+    const namesChanged = this.dnsmasq.writeNames([...leases.values()].map((l) => ({ ip: l.ip, name: privateHostName(l.ip) })), domain);
     for (const [bridge, vlans] of bridges) {
       const ifindex = now.get(bridge)?.ifindex;
       await this.dnsmasq.ensure({
         bridge,
         ...(ifindex !== undefined ? { ifindex } : {}),
         networks: vlans.map((v) => privateNetwork(this.plan, v)),
-        hosts: [...leases.values()].filter((l) => vlans.includes(l.vlan)).map((l) => ({ mac: l.mac, ip: l.ip, hostname: `ip-${l.ip.replace(/\./g, '-')}` })),
+        hosts: [...leases.values()].filter((l) => vlans.includes(l.vlan)).map((l) => ({ mac: l.mac, ip: l.ip, hostname: privateHostName(l.ip) })),
         ...(this.mode === 'MANAGED' && cfg.VNET_ENCAP === 'vxlan' ? { mtu: VXLAN_MTU } : {}),
         ...(cfg.VNET_DNS ? { dns: cfg.VNET_DNS } : {}),
-        domain: `${cfg.REGION}.compute.internal`,
-      });
+        domain,
+      }, namesChanged);
     }
     await this.dnsmasq.retain(new Set(bridges.keys()));
     await applyRules(this.run, {
@@ -256,6 +276,21 @@ export class NetworkManager {
       sharedBridge: cfg.VNET_BRIDGE || cfg.VNET_PRIVINTERFACE,
       ...(this.tunnelLocal ? { local: this.tunnelLocal } : {}),
     };
+  }
+
+  /** Network indices whose gateway address (with the network's prefix) sits on this device. */
+  private async gatewaysOn(dev: string): Promise<number[]> {
+    const out = JSON.parse(await this.run(['ip', '-j', '-4', 'addr', 'show', 'dev', dev])) as { addr_info?: { local: string; prefixlen: number }[] }[];
+    const base = (ipToInt(this.plan.subnet) & ipToInt(this.plan.netmask)) >>> 0;
+    const size = 2 ** (32 - prefixLength(this.plan.netmask));
+    const found: number[] = [];
+    for (const a of out[0]?.addr_info ?? []) {
+      const off = ipToInt(a.local) - base;
+      if (off < 0 || off >= size || off % this.plan.addrsPerNet !== 1) continue;
+      const idx = (off - 1) / this.plan.addrsPerNet;
+      if (a.prefixlen === privateNetwork(this.plan, idx).prefix) found.push(idx);
+    }
+    return found;
   }
 
   private async addressOf(dev: string): Promise<string | undefined> {

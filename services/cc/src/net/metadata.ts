@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
+import { privateDnsName } from '@mallee/vnet';
 import type { InstanceSpec } from '@mallee/wire';
 
 export interface MetadataInstance {
@@ -22,8 +23,6 @@ export const METADATA_VERSIONS = ['1.0', '2007-01-19', '2007-03-01', '2007-08-29
 
 type Tree = { [name: string]: string | Tree };
 
-const hostOf = (ip: string, region: string) => `ip-${ip.replace(/\./g, '-')}.${region}.compute.internal`;
-
 /** The meta-data tree of one instance, as EC2 lays it out (Eucalyptus: sda1 root, sda2 swap, sda3 ephemeral0). */
 export function metadataTree(m: MetadataInstance): Tree {
   const s = m.spec;
@@ -33,10 +32,10 @@ export function metadataTree(m: MetadataInstance): Tree {
     'ami-launch-index': String(s.launchIndex),
     'ami-manifest-path': s.imageLocation || '(unknown)',
     'block-device-mapping': { ami: 'sda1', root: '/dev/sda1', swap: 'sda2', ephemeral0: 'sda3' },
-    hostname: hostOf(local, m.region),
+    hostname: privateDnsName(local, m.region),
     'instance-id': s.instanceId,
     'instance-type': s.vmType.name,
-    'local-hostname': hostOf(local, m.region),
+    'local-hostname': privateDnsName(local, m.region),
     'local-ipv4': local,
     mac: s.macAddress ?? '',
     placement: { 'availability-zone': m.zone },

@@ -11,7 +11,7 @@ import {
 } from '../resources/index.js';
 import { cloudProperties } from '@mallee/properties';
 import { findInstanceType, type InstanceType } from '../instance-types.js';
-import { deleteInstances, insertReservation, instanceRows, reservationByClientToken, specOf, type NewInstance } from '../instances.js';
+import { deleteInstances, insertReservation, instanceRows, reservationByClientToken, specOf, type InstanceRow, type NewInstance } from '../instances.js';
 import { assignLaunchAddresses } from '../network/index.js';
 import { createRootVolumes, recordRootVolumes, type RootVolumeSpec } from '../storage/index.js';
 import type { ImageRecord } from '../resources/images.js';
@@ -151,7 +151,11 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
 
   const now = new Date().toISOString();
   let rootVolumeIds: string[] = [];
-  const rows = db.transaction(() => {
+  // The token again, in the transaction that records the launch: another clc on the same PostgreSQL may have
+  // recorded it since (serializable: this transaction is then run again and finds it).
+  const made = db.transaction((): { earlier: string } | { rows: InstanceRow[] } => {
+    const earlier = input.ClientToken ? reservationByClientToken(db, principal.accountId, input.ClientToken) : undefined;
+    if (earlier) return { earlier };
     const groups = resolveGroups(db, principal.accountId, { names: input.SecurityGroup, ids: input.SecurityGroupId });
     const [reservationId] = uniqueIds(db, 'r', 1, 'reservations');
     const instanceIds = uniqueIds(db, 'i', counts.max, 'instances');
@@ -172,8 +176,10 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
     if (launch.rootVolume) {
       rootVolumeIds = recordRootVolumes(db, instanceIds.map((instanceId) => ({ instanceId, accountId: principal.accountId, zone })), launch.rootVolume, image.rootDeviceName ?? '/dev/sda1');
     }
-    return instanceRows(db, 'reservation_id = @r', { r: reservationId });
+    return { rows: instanceRows(db, 'reservation_id = @r', { r: reservationId }) };
   })();
+  if ('earlier' in made) return reservationResponse(db, made.earlier);
+  const { rows } = made;
   const reservationId = rows[0]!.reservation_id;
   const groupNames = (instanceViews(db, rows.slice(0, 1))[0]?.groups ?? []).map((g) => g.groupName);
   const specs = rows.map((r) => specOf(r, groupNames));

@@ -17,12 +17,15 @@ const STALE_ATTACHMENT_MS = 120_000;
 export class StoragePoller {
   private running: Promise<void> | undefined;
 
-  constructor(private readonly s: StorageContext, private readonly log: Logger) {}
+  /** `leading`: asked before each round, whether this clc moves states along (PollerLease); else a round only refreshes each SC's contact. */
+  constructor(private readonly s: StorageContext, private readonly log: Logger, private readonly leading: () => boolean = () => true) {}
 
   pollAll(): Promise<void> {
     this.running ??= (async () => {
       try {
-        await Promise.all(this.s.controllers.list().map((c) => this.pollZone(c.zone)));
+        const leading = this.leading();
+        await Promise.all(this.s.controllers.list().map((c) => this.pollZone(c.zone, leading)));
+        if (!leading) return;
         await this.settleAttachments();
         settlePendingImages(this.s.db, (id) => snapshotRow(this.s.db, id)?.status);
       } catch (err) {
@@ -38,7 +41,7 @@ export class StoragePoller {
     await this.running;
   }
 
-  private async pollZone(zone: string): Promise<void> {
+  private async pollZone(zone: string, leading: boolean): Promise<void> {
     const { db, controllers } = this.s;
     let volumes: sc.ScVolume[];
     let snapshots: sc.ScSnapshot[];
@@ -60,6 +63,7 @@ export class StoragePoller {
       if (controllers.get(zone)) controllers.recordContact(zone, false, detail);
       return;
     }
+    if (!leading) return;
     const byId = new Map(volumes.map((v) => [v.volumeId, v]));
     for (const row of db.prepare("SELECT * FROM volumes WHERE zone = ? AND status = 'creating'").all(zone) as VolumeRow[]) {
       const v = byId.get(row.volume_id);

@@ -86,12 +86,18 @@ async function createVolume(s: StorageContext, principal: Principal, input: Crea
   if (snapshot && size < snapshot.volume_size) throw new Ec2Error('InvalidParameterValue', `The size of the volume, in GiB, must be equal to or greater than the size of the snapshot (${snapshot.volume_size} GiB).`);
   const volumeId = newId('vol');
   const now = new Date().toISOString();
-  db.transaction(() => {
+  // The token is looked up again in the transaction that records the volume: another clc on the same
+  // PostgreSQL may have recorded it since (serializable: this transaction is then run again and finds it).
+  const raced = db.transaction((): VolumeRow | undefined => {
+    const earlier = input.ClientToken !== undefined ? volumeByClientToken(db, principal.accountId, { ...input, ClientToken: input.ClientToken }) : undefined;
+    if (earlier) return earlier;
     db.prepare(`INSERT INTO volumes (volume_id, account_id, zone, size_gib, snapshot_id, volume_type, status, create_time, client_token, client_request)
       VALUES (?, ?, ?, ?, ?, ?, 'creating', ?, ?, ?)`)
       .run(volumeId, principal.accountId, zone, size, snapshot?.snapshot_id ?? null, type, now, input.ClientToken ?? null, input.ClientToken !== undefined ? requestOf(input) : null);
     applyTagSpecifications(db, principal.accountId, [volumeId], 'volume', input.TagSpecification);
+    return undefined;
   })();
+  if (raced) return createVolumeXml(db, raced);
   try {
     const res = await controllers.client(zone).call(sc.CreateStorageVolume, {
       volumeId,

@@ -4,7 +4,10 @@
 // the guest's tap, so a guest can send only from its own MAC and private address.
 import type { Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
-import { bridgeOf, deviceNames, execRunner, planLinks, planUnlink, readLinks, runAll, tapName, VXLAN_MTU, type CommandRunner, type NetworkLinkSpec } from '@mallee/vnet';
+import { bridgeOf, deviceNames, execRunner, macForAddress, planLinks, planUnlink, readLinks, runAll, tapName, VXLAN_MTU, type CommandRunner, type NetworkLinkSpec } from '@mallee/vnet';
+
+/** Every instance MAC starts with these two bytes (macForAddress: d0:0d + the private address, as Eucalyptus). */
+const INSTANCE_MAC_PREFIX = 'd0:0d:00:00:00:00';
 import type { InstanceSpec } from '@mallee/wire';
 import type { GuestNic } from '../hypervisor.js';
 
@@ -52,7 +55,7 @@ export class HostNetwork {
       const ls = this.linkSpec(spec, local);
       await runAll(this.run, planLinks(await readLinks(this.run), ls));
       const tap = tapName(this.prefix, spec.instanceId);
-      if (n.mode !== 'SYSTEM' && spec.privateIp) await this.antiSpoof(tap, spec.macAddress!, spec.privateIp);
+      if (n.mode !== 'SYSTEM' && spec.privateIp) await this.antiSpoof(tap, spec.macAddress!, spec.privateIp, n.cidr);
       const nic: GuestNic = { bridge: bridgeOf(ls), mac: spec.macAddress!, tap };
       if (n.mode === 'MANAGED' && n.encap === 'vxlan') nic.mtu = VXLAN_MTU;
       this.log.info({ instanceId: spec.instanceId, bridge: nic.bridge, tap, vlan: spec.vlan }, 'guest network prepared');
@@ -80,8 +83,8 @@ export class HostNetwork {
       const tap = tapName(this.prefix, spec.instanceId);
       const bridge = bridgeOf(ls);
       // The chain first: a tap goes back on its bridge only once its traffic is filtered again.
-      if (n.mode !== 'SYSTEM' && spec.privateIp && !(await this.antiSpoofInPlace(tap, spec.privateIp))) {
-        await this.antiSpoof(tap, spec.macAddress!, spec.privateIp);
+      if (n.mode !== 'SYSTEM' && spec.privateIp && !(await this.antiSpoofInPlace(tap, spec.privateIp, n.cidr))) {
+        await this.antiSpoof(tap, spec.macAddress!, spec.privateIp, n.cidr);
         fixed.push(`ebtables ${this.chainOf(tap)}`);
       }
       const tapLink = (await readLinks(this.run)).get(tap);
@@ -94,11 +97,15 @@ export class HostNetwork {
     });
   }
 
-  /** The tap's chain is there, speaks for this address and is hooked into FORWARD. */
-  private async antiSpoofInPlace(tap: string, ip: string): Promise<boolean> {
+  /** The tap's chain is there, speaks for this address (and, on a shared segment, guards destinations) and is hooked into FORWARD. */
+  private async antiSpoofInPlace(tap: string, ip: string, cidr?: string): Promise<boolean> {
     const chain = this.chainOf(tap);
     const rules = await this.run(['ebtables', '-L', chain]).catch(() => undefined);
     if (rules === undefined || !rules.includes(`--ip-src ${ip} `) || !/-j DROP\s*$/.test(rules.trim())) return false;
+    if (cidr) {
+      const guard = await this.run(['ebtables', '-L', this.guardOf(tap)]).catch(() => undefined);
+      if (guard === undefined || !guard.includes(`--ip-dst ! ${cidr}`) || !rules.includes(`-j ${this.guardOf(tap)}`)) return false;
+    }
     return (await this.run(['ebtables', '-L', 'FORWARD'])).split('\n').some((l) => l.includes(`-i ${tap} `) && l.includes(`-j ${chain}`));
   }
 
@@ -110,8 +117,10 @@ export class HostNetwork {
       const chain = this.chainOf(tap);
       while (await this.run(['ebtables', '-D', 'FORWARD', '-i', tap, '-j', chain]).then(() => true, () => false));
       // ebtables-nft deletes only empty chains.
-      await this.run(['ebtables', '-F', chain]).catch(() => undefined);
-      await this.run(['ebtables', '-X', chain]).catch(() => undefined);
+      for (const c of [chain, this.guardOf(tap)]) {
+        await this.run(['ebtables', '-F', c]).catch(() => undefined);
+        await this.run(['ebtables', '-X', c]).catch(() => undefined);
+      }
       if (spec.network!.mode !== 'MANAGED') return;
       const links = await readLinks(this.run);
       const bridge = deviceNames(this.prefix, spec.vlan ?? 0).bridge;
@@ -124,8 +133,40 @@ export class HostNetwork {
     return `${tap.toUpperCase()}`;
   }
 
+  /** The destination guard of a guest on a shared segment (MANAGED-NOVLAN). */
+  private guardOf(tap: string): string {
+    return `${tap.toUpperCase()}-D`;
+  }
+
+  /**
+   * MANAGED-NOVLAN: every network shares one segment, so without a guard a guest reaches another group's guests
+   * directly (an on-link route and ARP) and the CC's group rules never see it. From the tap, unicast frames may go
+   * to the instances of its own network (their MACs are d0:0d + the address, so one masked match) or to anything
+   * that is not an instance (the CC's gateway, the node); frames to any other instance's MAC, and IPv4 sent to a
+   * broadcast or multicast MAC for an address outside its own network, are dropped. Traffic between groups thus
+   * always crosses the CC, where the group rules (and nothing else) decide.
+   */
+  private async destinationGuard(tap: string, cidr: string): Promise<string> {
+    const guard = this.guardOf(tap);
+    const [network, prefix] = cidr.split('/') as [string, string];
+    const hostBits = 32 - Number(prefix);
+    const mask = ['ff', 'ff', ...[24, 16, 8, 0].map((shift) => ((((0xffffffff << hostBits) >>> 0) >>> shift) & 255).toString(16).padStart(2, '0'))].join(':');
+    const rules = [
+      ['-d', `${macForAddress(network)}/${mask}`, '-j', 'RETURN'],
+      ['-d', `${INSTANCE_MAC_PREFIX}/ff:ff:00:00:00:00`, '-j', 'DROP'],
+      ['-p', 'IPv4', '-d', 'Multicast', '--ip-dst', '255.255.255.255', '-j', 'RETURN'],
+      ['-p', 'IPv4', '-d', 'Multicast', '--ip-dst', '224.0.0.0/4', '-j', 'RETURN'],
+      ['-p', 'IPv4', '-d', 'Multicast', '--ip-dst', '!', cidr, '-j', 'DROP'],
+    ];
+    const listed = await this.run(['ebtables', '-L', guard]).catch(() => undefined);
+    if (listed === undefined) await this.run(['ebtables', '-N', guard]);
+    else await this.run(['ebtables', '-F', guard]);
+    for (const r of rules) await this.run(['ebtables', '-A', guard, ...r]);
+    return guard;
+  }
+
   /** ebtables: from the tap only its own MAC, IPv4 from its own address (or DHCP's 0.0.0.0), ARP for its own address. */
-  private async antiSpoof(tap: string, mac: string, ip: string): Promise<void> {
+  private async antiSpoof(tap: string, mac: string, ip: string, cidr?: string): Promise<void> {
     const chain = this.chainOf(tap);
     const listed = await this.run(['ebtables', '-L', chain]).catch(() => undefined);
     if (listed === undefined) await this.run(['ebtables', '-N', chain]);
@@ -137,8 +178,10 @@ export class HostNetwork {
       const old = Number(/entries: (\d+)/.exec(listed)?.[1] ?? 0);
       for (let i = 0; i < old; i++) await this.run(['ebtables', '-D', chain, '2']);
     }
+    const guard = cidr ? await this.destinationGuard(tap, cidr) : undefined;
     const rules = [
       ['-s', '!', mac, '-j', 'DROP'],
+      ...(guard ? [['-j', guard]] : []),
       ['-p', 'IPv4', '--ip-src', ip, '-j', 'RETURN'],
       ['-p', 'IPv4', '--ip-src', '0.0.0.0', '--ip-proto', 'udp', '--ip-dport', '67', '-j', 'RETURN'],
       ['-p', 'ARP', '--arp-ip-src', ip, '--arp-mac-src', mac, '-j', 'RETURN'],
