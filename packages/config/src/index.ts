@@ -83,9 +83,18 @@ export const configSchema = z.object({
   WALRUS_S3_ACCESS_KEY: z.string().default(''),
   WALRUS_S3_SECRET_KEY: z.string().default(''),
   WALRUS_S3_BUCKET: z.string().default('mallee-walrus'),
-  /** Storage Controller (sc): volumes as sparse files under <home>/sc/volumes, or LVM logical volumes in SC_LVM_VG. */
-  SC_BACKEND: z.enum(['file', 'lvm']).default('file'),
+  /**
+   * Storage Controller (sc): volumes as sparse files under <home>/sc/volumes, LVM logical volumes in SC_LVM_VG
+   * (both exported over iSCSI), or RBD images in the Ceph pool SC_CEPH_POOL (nodes open them through librbd).
+   */
+  SC_BACKEND: z.enum(['file', 'lvm', 'ceph-rbd']).default('file'),
   SC_LVM_VG: z.string().default('mallee'),
+  /** SC_BACKEND=ceph-rbd: the cluster's ceph.conf, the pool, and the cephx user (its keyring) the SC and the nodes' guests use. */
+  SC_CEPH_CONF: z.string().default('/etc/ceph/ceph.conf'),
+  SC_CEPH_POOL: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('rbd'),
+  SC_CEPH_USER: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('mallee'),
+  /** Default: /etc/ceph/ceph.client.<SC_CEPH_USER>.keyring. */
+  SC_CEPH_KEYRING: z.string().default(''),
   /** The iSCSI portal NCs connect to (this host's address as the nodes reach it) and tgtd's port. */
   SC_ISCSI_ADDRESS: z.string().default(''),
   SC_ISCSI_PORT: port.default(3260),

@@ -1,7 +1,7 @@
 import { describe, it, expect, afterEach } from 'vitest';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { wire, handler, WireClient, WireError, defineOperation, encodeValue, decodeDocument, sign, HDR, WIRE_PATH, encodeEnvelope, WIRE_VERSION, wireVersionFrom, type WireHandler } from '../src/index.js';
+import { wire, handler, WireClient, WireError, defineOperation, encodeValue, decodeDocument, sign, HDR, WIRE_PATH, encodeEnvelope, mapTargetSecret, volumeTarget, WIRE_VERSION, wireVersionFrom, type WireHandler } from '../src/index.js';
 
 const Echo = defineOperation('Echo',
   z.object({ text: z.string(), n: z.number(), flag: z.boolean(), list: z.array(z.object({ k: z.string() })), opt: z.string().optional() }),
@@ -133,5 +133,25 @@ describe('wire version skew', () => {
     expect(wireVersionFrom(undefined)).toBe(WIRE_VERSION);
     expect(wireVersionFrom('2')).toBe(2);
     expect(() => wireVersionFrom('two')).toThrow(/MALLEE_WIRE_VERSION/);
+  });
+});
+
+describe('volume targets (iSCSI | RBD)', () => {
+  const iscsi = { iqn: 'iqn.2010-05.org.mallee:sc-1.vol-1.x', portal: '10.0.0.1', port: 3260, lun: 1, chapUser: 'u', chapSecret: 'sealed' };
+  const rbd = { kind: 'rbd' as const, pool: 'rbd', image: 'sc-1.vol-1', monitors: [{ host: '10.0.0.2', port: 3300 }], user: 'mallee', secret: 'sealed' };
+
+  it('a target of the version before RBD (no kind) reads as iSCSI; an RBD target keeps its fields; half of each is refused', () => {
+    expect(volumeTarget.parse(iscsi)).toEqual({ kind: 'iscsi', ...iscsi });
+    expect(volumeTarget.parse(rbd)).toEqual(rbd);
+    expect(volumeTarget.safeParse({ ...rbd, monitors: [] }).success).toBe(false);
+    expect(volumeTarget.safeParse({ kind: 'rbd', ...iscsi }).success).toBe(false);
+    // An older receiver (iSCSI only) ignores the kind a newer sender adds to an iSCSI target.
+    expect(z.object({ iqn: z.string(), chapSecret: z.string() }).parse({ kind: 'iscsi', ...iscsi })).toEqual({ iqn: iscsi.iqn, chapSecret: 'sealed' });
+  });
+
+  it('mapTargetSecret maps the CHAP secret of an iSCSI target and the cephx key of an RBD one, nothing else', () => {
+    const up = (s: string) => s.toUpperCase();
+    expect(mapTargetSecret(volumeTarget.parse(iscsi), up)).toEqual({ kind: 'iscsi', ...iscsi, chapSecret: 'SEALED' });
+    expect(mapTargetSecret(volumeTarget.parse(rbd), up)).toEqual({ ...rbd, secret: 'SEALED' });
   });
 });

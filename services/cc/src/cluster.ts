@@ -1,7 +1,7 @@
 // The Cluster Controller's logic: its nodes, polling them, placing instances on them and routing
 // per-instance operations to the node that runs the instance (Eucalyptus cluster/handlers.c).
 import type { Logger } from 'pino';
-import { bootsFromVolume, nc, resealSecret, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeResources, type Operation, type VmType } from '@mallee/wire';
+import { bootsFromVolume, mapTargetSecret, nc, resealSecret, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeResources, type Operation, type VmType } from '@mallee/wire';
 import type { NetworkManager } from './net/manager.js';
 import { NodeLink } from './node-link.js';
 import type { NodeRegistry } from './registry.js';
@@ -234,7 +234,7 @@ export class Cluster {
   private sealedFor(link: NodeLink, spec: InstanceSpec): InstanceSpec {
     if (!spec.ebsVolumes?.length) return spec;
     const from = this.o.cloudKey?.() ?? '';
-    return { ...spec, ebsVolumes: spec.ebsVolumes.map((v) => ({ ...v, target: { ...v.target, chapSecret: resealSecret(from, link.record.key, v.target.chapSecret) } })) };
+    return { ...spec, ebsVolumes: spec.ebsVolumes.map((v) => ({ ...v, target: mapTargetSecret(v.target, (sealed) => resealSecret(from, link.record.key, sealed)) })) };
   }
 
   private async rollback(started: { spec: InstanceSpec; node: string }[]): Promise<void> {
@@ -442,7 +442,7 @@ export class Cluster {
       }
       this.reservations.set(id, { node: dest.name, vmType: t });
       const cloudKey = this.o.cloudKey?.() ?? '';
-      const volumes = req.volumes.map((v) => ({ ...v, target: { ...v.target, chapSecret: resealSecret(cloudKey, dest.record.key, v.target.chapSecret) } }));
+      const volumes = req.volumes.map((v) => ({ ...v, target: mapTargetSecret(v.target, (sealed) => resealSecret(cloudKey, dest.record.key, sealed)) }));
       const { destination } = await dest.client.call(nc.ncPrepareMigration, { spec, launchTime, volumes }, { timeoutMs: 600_000 }).catch((err: unknown) => {
         throw this.unsupported(err, dest.name);
       });

@@ -1,6 +1,6 @@
 // Volume operations (sc) routed to the node that runs the instance. The CHAP secret arrives sealed
 // with the cluster's key and leaves re-sealed with that node's key.
-import { nc, resealSecret, type cc, type Operation } from '@mallee/wire';
+import { mapTargetSecret, nc, resealSecret, type cc, type Operation } from '@mallee/wire';
 import type { Cluster } from './cluster.js';
 
 type Req<O> = O extends Operation<infer R, unknown> ? R : never;
@@ -11,8 +11,8 @@ export class ClusterVolumes {
 
   async attachVolume(req: Req<typeof cc.AttachVolume>): Promise<Res<typeof cc.AttachVolume>> {
     const link = this.cluster.nodeOf(req.instanceId);
-    const chapSecret = resealSecret(this.cloudKey() ?? '', link.record.key, req.target.chapSecret);
-    return link.client.call(nc.ncAttachVolume, { ...req, target: { ...req.target, chapSecret } }, { timeoutMs: 60_000 });
+    const target = mapTargetSecret(req.target, (sealed) => resealSecret(this.cloudKey() ?? '', link.record.key, sealed));
+    return link.client.call(nc.ncAttachVolume, { ...req, target }, { timeoutMs: 60_000 });
   }
 
   async detachVolume(req: Req<typeof cc.DetachVolume>): Promise<Res<typeof cc.DetachVolume>> {

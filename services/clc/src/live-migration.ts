@@ -4,7 +4,7 @@
 // keeps both exports), asks the cc to migrate, then keeps only the export the instance now uses. The
 // instance's node in the clc's record follows at once (and from the cc's reports after).
 import type { Db } from '@mallee/store';
-import { admin, cc, handler, openSecret, sc, sealSecret, WireError, type WireHandler } from '@mallee/wire';
+import { admin, cc, handler, mapTargetSecret, openSecret, sc, sealSecret, WireError, type VolumeTarget, type WireHandler } from '@mallee/wire';
 import type { Logger } from 'pino';
 import type { Clusters } from './clusters.js';
 import { instanceRow, type InstanceRow } from './instances.js';
@@ -70,7 +70,7 @@ async function migrateOne(d: MigrationDeps, row: InstanceRow, asked?: string): P
   const atts = db.prepare(`SELECT a.volume_id, a.device, a.initiator, v.zone FROM volume_attachments a JOIN volumes v ON v.volume_id = a.volume_id
     WHERE a.instance_id = ? AND a.status = 'attached'`).all(id) as Attachment[];
   const clusterKey = d.clusters.keyOf(zone) ?? '';
-  const volumes: { volumeId: string; device: string; target: sc.IscsiTarget }[] = [];
+  const volumes: { volumeId: string; device: string; target: VolumeTarget }[] = [];
   const setInitiator = db.prepare('UPDATE volume_attachments SET initiator = ? WHERE volume_id = ?');
   const undo = async () => {
     for (const a of atts) {
@@ -86,7 +86,7 @@ async function migrateOne(d: MigrationDeps, row: InstanceRow, asked?: string): P
       const ctl = d.controllers.get(a.zone);
       if (!ctl) throw new WireError('IncorrectState', `the storage controller of zone ${a.zone} is not registered`, 409);
       const { target } = await d.controllers.client(a.zone).call(sc.ExportVolume, { volumeId: a.volume_id, initiatorAddress: dest.host });
-      volumes.push({ volumeId: a.volume_id, device: a.device, target: { ...target, chapSecret: sealSecret(clusterKey, openSecret(ctl.key, target.chapSecret)) } });
+      volumes.push({ volumeId: a.volume_id, device: a.device, target: mapTargetSecret(target, (sealed) => sealSecret(clusterKey, openSecret(ctl.key, sealed))) });
     }
     const res = await d.clusters.client(zone).call(cc.MigrateInstance, { instanceId: id, dest: dest.node, volumes }, { timeoutMs: 1_200_000 });
     db.prepare('UPDATE instances SET node = ? WHERE instance_id = ?').run(res.dest, id);

@@ -1,5 +1,5 @@
 // The nc.* wire operation table: each operation maps to one NodeController method.
-import { handler, nc, openSecret, type WireHandler } from '@mallee/wire';
+import { handler, mapTargetSecret, nc, openSecret, type WireHandler } from '@mallee/wire';
 import type { NodeController } from './node-controller.js';
 
 /** Only the cluster controller that registered this node talks to it. */
@@ -23,7 +23,7 @@ export function ncHandlers(node: NodeController, nodeKey: () => string | undefin
     })),
     // --- volumes (sc): the CHAP secret arrives sealed with this node's key.
     handler(nc.ncAttachVolume, async (req) => ({
-      volume: await node.attachVolume(req.instanceId, { volumeId: req.volumeId, device: req.device, target: { ...req.target, chapSecret: openSecret(nodeKey() ?? '', req.target.chapSecret) } }),
+      volume: await node.attachVolume(req.instanceId, { volumeId: req.volumeId, device: req.device, target: mapTargetSecret(req.target, (sealed) => openSecret(nodeKey() ?? '', sealed)) }),
     })),
     handler(nc.ncDetachVolume, async (req) => ({ detached: await node.detachVolume(req.instanceId, req.volumeId, req.force) })),
     handler(nc.ncFreezeInstance, (req) => node.freezeInstance(req.instanceId, req.timeoutMs)),
@@ -31,7 +31,7 @@ export function ncHandlers(node: NodeController, nodeKey: () => string | undefin
     // --- live migration (issue 7): the volumes' CHAP secrets arrive sealed with this node's key.
     handler(nc.ncMigrationSource, (req) => node.migrationSource(req.instanceId)),
     handler(nc.ncPrepareMigration, async (req) => ({
-      destination: await node.prepareMigration(req.spec, req.launchTime, req.volumes.map((v) => ({ ...v, target: { ...v.target, chapSecret: openSecret(nodeKey() ?? '', v.target.chapSecret) } }))),
+      destination: await node.prepareMigration(req.spec, req.launchTime, req.volumes.map((v) => ({ ...v, target: mapTargetSecret(v.target, (sealed) => openSecret(nodeKey() ?? '', sealed)) }))),
     })),
     handler(nc.ncMigrateInstance, async (req) => ({ instanceId: req.instanceId, ...(await node.migrateInstance(req.instanceId, req)) })),
     handler(nc.ncFinishMigration, async (req) => {

@@ -74,12 +74,17 @@ export interface HypervisorMigration {
 
 // --- volumes (sc) --------------------------------------------------------------------------------
 
-/** An iSCSI LUN to hot-plug, with its CHAP secret in the clear (the NC opened the sealed one). */
+/** An iSCSI LUN or an RBD image to hot-plug, with its CHAP secret or cephx key in the clear (the NC opened the sealed one). */
 export interface VolumeAttachmentSpec {
   volumeId: string;
   /** What the user asked for (/dev/sdf, /dev/vdb); the driver picks a free guest device near it. */
   device: string;
-  target: Omit<sc.IscsiTarget, 'chapSecret'> & { chapSecret: string };
+  target: sc.IscsiTarget | sc.RbdTarget;
+}
+
+/** What a log line or a node's record names a target by: the IQN and LUN, or rbd:<pool>/<image>. */
+export function targetName(t: VolumeAttachmentSpec['target']): string {
+  return t.kind === 'rbd' ? `rbd:${t.pool}/${t.image}` : `${t.iqn}/${t.lun}`;
 }
 
 /** Network disks in running guests, as Nova's attach_volume/detach_volume, plus holding guest I/O for snapshots. */

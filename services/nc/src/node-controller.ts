@@ -2,7 +2,7 @@
 // capacity accounting with MAX_CORES/MAX_MEM/MAX_DISK, launch records, reconciliation with the guests
 // the hypervisor really has, and the terminated-then-forgotten lifecycle the cc polls.
 import type { Logger } from 'pino';
-import { bootsFromVolume, WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type nc, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
+import { bootsFromVolume, mapTargetSecret, WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type nc, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
 import { GuestNotFoundError, type GuestStatus, type HostCapacity, type Hypervisor, type HypervisorVolumes, type VolumeAttachmentSpec } from './hypervisor.js';
 import type { LaunchRecord, LaunchRecords } from './launch-records.js';
 import type { HostNetwork } from './net/host-network.js';
@@ -239,7 +239,7 @@ export class NodeController {
     if (!spec.ebsVolumes?.length) return spec;
     const open = this.o.openSecret;
     if (!open) throw new WireError('UnsupportedOperation', 'this node cannot open volume secrets', 400);
-    return { ...spec, ebsVolumes: spec.ebsVolumes.map((v) => ({ ...v, target: { ...v.target, chapSecret: open(v.target.chapSecret) } })) };
+    return { ...spec, ebsVolumes: spec.ebsVolumes.map((v) => ({ ...v, target: mapTargetSecret(v.target, open) })) };
   }
 
   /** Resolves with the driver's error instead of rejecting (the instance is then terminated with a reason). */

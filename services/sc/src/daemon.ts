@@ -58,10 +58,15 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const log = opts.logger ?? pino({ name: 'sc', level: config.LOG_LEVEL });
   const runDir = join(home, 'run');
   mkdirSync(runDir, { recursive: true });
-  const backend = createBackend(config, home);
-  await backend.probe();
   const db = openDaemonDatabase(config.DB_URL, join(home, 'sc.sqlite'), 'sc', { migrations });
   const prefix = scPrefix(db);
+  const backend = createBackend(config, home, prefix);
+  try {
+    await backend.probe();
+  } catch (err) {
+    db.close();
+    throw err;
+  }
   const keyFile = scKeyFile(home);
   const s3 = new S3Client(credentialsFile(blockStorageFile(home)));
   const chunks = new ChunkStore({ db, s3, prefix, log });
@@ -114,7 +119,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     void (async () => {
       if (!recovered) recovered = await recover(() => controller.recover(), 'volume and export recovery');
       else if (!snapshotsRecovered) snapshotsRecovered = await recover(() => controller.recoverSnapshots(), 'snapshot recovery');
-      else await exports.reconcile().then(() => chunks.sweep()).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'periodic reconciliation failed'));
+      else await (backend.diffs ? chunks.sweep() : exports.reconcile().then(() => chunks.sweep())).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'periodic reconciliation failed'));
     })();
   }, opts.reconcileIntervalMs ?? 30_000);
   void (async () => {

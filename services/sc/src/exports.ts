@@ -1,12 +1,13 @@
 // iSCSI exports: one tgtd target + LUN per (volume, initiator), with its own CHAP account and an ACL
 // for the initiator's address. The database row is written before tgtd is touched, and restart
 // reconciles tgtd with the rows: a target of ours without a row is deleted, a row without a target
-// gets it (again). IQNs and account names carry this SC's prefix; nothing else in tgtd is ours.
+// gets it (again), and a half-made one (an SC killed between making the target and adding its LUN,
+// account or ACL) is made again whole — by the restart, or by the next ExportVolume of it. IQNs and account names carry this SC's prefix; nothing else in tgtd is ours.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db } from '@mallee/store';
 import { WireError } from '@mallee/wire';
-import type { Tgt } from './tgt.js';
+import type { Tgt, TgtTarget } from './tgt.js';
 
 export const IQN_BASE = 'iqn.2010-05.org.mallee';
 
@@ -59,9 +60,27 @@ export class Exports {
           .run(row.volume_id, row.initiator, row.iqn, row.chap_user, row.chap_secret, new Date().toISOString());
       }
       const targets = await this.o.tgt.targets();
-      if (!targets.some((t) => t.iqn === row.iqn)) await this.createTarget(row, targets);
+      const found = targets.find((t) => t.iqn === row.iqn);
+      if (!found || !this.complete(found, row)) await this.remake(row, found, targets);
       return { iqn: row.iqn, lun: 1, chapUser: row.chap_user, chapSecret: row.chap_secret };
     });
+  }
+
+  /**
+   * Whether tgtd's target is the whole export: the volume as LUN 1, the CHAP account bound, the initiator's
+   * ACL. An SC killed while it set one up (between making the target and adding the LUN, say) leaves a part.
+   */
+  private complete(t: TgtTarget, row: ExportRow): boolean {
+    return t.luns.get(1) === this.o.pathOf(row.volume_id) && t.accounts.includes(row.chap_user) && t.acls.includes(row.initiator);
+  }
+
+  /** Makes the export's target again, first removing a half-made one. */
+  private async remake(row: ExportRow, partial: TgtTarget | undefined, targets: { tid: number }[]): Promise<void> {
+    if (partial) {
+      this.o.log.warn({ iqn: row.iqn, tid: partial.tid, luns: [...partial.luns.keys()], accounts: partial.accounts, acls: partial.acls }, 'remaking a half-made tgt target of an export');
+      await this.o.tgt.deleteTarget(partial.tid);
+    }
+    await this.createTarget(row, partial ? targets.filter((t) => t.tid !== partial.tid) : targets);
   }
 
   private async createTarget(row: ExportRow, targets: { tid: number }[]): Promise<void> {
@@ -120,14 +139,15 @@ export class Exports {
           this.o.log.warn({ iqn: t.iqn, tid: t.tid }, 'removed a tgt target of this SC that no export records');
         }
       }
-      const present = new Set(targets.map((t) => t.iqn));
+      const present = new Map(targets.map((t) => [t.iqn, t]));
       const wanted = new Set(rows.map((r) => r.chap_user));
       for (const user of await this.o.tgt.accounts()) {
         if (user.startsWith(`${this.o.prefix}.`) && !wanted.has(user)) await this.o.tgt.deleteAccount(user);
       }
       for (const r of rows) {
-        if (present.has(r.iqn)) continue;
-        await this.createTarget(r, await this.o.tgt.targets());
+        const t = present.get(r.iqn);
+        if (t && this.complete(t, r)) continue;
+        await this.remake(r, t, await this.o.tgt.targets());
         recreated++;
       }
       if (removed || recreated) this.o.log.info({ removed, recreated }, 'reconciled tgt targets with the exports');

@@ -4,4 +4,5 @@ export { StorageController } from './storage-controller.js';
 export { parseTargets, tgt, tgtOn, type Tgt, type TgtTarget } from './tgt.js';
 export { S3Client } from './s3.js';
 export { IQN_BASE } from './exports.js';
-export type { Manifest } from './snapshots.js';
+export type { Manifest, RbdManifest } from './snapshots.js';
+export { keyOf, monitorsOf } from './backends/rbd.js';

@@ -2,13 +2,17 @@
 // chunks; all-zero chunks are skipped, every other chunk is hashed (SHA-256) and uploaded only when no
 // snapshot of this SC stored that content before (so unchanged chunks since the parent cost nothing);
 // a manifest object lists the chunks. Restores reassemble a volume from any SC's manifest.
+// On RBD (backend.diffs) the cut is an RBD snapshot and what is uploaded is `rbd export-diff` since the
+// previous snapshot, cut into chunks of the same content-addressed store; the manifest lists the whole
+// chain of diffs back to a full one, and the snapshot holds references to every chunk of that chain, so
+// deleting any snapshot frees only chunks no other snapshot's chain uses.
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Db } from '@mallee/store';
 import { WireError, type sc } from '@mallee/wire';
-import type { VolumeBackend } from './backends/index.js';
+import type { DiffSnapshots, RbdLocation, VolumeBackend } from './backends/index.js';
 import type { ChunkStore } from './chunks.js';
 import { S3Error, type S3Client } from './s3.js';
 
@@ -31,6 +35,29 @@ export interface Manifest {
   chunkPrefix: string;
   /** [index, sha256] of every non-zero chunk; the others are zero. */
   chunks: [number, string][];
+  parentSnapshotId?: string;
+  consistency: sc.SnapshotConsistency;
+  createdAt: string;
+}
+
+/** One `rbd export-diff` stream, stored as chunks in order. */
+export interface DiffSegment {
+  snapshotId: string;
+  fromSnapshotId?: string;
+  bytes: number;
+  chunks: string[];
+}
+
+/** A snapshot of an RBD volume: import the segments in order (or clone `source` while it exists). */
+export interface RbdManifest {
+  format: 'mallee-rbd-diff-1';
+  snapshotId: string;
+  volumeId: string;
+  sizeBytes: number;
+  chunkSize: number;
+  chunkPrefix: string;
+  source: RbdLocation;
+  segments: DiffSegment[];
   parentSnapshotId?: string;
   consistency: sc.SnapshotConsistency;
   createdAt: string;
@@ -205,6 +232,11 @@ export class SnapshotEngine {
     const r = this.row(snapshotId)!;
     const db = this.o.db;
     const size = r.size_gib * GiB;
+    const diffs = this.o.backend.diffs;
+    if (diffs && (r.source_id === null || (await this.manifestOf(r.source_id)).format === 'mallee-rbd-diff-1')) {
+      await this.uploadDiff(r, diffs, signal);
+      return;
+    }
     if (r.source_id === null) {
       if (!r.cut_path) throw new Error('no point-in-time copy to upload');
       const fh = await open(r.cut_path, 'r');
@@ -234,6 +266,119 @@ export class SnapshotEngine {
     if (r.cut_path) await this.o.backend.dropCut(snapshotId, r.cut_path);
     const done = this.row(snapshotId)!;
     this.o.log.info({ snapshotId, chunks: chunks.length, uploadedChunks: done.uploaded_chunks, uploadedBytes: done.uploaded_bytes, reusedChunks: done.reused_chunks }, 'snapshot completed');
+  }
+
+  private async manifestOf(snapshotId: string): Promise<Manifest | RbdManifest> {
+    return JSON.parse((await this.o.s3.get(this.o.s3.bucket, this.manifestKey(snapshotId))).toString('utf8')) as Manifest | RbdManifest;
+  }
+
+  /**
+   * RBD: the chain of the parent (its chunks referenced by this snapshot too), plus `rbd export-diff` since the
+   * parent's RBD snapshot cut into chunks. A copy (source_id) takes its source's chain whole. Started over
+   * after a restart: the diff of two snapshots is the same stream again, and its stored chunks are reused.
+   */
+  private async uploadDiff(r: SnapshotRow, diffs: DiffSnapshots, signal: AbortSignal): Promise<void> {
+    const db = this.o.db;
+    const snapshotId = r.snapshot_id;
+    await this.o.chunks.release(snapshotId);
+    const base = r.source_id ?? r.parent_id;
+    // The base's chunks become this snapshot's too, in one transaction while the base is known completed.
+    const inherited = base !== null && db.transaction(() => {
+      const b = this.row(base);
+      if (b?.status !== 'completed') return false;
+      db.prepare('INSERT INTO snapshot_chunks (snapshot_id, idx, hash) SELECT ?, idx, hash FROM snapshot_chunks WHERE snapshot_id = ?').run(snapshotId, base);
+      db.prepare('UPDATE chunks SET refs = refs + 1 WHERE hash IN (SELECT hash FROM snapshot_chunks WHERE snapshot_id = ?)').run(base);
+      return true;
+    })();
+    let segments: DiffSegment[] = [];
+    let source: RbdLocation;
+    if (inherited) {
+      const m = await this.manifestOf(base);
+      if (m.format !== 'mallee-rbd-diff-1') throw new Error(`snapshot ${base} is not a snapshot of an RBD volume`);
+      segments = m.segments;
+      source = m.source;
+    }
+    if (r.source_id === null) {
+      if (!r.cut_path) throw new Error('no point-in-time copy to upload');
+      source = diffs.location(r.cut_path);
+      // Incremental only from a parent whose RBD snapshot is still on the volume (else a full diff, a new chain).
+      const from = inherited && r.parent_id && segments.length && (await diffs.hasCut(`${source.pool}/${source.image}@${r.parent_id}`)) ? r.parent_id : undefined;
+      if (!from && inherited) {
+        await this.o.chunks.release(snapshotId);
+        segments = [];
+      }
+      const total = Math.max(1, await diffs.changedBytes(r.cut_path, from));
+      let idx = db.prepare('SELECT COALESCE(MAX(idx) + 1, 0) FROM snapshot_chunks WHERE snapshot_id = ?').pluck().get(snapshotId) as number;
+      const seg: DiffSegment = { snapshotId, ...(from ? { fromSnapshotId: from } : {}), bytes: 0, chunks: [] };
+      let uploadedBytes = 0;
+      let uploadedChunks = 0;
+      let reused = 0;
+      const count = db.prepare('UPDATE snapshots SET uploaded_bytes = ?, uploaded_chunks = ?, reused_chunks = ?, progress = ? WHERE snapshot_id = ?');
+      const flush = async (batch: Buffer[]) => {
+        const entries = batch.map((buf) => ({ idx: idx++, hash: createHash('sha256').update(buf).digest('hex'), size: buf.length, buf }));
+        const actions = this.o.chunks.referenceMany(snapshotId, entries);
+        for (let k = 0; k < entries.length; k++) {
+          while (actions[k] === 'wait') {
+            await this.o.chunks.waitDeleted(entries[k]!.hash, signal);
+            actions[k] = this.o.chunks.reference(snapshotId, entries[k]!.idx, entries[k]!.hash, entries[k]!.size);
+          }
+        }
+        const unique = [...new Map(entries.filter((_, k) => actions[k] === 'upload').map((c) => [c.hash, c])).values()];
+        await forEachIndex(unique.length, this.o.concurrency ?? 8, signal, async (k) => this.o.chunks.put(unique[k]!.hash, unique[k]!.buf));
+        this.o.chunks.markStored(unique.map((c) => c.hash));
+        for (const c of unique) uploadedBytes += c.size;
+        uploadedChunks += unique.length;
+        reused += entries.length - unique.length;
+        for (const e of entries) seg.chunks.push(e.hash);
+        const pct = Math.min(99, (seg.bytes / total) * 99);
+        this.progress.set(snapshotId, pct);
+        count.run(uploadedBytes, uploadedChunks, reused, pct, snapshotId);
+      };
+      // The stream cut into chunk_size pieces, WINDOW of them referenced and uploaded at a time.
+      const WINDOW = 16;
+      let batch: Buffer[] = [];
+      let pending: Buffer[] = [];
+      let pendingLen = 0;
+      for await (const piece of diffs.exportDiff(r.cut_path, from, signal)) {
+        pending.push(piece);
+        pendingLen += piece.length;
+        seg.bytes += piece.length;
+        while (pendingLen >= r.chunk_size) {
+          const all = Buffer.concat(pending, pendingLen);
+          batch.push(all.subarray(0, r.chunk_size));
+          pending = [all.subarray(r.chunk_size)];
+          pendingLen -= r.chunk_size;
+          if (batch.length >= WINDOW) {
+            await flush(batch);
+            batch = [];
+          }
+        }
+      }
+      if (pendingLen) batch.push(Buffer.concat(pending, pendingLen));
+      if (batch.length) await flush(batch);
+      segments = [...segments, seg];
+      count.run(uploadedBytes, uploadedChunks, reused, 99, snapshotId);
+    }
+    if (signal.aborted) throw new Error('snapshot upload cancelled');
+    const manifest: RbdManifest = {
+      format: 'mallee-rbd-diff-1',
+      snapshotId,
+      volumeId: r.volume_id,
+      sizeBytes: r.size_gib * GiB,
+      chunkSize: r.chunk_size,
+      chunkPrefix: this.o.chunks.prefixKey,
+      source: source!,
+      segments,
+      ...(r.parent_id ? { parentSnapshotId: r.parent_id } : {}),
+      consistency: r.consistency,
+      createdAt: r.created_at,
+    };
+    await this.o.s3.put(this.o.s3.bucket, this.manifestKey(snapshotId), Buffer.from(JSON.stringify(manifest)));
+    // The RBD snapshot stays (cut_path kept): the next snapshot's diff base, and what restores clone.
+    db.prepare("UPDATE snapshots SET status = 'completed', progress = 100, completed_at = ? WHERE snapshot_id = ? AND status = 'pending'")
+      .run(new Date().toISOString(), snapshotId);
+    const done = this.row(snapshotId)!;
+    this.o.log.info({ snapshotId, segments: segments.length, diffBytes: segments.at(-1)?.bytes, uploadedChunks: done.uploaded_chunks, uploadedBytes: done.uploaded_bytes, reusedChunks: done.reused_chunks }, 'snapshot completed');
   }
 
   private async uploadChunks(r: SnapshotRow, fh: FileHandle, size: number, signal: AbortSignal): Promise<void> {
@@ -336,7 +481,10 @@ export class SnapshotEngine {
     for (const r of db.prepare("SELECT * FROM snapshots WHERE status = 'failed'").all() as SnapshotRow[]) await this.o.chunks.release(r.snapshot_id);
     await this.o.chunks.sweep();
     for (const r of db.prepare("SELECT * FROM snapshots WHERE status = 'pending'").all() as SnapshotRow[]) {
-      const cutOk = r.cut_path !== null && (await open(r.cut_path, 'r').then(async (f) => { await f.close(); return true; }, () => false));
+      const diffs = this.o.backend.diffs;
+      const cutOk = r.cut_path !== null && (diffs
+        ? await diffs.hasCut(r.cut_path)
+        : await open(r.cut_path, 'r').then(async (f) => { await f.close(); return true; }, () => false));
       if (r.source_id !== null || cutOk) {
         this.o.log.info({ snapshotId: r.snapshot_id }, 'resuming a snapshot upload interrupted by a restart');
         this.startUpload(r.snapshot_id);
@@ -348,7 +496,9 @@ export class SnapshotEngine {
 
   /** Restore: write every chunk of a manifest (this SC's or another zone's) into a new volume. */
   async restore(location: sc.SnapshotLocation, volumeId: string, sizeGiB: number, onProgress: (pct: number) => void): Promise<void> {
-    const manifest = JSON.parse((await this.o.s3.get(location.bucket, location.manifestKey)).toString('utf8')) as Manifest;
+    const any = JSON.parse((await this.o.s3.get(location.bucket, location.manifestKey)).toString('utf8')) as Manifest | RbdManifest;
+    if (any.format === 'mallee-rbd-diff-1') return this.restoreDiffs(location, any, volumeId, sizeGiB, onProgress);
+    const manifest = any;
     if (manifest.format !== 'mallee-snapshot-1') throw new Error(`unknown snapshot manifest format ${String(manifest.format)}`);
     if (manifest.sizeBytes > sizeGiB * GiB) throw new Error(`snapshot of ${manifest.sizeBytes} bytes does not fit a ${sizeGiB} GiB volume`);
     await this.o.backend.createFilled(volumeId, sizeGiB * GiB, async (fh) => {
@@ -361,6 +511,33 @@ export class SnapshotEngine {
         onProgress((++done / manifest.chunks.length) * 100);
       });
     });
+  }
+
+  /** A snapshot of an RBD volume: cloned from its RBD snapshot where this SC's pool still has it, else its diffs imported in order. */
+  private async restoreDiffs(location: sc.SnapshotLocation, manifest: RbdManifest, volumeId: string, sizeGiB: number, onProgress: (pct: number) => void): Promise<void> {
+    const diffs = this.o.backend.diffs;
+    if (!diffs) throw new Error(`snapshot ${manifest.snapshotId} is of an RBD volume: it restores only on a storage controller with SC_BACKEND=ceph-rbd`);
+    if (manifest.sizeBytes > sizeGiB * GiB) throw new Error(`snapshot of ${manifest.sizeBytes} bytes does not fit a ${sizeGiB} GiB volume`);
+    const total = manifest.segments.reduce((a, s) => a + s.chunks.length, 0);
+    let done = 0;
+    const s3 = this.o.s3;
+    // Chunks fetched a few ahead of the one written (Walrus latency overlaps import-diff's writes).
+    async function* segment(seg: DiffSegment): AsyncGenerator<Buffer> {
+      const fetch = async (hash: string) => {
+        const buf = await s3.get(location.bucket, `${manifest.chunkPrefix}${hash}`);
+        if (createHash('sha256').update(buf).digest('hex') !== hash) throw new Error(`a chunk of ${manifest.snapshotId} does not match its hash`);
+        return buf;
+      };
+      const ahead: Promise<Buffer>[] = [];
+      for (let i = 0; i < seg.chunks.length; i++) {
+        while (ahead.length < 4 && i + ahead.length < seg.chunks.length) ahead.push(fetch(seg.chunks[i + ahead.length]!));
+        const buf = await ahead.shift()!;
+        onProgress((++done / Math.max(1, total)) * 100);
+        yield buf;
+      }
+    }
+    const how = await diffs.restoreFrom(volumeId, sizeGiB * GiB, manifest.source, manifest.segments.map((s) => segment(s)));
+    this.o.log.info({ volumeId, snapshotId: manifest.snapshotId, how, segments: manifest.segments.length }, how === 'clone' ? 'volume cloned from its RBD snapshot' : 'volume imported from the snapshot\'s diffs');
   }
 
   /** Uploads in flight (for a clean stop: they resume at the next start). */

@@ -146,9 +146,15 @@ export class StorageController {
 
   async exportVolume(req: Req<typeof sc.ExportVolume>): Promise<Res<typeof sc.ExportVolume>> {
     this.usable(req.volumeId);
+    const direct = this.o.backend.diffs;
+    if (direct) {
+      // RBD: the node opens the image itself as the cephx user; nothing to set up per initiator.
+      const t = direct.target(req.volumeId);
+      return { target: { ...t, secret: sealSecret(this.o.wireKey(), t.secret) } };
+    }
     const t = await this.o.exports.export(req.volumeId, req.initiatorAddress);
     return {
-      target: { iqn: t.iqn, portal: this.o.portal.address, port: this.o.portal.port, lun: t.lun, chapUser: t.chapUser, chapSecret: sealSecret(this.o.wireKey(), t.chapSecret) },
+      target: { kind: 'iscsi', iqn: t.iqn, portal: this.o.portal.address, port: this.o.portal.port, lun: t.lun, chapUser: t.chapUser, chapSecret: sealSecret(this.o.wireKey(), t.chapSecret) },
     };
   }
 
@@ -193,7 +199,8 @@ export class StorageController {
     }
     // Exports of volumes that are gone cannot be served.
     db.prepare("DELETE FROM exports WHERE volume_id NOT IN (SELECT volume_id FROM volumes WHERE status = 'available')").run();
-    await this.o.exports.reconcile();
+    // RBD volumes have no iSCSI exports: such an SC needs no tgtd.
+    if (!this.o.backend.diffs) await this.o.exports.reconcile();
   }
 
   /** The part of recovery that needs Walrus (run once the SC serves, retried until it succeeds). */

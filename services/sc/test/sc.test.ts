@@ -31,6 +31,12 @@ function writeAt(id: string, offset: number, data: Buffer): void {
   writeSync(fd, data, 0, data.length, offset);
   closeSync(fd);
 }
+/** ExportVolume on this (file-backend) SC: always an iSCSI target. */
+async function exportIscsi(req: { volumeId: string; initiatorAddress: string }): Promise<{ target: sc.IscsiTarget }> {
+  const { target } = await t.client.call(sc.ExportVolume, req);
+  if (target.kind !== 'iscsi') throw new Error(`expected an iSCSI target, got ${target.kind}`);
+  return { target };
+}
 const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 const until = async <T>(what: string, f: () => Promise<T | undefined>, ms = 60_000): Promise<T> => {
   const end = Date.now() + ms;
@@ -53,7 +59,7 @@ describe.skipIf(!here)('storage controller', () => {
     const { volume } = await t.client.call(sc.CreateStorageVolume, { volumeId: 'vol-0000000a', sizeGiB: 1 });
     expect(volume.status).toBe('available');
     expect(existsSync(volFile('vol-0000000a'))).toBe(true);
-    const { target } = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.1' });
+    const { target } = await exportIscsi({ volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.1' });
     expect(target.iqn).toContain(`:${t.sc.prefix}.vol-0000000a`);
     expect(openSecret(t.key, target.chapSecret)).toMatch(/^[0-9a-f]{24}$/);
     const found = (await tgt.targets()).find((x) => x.iqn === target.iqn)!;
@@ -61,7 +67,7 @@ describe.skipIf(!here)('storage controller', () => {
     expect(found.accounts).toEqual([target.chapUser]);
     expect(found.acls).toEqual(['127.0.0.1']);
     // Exporting again is idempotent: same target, no second one.
-    const again = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.1' });
+    const again = await exportIscsi({ volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.1' });
     expect(again.target.iqn).toBe(target.iqn);
     expect((await tgt.targets()).filter((x) => x.iqn === target.iqn)).toHaveLength(1);
     await t.client.call(sc.UnexportVolume, { volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.1' });
@@ -74,13 +80,13 @@ describe.skipIf(!here)('storage controller', () => {
     await t.client.call(sc.CreateStorageVolume, { volumeId: vol, sizeGiB: 1 });
     const url = (user: string, secret: string, iqn: string) => `iscsi://${user}%${secret}@127.0.0.1:3260/${iqn}/1`;
     const qemuImg = (u: string) => { try { execFileSync('qemu-img', ['info', u], { stdio: 'pipe', timeout: 30_000 }); return true; } catch { return false; } };
-    const { target } = await t.client.call(sc.ExportVolume, { volumeId: vol, initiatorAddress: '127.0.0.1' });
+    const { target } = await exportIscsi({ volumeId: vol, initiatorAddress: '127.0.0.1' });
     const secret = openSecret(t.key, target.chapSecret);
     expect(qemuImg(url(target.chapUser, secret, target.iqn))).toBe(true);
     expect(qemuImg(url(target.chapUser, 'wrongsecret12345', target.iqn))).toBe(false);
     await t.client.call(sc.UnexportVolume, { volumeId: vol });
     // Exported to another address only: this host (127.0.0.1) is not let in, even with the right secret.
-    const other = await t.client.call(sc.ExportVolume, { volumeId: vol, initiatorAddress: '127.0.0.2' });
+    const other = await exportIscsi({ volumeId: vol, initiatorAddress: '127.0.0.2' });
     expect(qemuImg(url(other.target.chapUser, openSecret(t.key, other.target.chapSecret), other.target.iqn))).toBe(false);
     await t.client.call(sc.DeleteStorageVolume, { volumeId: vol });
     expect((await tgt.targets()).some((x) => x.iqn === other.target.iqn)).toBe(false);
@@ -139,7 +145,7 @@ describe.skipIf(!here)('storage controller', () => {
   }, 180_000);
 
   it('after a restart, tgtd matches the exports: an orphan target of ours is removed, a missing one recreated', async () => {
-    const { target } = await t.client.call(sc.ExportVolume, { volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.2' });
+    const { target } = await exportIscsi({ volumeId: 'vol-0000000a', initiatorAddress: '127.0.0.2' });
     // Simulate tgtd losing the target, and a stray target with our prefix that no export records.
     const mine = (await tgt.targets()).find((x) => x.iqn === target.iqn)!;
     await tgt.deleteTarget(mine.tid);
@@ -150,6 +156,33 @@ describe.skipIf(!here)('storage controller', () => {
     expect(after.map((x) => x.iqn)).toEqual([target.iqn]);
     await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-0000000a' });
     expect((await tgt.targets()).some((x) => x.iqn === target.iqn)).toBe(false);
+  });
+
+  it('a half-made target (an SC killed between making the target and adding its LUN) is made whole: by a restart, and by exporting again', async () => {
+    await t.client.call(sc.CreateStorageVolume, { volumeId: 'vol-0000000c', sizeGiB: 1 });
+    const whole = async (iqn: string, initiator: string) => {
+      const found = (await tgt.targets()).filter((x) => x.iqn === iqn);
+      expect(found).toHaveLength(1);
+      expect([found[0]!.luns.get(1), found[0]!.acls, found[0]!.accounts.length]).toEqual([volFile('vol-0000000c'), [initiator], 1]);
+    };
+    // What the kill leaves: the export's row, and a target of its IQN with no LUN, account or ACL.
+    const halfMake = async (initiator: string) => {
+      const { target } = await exportIscsi({ volumeId: 'vol-0000000c', initiatorAddress: initiator });
+      const mine = (await tgt.targets()).find((x) => x.iqn === target.iqn)!;
+      await tgt.deleteTarget(mine.tid);
+      await tgt.createTarget(mine.tid, target.iqn);
+      expect((await tgt.targets()).find((x) => x.iqn === target.iqn)!.luns.size).toBe(0);
+      return target.iqn;
+    };
+    const a = await halfMake('127.0.0.3');
+    await t.restart();
+    await whole(a, '127.0.0.3');
+    const b = await halfMake('127.0.0.4');
+    const again = await exportIscsi({ volumeId: 'vol-0000000c', initiatorAddress: '127.0.0.4' });
+    expect(again.target.iqn).toBe(b);
+    await whole(b, '127.0.0.4');
+    await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-0000000c' });
+    expect((await tgt.targets()).some((x) => x.iqn === a || x.iqn === b)).toBe(false);
   });
 
   it('answers unknown volumes and bad states with precise codes', async () => {

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { instanceSpec, nodeInstance, nodeResources, instanceStateName, vmType, empty, attachedVolume } from './common.js';
-import { iscsiTarget, snapshotConsistency } from './sc.js';
+import { volumeTarget, snapshotConsistency } from './sc.js';
 
 export const ccInstance = nodeInstance.extend({
   node: z.string(),
@@ -118,7 +118,7 @@ export const UnassignAddress = defineOperation('UnassignAddress', z.object({ pub
 /** Hot-plug an exported volume into the instance on its node; target.chapSecret sealed with the cluster key. */
 export const AttachVolume = defineOperation(
   'AttachVolume',
-  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: iscsiTarget }),
+  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: volumeTarget }),
   z.object({ volume: attachedVolume }),
 );
 
@@ -145,14 +145,14 @@ export const ThawInstance = defineOperation('ThawInstance', z.object({ instanceI
 /**
  * Move a running instance to another node of this cluster without stopping it (libvirt live migration):
  * its private address, MAC, DHCP lease, metadata and public-address mappings stay (they are the cc's);
- * its attached volumes come exported to the destination (chapSecret sealed with the cluster key).
+ * its attached volumes come exported to the destination (their targets' secrets sealed with the cluster key).
  */
 export const MigrateInstance = defineOperation(
   'MigrateInstance',
   z.object({
     instanceId: z.string(),
     dest: z.string().min(1),
-    volumes: z.array(z.object({ volumeId: z.string(), device: z.string(), target: iscsiTarget })).default([]),
+    volumes: z.array(z.object({ volumeId: z.string(), device: z.string(), target: volumeTarget })).default([]),
   }),
   z.object({ instanceId: z.string(), source: z.string(), dest: z.string(), ms: z.number().nonnegative() }),
 );

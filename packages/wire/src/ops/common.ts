@@ -120,8 +120,12 @@ export const attachedVolume = z.object({
 });
 export type AttachedVolume = z.infer<typeof attachedVolume>;
 
-/** An iSCSI target exporting one volume to one initiator; chapSecret is sealed with the receiving link's key. */
+/**
+ * An iSCSI target exporting one volume to one initiator; chapSecret is sealed with the receiving link's key.
+ * `kind` came with RBD targets: a sender of the version before it sends none, which reads as iSCSI.
+ */
 export const iscsiTarget = z.object({
+  kind: z.literal('iscsi').default('iscsi'),
   iqn: z.string(),
   portal: z.string(),
   port: z.number().int().positive(),
@@ -130,12 +134,34 @@ export const iscsiTarget = z.object({
   chapSecret: z.string(),
 });
 
+/**
+ * A volume as an RBD image (SC_BACKEND=ceph-rbd): the node's hypervisor opens it itself through librbd
+ * (no iSCSI hop) as cephx user `user`; `secret` is that user's key, sealed with the receiving link's key.
+ */
+export const rbdTarget = z.object({
+  kind: z.literal('rbd'),
+  pool: z.string().min(1),
+  image: z.string().min(1),
+  monitors: z.array(z.object({ host: z.string().min(1), port: z.number().int().positive() })).min(1),
+  user: z.string().min(1),
+  secret: z.string(),
+});
+
+/** How a node reaches an exported volume: an iSCSI target, or an RBD image. */
+export const volumeTarget = z.union([iscsiTarget, rbdTarget]);
+export type VolumeTarget = z.infer<typeof volumeTarget>;
+
+/** The target with its secret (CHAP secret or cephx key) mapped, e.g. opened and sealed again for the next link. */
+export function mapTargetSecret<T extends VolumeTarget>(target: T, f: (secret: string) => string): T {
+  return target.kind === 'rbd' ? { ...target, secret: f(target.secret) } : { ...target, chapSecret: f((target as { chapSecret: string }).chapSecret) };
+}
+
 /** A volume an EBS-backed guest is defined with; `root` boots it (the guest's first disk). */
 export const bootVolume = z.object({
   volumeId: z.string(),
   device: z.string(),
   root: z.boolean().default(false),
-  target: iscsiTarget,
+  target: volumeTarget,
 });
 export type BootVolume = z.infer<typeof bootVolume>;
 

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
 import { instanceSpec, nodeInstance, nodeResources, instanceStateName, empty, attachedVolume } from './common.js';
-import { iscsiTarget, snapshotConsistency } from './sc.js';
+import { volumeTarget, snapshotConsistency } from './sc.js';
 
 export const ncRunInstance = defineOperation('ncRunInstance', instanceSpec, z.object({ instance: nodeInstance }));
 
@@ -34,7 +34,7 @@ export const ncGetConsoleOutput = defineOperation(
 /** target.chapSecret is sealed with the node's key. A volume attached elsewhere on this node is refused. */
 export const ncAttachVolume = defineOperation(
   'ncAttachVolume',
-  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: iscsiTarget }),
+  z.object({ instanceId: z.string(), volumeId: z.string(), device: z.string(), target: volumeTarget }),
   z.object({ volume: attachedVolume }),
 );
 export const ncDetachVolume = defineOperation(
@@ -61,8 +61,8 @@ export const ncMigrationSource = defineOperation(
   z.object({ spec: instanceSpec, launchTime: z.string() }),
 );
 
-/** An attached volume, exported to the destination node; target.chapSecret sealed with the destination node's key. */
-export const migrationVolume = z.object({ volumeId: z.string(), device: z.string(), target: iscsiTarget });
+/** An attached volume, exported to the destination node; its target's secret sealed with the destination node's key. */
+export const migrationVolume = z.object({ volumeId: z.string(), device: z.string(), target: volumeTarget });
 export type MigrationVolume = z.infer<typeof migrationVolume>;
 
 /** How the destination lays the guest out: the source rewrites the domain definition to it before migrating. */

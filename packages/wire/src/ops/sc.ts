@@ -2,7 +2,7 @@
 // Volumes are created and snapshots uploaded in the background: the clc polls the Describe* ops.
 import { z } from 'zod';
 import { defineOperation } from '../protocol.js';
-import { empty, iscsiTarget } from './common.js';
+import { empty, iscsiTarget, rbdTarget, volumeTarget } from './common.js';
 
 export const SC_CALLER = 'clc';
 
@@ -99,14 +99,18 @@ export const DescribeStorageSnapshots = defineOperation(
 );
 
 /** An iSCSI target exporting one volume to one initiator (defined in common.ts: launches carry them too). */
-export { iscsiTarget };
+export { iscsiTarget, rbdTarget, volumeTarget };
 export type IscsiTarget = z.infer<typeof iscsiTarget>;
+export type RbdTarget = z.infer<typeof rbdTarget>;
 
-/** One target + LUN per (volume, initiator), CHAP and an ACL for that address. Idempotent. */
+/**
+ * iSCSI: one target + LUN per (volume, initiator), CHAP and an ACL for that address. RBD: the image and the
+ * cephx user nodes open it as (nothing to set up per initiator). Idempotent.
+ */
 export const ExportVolume = defineOperation(
   'ExportVolume',
   z.object({ volumeId, initiatorAddress: z.string().min(1) }),
-  z.object({ target: iscsiTarget }),
+  z.object({ target: volumeTarget }),
 );
 
 /** Removes the export to that initiator (every export of the volume without one). */

@@ -3,7 +3,7 @@
 // first, in the transaction that checks the volume is free, so a volume is never attached twice.
 import { z } from 'zod';
 import { defineEc2Action, Ec2Error, errors, type Principal } from '@mallee/aws-protocol';
-import { cc, openSecret, sc, sealSecret, WireError } from '@mallee/wire';
+import { cc, mapTargetSecret, openSecret, sc, sealSecret, WireError } from '@mallee/wire';
 import { instanceRow } from '../instances.js';
 import { ownInstances } from '../actions/context.js';
 import { attachmentOf, attachmentXml, ownVolumes, type AttachmentRow } from './records.js';
@@ -62,13 +62,13 @@ async function attachVolume(s: StorageContext, principal: Principal, input: { Vo
     initiator = await initiatorOf(s, zone, inst!.instance_id);
     db.prepare('UPDATE volume_attachments SET initiator = ? WHERE volume_id = ?').run(initiator, vol!.volume_id);
     const { target } = await s.controllers.client(zone).call(sc.ExportVolume, { volumeId: vol!.volume_id, initiatorAddress: initiator });
-    // Re-sealed for the next link: only the cc (and then the node) can read the CHAP secret.
-    const secret = openSecret(s.controllers.get(zone)!.key, target.chapSecret);
+    // Re-sealed for the next link: only the cc (and then the node) can read the CHAP secret (or cephx key).
+    const scKey = s.controllers.get(zone)!.key;
     const cluster = s.clusters.get(zone);
     if (!cluster) throw new Ec2Error('IncorrectInstanceState', `The cluster of zone ${zone} is not registered.`);
     const { volume } = await s.clusters.client(zone).call(cc.AttachVolume, {
       instanceId: inst!.instance_id, volumeId: vol!.volume_id, device,
-      target: { ...target, chapSecret: sealSecret(clusterKey(s, zone), secret) },
+      target: mapTargetSecret(target, (sealed) => sealSecret(clusterKey(s, zone), openSecret(scKey, sealed))),
     });
     db.prepare("UPDATE volume_attachments SET status = 'attached', guest_device = ? WHERE volume_id = ?").run(volume.guestDevice, vol!.volume_id);
   } catch (err) {

@@ -6,7 +6,7 @@
 // guest with those iSCSI disks. A stopped instance's exports are removed by the storage poller.
 import { Ec2Error } from '@mallee/aws-protocol';
 import type { Db } from '@mallee/store';
-import { cc, resealSecret, sc, WireError, type BootVolume, type InstanceSpec } from '@mallee/wire';
+import { cc, mapTargetSecret, resealSecret, sc, WireError, type BootVolume, type InstanceSpec } from '@mallee/wire';
 import { newId } from '../resources/index.js';
 import { instanceRow } from '../instances.js';
 import { clusterKey } from './attach.js';
@@ -100,7 +100,7 @@ export async function withBootVolumes(s: StorageContext, specs: InstanceSpec[]):
     for (const a of attachments) {
       const { target } = await s.controllers.client(row.zone).call(sc.ExportVolume, { volumeId: a.volume_id, initiatorAddress: host });
       s.db.prepare('UPDATE volume_attachments SET initiator = ? WHERE volume_id = ?').run(host, a.volume_id);
-      ebsVolumes.push({ volumeId: a.volume_id, device: a.device, root: a === root, target: { ...target, chapSecret: resealSecret(scKey, key, target.chapSecret) } });
+      ebsVolumes.push({ volumeId: a.volume_id, device: a.device, root: a === root, target: mapTargetSecret(target, (sealed) => resealSecret(scKey, key, sealed)) });
     }
     return { ...spec, node, ebsVolumes };
   }));

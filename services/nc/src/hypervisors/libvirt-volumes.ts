@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { XMLParser } from 'fast-xml-parser';
 import type { Logger } from 'pino';
 import { WireError, type AttachedVolume, type sc } from '@mallee/wire';
-import { GuestNotFoundError, type HypervisorVolumes, type VolumeAttachmentSpec } from '../hypervisor.js';
+import { GuestNotFoundError, targetName, type HypervisorVolumes, type VolumeAttachmentSpec } from '../hypervisor.js';
 import { guestDevice } from './volume-devices.js';
 
 const run = promisify(execFile);
@@ -23,14 +23,14 @@ export interface VolumeDisk { volumeId: string; guestDevice: string; iqn: string
 
 const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: '@', parseTagValue: false, isArray: (n) => n === 'disk' || n === 'host' });
 
-/** The iSCSI network disks (ours carry the volume id as their serial) of a domain XML. */
+/** The iSCSI and RBD network disks (ours carry the volume id as their serial) of a domain XML. */
 export function volumeDisks(domainXml: string): VolumeDisk[] {
   const doc = parser.parse(domainXml) as { domain?: { devices?: { disk?: Record<string, unknown>[] } } };
   const out: VolumeDisk[] = [];
   for (const d of doc.domain?.devices?.disk ?? []) {
     const source = d.source as Record<string, unknown> | undefined;
     const serial = String(d.serial ?? '');
-    if (d['@type'] !== 'network' || source?.['@protocol'] !== 'iscsi' || !/^vol-[0-9a-f]+$/.test(serial)) continue;
+    if (d['@type'] !== 'network' || !source || !['iscsi', 'rbd'].includes(String(source?.['@protocol'])) || !/^vol-[0-9a-f]+$/.test(serial)) continue;
     const target = String((d.target as Record<string, unknown> | undefined)?.['@dev'] ?? '');
     const name = String(source['@name'] ?? '');
     out.push({ volumeId: serial, guestDevice: target, iqn: name.replace(/\/\d+$/, ''), xml: diskXmlFor(serial, target) });
@@ -79,7 +79,7 @@ export class LibvirtVolumes implements HypervisorVolumes {
     return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
   }
 
-  private async withFile<T>(name: string, content: string, fn: (file: string) => Promise<T>): Promise<T> {
+  private async withFile<T>(name: string, content: string | Buffer, fn: (file: string) => Promise<T>): Promise<T> {
     const dir = join(this.o.stateDir, 'tmp');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const file = join(dir, `${name}-${process.pid}-${Date.now()}`);
@@ -94,9 +94,16 @@ export class LibvirtVolumes implements HypervisorVolumes {
   private async defineSecret(instanceId: string, spec: VolumeAttachmentSpec): Promise<string> {
     const uuid = this.secretUuid(instanceId, spec.volumeId);
     const usage = `mallee/${uuid}`;
-    const xml = `<secret ephemeral='no' private='yes'><uuid>${uuid}</uuid><description>Mallee CHAP for ${esc(spec.volumeId)} on ${esc(instanceId)}</description><usage type='iscsi'><target>${esc(usage)}</target></usage></secret>`;
+    // One secret per attachment (also for RBD, where several attachments share a cephx user): it lives
+    // and dies with its attachment, and detach and restart reconcile already clean it by (instance, volume).
+    const t = spec.target;
+    const usageXml = t.kind === 'rbd' ? `<usage type='ceph'><name>${esc(usage)}</name></usage>` : `<usage type='iscsi'><target>${esc(usage)}</target></usage>`;
+    const what = t.kind === 'rbd' ? `cephx key of ${esc(t.user)}` : 'CHAP';
+    const xml = `<secret ephemeral='no' private='yes'><uuid>${uuid}</uuid><description>Mallee ${what} for ${esc(spec.volumeId)} on ${esc(instanceId)}</description>${usageXml}</secret>`;
     await this.withFile('secret', xml, (f) => this.virsh('secret-define', f));
-    await this.withFile('value', spec.target.chapSecret, (f) => this.virsh('secret-set-value', uuid, '--file', f, '--plain'));
+    // libvirt keeps a ceph secret as the raw key bytes (the keyring's value is their base64).
+    const value = t.kind === 'rbd' ? Buffer.from(t.secret, 'base64') : Buffer.from(t.chapSecret);
+    await this.withFile('value', value, (f) => this.virsh('secret-set-value', uuid, '--file', f, '--plain'));
     return usage;
   }
 
@@ -109,6 +116,13 @@ export class LibvirtVolumes implements HypervisorVolumes {
     const usage = await this.defineSecret(instanceId, spec);
     const t = spec.target;
     this.requested.set(`${instanceId}/${spec.volumeId}`, spec.device);
+    if (t.kind === 'rbd') {
+      // librbd inside QEMU talks to the monitors and OSDs itself: no iSCSI hop, no block device on the host.
+      return `<disk type='network' device='disk'><driver name='qemu' type='raw' cache='none'/>` +
+        `<source protocol='rbd' name='${esc(t.pool)}/${esc(t.image)}'>${t.monitors.map((m) => `<host name='${esc(m.host)}' port='${m.port}'/>`).join('')}` +
+        `<auth username='${esc(t.user)}'><secret type='ceph' usage='${esc(usage)}'/></auth></source>` +
+        `<target dev='${dev}' bus='virtio'/><serial>${esc(spec.volumeId)}</serial></disk>`;
+    }
     return `<disk type='network' device='disk'><driver name='qemu' type='raw' cache='none' io='native'/>` +
       `<source protocol='iscsi' name='${esc(t.iqn)}/${t.lun}'><host name='${esc(t.portal)}' port='${t.port}'/>` +
       `<auth username='${esc(t.chapUser)}'><secret type='iscsi' usage='${esc(usage)}'/></auth></source>` +
@@ -134,7 +148,7 @@ export class LibvirtVolumes implements HypervisorVolumes {
       this.requested.delete(`${instanceId}/${spec.volumeId}`);
       throw err;
     }
-    this.o.log.info({ instanceId, volumeId: spec.volumeId, guestDevice: dev, iqn: spec.target.iqn }, 'volume hot-plugged');
+    this.o.log.info({ instanceId, volumeId: spec.volumeId, guestDevice: dev, target: targetName(spec.target) }, 'volume hot-plugged');
     return { volumeId: spec.volumeId, device: spec.device, guestDevice: dev };
   }
 
@@ -251,3 +265,4 @@ export class LibvirtVolumes implements HypervisorVolumes {
     }
   }
 }
+

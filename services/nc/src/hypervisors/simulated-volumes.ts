@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import { openDatabase, type Db, type Migration } from '@mallee/store';
 import type { AttachedVolume, BootVolume, sc } from '@mallee/wire';
-import { GuestNotFoundError, type HypervisorVolumes, type VolumeAttachmentSpec } from '../hypervisor.js';
+import { GuestNotFoundError, targetName, type HypervisorVolumes, type VolumeAttachmentSpec } from '../hypervisor.js';
 import { guestDevice } from './volume-devices.js';
 
 const migrations: Migration[] = [{
@@ -47,7 +47,7 @@ export class SimulatedVolumes implements HypervisorVolumes {
   }
 
   private record(instanceId: string, spec: VolumeAttachmentSpec, dev: string): AttachedVolume {
-    this.db().prepare('INSERT OR REPLACE INTO volumes (instance_id, volume_id, device, guest_device, iqn) VALUES (?, ?, ?, ?, ?)').run(instanceId, spec.volumeId, spec.device, dev, spec.target.iqn);
+    this.db().prepare('INSERT OR REPLACE INTO volumes (instance_id, volume_id, device, guest_device, iqn) VALUES (?, ?, ?, ?, ?)').run(instanceId, spec.volumeId, spec.device, dev, targetName(spec.target));
     return { volumeId: spec.volumeId, device: spec.device, guestDevice: dev };
   }
 
