@@ -1,4 +1,4 @@
-// What EBS on RBD will stand on (SC_BACKEND=ceph-rbd is not built yet): Debian 12's QEMU (qemu-block-extra's
+// What EBS on RBD (SC_BACKEND=ceph-rbd; sc-rbd.test.ts, rbd-guests.test.ts) stands on: Debian 12's QEMU (qemu-block-extra's
 // block-rbd) reads and writes an RBD image of the harness's Ceph as the cephx user client.mallee, limited
 // to the rbd pool, and RBD snapshots + export-diff give the incremental a snapshot upload would carry.
 // Needs MALLEE_TEST_CEPH_CONF (backends.sh up ceph).
