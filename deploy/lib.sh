@@ -65,10 +65,11 @@ ensure_libvirt() {
   [ -S /run/libvirt/libvirt-sock ] || { log "libvirtd did not start: see /var/log/libvirt/libvirtd.log"; return 1; }
 }
 
-# MANAGED networking (the cc: dnsmasq for DHCP, iptables; the nc: ebtables, bridges and VXLAN with
-# iproute2) and what the network suite drives from its `internet` namespace (curl).
+# MANAGED networking (the cc: dnsmasq for DHCP and DNS, iptables; the nc: ebtables, bridges and VXLAN with
+# iproute2; nftables for SYSTEM mode's address learning) and what the network suite drives from its `internet`
+# namespace (curl).
 ensure_network() {
-  apt_install dnsmasq-base iptables iproute2 curl
+  apt_install dnsmasq-base iptables iproute2 nftables curl
   # Debian 12's iptables package provides ebtables (nft); the ebtables package is the legacy one.
   command -v ebtables >/dev/null || apt_install ebtables
 }

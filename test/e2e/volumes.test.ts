@@ -298,6 +298,37 @@ print(json.dumps({"left": code(lambda: ec2.describe_snapshots(SnapshotIds=["${s}
     await walrusMatchesSnapshots();
   });
 
+  it('EBS-backed RunInstances beyond the room: the cc places (and holds) what fits, the rest are not launched and their root volumes go', async () => {
+    const seed = String((await cloud.client.ok('CreateVolume', { Size: 1, AvailabilityZone: 'mallee-1a' })).volumeId);
+    await waitVolume(seed, 'available');
+    const snap = String((await cloud.client.ok('CreateSnapshot', { VolumeId: seed })).snapshotId);
+    await waitSnapshot(snap);
+    await cloud.client.ok('DeleteVolume', { VolumeId: seed });
+    const emi = String((await cloud.client.ok('RegisterImage', { Name: 'ebs-overflow', RootDeviceName: '/dev/sda1', 'BlockDeviceMapping.1.DeviceName': '/dev/sda1', 'BlockDeviceMapping.1.Ebs.SnapshotId': snap })).imageId);
+    // The type with the least room left (a few fit): run one more than fit.
+    const zones = items((await cloud.client.ok('DescribeAvailabilityZones', { 'ZoneName.1': 'verbose' })).availabilityZoneInfo);
+    const rows = zones.flatMap((z) => {
+      const m = /^\|- (\S+)$/.exec(String(z.zoneName));
+      const f = /^(\d+)\s*\/\s*\d+/.exec(String(z.zoneState));
+      return m && f && Number(f[1]) > 0 ? [{ type: m[1]!, free: Number(f[1]) }] : [];
+    }).sort((a, b) => a.free - b.free);
+    const { type, free } = rows[0]!;
+    expect(free).toBeLessThanOrEqual(4);
+    const before = new Set(items((await cloud.client.ok('DescribeVolumes', {})).volumeSet).map((v) => String(v.volumeId)));
+    const run = await cloud.client.ok('RunInstances', { ImageId: emi, InstanceType: type, MinCount: 1, MaxCount: free + 1 });
+    const ids = items(run.instancesSet).map((i) => String(i.instanceId));
+    expect(ids).toHaveLength(free);
+    for (const id of ids) await eventually(`${id} running`, async () => (JSON.stringify(await cloud.client.ok('DescribeInstances', { 'InstanceId.1': id })).includes('"name":"running"') ? true : undefined), 120_000);
+    // Exactly their root volumes are left, in use; the one made for the instance that did not fit is deleted.
+    const roots = async () => items((await cloud.client.ok('DescribeVolumes', {})).volumeSet).filter((v) => !before.has(String(v.volumeId)));
+    await eventually('only the launched instances\' root volumes', async () => ((await roots()).length === free ? true : undefined), 60_000);
+    expect((await roots()).map((v) => [String(v.status), String(items(v.attachmentSet)[0]?.instanceId)]).sort()).toEqual(ids.map((id) => ['in-use', id]).sort());
+    await cloud.client.ok('TerminateInstances', Object.fromEntries(ids.map((id, i) => [`InstanceId.${i + 1}`, id])));
+    await eventually('the root volumes deleted with their instances', async () => ((await roots()).length === 0 ? true : undefined), 120_000);
+    await cloud.client.ok('DeregisterImage', { ImageId: emi });
+    await cloud.client.ok('DeleteSnapshot', { SnapshotId: snap });
+  });
+
   it('kill -9 of the sc during CreateSnapshot and during a restore: after a restart nothing is stuck, no tgt target is orphaned, no Walrus chunk leaks', async () => {
     const vol = String((await aws(['create-volume', '--size', '1', '--availability-zone', 'mallee-1a'])).VolumeId);
     await waitVolume(vol, 'available');

@@ -31,7 +31,12 @@ interface Reservation {
   vmType: VmType;
   /** ms when the node acknowledged the launch; resource reports requested later include it. */
   completedAt?: number;
+  /** A placement only (PlaceInstances): room held until then (ms) for the launch pinned here, which takes it over. */
+  heldUntil?: number;
 }
+
+/** How long a placement holds its room for the launch that is to follow it (the clc exports volumes meanwhile). */
+const PLACEMENT_HOLD_MS = 120_000;
 
 const NOT_FOUND = 'InvalidInstanceID.NotFound';
 
@@ -156,6 +161,8 @@ export class Cluster {
       else todo.push(spec);
     }
     if (todo.length === 0) return { placed };
+    // A launch pinned where PlaceInstances held room for it takes that room over.
+    for (const s of todo) if (this.reservations.get(s.instanceId)?.heldUntil !== undefined) this.reservations.delete(s.instanceId);
     const excluded = new Set<string>();
     const first = this.schedule(todo, excluded);
     if (placed.length + first.placed.length < req.minCount) {
@@ -179,7 +186,32 @@ export class Cluster {
     return { placed };
   }
 
-  private schedule(specs: InstanceSpec[], excluded: Set<string>): { placed: { spec: InstanceSpec; node: string }[] } {
+  async placeInstances(req: Req<typeof cc.PlaceInstances>): Promise<Res<typeof cc.PlaceInstances>> {
+    const unique = [...new Map(req.instances.map((i) => [i.instanceId, i])).values()];
+    await this.refreshResources();
+    await this.refreshPolicy();
+    // From here nothing awaits: concurrent placements and launches see each other's holds.
+    const now = Date.now();
+    for (const [id, r] of this.reservations) if (r.heldUntil !== undefined && r.heldUntil < now) this.reservations.delete(id);
+    const placed: { instanceId: string; node: string }[] = [];
+    const todo: { instanceId: string; vmType: VmType; node?: string }[] = [];
+    for (const i of unique) {
+      const link = this.locate(i.instanceId);
+      const held = this.reservations.get(i.instanceId);
+      if (link && link.instance(i.instanceId)?.state !== 'terminated') placed.push({ instanceId: i.instanceId, node: link.name });
+      else if (held) {
+        if (held.heldUntil !== undefined) held.heldUntil = now + PLACEMENT_HOLD_MS;
+        placed.push({ instanceId: i.instanceId, node: held.node });
+      } else todo.push({ instanceId: i.instanceId, vmType: i.vmType });
+    }
+    for (const p of this.schedule(todo, new Set()).placed) {
+      this.reservations.get(p.spec.instanceId)!.heldUntil = now + PLACEMENT_HOLD_MS;
+      placed.push({ instanceId: p.spec.instanceId, node: p.node });
+    }
+    return { placed: placed.flatMap((p) => { const link = this.links.get(p.node); return link ? [{ ...p, url: link.record.url }] : []; }) };
+  }
+
+  private schedule<S extends Pick<InstanceSpec, 'instanceId' | 'vmType' | 'node'>>(specs: S[], excluded: Set<string>): { placed: { spec: S; node: string }[] } {
     const candidates: Candidate[] = [];
     for (const link of this.links.values()) {
       if (link.state !== 'ENABLED' || !link.resources || excluded.has(link.name)) continue;
@@ -189,7 +221,7 @@ export class Cluster {
     const chosen = new Map(this.scheduler.place(candidates, free.map((s) => s.vmType)).map((node, i) => [free[i]!, node]));
     // An EBS-backed launch comes pinned: its volumes are exported to that node's address only.
     for (const s of specs) if (s.node !== undefined) chosen.set(s, this.scheduler.placeOn(candidates.filter((c) => c.node === s.node), s.vmType));
-    const placed: { spec: InstanceSpec; node: string }[] = [];
+    const placed: { spec: S; node: string }[] = [];
     specs.forEach((spec) => {
       const node = chosen.get(spec);
       if (node === undefined) return;
@@ -285,8 +317,10 @@ export class Cluster {
   private freeRoom(link: NodeLink): Room {
     const r = link.resources!;
     const free = { cores: r.cores.available, memoryMiB: r.memoryMiB.available, diskGiB: r.diskGiB.available };
+    const now = Date.now();
     for (const res of this.reservations.values()) {
       if (res.node !== link.name || (res.completedAt !== undefined && res.completedAt < link.resourcesAsOf)) continue;
+      if (res.heldUntil !== undefined && res.heldUntil < now) continue;
       free.cores -= res.vmType.cores;
       free.memoryMiB -= res.vmType.memoryMiB;
       free.diskGiB -= res.vmType.diskGiB;
@@ -333,8 +367,10 @@ export class Cluster {
    */
   private knownNode(instanceId: string, spec?: InstanceSpec): string | undefined {
     const link = this.locate(instanceId);
-    if (link && spec && bootsFromVolume(spec) && link.instance(instanceId)?.state === 'terminated') return this.reservations.get(instanceId)?.node;
-    return link?.name ?? this.reservations.get(instanceId)?.node;
+    const r = this.reservations.get(instanceId);
+    const launching = r?.heldUntil === undefined ? r?.node : undefined; // a placement is not a launch yet
+    if (link && spec && bootsFromVolume(spec) && link.instance(instanceId)?.state === 'terminated') return launching;
+    return link?.name ?? launching;
   }
 
   /**

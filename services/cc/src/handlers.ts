@@ -11,6 +11,7 @@ export const CC_CALLER = 'clc';
 export function ccHandlers(cluster: Cluster, volumes?: ClusterVolumes, network?: NetworkManager): WireHandler<any, any>[] {
   return [
     handler(cc.RunInstances, (req) => cluster.runInstances(req)),
+    handler(cc.PlaceInstances, (req) => cluster.placeInstances(req)),
     handler(cc.TerminateInstances, (req) => cluster.terminateInstances(req)),
     handler(cc.RebootInstances, (req) => cluster.rebootInstances(req)),
     handler(cc.GetConsoleOutput, (req) => cluster.getConsoleOutput(req)),

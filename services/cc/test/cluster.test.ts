@@ -50,6 +50,27 @@ describe('cluster controller over the wire', () => {
     expect([...one, ...two].sort()).toEqual(['node1', 'node2']);
   });
 
+  it('PlaceInstances (EBS-backed launches) chooses by SCHEDPOLICY and holds the room: unpinned launches cannot take it, the launches pinned there do; what does not fit is not placed', async () => {
+    const { ccd } = await cluster('ROUNDROBIN', { node1: { SIM_CORES: 2 }, node2: { SIM_CORES: 2 } });
+    const ebs = specs(3);
+    const place = (batch: typeof ebs) => ccd.client.call(cc.PlaceInstances, { instances: batch.map((x) => ({ instanceId: x.instanceId, vmType: x.vmType })) });
+    const first = await place(ebs);
+    expect(nodesOf(first.placed)).toEqual(['node1', 'node2', 'node1']);
+    expect(first.placed.every((p) => p.url.startsWith('http://127.0.0.1:'))).toBe(true);
+    // Asked again (a retry): the same nodes, no second hold.
+    expect(nodesOf((await place(ebs)).placed)).toEqual(['node1', 'node2', 'node1']);
+    // 4 cores, 3 held: one unpinned launch of two fits.
+    const other = await ccd.client.call(cc.RunInstances, { instances: specs(2), minCount: 1 });
+    expect(nodesOf(other.placed)).toEqual(['node2']);
+    // The pinned launches take their holds over and start where they were placed.
+    const pinned = ebs.map((x, i) => ({ ...x, node: first.placed[i]!.node }));
+    expect(nodesOf((await ccd.client.call(cc.RunInstances, { instances: pinned, minCount: 3 })).placed)).toEqual(['node1', 'node2', 'node1']);
+    // Full: nothing more is placed; a live instance answers its node.
+    const more = specs(2);
+    expect((await place(more)).placed).toEqual([]);
+    expect(nodesOf((await place([ebs[1]!])).placed)).toEqual(['node2']);
+  });
+
   it('POWERSAVE packs onto a node that already runs instances, leaving idle nodes idle', async () => {
     const { ccd, ncs } = await cluster('POWERSAVE', { node1: { SIM_CORES: 4 }, node2: { SIM_CORES: 4 } });
     // Something already runs on node2 (started before this cc knew about it).

@@ -95,7 +95,9 @@ describe('SYSTEM mode', () => {
       expect(row.mac_address).toBe(`d0:0d:${id.slice(2).match(/../g)!.join(':')}`);
       expect(row.private_ip).toBeNull();
       expect(row.public_ip).toBeNull();
-      expect((await sys.ec2.call('AllocateAddress')).code).toBe('AddressLimitExceeded');
+      // No elastic IPs in SYSTEM mode (Eucalyptus has none there either): refused as unsupported, not as a full pool.
+      expect((await sys.ec2.call('AllocateAddress')).code).toBe('UnsupportedOperation');
+      expect((await sys.ec2.call('AssociateAddress', { PublicIp: '198.51.100.10', InstanceId: id })).code).toBe('UnsupportedOperation');
     } finally {
       await sys.stop();
     }

@@ -61,6 +61,12 @@ function recordRunning(instanceId: string, rootDeviceType: 'ebs' | 'instance-sto
   };
   db.transaction(() => insertReservation(db, { reservationId: i.reservation_id, accountId: principal.accountId, createdAt: now }, [i], []))();
   db.prepare("UPDATE instances SET state = 'running', reported = 1, node = 'node1' WHERE instance_id = ?").run(instanceId);
+  if (rootDeviceType === 'ebs') {
+    // Its root volume, attached at the root device from the start (as RunInstances records it).
+    const volumeId = `vol-${instanceId.slice(2)}`;
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES (?, ?, 'zone-a', 1, 'in-use', ?)").run(volumeId, principal.accountId, now);
+    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time) VALUES (?, ?, '/dev/sda1', 'attached', ?)").run(volumeId, instanceId, now);
+  }
   const spec = { instanceId, reservationId: i.reservation_id, ownerId: principal.accountId, launchIndex: 0, imageId: i.image_id, imageLocation: '',
     vmType: { name: 't1.micro', cores: 1, memoryMiB: 256, diskGiB: 5 }, groupNames: [] } satisfies InstanceSpec;
   fake.instances.set(instanceId, { spec, state: 'running', node: 'node1' });
@@ -120,6 +126,19 @@ describe('EBS-backed instances: stop, modify, start', () => {
     fake.instances.get('i-0000000e')!.state = 'running';
     await p.pollAll();
     expect(stateOf('i-0000000e')).toBe('running');
+  });
+
+  it('a stopped instance whose root volume was detached is refused a start with EC2\'s error, and stays stopped', async () => {
+    recordRunning('i-0000005c');
+    await stopInstances(clc, ['i-0000005c'], false, ctx());
+    fake.instances.get('i-0000005c')!.state = 'terminated';
+    await poller().pollAll();
+    expect(stateOf('i-0000005c')).toBe('stopped');
+    db.prepare('DELETE FROM volume_attachments WHERE instance_id = ?').run('i-0000005c'); // what DetachVolume of the stopped instance's root leaves
+    expect(await codeOf(startInstances(clc, ['i-0000005c'], ctx())))
+      .toBe("InvalidParameterValue: Invalid value 'i-0000005c' for instanceId. Instance does not have a volume attached at root (/dev/sda1).");
+    expect(stateOf('i-0000005c')).toBe('stopped');
+    expect(fake.runCount('i-0000005c')).toBe(0);
   });
 
   it('refuses what EC2 refuses: stop/start of instance-store, stop of a terminated instance, start of a stopping one', async () => {

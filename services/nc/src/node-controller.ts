@@ -336,7 +336,16 @@ export class NodeController {
     await this.refresh();
     const wanted = instanceIds.length > 0 ? new Set(instanceIds) : undefined;
     const out: NodeInstance[] = [];
-    for (const t of this.instances.values()) if (!wanted || wanted.has(t.instanceId)) out.push(this.view(t));
+    for (const t of this.instances.values()) {
+      if (wanted && !wanted.has(t.instanceId)) continue;
+      const v = this.view(t);
+      // SYSTEM mode: no address was planned; the guest's address is the one the node saw it use (from the site's DHCP).
+      if (v.privateIp === undefined && t.spec?.network?.mode === 'SYSTEM' && t.spec.macAddress && t.state === 'running' && this.o.network) {
+        const ip = await this.o.network.learnedAddress(t.spec.macAddress);
+        if (ip) v.privateIp = ip;
+      }
+      out.push(v);
+    }
     return out;
   }
 

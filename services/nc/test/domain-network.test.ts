@@ -85,6 +85,31 @@ describe('the node\'s host network', () => {
     expect(cmds.some((c) => c.startsWith('ip link add'))).toBe(false);
   });
 
+  it('SYSTEM: the existing bridge, no anti-spoofing; the guest\'s address is the one the node\'s learning set saw it use last', async () => {
+    const cmds: string[] = [];
+    const inputs: string[] = [];
+    let set = '';
+    const run: CommandRunner = async (argv, opts) => {
+      const c = argv.join(' ');
+      cmds.push(c);
+      if (opts?.input) inputs.push(opts.input);
+      if (c === 'ip -j -d link show') return JSON.stringify([{ ifname: 'br0', flags: ['UP'] }]);
+      if (c === 'nft -j list set bridge mln_learn addrs') return set;
+      return '';
+    };
+    const system = loadConfig({ env: {}, overrides: { VNET_BRIDGE: 'br0', LOG_LEVEL: 'silent' } });
+    const hn = new HostNetwork(system, pino({ level: 'silent' }), run);
+    const nic = await hn.prepare({ ...spec({ mode: 'SYSTEM', encap: 'vxlan' }), privateIp: undefined, macAddress: 'd0:0d:00:00:ab:cd' } as InstanceSpec);
+    expect(nic).toEqual({ bridge: 'br0', mac: 'd0:0d:00:00:ab:cd', tap: 'mlnt0000abcd' });
+    expect(cmds.some((c) => c.startsWith('ebtables'))).toBe(false);
+    expect(inputs.join('')).toContain('add rule bridge mln_learn learn iifname "mlnt*" ether type arp arp saddr ip != 0.0.0.0 update @addrs { ether saddr . arp saddr ip }');
+    // Two addresses seen from the MAC: the one refreshed last (the most time left) is its address.
+    const elem = (mac: string, ip: string, expires: number) => ({ elem: { val: { concat: [mac, ip] }, expires } });
+    set = JSON.stringify({ nftables: [{ metainfo: {} }, { set: { name: 'addrs', elem: [elem('d0:0d:00:00:ab:cd', '192.0.2.7', 1200), elem('d0:0d:00:00:ab:cd', '192.0.2.9', 3599), elem('d0:0d:00:00:00:01', '192.0.2.8', 3000)] } }] });
+    expect(await hn.learnedAddress('D0:0D:00:00:AB:CD')).toBe('192.0.2.9');
+    expect(await hn.learnedAddress('d0:0d:00:00:00:02')).toBeUndefined();
+  });
+
   it('at start, an adopted guest\'s network: left untouched when the host has it all, rebuilt where the host lost it', async () => {
     const vx = spec({ mode: 'MANAGED', encap: 'vxlan', tunnelRemote: '10.0.0.1' });
     const host = (lost: { chain?: boolean; tapOffBridge?: boolean; staleChain?: boolean }) => {

@@ -113,10 +113,18 @@ export interface TopologyOptions {
   /**
    * VNET_MODE (default MANAGED). MANAGED-NOVLAN: the node's private link is a port of an existing bridge
    * `<id>nbr` (its VNET_BRIDGE, which carries the node's address), the front end's gateways sit on its private
-   * veth itself, every network shares that one segment.
+   * veth itself, every network shares that one segment. SYSTEM: guests on the node's site bridge (SITE below).
    */
-  mode?: 'MANAGED' | 'MANAGED-NOVLAN';
+  mode?: 'MANAGED' | 'MANAGED-NOVLAN' | 'SYSTEM';
 }
+
+/**
+ * SYSTEM mode's site network, on the node: the existing bridge `<id>sbr` guests are bridged to, with the node's
+ * address on it, and a DHCP server of the test's own (dnsmasq, standing in for the site's) handing out a range of it.
+ * The node routes the segment (the front end and the internet have routes to it), so guests are reachable by
+ * their own addresses and reach the internet's control server without NAT, as on a site's routed LAN.
+ */
+export const SITE = { cidr: '192.168.77.0/24', router: '192.168.77.1', first: '192.168.77.100', last: '192.168.77.150' } as const;
 
 export async function buildTopology(opts: TopologyOptions = {}): Promise<Topology> {
   const id = `m${randomBytes(2).toString('hex')}`;
@@ -194,7 +202,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       // The cc leaves its network (dnsmasq included) up when it stops, on purpose; the test ends it.
       const dnsmasqDir = join(feHome, 'run', 'dnsmasq');
       const dnsmasqs = existsSync(dnsmasqDir) ? readdirSync(dnsmasqDir).filter((f) => f.endsWith('.pid')).map((f) => join(dnsmasqDir, f)) : [];
-      const ours = [...['libvirtd.pid', 'virtlogd.pid'].map((f) => join(lv, f)), join(dir, 'tgtd.pid'), ...dnsmasqs].map(readPid).filter((p): p is number => !!p && alive(p));
+      const ours = [...['libvirtd.pid', 'virtlogd.pid'].map((f) => join(lv, f)), join(dir, 'tgtd.pid'), join(dir, 'site-dnsmasq.pid'), ...dnsmasqs].map(readPid).filter((p): p is number => !!p && alive(p));
       // tgtd runs as two processes (the pid file names one).
       const fePids = (await sh(['ip', 'netns', 'pids', ns.frontend], { allowFail: true })).stdout.split('\n').map(Number).filter((p) => p > 0);
       for (const pid of fePids) if (!ours.includes(pid) && readComm(pid) === 'tgtd') ours.push(pid);
@@ -245,6 +253,17 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
     } else {
       await up(ns.node, `${id}prv1`, `${ADDR.node}/24`);
     }
+    if (mode === 'SYSTEM') {
+      await exec(ns.node, ['ip', 'link', 'add', `${id}sbr`, 'type', 'bridge', 'stp_state', '0', 'forward_delay', '0']);
+      await up(ns.node, `${id}sbr`, `${SITE.router}/24`);
+      await exec(ns.node, ['ip', 'route', 'add', 'default', 'via', ADDR.frontendPrivate]);
+      for (const n of [ns.node, ns.frontend]) await exec(n, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
+      await exec(ns.frontend, ['ip', 'route', 'add', SITE.cidr, 'via', ADDR.node]);
+      await exec(ns.internet, ['ip', 'route', 'add', SITE.cidr, 'via', ADDR.frontendPublic]);
+      await exec(ns.node, ['dnsmasq', '--conf-file=/dev/null', `--pid-file=${join(dir, 'site-dnsmasq.pid')}`, `--interface=${id}sbr`, '--bind-interfaces', '--except-interface=lo',
+        // --no-ping: dnsmasq would ping an address before offering it, longer than the test image's DHCP client waits on a loaded host.
+        '--port=0', '--no-ping', `--dhcp-range=${SITE.first},${SITE.last},255.255.255.0,1h`, `--dhcp-option=option:router,${SITE.router}`, `--dhcp-leasefile=${join(dir, 'site-dnsmasq.leases')}`]);
+    }
 
     // --- the node's own libvirtd (see the header) ---
     cpSync('/etc/libvirt', join(lv, 'etc'), { recursive: true });
@@ -282,6 +301,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       ...net, MALLEE_HOME: nodeHome, BIND_ADDRESS: ADDR.node, NC_PORT: PORTS.nc, HYPERVISOR: 'qemu', LIBVIRT_URI: libvirtUri,
       INSTANCE_PATH: join(nodeHome, 'instances'), MAX_CORES: 8,
       ...(mode === 'MANAGED-NOVLAN' ? { VNET_PRIVINTERFACE: `${id}nbr`, VNET_BRIDGE: `${id}nbr` } : { VNET_PRIVINTERFACE: `${id}prv1` }),
+      ...(mode === 'SYSTEM' ? { VNET_BRIDGE: `${id}sbr` } : {}),
     }));
     await topo.startDaemon('clc');
     await topo.startDaemon('walrus');

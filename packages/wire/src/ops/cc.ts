@@ -42,6 +42,19 @@ export const GetConsoleOutput = defineOperation(
   z.object({ instanceId: z.string(), output: z.string(), timestamp: z.string() }),
 );
 
+/**
+ * Choose nodes without starting anything, as RunInstances would under the cluster's SCHEDPOLICY, and hold
+ * the room for PLACEMENT_HOLD_MS (or until the launch pinned there comes): the clc asks this for EBS-backed
+ * launches, whose volumes it has the SC export to the chosen node before it sends the RunInstances. Only
+ * what fits is placed; an instance already placed (held, or live on a node) answers its node again.
+ * Newer than wire version 1's first cc: an older cc answers InvalidAction.
+ */
+export const PlaceInstances = defineOperation(
+  'PlaceInstances',
+  z.object({ instances: z.array(z.object({ instanceId: z.string(), vmType })).min(1) }),
+  z.object({ placed: z.array(z.object({ instanceId: z.string(), node: z.string(), url: z.string() })) }),
+);
+
 /** Capacity of the cluster: per node, and how many of each given type still fit (Eucalyptus "verbose"). */
 export const DescribeResources = defineOperation(
   'DescribeResources',

@@ -118,6 +118,9 @@ export async function startInstances(clc: Clc, ids: string[], ctx: Pick<ActionCo
   const wrong = rows.find((r) => r.state !== 'stopped' && r.state !== 'pending' && r.state !== 'running');
   if (wrong) throw new Ec2Error('IncorrectInstanceState', `The instance '${wrong.instance_id}' is not in a state from which it can be started.`);
   const toStart = rows.filter((r) => r.state === 'stopped');
+  // Its root volume detached while it was stopped: nothing to boot (EC2's refusal, before anything changes).
+  const rootless = toStart.find((r) => !clc.db.prepare('SELECT 1 FROM volume_attachments WHERE instance_id = ? AND device = ?').get(r.instance_id, r.root_device_name));
+  if (rootless) throw new Ec2Error('InvalidParameterValue', `Invalid value '${rootless.instance_id}' for instanceId. Instance does not have a volume attached at root (${rootless.root_device_name}).`);
   const now = new Date().toISOString();
   const restart = db.prepare("UPDATE instances SET state = 'pending', state_reason = NULL, state_changed_at = @now, launch_time = @now, reported = 0, node = NULL WHERE instance_id = @id AND state = 'stopped'");
   db.transaction(() => {

@@ -20,6 +20,13 @@ export interface AddressDeps extends Clc {
   network: NetworkSync;
 }
 
+/** SYSTEM mode: guests sit on the site's network with the site's addresses; there is nothing to map a public address to (as Eucalyptus). */
+function refuseInSystemMode(deps: AddressDeps, action: string): void {
+  if (deps.network.plan.mode === 'SYSTEM') {
+    throw new Ec2Error('UnsupportedOperation', `${action} is not supported by this cloud's networking mode (VNET_MODE SYSTEM: instances take their addresses from the site's DHCP; there are no elastic IPs)`);
+  }
+}
+
 const addressNotFound = (ip: string) => new Ec2Error('InvalidAddress.NotFound', `Address '${ip}' not found.`);
 const allocationNotFound = (id: string) => new Ec2Error('InvalidAllocationID.NotFound', `The allocation ID '${id}' does not exist`);
 
@@ -93,6 +100,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
   const actions = [
     defineEc2Action('AllocateAddress', z.object({ Domain: z.string().optional(), Address: z.string().optional() }), (input, { principal }) => {
       if (input.Domain !== undefined && input.Domain !== 'standard' && input.Domain !== 'vpc') throw errors.invalidValue('Domain', input.Domain, 'Valid values: standard, vpc.');
+      refuseInSystemMode(deps, 'AllocateAddress');
       const allocationId = newAllocationId();
       const ip = db.transaction(() => {
         const free = freePublicIps(db, deps.network.plan);
@@ -114,6 +122,7 @@ export function addressActions(deps: AddressDeps): Ec2Action[] {
     }),
 
     defineEc2Action('AssociateAddress', z.object({ ...refShape, InstanceId: z.string().optional(), AllowReassociation: q.bool().optional(), PrivateIpAddress: z.string().optional() }), async (input, ctx) => {
+      refuseInSystemMode(deps, 'AssociateAddress');
       if (!input.InstanceId) throw errors.missing('InstanceId');
       const changes: { unassign?: string; assign?: { ip: string; inst: InstanceRow } }[] = [];
       const associationId = newAssociationId();

@@ -1,7 +1,7 @@
 // Boot from EBS, the clc's half. Each EBS-backed instance gets its own root volume, made by the zone's SC
 // from its image's snapshot and recorded as attached at the root device from the start (with
 // DeleteOnTermination). Before every launch of such an instance (RunInstances, a re-dispatch, StartInstances)
-// the clc picks the node, has the SC export each of the instance's volumes to that node's address, and hands
+// the cc places it (cc.PlaceInstances), the clc has the SC export each of the instance's volumes to that node's address, and hands
 // the cc the launch pinned to that node with the targets (CHAP re-sealed for the cluster); the node defines the
 // guest with those iSCSI disks. A stopped instance's exports are removed by the storage poller.
 import { Ec2Error } from '@mallee/aws-protocol';
@@ -71,13 +71,32 @@ function bootAttachments(db: Db, instanceId: string, rootDevice: string | null):
   return rows.sort((a, b) => Number(b.device === rootDevice) - Number(a.device === rootDevice));
 }
 
-/** The first ENABLED node of the zone with room for the type (the cc's GREEDY, on its fresh numbers). */
+const hostOf = (url: string) => new URL(url).hostname.replace(/^\[|\]$/g, '');
+
+/**
+ * The node of each launch, chosen and held by the cc (cc.PlaceInstances: its SCHEDPOLICY, its holds, so the
+ * instances of one RunInstances share the room out as unpinned ones would); what does not fit is absent.
+ * A cc of the wire version before answers InvalidAction: then the first node with room, one by one.
+ */
+async function placeLaunches(s: StorageContext, zone: string, specs: InstanceSpec[]): Promise<Map<string, { node: string; host: string }>> {
+  try {
+    const { placed } = await s.clusters.client(zone).call(cc.PlaceInstances, { instances: specs.map((x) => ({ instanceId: x.instanceId, vmType: x.vmType })) });
+    return new Map(placed.map((p) => [p.instanceId, { node: p.node, host: hostOf(p.url) }]));
+  } catch (err) {
+    if (!(err instanceof WireError && err.code === 'InvalidAction')) throw err;
+    const out = new Map<string, { node: string; host: string }>();
+    for (const spec of specs) out.set(spec.instanceId, await chooseNode(s, zone, spec));
+    return out;
+  }
+}
+
+/** The first ENABLED node of the zone with room for the type (the cc's GREEDY, on its fresh numbers): for a cc without PlaceInstances. */
 async function chooseNode(s: StorageContext, zone: string, spec: InstanceSpec): Promise<{ node: string; host: string }> {
   const { nodes } = await s.clusters.client(zone).call(cc.DescribeResources, { vmTypes: [spec.vmType] });
   const t = spec.vmType;
   const fit = nodes.find((n) => n.status === 'enabled' && n.cores.available >= t.cores && n.memoryMiB.available >= t.memoryMiB && n.diskGiB.available >= t.diskGiB);
   if (!fit) throw new WireError('InsufficientInstanceCapacity', `no node of ${zone} has room for ${t.name} (${t.cores} cores, ${t.memoryMiB} MiB, ${t.diskGiB} GiB)`);
-  return { node: fit.node, host: new URL(fit.url).hostname.replace(/^\[|\]$/g, '') };
+  return { node: fit.node, host: hostOf(fit.url) };
 }
 
 /**
@@ -85,15 +104,25 @@ async function chooseNode(s: StorageContext, zone: string, spec: InstanceSpec): 
  * each is pinned to a node and carries its volumes, exported to that node. Other launches pass unchanged.
  */
 export async function withBootVolumes(s: StorageContext, specs: InstanceSpec[]): Promise<InstanceSpec[]> {
-  return Promise.all(specs.map(async (spec) => {
+  const ebs = specs.flatMap((spec) => {
     const row = instanceRow(s.db, spec.instanceId);
-    if (row?.root_device_type !== 'ebs') return spec;
+    if (row?.root_device_type !== 'ebs') return [];
     const attachments = bootAttachments(s.db, row.instance_id, row.root_device_name);
     const root = attachments[0];
     if (root?.device !== row.root_device_name) throw new WireError('InsufficientInstanceCapacity', `instance ${row.instance_id} has no root volume at ${row.root_device_name}`);
     const rootStatus = s.db.prepare('SELECT status FROM volumes WHERE volume_id = ?').pluck().get(root.volume_id) as VolumeRow['status'];
     if (rootStatus !== 'in-use') throw new WireError('InsufficientInstanceCapacity', `the root volume ${root.volume_id} of ${row.instance_id} is ${rootStatus}`);
-    const { node, host } = await chooseNode(s, row.zone, spec);
+    return [{ spec, row, attachments, root }];
+  });
+  if (!ebs.length) return specs;
+  const zone = ebs[0]!.row.zone;
+  const where = await placeLaunches(s, zone, ebs.map((e) => e.spec));
+  if (!where.size) {
+    const t = ebs[0]!.spec.vmType;
+    throw new WireError('InsufficientInstanceCapacity', `no node of ${zone} has room for ${t.name} (${t.cores} cores, ${t.memoryMiB} MiB, ${t.diskGiB} GiB)`);
+  }
+  const completed = new Map(await Promise.all(ebs.filter((e) => where.has(e.spec.instanceId)).map(async ({ spec, row, attachments, root }) => {
+    const { node, host } = where.get(spec.instanceId)!;
     const scKey = s.controllers.get(row.zone)?.key ?? '';
     const key = clusterKey(s, row.zone);
     const ebsVolumes: BootVolume[] = [];
@@ -102,8 +131,11 @@ export async function withBootVolumes(s: StorageContext, specs: InstanceSpec[]):
       s.db.prepare('UPDATE volume_attachments SET initiator = ? WHERE volume_id = ?').run(host, a.volume_id);
       ebsVolumes.push({ volumeId: a.volume_id, device: a.device, root: a === root, target: mapTargetSecret(target, (sealed) => resealSecret(scKey, key, sealed)) });
     }
-    return { ...spec, node, ebsVolumes };
-  }));
+    return [spec.instanceId, { ...spec, node, ebsVolumes }] as const;
+  })));
+  // An EBS-backed launch no node has room for is left out: the cc places the others (and minCount decides).
+  const ebsIds = new Set(ebs.map((e) => e.spec.instanceId));
+  return specs.flatMap((spec) => (ebsIds.has(spec.instanceId) ? (completed.has(spec.instanceId) ? [completed.get(spec.instanceId)!] : []) : [spec]));
 }
 
 /** After a stop: the SC exports of a stopped instance's volumes go (its next start exports to its next node). */

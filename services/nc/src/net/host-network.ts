@@ -11,10 +11,18 @@ const INSTANCE_MAC_PREFIX = 'd0:0d:00:00:00:00';
 import type { InstanceSpec } from '@mallee/wire';
 import type { GuestNic } from '../hypervisor.js';
 
+/** How long a learned SYSTEM-mode address stays without the guest sending from it (refreshed by every frame it sends). */
+const LEARN_TIMEOUT_S = 3600;
+/** ncDescribeInstances reads the learned addresses at most this often. */
+const LEARN_READ_MS = 2000;
+
 export class HostNetwork {
   private readonly run: CommandRunner;
   private readonly prefix: string;
   private serial: Promise<unknown> = Promise.resolve();
+  /** SYSTEM mode: the address each guest MAC was last seen sending from, as the kernel's set has it. */
+  private learned = new Map<string, string>();
+  private learnedAt = 0;
 
   constructor(
     private readonly config: MalleeConfig,
@@ -56,6 +64,7 @@ export class HostNetwork {
       await runAll(this.run, planLinks(await readLinks(this.run), ls));
       const tap = tapName(this.prefix, spec.instanceId);
       if (n.mode !== 'SYSTEM' && spec.privateIp) await this.antiSpoof(tap, spec.macAddress!, spec.privateIp, n.cidr);
+      if (n.mode === 'SYSTEM') await this.ensureLearning();
       const nic: GuestNic = { bridge: bridgeOf(ls), mac: spec.macAddress!, tap };
       if (n.mode === 'MANAGED' && n.encap === 'vxlan') nic.mtu = VXLAN_MTU;
       this.log.info({ instanceId: spec.instanceId, bridge: nic.bridge, tap, vlan: spec.vlan }, 'guest network prepared');
@@ -86,6 +95,10 @@ export class HostNetwork {
       if (n.mode !== 'SYSTEM' && spec.privateIp && !(await this.antiSpoofInPlace(tap, spec.privateIp, n.cidr))) {
         await this.antiSpoof(tap, spec.macAddress!, spec.privateIp, n.cidr);
         fixed.push(`ebtables ${this.chainOf(tap)}`);
+      }
+      if (n.mode === 'SYSTEM' && !(await this.learningInPlace())) {
+        await this.ensureLearning();
+        fixed.push(`nft table bridge ${this.learnTable}`);
       }
       const tapLink = (await readLinks(this.run)).get(tap);
       if (tapLink && tapLink.master !== bridge) {
@@ -121,12 +134,83 @@ export class HostNetwork {
         await this.run(['ebtables', '-F', c]).catch(() => undefined);
         await this.run(['ebtables', '-X', c]).catch(() => undefined);
       }
+      if (spec.network!.mode === 'SYSTEM') {
+        // The learning table goes with the node's last SYSTEM guest (its tap is gone by now, or about to be).
+        const taps = [...(await readLinks(this.run)).keys()].filter((l) => l.startsWith(`${this.prefix}t`) && l !== tap);
+        if (taps.length === 0) await this.run(['nft', 'delete', 'table', 'bridge', this.learnTable]).catch(() => undefined);
+        this.learned.delete(spec.macAddress ?? '');
+        return;
+      }
       if (spec.network!.mode !== 'MANAGED') return;
       const links = await readLinks(this.run);
       const bridge = deviceNames(this.prefix, spec.vlan ?? 0).bridge;
       const ports = [...links.values()].filter((l) => l.master === bridge && l.kind !== 'vxlan' && l.kind !== 'vlan' && l.name !== tap);
       if (ports.length === 0) await runAll(this.run, planUnlink(links, { mode: 'MANAGED', prefix: this.prefix, index: spec.vlan ?? 0 }));
     });
+  }
+
+  /**
+   * SYSTEM mode: the address the site's DHCP gave a guest, as the guest itself uses it. Eucalyptus's CC matched the
+   * instance's MAC against an ARP table; here the node's kernel learns it: an nftables set on the bridge (prerouting,
+   * so frames to the node itself count too) records MAC . source address of every ARP and IPv4 frame a guest's tap
+   * sends (not DHCP's 0.0.0.0), refreshed by each one. The most recently refreshed address of a MAC is its address.
+   * Undefined until the guest has sent from one. (SYSTEM has no anti-spoofing, as in Eucalyptus: a guest can claim
+   * another address, and then that is what is reported.)
+   */
+  async learnedAddress(mac: string): Promise<string | undefined> {
+    if (Date.now() - this.learnedAt > LEARN_READ_MS) {
+      this.learnedAt = Date.now();
+      this.learned = await this.readLearned().catch((err: unknown) => {
+        this.log.debug({ err: (err as Error).message }, 'no learned SYSTEM-mode addresses to read');
+        return new Map<string, string>();
+      });
+    }
+    return this.learned.get(mac.toLowerCase());
+  }
+
+  private get learnTable(): string {
+    return `${this.prefix.replace(/[^A-Za-z0-9_]/g, '_')}_learn`;
+  }
+
+  private async ensureLearning(): Promise<void> {
+    const t = this.learnTable;
+    const taps = `"${this.prefix}t*"`;
+    // One transaction: the table, set and chain are created if missing and the chain's rules replaced, so it is idempotent.
+    await this.run(['nft', '-f', '-'], {
+      input: [
+        `add table bridge ${t}`,
+        `add set bridge ${t} addrs { type ether_addr . ipv4_addr; flags dynamic, timeout; timeout ${LEARN_TIMEOUT_S}s; }`,
+        `add chain bridge ${t} learn { type filter hook prerouting priority 0; policy accept; }`,
+        `flush chain bridge ${t} learn`,
+        `add rule bridge ${t} learn iifname ${taps} ether type arp arp saddr ip != 0.0.0.0 update @addrs { ether saddr . arp saddr ip }`,
+        `add rule bridge ${t} learn iifname ${taps} ether type ip ip saddr != 0.0.0.0 update @addrs { ether saddr . ip saddr }`,
+        '',
+      ].join('\n'),
+    });
+  }
+
+  private async learningInPlace(): Promise<boolean> {
+    const out = await this.run(['nft', 'list', 'chain', 'bridge', this.learnTable, 'learn']).catch(() => '');
+    return (out.match(/update @addrs/g) ?? []).length === 2;
+  }
+
+  private async readLearned(): Promise<Map<string, string>> {
+    const out = JSON.parse(await this.run(['nft', '-j', 'list', 'set', 'bridge', this.learnTable, 'addrs'])) as {
+      nftables?: { set?: { elem?: ({ elem?: { val?: { concat?: string[] }; expires?: number } } | { concat?: string[] })[] } }[];
+    };
+    const best = new Map<string, { ip: string; expires: number }>();
+    for (const entry of out.nftables ?? []) {
+      for (const e of entry.set?.elem ?? []) {
+        const full = 'elem' in e ? e.elem : undefined;
+        const pair = full?.val?.concat ?? ('concat' in e ? e.concat : undefined);
+        if (!pair || pair.length !== 2) continue;
+        const [mac, ip] = [pair[0]!.toLowerCase(), pair[1]!];
+        const expires = full?.expires ?? 0;
+        const have = best.get(mac);
+        if (!have || expires > have.expires) best.set(mac, { ip, expires });
+      }
+    }
+    return new Map([...best].map(([mac, v]) => [mac, v.ip]));
   }
 
   private chainOf(tap: string): string {
