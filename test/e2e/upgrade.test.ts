@@ -17,7 +17,8 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repoRoot, sleep } from './helpers/cloud.js';
 import { ADDR, buildTopology, sh, type Svc, type Topology } from './helpers/netns.js';
-import { guestAgentScript, netnsTools, type NetnsTools } from './helpers/netns-guests.js';
+import { netnsTools, serveWithVolume, type NetnsTools } from './helpers/netns-guests.js';
+import { gapIn, readPolls } from './helpers/polls.js';
 
 const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
 const root = process.getuid?.() === 0;
@@ -72,23 +73,7 @@ function bootsOf(id: string): number {
   return (readFileSync(file, 'utf8').match(new RegExp(`mallee: boot done ${id}`, 'g')) ?? []).length;
 }
 
-function polls(): { at: number; ok: boolean }[] {
-  if (!existsSync(pollLog)) return [];
-  return readFileSync(pollLog, 'utf8').split('\n').filter(Boolean).map((l) => {
-    const [at, ok] = l.split(' ');
-    return { at: Number(at), ok: ok === '1' };
-  });
-}
-
-/** Longest time between two answered polls that overlaps [from, to], and the unanswered polls started in it. */
-function gapIn(from: number, to: number): { longestGapMs: number; failedPolls: number; polls: number } {
-  const all = polls();
-  const ok = all.filter((p) => p.ok).map((p) => p.at);
-  let longest = 0;
-  for (let i = 1; i < ok.length; i++) if (ok[i]! >= from && ok[i - 1]! <= to) longest = Math.max(longest, ok[i]! - ok[i - 1]!);
-  const inWindow = all.filter((p) => p.at >= from && p.at <= to);
-  return { longestGapMs: longest, failedPolls: inWindow.filter((p) => !p.ok).length, polls: inWindow.length };
-}
+const polls = () => readPolls(pollLog);
 
 /**
  * What carries the guest's traffic, as the kernel has it: the bridges, tunnels and taps (by ifindex, so one
@@ -136,27 +121,7 @@ beforeAll(async () => {
   // The newer build is made while the guest boots (it does not need the cloud).
   const tree = makeNextTree(nextTree);
   tree.catch(() => undefined);
-  const { aws } = tools;
-  await aws(['ec2', 'create-security-group', '--group-name', 'web', '--description', 'the page']);
-  await aws(['ec2', 'authorize-security-group-ingress', '--group-name', 'web', '--protocol', 'tcp', '--port', '80', '--cidr', '0.0.0.0/0']);
-  writeFileSync(join(t.dir, 'user-data.sh'), guestAgentScript('mallee-upgrade-test'));
-  const run = await eventually('run-instances', () => aws(['ec2', 'run-instances', '--image-id', t.image.emi, '--instance-type', 't1.micro', '--security-groups', 'web',
-    '--user-data', `file://${join(t.dir, 'user-data.sh')}`]), 180_000);
-  instanceId = (run.Instances as { InstanceId: string }[])[0]!.InstanceId;
-  volumeId = String((await aws(['ec2', 'create-volume', '--size', '1', '--availability-zone', 'mallee-1a'])).VolumeId);
-  await eventually(`${instanceId} polling the control server`, async () => (tools.polling(instanceId) ? true : undefined), 240_000);
-  phase('guest up');
-  await eventually('the volume available', async () => (((await aws(['ec2', 'describe-volumes', '--volume-ids', volumeId])).Volumes as { State: string }[])[0]!.State === 'available' ? true : undefined), 60_000);
-  await aws(['ec2', 'attach-volume', '--volume-id', volumeId, '--instance-id', instanceId, '--device', '/dev/sdf']);
-  // In the guest: the disk whose serial is the volume id gets a filesystem and 4 MiB of data; its checksum is served too.
-  const out = await tools.inGuest(instanceId, `for i in $(seq 60); do for s in /sys/block/vd*/serial; do [ "$(cat $s 2>/dev/null)" = "${volumeId}" ] && dev=$(basename $(dirname $s)); done; [ -n "$dev" ] && break; sleep 1; done
-mke2fs -q /dev/$dev && mkdir -p /mnt/vol && mount -t ext2 /dev/$dev /mnt/vol && dd if=/dev/urandom of=/mnt/vol/data bs=1M count=4 2>/dev/null && sync
-md5sum < /mnt/vol/data | cut -c1-32 | tee /www/volume.txt`, 120_000);
-  dataSum = out.trim().split('\n').pop() ?? '';
-  expect(dataSum).toMatch(/^[0-9a-f]{32}$/);
-  eip = /ADDRESS\s+(\S+)/.exec(await tools.euca('euca-allocate-address', []))?.[1] ?? '';
-  await tools.euca('euca-associate-address', ['-i', instanceId, eip]);
-  expect(await eventually('the page through the EIP', () => tools.fromInternet(eip), 30_000)).toContain(`instance ${instanceId}`);
+  ({ instanceId, volumeId, eip, dataSum } = await serveWithVolume(t, tools, 'mallee-upgrade-test', phase));
   phase('volume and EIP');
   nextWire = await tree;
   domId = await domIdOf(instanceId);
@@ -195,7 +160,7 @@ describe.skipIf(!canRun)('rolling upgrade: clc, cc, sc, walrus and nc restarted 
       // The daemons' first reconcile after start (the cc's network apply, the nc's adoption) is part of the restart.
       await sleep(2000);
       const to = Date.now();
-      const g = gapIn(from, to);
+      const g = gapIn(pollLog, from, to);
       gaps.push({ svc, ...g, restartMs });
       console.log(`upgrade.test.ts: ${svc} restart: longest gap ${g.longestGapMs} ms, ${g.failedPolls} of ${g.polls} polls unanswered, restart ${restartMs} ms`);
       expect(g.polls).toBeGreaterThan(0);

@@ -33,6 +33,8 @@ const EXAMPLES: Record<string, string[]> = {
   'list-sc': ['mallee list-sc --output json'],
   'deregister-walrus': ['mallee deregister-walrus && mallee register-walrus http://10.0.0.1:8776   # install the printed key as Walrus\'s keys/walrus.key'],
   'deregister-sc': ['mallee deregister-sc mallee-1a'],
+  'migrate-instance': ['mallee migrate-instance i-0123abcd --dest node2', 'mallee migrate-instance i-0123abcd   # to the node with the most free memory'],
+  'evacuate-node': ['mallee evacuate-node node1   # before maintenance: every running instance moves, one at a time'],
   backup: ['mallee backup --out /srv/backups/mallee-$(date +%F)', 'mallee backup --objects --out /srv/backups/full   # with the Walrus objects'],
   restore: ['mallee down --home /var/lib/mallee && mallee restore /srv/backups/mallee-2024-05-01 --home /var/lib/mallee --force && mallee up'],
 };

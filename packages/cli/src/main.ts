@@ -279,6 +279,36 @@ program
     }
   });
 
+// Live migration (issue 7): one instance, or every running instance of a node (evacuate), to another node of its cluster.
+const migrationTimeoutMs = 1_500_000;
+async function migrate(opts: { home: string; output: OutputFormat }, req: { instanceId?: string; sourceNode?: string; dest?: string }): Promise<void> {
+  const { migrations } = await adminLink(homeOf(opts), migrationTimeoutMs).call(admin.MigrateInstances, req);
+  if (opts.output === 'json') say(JSON.stringify(migrations, null, 2));
+  else print(migrations.map((m) => ({ ...m, volumes: m.volumes.join(' '), seconds: m.ms === undefined ? '' : (m.ms / 1000).toFixed(1) })), ['instanceId', 'source', 'dest', 'seconds', 'volumes', 'error'], opts.output);
+  const failed = migrations.filter((m) => m.error);
+  if (failed.length) throw new CliError(`${failed.length} of ${migrations.length} instances were not migrated: ${failed.map((m) => `${m.instanceId}: ${m.error}`).join('; ')}`);
+}
+
+program
+  .command('migrate-instance')
+  .description('live-migrate a running instance to another node of its cluster (its addresses and volumes follow)')
+  .argument('[instance-id]', 'the instance (or --source NODE for all of a node\'s)')
+  .option('--dest <node>', 'destination node (default: the ENABLED node with the most free memory that fits it)')
+  .option('--source <node>', 'instead of one instance: every running instance of this node (as evacuate-node)')
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action((instanceId: string | undefined, opts: { home: string; output: OutputFormat; dest?: string; source?: string }) =>
+    migrate(opts, { ...(instanceId ? { instanceId } : {}), ...(opts.source ? { sourceNode: opts.source } : {}), ...(opts.dest ? { dest: opts.dest } : {}) }));
+
+program
+  .command('evacuate-node')
+  .description('live-migrate every running instance of a node to the other nodes of its cluster, one at a time')
+  .argument('<node>', 'the node name, as `mallee list-nodes` shows it')
+  .option('--dest <node>', 'put them all on this node (default: each where it fits best)')
+  .addOption(homeOption())
+  .addOption(outputOption())
+  .action((node: string, opts: { home: string; output: OutputFormat; dest?: string }) => migrate(opts, { sourceNode: node, ...(opts.dest ? { dest: opts.dest } : {}) }));
+
 const kit = { homeOption, outputOption, homeOf, print, say };
 propertyCommand(program, kit);
 registrationCommands(program, kit);

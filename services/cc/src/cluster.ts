@@ -444,6 +444,74 @@ export class Cluster {
     return this.linkOf(req.instanceId).client.call(nc.ncGetConsoleOutput, { instanceId: req.instanceId });
   }
 
+  // --- live migration (issue 7) ----------------------------------------------------------------
+
+  private readonly migrating = new Set<string>();
+
+  /**
+   * Move a running instance to another node: read its launch from the source, have the destination prepare
+   * (capacity held, disks, bridge and anti-spoofing, volume secrets), have the source migrate it, tell the
+   * destination how it went. Its network stays as it is here (private address, DHCP lease, EIP DNAT, metadata):
+   * the destination joins the same network by its own tunnel, and QEMU announces the guest's MAC from there.
+   */
+  async migrateInstance(req: Req<typeof cc.MigrateInstance>): Promise<Res<typeof cc.MigrateInstance>> {
+    const id = req.instanceId;
+    const source = this.linkOf(id);
+    const inst = source.instance(id);
+    if (inst?.state !== 'running') throw new WireError('IncorrectInstanceState', `instance ${id} is ${inst?.state ?? 'unknown'}; only a running instance can be migrated`, 409);
+    const dest = this.links.get(req.dest);
+    if (!dest) throw new WireError('NoSuchNode', `node ${req.dest} is not registered with this cluster (nodes: ${[...this.links.keys()].join(', ')})`, 404);
+    if (dest === source) throw new WireError('InvalidParameterValue', `instance ${id} already runs on node ${req.dest}`);
+    if (dest.state !== 'ENABLED') throw new WireError('IncorrectState', `node ${req.dest} is ${dest.state}${dest.detail ? ` (${dest.detail})` : ''}; migrate to an ENABLED node`, 409);
+    if (source.state !== 'ENABLED') throw new WireError('IncorrectState', `node ${source.name}, where ${id} runs, is ${source.state}; it cannot migrate it now`, 409);
+    if (this.migrating.has(id)) throw new WireError('IncorrectInstanceState', `instance ${id} is already being migrated`, 409);
+    this.migrating.add(id);
+    const started = Date.now();
+    try {
+      const { spec, launchTime } = await source.client.call(nc.ncMigrationSource, { instanceId: id }).catch((err: unknown) => {
+        throw this.unsupported(err, source.name);
+      });
+      const free = dest.resources ? this.freeRoom(dest) : undefined;
+      const t = spec.vmType;
+      if (!free || t.cores > free.cores || t.memoryMiB > free.memoryMiB || t.diskGiB > free.diskGiB) {
+        throw new WireError('InsufficientInstanceCapacity', `${id} (${t.name}) does not fit on node ${dest.name}${free ? ` (${free.cores} cores, ${free.memoryMiB} MiB, ${free.diskGiB} GiB free)` : ''}`);
+      }
+      this.reservations.set(id, { node: dest.name, vmType: t });
+      const cloudKey = this.o.cloudKey?.() ?? '';
+      const volumes = req.volumes.map((v) => ({ ...v, target: mapTargetSecret(v.target, (sealed) => resealSecret(cloudKey, dest.record.key, sealed)) }));
+      const { destination } = await dest.client.call(nc.ncPrepareMigration, { spec, launchTime, volumes }, { timeoutMs: 600_000 }).catch((err: unknown) => {
+        throw this.unsupported(err, dest.name);
+      });
+      const host = new URL(dest.record.url).hostname.replace(/^\[|\]$/g, '');
+      let moved: Res<typeof nc.ncMigrateInstance>;
+      try {
+        moved = await source.client.call(nc.ncMigrateInstance, { instanceId: id, libvirtUri: `qemu+tcp://${host}/system`, migrateUri: `tcp://${host}`, destination }, { timeoutMs: 900_000 });
+      } catch (err) {
+        await dest.client.call(nc.ncFinishMigration, { instanceId: id, succeeded: false }, { timeoutMs: 60_000 }).catch((e: unknown) => this.o.log.warn({ err: e, instanceId: id }, 'could not tell the destination the migration failed'));
+        throw err;
+      }
+      const { instance } = await dest.client.call(nc.ncFinishMigration, { instanceId: id, succeeded: true, ...(moved.console ? { console: moved.console } : {}) }, { timeoutMs: 60_000 });
+      if (instance) dest.learn(instance);
+      source.forget(id);
+      this.scheduleFlush();
+      const ms = Date.now() - started;
+      this.o.log.info({ instanceId: id, source: source.name, dest: dest.name, ms }, 'instance migrated');
+      return { instanceId: id, source: source.name, dest: dest.name, ms };
+    } finally {
+      this.migrating.delete(id);
+      this.reservations.delete(id);
+    }
+  }
+
+  /** A node of the previous wire version does not know the migration operations: say so. */
+  private unsupported(err: unknown, node: string): unknown {
+    const code = (err as WireError).code;
+    if (code === 'UnknownOperation' || code === 'InvalidAction' || code === 'NotImplemented') {
+      return new WireError('UnsupportedOperation', `node ${node} does not support live migration (upgrade its nc): ${(err as Error).message}`);
+    }
+    return err;
+  }
+
   describeInstances(req: Req<typeof cc.DescribeInstances>): Res<typeof cc.DescribeInstances> {
     const wanted = req.instanceIds.length > 0 ? new Set(req.instanceIds) : undefined;
     const byId = new Map<string, Res<typeof cc.DescribeInstances>['instances'][number]>();

@@ -23,6 +23,7 @@ export function ccHandlers(cluster: Cluster, volumes?: ClusterVolumes, network?:
       return {};
     }),
     handler(cc.DescribeNodes, () => cluster.describeNodes()),
+    handler(cc.MigrateInstance, (req) => cluster.migrateInstance(req)),
     // networking (issue 6)
     ...(network
       ? [

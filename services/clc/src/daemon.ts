@@ -12,6 +12,7 @@ import { credentialLookup, ensureAdminAccount, walrusCredential } from './accoun
 import { accountCertificates, ensureCloudCa } from './certificates.js';
 import { coreActions, type Clc } from './actions/index.js';
 import { adminHandlers } from './admin-ops.js';
+import { migrationHandlers } from './live-migration.js';
 import { ClusterPoller } from './cluster-poller.js';
 import { PollerLease } from './poller-lease.js';
 import { Clusters } from './clusters.js';
@@ -133,6 +134,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
         cloudCertificate: cloudCa.certificate,
       })),
       ...storageAdminHandlers(db, storage.controllers, () => void storagePoller.pollAll(), () => walrusLink.url()),
+      ...migrationHandlers({ db, clusters, controllers: storage.controllers, log, pollSoon: () => void poller.pollAll() }),
     ],
     metrics: clcMetrics(new DaemonMetrics('clc'), { db, clusters, dispatcher, poller, lease }),
     console: { credentials, region: config.REGION, walrusUrl: () => walrusUrlOf(walrusLink, home), describeServices: services, metrics: { intervalMs: config.CONSOLE_METRICS_INTERVAL * 1000, keep: Math.ceil(3600 / config.CONSOLE_METRICS_INTERVAL) } },

@@ -14,14 +14,14 @@ import { openClcDatabase } from '../src/daemon.js';
 import { Clusters } from '../src/clusters.js';
 import { Dispatcher } from '../src/dispatch.js';
 import { ClusterPoller } from '../src/cluster-poller.js';
-import { insertReservation, instanceRow, type NewInstance } from '../src/instances.js';
+import { instanceRow } from '../src/instances.js';
 import { ADMIN_ACCOUNT, accountByName } from '../src/accounts.js';
 import { describeInstanceAttribute } from '../src/actions/instance-status.js';
 import { modifyInstanceAttribute, startInstances, stopInstances, terminateInstances } from '../src/actions/lifecycle.js';
 import type { Clc } from '../src/actions/context.js';
 import { createImageAction } from '../src/storage/create-image.js';
 import { StorageControllers } from '../src/storage/index.js';
-import { FakeCc } from './fake-cc.js';
+import { FakeCc, recordRunning as recordRunningOn } from './fake-cc.js';
 
 let dir: string;
 let db: Db;
@@ -50,27 +50,7 @@ afterEach(async () => {
 
 const poller = () => new ClusterPoller({ db, clusters: clc.clusters, dispatcher: clc.dispatcher, log, pollIntervalMs: 3_600_000, retentionMs: 3_600_000 });
 
-/** A running instance the fake cc reports running, as a launch would have left it. */
-function recordRunning(instanceId: string, rootDeviceType: 'ebs' | 'instance-store' = 'ebs'): void {
-  const now = new Date(Date.now() - 1000).toISOString();
-  const i: NewInstance = {
-    instance_id: instanceId, account_id: principal.accountId, reservation_id: `r-${instanceId.slice(2)}`, launch_index: 0, zone: 'zone-a',
-    image_id: 'emi-12345678', image_location: '', kernel_id: null, ramdisk_id: null, architecture: 'x86_64', platform: null,
-    root_device_type: rootDeviceType, root_device_name: '/dev/sda1', virtualization_type: 'paravirtual', instance_type: 't1.micro',
-    vm_cpu: 1, vm_memory_mib: 256, vm_disk_gib: 5, key_name: null, public_key: null, user_data: null, launch_time: now,
-  };
-  db.transaction(() => insertReservation(db, { reservationId: i.reservation_id, accountId: principal.accountId, createdAt: now }, [i], []))();
-  db.prepare("UPDATE instances SET state = 'running', reported = 1, node = 'node1' WHERE instance_id = ?").run(instanceId);
-  if (rootDeviceType === 'ebs') {
-    // Its root volume, attached at the root device from the start (as RunInstances records it).
-    const volumeId = `vol-${instanceId.slice(2)}`;
-    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES (?, ?, 'zone-a', 1, 'in-use', ?)").run(volumeId, principal.accountId, now);
-    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time) VALUES (?, ?, '/dev/sda1', 'attached', ?)").run(volumeId, instanceId, now);
-  }
-  const spec = { instanceId, reservationId: i.reservation_id, ownerId: principal.accountId, launchIndex: 0, imageId: i.image_id, imageLocation: '',
-    vmType: { name: 't1.micro', cores: 1, memoryMiB: 256, diskGiB: 5 }, groupNames: [] } satisfies InstanceSpec;
-  fake.instances.set(instanceId, { spec, state: 'running', node: 'node1' });
-}
+const recordRunning = (instanceId: string, rootDeviceType: 'ebs' | 'instance-store' = 'ebs') => recordRunningOn(db, fake, principal.accountId, instanceId, rootDeviceType);
 
 const stateOf = (id: string) => instanceRow(db, id)!.state;
 const codeOf = async (p: Promise<unknown> | (() => unknown)) => {

@@ -2,9 +2,11 @@
 // the clc calls from a table the test controls, and counts every call, so tests can make a cluster
 // refuse, forget or duplicate things that a real cc would only do under failure.
 import Fastify, { type FastifyInstance } from 'fastify';
-import { cc, handler, wire, WireError, generateKey, type InstanceSpec, type InstanceStateName } from '@mallee/wire';
+import type { Db } from '@mallee/store';
+import { cc, handler, wire, WireError, generateKey, type AttachedVolume, type InstanceSpec, type InstanceStateName } from '@mallee/wire';
+import { insertReservation, type NewInstance } from '../src/instances.js';
 
-export interface FakeInstance { spec: InstanceSpec; state: InstanceStateName; node: string; stateReason?: string; nodeUnreachableSince?: string }
+export interface FakeInstance { spec: InstanceSpec; state: InstanceStateName; node: string; stateReason?: string; nodeUnreachableSince?: string; /** hot-plugged volumes, as its node reports them */ volumes?: AttachedVolume[] }
 
 export class FakeCc {
   readonly instances = new Map<string, FakeInstance>();
@@ -13,6 +15,12 @@ export class FakeCc {
   capacity = 100;
   /** Set to make every call fail as an unreachable cc would look to the clc's poller. */
   down = false;
+  /** Awaited before DescribeInstances answers (a test's hook into the moment the clc asks). */
+  beforeDescribe: (() => Promise<void>) | undefined;
+  /** Set to make ThawInstance fail (the cc or node went away while the guest was held). */
+  thawDown = false;
+  /** Volumes attached but not reported yet (the cc's view of its nodes lags behind them). */
+  readonly unreported = new Set<string>();
   key = generateKey();
   url = '';
   private app: FastifyInstance | undefined;
@@ -52,14 +60,16 @@ export class FakeCc {
             }),
           };
         }),
-        handler(cc.DescribeInstances, (req) => {
+        handler(cc.DescribeInstances, async (req) => {
           this.record('DescribeInstances', req);
+          await this.beforeDescribe?.();
           return {
             instances: [...this.instances.values()].map((i) => ({
               instanceId: i.spec.instanceId, reservationId: i.spec.reservationId, ownerId: i.spec.ownerId, imageId: i.spec.imageId,
               state: i.state, vmType: i.spec.vmType, launchTime: new Date().toISOString(), node: i.node,
               privateIp: '10.0.0.5', ...(i.stateReason ? { stateReason: i.stateReason } : {}),
               ...(i.nodeUnreachableSince ? { nodeUnreachableSince: i.nodeUnreachableSince } : {}),
+              ...(i.volumes?.some((v) => !this.unreported.has(v.volumeId)) ? { volumes: i.volumes.filter((v) => !this.unreported.has(v.volumeId)) } : {}),
             })),
           };
         }),
@@ -70,6 +80,30 @@ export class FakeCc {
         handler(cc.DescribeNodes, (req) => {
           this.record('DescribeNodes', req);
           return { nodes: [{ node: 'node1', url: 'http://127.0.0.1:1', state: 'ENABLED' as const }] };
+        }),
+        handler(cc.AttachVolume, (req) => {
+          this.record('AttachVolume', req);
+          const i = this.instances.get(req.instanceId);
+          if (!i) throw new WireError('InvalidInstanceID.NotFound', `no instance ${req.instanceId}`, 404);
+          const volume = { volumeId: req.volumeId, device: req.device, guestDevice: `vd${req.device.slice(-1)}` };
+          i.volumes = [...(i.volumes ?? []), volume];
+          return { volume };
+        }),
+        handler(cc.DetachVolume, (req) => {
+          this.record('DetachVolume', req);
+          const i = this.instances.get(req.instanceId);
+          if (!i) throw new WireError('InvalidInstanceID.NotFound', `no instance ${req.instanceId}`, 404);
+          i.volumes = i.volumes?.filter((v) => v.volumeId !== req.volumeId);
+          return { detached: true };
+        }),
+        handler(cc.FreezeInstance, (req) => {
+          this.record('FreezeInstance', req);
+          return { consistency: 'crash' as const, frozenMs: 1 };
+        }),
+        handler(cc.ThawInstance, (req) => {
+          this.record('ThawInstance', req);
+          if (this.thawDown) throw new WireError('ServiceUnavailable', 'the node is not answering', 503);
+          return { heldMs: 5 };
         }),
         handler(cc.RebootInstances, (req) => {
           this.record('RebootInstances', req);
@@ -89,4 +123,26 @@ export class FakeCc {
   async stop(): Promise<void> {
     await this.app?.close();
   }
+}
+
+/** A running instance the fake cc reports running, as a launch would have left it. */
+export function recordRunning(db: Db, fake: FakeCc, accountId: string, instanceId: string, rootDeviceType: 'ebs' | 'instance-store' = 'ebs'): void {
+  const now = new Date(Date.now() - 1000).toISOString();
+  const i: NewInstance = {
+    instance_id: instanceId, account_id: accountId, reservation_id: `r-${instanceId.slice(2)}`, launch_index: 0, zone: 'zone-a',
+    image_id: 'emi-12345678', image_location: '', kernel_id: null, ramdisk_id: null, architecture: 'x86_64', platform: null,
+    root_device_type: rootDeviceType, root_device_name: '/dev/sda1', virtualization_type: 'paravirtual', instance_type: 't1.micro',
+    vm_cpu: 1, vm_memory_mib: 256, vm_disk_gib: 5, key_name: null, public_key: null, user_data: null, launch_time: now,
+  };
+  db.transaction(() => insertReservation(db, { reservationId: i.reservation_id, accountId, createdAt: now }, [i], []))();
+  db.prepare("UPDATE instances SET state = 'running', reported = 1, node = 'node1' WHERE instance_id = ?").run(instanceId);
+  if (rootDeviceType === 'ebs') {
+    // Its root volume, attached at the root device from the start (as RunInstances records it).
+    const volumeId = `vol-${instanceId.slice(2)}`;
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES (?, ?, 'zone-a', 1, 'in-use', ?)").run(volumeId, accountId, now);
+    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time) VALUES (?, ?, '/dev/sda1', 'attached', ?)").run(volumeId, instanceId, now);
+  }
+  const spec = { instanceId, reservationId: i.reservation_id, ownerId: accountId, launchIndex: 0, imageId: i.image_id, imageLocation: '',
+    vmType: { name: 't1.micro', cores: 1, memoryMiB: 256, diskGiB: 5 }, groupNames: [] } satisfies InstanceSpec;
+  fake.instances.set(instanceId, { spec, state: 'running', node: 'node1' });
 }

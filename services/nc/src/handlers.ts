@@ -28,5 +28,15 @@ export function ncHandlers(node: NodeController, nodeKey: () => string | undefin
     handler(nc.ncDetachVolume, async (req) => ({ detached: await node.detachVolume(req.instanceId, req.volumeId, req.force) })),
     handler(nc.ncFreezeInstance, (req) => node.freezeInstance(req.instanceId, req.timeoutMs)),
     handler(nc.ncThawInstance, (req) => node.thawInstance(req.instanceId)),
+    // --- live migration (issue 7): the volumes' CHAP secrets arrive sealed with this node's key.
+    handler(nc.ncMigrationSource, (req) => node.migrationSource(req.instanceId)),
+    handler(nc.ncPrepareMigration, async (req) => ({
+      destination: await node.prepareMigration(req.spec, req.launchTime, req.volumes.map((v) => ({ ...v, target: mapTargetSecret(v.target, (sealed) => openSecret(nodeKey() ?? '', sealed)) }))),
+    })),
+    handler(nc.ncMigrateInstance, async (req) => ({ instanceId: req.instanceId, ...(await node.migrateInstance(req.instanceId, req)) })),
+    handler(nc.ncFinishMigration, async (req) => {
+      const instance = await node.finishMigration(req.instanceId, req.succeeded, req.console);
+      return instance ? { instance } : {};
+    }),
   ];
 }

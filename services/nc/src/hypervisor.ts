@@ -1,6 +1,6 @@
 // The one interface the Node Controller drives guests through (like Nova's ComputeDriver): the
 // `simulated` and `libvirt` drivers implement it and the NC's logic never knows which it has.
-import type { AttachedVolume, InstanceSpec, InstanceStateName, sc } from '@mallee/wire';
+import type { AttachedVolume, InstanceSpec, InstanceStateName, nc, sc } from '@mallee/wire';
 import type { MalleeConfig } from '@mallee/config';
 import type { Logger } from 'pino';
 
@@ -50,6 +50,26 @@ export interface Hypervisor {
   imageCacheStats?(): Promise<{ downloads: number; downloadedBytes: number; hits: number; evictions: number; entries: number; bytes: number }>;
   /** EBS volumes (sc); a driver without it cannot attach volumes. */
   readonly volumes?: HypervisorVolumes;
+  /** Live migration between nodes (issue 7); a driver without it cannot move running guests. */
+  readonly migration?: HypervisorMigration;
+}
+
+// --- live migration (issue 7) ----------------------------------------------------------------------
+
+/** Moving a running guest between hosts, as Nova's pre_live_migration / live_migration / post_live_migration. */
+export interface HypervisorMigration {
+  /**
+   * On the destination: the instance's directory built as a launch builds it (overlay on the same cached base
+   * image, swap and ephemeral0 empty, kernel and ramdisk) for the source to copy the guest's disks into, and a
+   * libvirt secret per volume (CHAP in the clear). Returns how the source must rewrite the domain for this host.
+   */
+  prepareIncoming(spec: InstanceSpec, volumes: VolumeAttachmentSpec[]): Promise<nc.MigrationDestination>;
+  /** On the source: live-migrate the guest (its local disks copied, its network disks reopened on the destination); on success its files here go. */
+  migrateOut(instanceId: string, to: { libvirtUri: string; migrateUri: string; destination: nc.MigrationDestination }): Promise<{ console: Buffer }>;
+  /** On the destination: the console output the guest wrote on the source, kept before what it writes here. */
+  keepEarlierConsole(instanceId: string, earlier: Buffer): Promise<void>;
+  /** On the destination: once the migration failed, remove what prepareIncoming made (and a half-arrived domain). */
+  abortIncoming(instanceId: string, volumeIds: string[]): Promise<void>;
 }
 
 // --- volumes (sc) --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // capacity accounting with MAX_CORES/MAX_MEM/MAX_DISK, launch records, reconciliation with the guests
 // the hypervisor really has, and the terminated-then-forgotten lifecycle the cc polls.
 import type { Logger } from 'pino';
-import { bootsFromVolume, mapTargetSecret, WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
+import { bootsFromVolume, mapTargetSecret, WireError, type AttachedVolume, type InstanceSpec, type InstanceStateName, type nc, type NodeInstance, type NodeResources, type sc, type VmType } from '@mallee/wire';
 import { GuestNotFoundError, type GuestStatus, type HostCapacity, type Hypervisor, type HypervisorVolumes, type VolumeAttachmentSpec } from './hypervisor.js';
 import type { LaunchRecord, LaunchRecords } from './launch-records.js';
 import type { HostNetwork } from './net/host-network.js';
@@ -68,6 +68,8 @@ export class NodeController {
   private readonly background = new Set<Promise<unknown>>();
   /** Volumes attached to each guest, as the hypervisor last listed them (sc). */
   private attached = new Map<string, AttachedVolume[]>();
+  /** Incoming migrations between prepare and finish: their resources are held, they are not reported yet. */
+  private readonly incoming = new Map<string, { spec: InstanceSpec; launchTime: string; volumeIds: string[] }>();
 
   constructor(private readonly o: NodeControllerOptions) {}
 
@@ -183,7 +185,8 @@ export class NodeController {
       }
       if (t.spec && before !== `${t.state}|${t.stateReason ?? ''}`) changed.push(this.record(t));
     }
-    for (const g of guests.values()) if (g.state !== 'terminated') this.trackUnmanaged(g);
+    // An incoming migration's domain shows up here before the migration is finished: it is not unmanaged.
+    for (const g of guests.values()) if (g.state !== 'terminated' && !this.incoming.has(g.instanceId)) this.trackUnmanaged(g);
     this.o.records.save(changed);
     this.o.records.forget(forgotten);
   }
@@ -385,6 +388,11 @@ export class NodeController {
       free.memoryMiB -= held.memoryMiB;
       free.diskGiB -= held.diskGiB;
     }
+    for (const m of this.incoming.values()) {
+      free.cores -= m.spec.vmType.cores;
+      free.memoryMiB -= m.spec.vmType.memoryMiB;
+      free.diskGiB -= m.spec.vmType.diskGiB;
+    }
     return free;
   }
 
@@ -488,6 +496,108 @@ export class NodeController {
   }
 
   private readonly frozenAt = new Map<string, number>();
+
+  // --- live migration (issue 7) ----------------------------------------------------------------
+
+  private migrationDriver(): NonNullable<Hypervisor['migration']> {
+    const m = this.o.hypervisor.migration;
+    if (!m) throw new WireError('UnsupportedOperation', `the ${this.o.hypervisor.name} hypervisor cannot migrate guests`, 400);
+    return m;
+  }
+
+  private migratable(instanceId: string): Tracked {
+    const t = this.get(instanceId);
+    if (t.state !== 'running') throw new WireError('IncorrectInstanceState', `instance ${instanceId} is ${t.state}; only a running instance can be migrated`, 409);
+    return t;
+  }
+
+  /** The launch as this node ran it, for the destination to prepare (a running instance-store instance only). */
+  migrationSource(instanceId: string): { spec: InstanceSpec; launchTime: string } {
+    this.migrationDriver();
+    const t = this.migratable(instanceId);
+    if (!t.spec) throw new WireError('IncorrectInstanceState', `instance ${instanceId} has no launch record on this node (found on the host without one); it cannot be migrated`, 409);
+    if (bootsFromVolume(t.spec)) throw new WireError('UnsupportedOperation', `instance ${instanceId} boots from an EBS volume; live migration moves instance-store instances only`, 400);
+    return { spec: t.spec, launchTime: t.launchTime };
+  }
+
+  /** Destination: hold the capacity, bring up the network, have the driver lay out the disks and volume secrets. */
+  async prepareMigration(spec: InstanceSpec, launchTime: string, volumes: VolumeAttachmentSpec[]): Promise<nc.MigrationDestination> {
+    const driver = this.migrationDriver();
+    const id = spec.instanceId;
+    const known = this.instances.get(id);
+    if ((known && known.state !== 'terminated') || this.incoming.has(id)) throw new WireError('InvalidInstanceID.Duplicate', `instance ${id} is already on this node`, 409);
+    const free = this.available(await this.capacity());
+    const t = spec.vmType;
+    if (t.cores > free.cores || t.memoryMiB > free.memoryMiB || t.diskGiB > free.diskGiB) {
+      throw new WireError('InsufficientInstanceCapacity', `${t.name} (${t.cores} cores, ${t.memoryMiB} MiB, ${t.diskGiB} GiB) does not fit: this node has ${free.cores} cores, ${free.memoryMiB} MiB, ${free.diskGiB} GiB free`);
+    }
+    const entry = { spec, launchTime, volumeIds: volumes.map((v) => v.volumeId) };
+    this.incoming.set(id, entry);
+    try {
+      // Recorded first: a restarted NC adopts the guest should it arrive while this NC is down.
+      if (known) this.instances.delete(id);
+      this.o.records.save([{ spec, state: 'pending', launchTime }]);
+      await this.o.network?.prepare(spec);
+      return await driver.prepareIncoming(spec, volumes);
+    } catch (err) {
+      await this.finishMigration(id, false);
+      throw err;
+    }
+  }
+
+  /** Source: hand the guest over; on success it is no longer this node's (no record, no network, no files). */
+  async migrateInstance(instanceId: string, to: { libvirtUri: string; migrateUri: string; destination: nc.MigrationDestination }): Promise<{ ms: number; console: string }> {
+    const driver = this.migrationDriver();
+    const t = this.migratable(instanceId);
+    if (t.launching) throw new WireError('IncorrectInstanceState', `instance ${instanceId} is already being migrated`, 409);
+    const started = Date.now();
+    // `launching` keeps the monitor from reading the guest's disappearance at the switch as a termination.
+    t.launching = true;
+    let console: Buffer;
+    try {
+      ({ console } = await driver.migrateOut(instanceId, to));
+    } catch (err) {
+      t.launching = false;
+      t.touchedAt = Date.now();
+      throw err;
+    }
+    this.instances.delete(instanceId);
+    this.attached.delete(instanceId);
+    this.o.records.forget([instanceId]);
+    if (t.spec) this.releaseNetwork(t.spec);
+    this.o.log.info({ instanceId, ms: Date.now() - started, to: to.libvirtUri }, 'instance migrated to another node');
+    return { ms: Date.now() - started, console: console.toString('base64') };
+  }
+
+  /** Destination: the guest arrived (tracked as running from now) or the migration failed (what prepare made goes). */
+  async finishMigration(instanceId: string, succeeded: boolean, earlierConsole?: string): Promise<NodeInstance | undefined> {
+    const entry = this.incoming.get(instanceId);
+    if (!entry) {
+      const t = this.instances.get(instanceId);
+      if (succeeded && t) return this.view(t);
+      throw new WireError('InvalidInstanceID.NotFound', `no migration of ${instanceId} to this node is under way`, 404);
+    }
+    const driver = this.migrationDriver();
+    const here = (await this.o.hypervisor.listGuests()).some((g) => g.instanceId === instanceId && g.state === 'running');
+    this.incoming.delete(instanceId);
+    if (succeeded || here) {
+      if (!here) throw new WireError('MigrationFailed', `instance ${instanceId} did not arrive on this node`, 500);
+      const t: Tracked = { instanceId, spec: entry.spec, state: 'running', launchTime: entry.launchTime, launching: false, touchedAt: Date.now() };
+      this.instances.set(instanceId, t);
+      this.o.records.save([this.record(t)]);
+      if (earlierConsole) {
+        await driver.keepEarlierConsole(instanceId, Buffer.from(earlierConsole, 'base64'))
+          .catch((err: unknown) => this.o.log.warn({ err, instanceId }, 'could not keep the console output of the source node'));
+      }
+      if (this.o.hypervisor.volumes) this.attached = await this.o.hypervisor.volumes.listVolumes();
+      this.o.log.info({ instanceId }, 'instance migrated to this node');
+      return this.view(t);
+    }
+    await driver.abortIncoming(instanceId, entry.volumeIds).catch((err: unknown) => this.o.log.warn({ err, instanceId }, 'could not remove an aborted incoming migration\'s files'));
+    this.o.records.forget([instanceId]);
+    this.releaseNetwork(entry.spec);
+    return undefined;
+  }
 }
 
 /** The promise's value if it settles within ms, else undefined (the promise goes on). */

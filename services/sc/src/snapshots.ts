@@ -73,7 +73,7 @@ export interface SnapshotEngineOptions {
   log: Logger;
   /** Parallel chunk uploads/downloads. */
   concurrency?: number;
-  /** How long an upload keeps retrying while Walrus is unreachable or answers 5xx (default 10 min). */
+  /** How long an upload (or a restore's read) keeps retrying while Walrus is unreachable or answers 5xx (default 10 min). */
   retryForMs?: number;
 }
 
@@ -122,6 +122,8 @@ const ZERO = Buffer.alloc(64 * 1024);
 export class SnapshotEngine {
   private readonly tasks = new Map<string, { done: Promise<void>; abort: AbortController }>();
   private readonly progress = new Map<string, number>();
+  /** Aborted by stop(): ends the pauses of restores waiting for Walrus. */
+  private readonly stopping = new AbortController();
 
   constructor(private readonly o: SnapshotEngineOptions) {}
 
@@ -504,8 +506,10 @@ export class SnapshotEngine {
 
   /** Restore: write every chunk of a manifest (this SC's or another zone's) into a new volume. */
   async restore(location: sc.SnapshotLocation, volumeId: string, sizeGiB: number, onProgress: (pct: number) => void): Promise<void> {
-    const any = JSON.parse((await this.o.s3.get(location.bucket, location.manifestKey)).toString('utf8')) as Manifest | RbdManifest;
-    if (any.format === 'mallee-rbd-diff-1') return this.restoreDiffs(location, any, volumeId, sizeGiB, onProgress);
+    const giveUpAt = Date.now() + (this.o.retryForMs ?? 600_000);
+    const get = (key: string) => this.getRetrying(location.bucket, key, volumeId, giveUpAt);
+    const any = JSON.parse((await get(location.manifestKey)).toString('utf8')) as Manifest | RbdManifest;
+    if (any.format === 'mallee-rbd-diff-1') return this.restoreDiffs(any, volumeId, sizeGiB, onProgress, get);
     const manifest = any;
     if (manifest.format !== 'mallee-snapshot-1') throw new Error(`unknown snapshot manifest format ${String(manifest.format)}`);
     if (manifest.sizeBytes > sizeGiB * GiB) throw new Error(`snapshot of ${manifest.sizeBytes} bytes does not fit a ${sizeGiB} GiB volume`);
@@ -513,7 +517,7 @@ export class SnapshotEngine {
       let done = 0;
       await forEachIndex(manifest.chunks.length, this.o.concurrency ?? 4, undefined, async (n) => {
         const [idx, hash] = manifest.chunks[n]!;
-        const buf = await this.o.s3.get(location.bucket, `${manifest.chunkPrefix}${hash}`);
+        const buf = await get(`${manifest.chunkPrefix}${hash}`);
         if (createHash('sha256').update(buf).digest('hex') !== hash) throw new Error(`chunk ${idx} of ${manifest.snapshotId} does not match its hash`);
         await fh.write(buf, 0, buf.length, idx * manifest.chunkSize);
         onProgress((++done / manifest.chunks.length) * 100);
@@ -522,17 +526,16 @@ export class SnapshotEngine {
   }
 
   /** A snapshot of an RBD volume: cloned from its RBD snapshot where this SC's pool still has it, else its diffs imported in order. */
-  private async restoreDiffs(location: sc.SnapshotLocation, manifest: RbdManifest, volumeId: string, sizeGiB: number, onProgress: (pct: number) => void): Promise<void> {
+  private async restoreDiffs(manifest: RbdManifest, volumeId: string, sizeGiB: number, onProgress: (pct: number) => void, get: (key: string) => Promise<Buffer>): Promise<void> {
     const diffs = this.o.backend.diffs;
     if (!diffs) throw new Error(`snapshot ${manifest.snapshotId} is of an RBD volume: it restores only on a storage controller with SC_BACKEND=ceph-rbd`);
     if (manifest.sizeBytes > sizeGiB * GiB) throw new Error(`snapshot of ${manifest.sizeBytes} bytes does not fit a ${sizeGiB} GiB volume`);
     const total = manifest.segments.reduce((a, s) => a + s.chunks.length, 0);
     let done = 0;
-    const s3 = this.o.s3;
     // Chunks fetched a few ahead of the one written (Walrus latency overlaps import-diff's writes).
     async function* segment(seg: DiffSegment): AsyncGenerator<Buffer> {
       const fetch = async (hash: string) => {
-        const buf = await s3.get(location.bucket, `${manifest.chunkPrefix}${hash}`);
+        const buf = await get(`${manifest.chunkPrefix}${hash}`);
         if (createHash('sha256').update(buf).digest('hex') !== hash) throw new Error(`a chunk of ${manifest.snapshotId} does not match its hash`);
         return buf;
       };
@@ -548,8 +551,27 @@ export class SnapshotEngine {
     this.o.log.info({ volumeId, snapshotId: manifest.snapshotId, how, segments: manifest.segments.length }, how === 'clone' ? 'volume cloned from its RBD snapshot' : 'volume imported from the snapshot\'s diffs');
   }
 
-  /** Uploads in flight (for a clean stop: they resume at the next start). */
+  /**
+   * A restore's read while Walrus is away for a while (killed, restarting) is tried again after a pause, as an
+   * upload is, instead of failing a volume whose create was acknowledged; until `giveUpAt` or stop().
+   */
+  private async getRetrying(bucket: string, key: string, volumeId: string, giveUpAt: number): Promise<Buffer> {
+    const signal = this.stopping.signal;
+    for (let pause = 250; ; pause = Math.min(pause * 2, 5000)) {
+      try {
+        return await this.o.s3.get(bucket, key);
+      } catch (err) {
+        if (signal.aborted || !walrusTransient(err) || Date.now() + pause > giveUpAt) throw err;
+        this.o.log.warn({ volumeId, key, err: (err as Error).message, retryInMs: pause }, 'restore read interrupted by Walrus; retrying');
+        await sleep(pause, undefined, { signal }).catch(() => undefined);
+        if (signal.aborted) throw err;
+      }
+    }
+  }
+
+  /** Uploads in flight (for a clean stop: they resume at the next start); restores waiting for Walrus give up. */
   async stop(): Promise<void> {
+    this.stopping.abort();
     for (const t of this.tasks.values()) t.abort.abort();
     await Promise.allSettled([...this.tasks.values()].map((t) => t.done));
   }

@@ -39,6 +39,7 @@ export interface StorageControllerOptions {
 export class StorageController {
   private readonly restoring = new Map<string, Promise<void>>();
   private readonly restoreProgress = new Map<string, number>();
+  private stopping = false;
 
   constructor(private readonly o: StorageControllerOptions) {}
 
@@ -103,6 +104,8 @@ export class StorageController {
         this.setStatus(r.volume_id, 'available');
         this.o.log.info({ volumeId: r.volume_id, snapshotId: r.snapshot_id }, 'volume restored from snapshot');
       }, async (err: unknown) => {
+        // Stopped while waiting for Walrus: still creating, the next start's recover() restores it again.
+        if (this.stopping) return;
         this.o.log.error({ volumeId: r.volume_id, err }, 'restoring a volume from its snapshot failed');
         await this.o.backend.remove(r.volume_id).catch(() => undefined);
         this.setStatus(r.volume_id, 'failed', `restore from ${r.snapshot_id} failed: ${(err as Error).message}`);
@@ -209,6 +212,7 @@ export class StorageController {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.o.snapshots.stop();
     await Promise.allSettled(this.restoring.values());
   }

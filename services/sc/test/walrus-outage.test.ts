@@ -1,8 +1,8 @@
-// Snapshots while Walrus goes away: the SC's requests for chunk objects go through a proxy that, while
+// Snapshots (uploads and restores) while Walrus goes away: the SC's requests for chunk objects go through a proxy that, while
 // "down", drops the connection as a killed Walrus does (the proxy stands in for kill -9 of an in-process
 // Walrus, which a test cannot do to itself); everything else is the real SC, Walrus and tgtd.
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ const MiB = 1024 * 1024;
 let t: TestSc;
 let s3: S3Client;
 let proxy: Server;
-/** While set, chunk requests (PUT or DELETE of <prefix>/chunks/…) lose their connection; counts those dropped. */
+/** While set, chunk requests (PUT, GET or DELETE of <prefix>/chunks/…) lose their connection; counts those dropped. */
 const outage = { down: false, dropped: 0 };
 
 beforeAll(async () => {
@@ -107,6 +107,28 @@ describe.skipIf(!here)('snapshots while Walrus is down', () => {
     const named = await manifestChunks('snap-0000001a');
     expect(named).toHaveLength(6);
     expect(await chunkKeys()).toEqual([...new Set(named)].sort());
+  }, 120_000);
+
+  it('a restore cut off by Walrus going away completes once it is back (not failed): the volume is the snapshot\'s data', async () => {
+    outage.down = true;
+    outage.dropped = 0;
+    const loc = { bucket: 'mallee-snapshots', manifestKey: `${t.sc.prefix}/manifests/snap-0000001a.json` };
+    const v = await t.client.call(sc.CreateStorageVolume, { volumeId: 'vol-0000001c', sizeGiB: 1, snapshot: { snapshotId: 'snap-0000001a', location: loc } });
+    expect(v.volume.status).toBe('creating');
+    await until('chunk reads tried and dropped', async () => (outage.dropped >= 2 ? true : undefined));
+    // Still creating while Walrus is away (before the fix: failed, "restore from snap-0000001a failed: Walrus … unreachable").
+    await sleep(1500);
+    const during = (await t.client.call(sc.DescribeStorageVolumes, { volumeIds: ['vol-0000001c'] })).volumes[0];
+    expect(during?.status).toBe('creating');
+    outage.down = false;
+    const done = await until('vol-0000001c settled', async () => {
+      const x = (await t.client.call(sc.DescribeStorageVolumes, { volumeIds: ['vol-0000001c'] })).volumes[0];
+      return x?.status === 'creating' ? undefined : x;
+    });
+    expect([done?.status, done?.reason]).toEqual(['available', undefined]);
+    const read = (id: string) => readFileSync(join(t.home, 'sc', 'volumes', `${id}.img`)).subarray(10 * MiB, 16 * MiB);
+    expect(read('vol-0000001c').equals(read('vol-0000001a'))).toBe(true);
+    await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-0000001c' });
   }, 120_000);
 
   it('a delete during the outage ends the retrying upload at once; left half done, a restart finishes it: chunks no manifest names are freed, the others stay', async () => {

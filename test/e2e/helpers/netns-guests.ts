@@ -80,3 +80,37 @@ export function netnsTools(t: Topology): NetnsTools {
     },
   };
 }
+
+/** A guest serving its page through an EIP with a volume holding data (upgrade and migration suites). */
+export interface ServingGuest { instanceId: string; volumeId: string; eip: string; dataSum: string }
+
+/**
+ * Group `web` (port 80 open), one t1.micro guest running guestAgentScript(mark), a 1 GiB volume attached at
+ * /dev/sdf with an ext2 filesystem and 4 MiB of random data at /mnt/vol/data (its MD5 served as /volume.txt),
+ * an elastic IP associated and the page answering through it. `phase` is told when the guest is up.
+ */
+export async function serveWithVolume(t: Topology, tools: NetnsTools, mark: string, phase: (what: string) => void = () => undefined): Promise<ServingGuest> {
+  const { aws } = tools;
+  await aws(['ec2', 'create-security-group', '--group-name', 'web', '--description', 'the page']);
+  await aws(['ec2', 'authorize-security-group-ingress', '--group-name', 'web', '--protocol', 'tcp', '--port', '80', '--cidr', '0.0.0.0/0']);
+  writeFileSync(join(t.dir, 'user-data.sh'), guestAgentScript(mark));
+  const run = await eventually('run-instances', () => aws(['ec2', 'run-instances', '--image-id', t.image.emi, '--instance-type', 't1.micro', '--security-groups', 'web',
+    '--user-data', `file://${join(t.dir, 'user-data.sh')}`]), 180_000);
+  const instanceId = (run.Instances as { InstanceId: string }[])[0]!.InstanceId;
+  const volumeId = String((await aws(['ec2', 'create-volume', '--size', '1', '--availability-zone', 'mallee-1a'])).VolumeId);
+  await eventually(`${instanceId} polling the control server`, async () => (tools.polling(instanceId) ? true : undefined), 240_000);
+  phase('guest up');
+  await eventually('the volume available', async () => (((await aws(['ec2', 'describe-volumes', '--volume-ids', volumeId])).Volumes as { State: string }[])[0]!.State === 'available' ? true : undefined), 60_000);
+  await aws(['ec2', 'attach-volume', '--volume-id', volumeId, '--instance-id', instanceId, '--device', '/dev/sdf']);
+  // In the guest: the disk whose serial is the volume id gets a filesystem and 4 MiB of data; its checksum is served too.
+  const out = await tools.inGuest(instanceId, `for i in $(seq 60); do for s in /sys/block/vd*/serial; do [ "$(cat $s 2>/dev/null)" = "${volumeId}" ] && dev=$(basename $(dirname $s)); done; [ -n "$dev" ] && break; sleep 1; done
+mke2fs -q /dev/$dev && mkdir -p /mnt/vol && mount -t ext2 /dev/$dev /mnt/vol && dd if=/dev/urandom of=/mnt/vol/data bs=1M count=4 2>/dev/null && sync
+md5sum < /mnt/vol/data | cut -c1-32 | tee /www/volume.txt`, 120_000);
+  const dataSum = out.trim().split('\n').pop() ?? '';
+  if (!/^[0-9a-f]{32}$/.test(dataSum)) throw new Error(`the volume's data was not written in ${instanceId}: ${out}`);
+  const eip = /ADDRESS\s+(\S+)/.exec(await tools.euca('euca-allocate-address', []))?.[1] ?? '';
+  await tools.euca('euca-associate-address', ['-i', instanceId, eip]);
+  const page = await eventually('the page through the EIP', () => tools.fromInternet(eip), 30_000);
+  if (!page.includes(`instance ${instanceId}`)) throw new Error(`the page through ${eip} is not ${instanceId}'s: ${page}`);
+  return { instanceId, volumeId, eip, dataSum };
+}

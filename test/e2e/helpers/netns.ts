@@ -3,12 +3,18 @@
 //   <id>-frontend  clc, walrus, cc (and with `sc: true` the sc with its own tgtd); public veth <id>pub0 198.51.100.1 → <id>-internet, private veth <id>prv0 10.99.0.1 → <id>-node1
 //   <id>-node1     nc and its own libvirtd/virtlogd (only the private link, 10.99.0.2)
 //   <id>-internet  the clients (awscli, euca2ools, boto3, curl) and the guests' control server, 198.51.100.2
+// With `node2: true` (live migration, issue 7) a second node host:
+//   <id>-node2     another nc with its own libvirtd (10.99.0.3); the front end's private side is then a bridge
+//                  <id>prv0 (10.99.0.1) with a veth port to each node, so the nodes share the private link as
+//                  hosts on one switch do. Each node's libvirtd gets its own host UUID and listens on TCP at its
+//                  private address without authentication (auth_tcp = "none": the test topology's stand-in for
+//                  the TLS a real deployment configures), so one node's libvirtd can migrate a guest to the other's.
 // The node's guests must have their taps in <id>-node1, next to its bridges; libvirtd creates taps in
 // its own network namespace, so the node runs its own libvirtd there, in a private mount namespace
 // (its own /run/libvirt, /var/lib/libvirt, /etc/libvirt, /var/log/libvirt, /var/cache/libvirt), and
 // the nc talks to it through a socket in the node's home — as a real node host runs its own libvirtd.
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,12 +42,15 @@ export const ADDR = {
   publicIps: '198.51.100.10-198.51.100.20',
   frontendPrivate: '10.99.0.1',
   node: '10.99.0.2',
+  node2: '10.99.0.3',
   controlPort: 8080,
 } as const;
 
 const PORTS = { clc: 8773, cc: 8774, nc: 8775, walrus: 8776, sc: 8777, metadata: 8779 };
 
 export type Svc = 'clc' | 'walrus' | 'sc' | 'cc' | 'nc';
+/** A daemon of the topology: the services, and with `node2: true` the second node's nc. */
+export type Daemon = Svc | 'nc2';
 
 export interface StartOptions {
   /** The tree whose built daemons run (default this checkout): a rolling upgrade starts each daemon from another. */
@@ -57,6 +66,8 @@ export interface Topology {
   feHome: string;
   nodeHome: string;
   libvirtUri: string;
+  /** With `node2: true`: the second node's namespace, home and libvirtd (else empty strings). */
+  node2: { ns: string; home: string; libvirtUri: string };
   /** eucarc variables for clients in the internet namespace (EC2_URL on the front end's public address). */
   env: Record<string, string>;
   ec2Url: string;
@@ -66,10 +77,10 @@ export interface Topology {
   exec(ns: string, argv: string[], opts?: { input?: string; timeoutMs?: number; allowFail?: boolean; env?: NodeJS.ProcessEnv }): Promise<{ stdout: string; stderr: string; code: number }>;
   mallee(args: string[]): Promise<string>;
   /** Starts a daemon (its pid); resolves once it wrote its run/<svc>.url. */
-  startDaemon(svc: Svc, opts?: StartOptions): Promise<number>;
-  stopDaemon(svc: Svc, signal?: NodeJS.Signals): Promise<void>;
+  startDaemon(svc: Daemon, opts?: StartOptions): Promise<number>;
+  stopDaemon(svc: Daemon, signal?: NodeJS.Signals): Promise<void>;
   /** The pid of a daemon this topology started, while it runs. */
-  pidOf(svc: Svc): number | undefined;
+  pidOf(svc: Daemon): number | undefined;
   /** tgtd's management port in the front end (`sc: true`), for `tgtadm -C`. */
   tgtControlPort: number;
   logs(): string;
@@ -116,6 +127,8 @@ export interface TopologyOptions {
    * veth itself, every network shares that one segment. SYSTEM: guests on the node's site bridge (SITE below).
    */
   mode?: 'MANAGED' | 'MANAGED-NOVLAN' | 'SYSTEM';
+  /** a second node host, <id>-node2 (see the header; MANAGED only) */
+  node2?: boolean;
 }
 
 /**
@@ -128,14 +141,21 @@ export const SITE = { cidr: '192.168.77.0/24', router: '192.168.77.1', first: '1
 
 export async function buildTopology(opts: TopologyOptions = {}): Promise<Topology> {
   const id = `m${randomBytes(2).toString('hex')}`;
-  const ns = { frontend: `${id}-frontend`, node: `${id}-node1`, internet: `${id}-internet` };
+  const ns: { frontend: string; node: string; internet: string; node2?: string } = { frontend: `${id}-frontend`, node: `${id}-node1`, internet: `${id}-internet` };
+  if (opts.node2) ns.node2 = `${id}-node2`;
   const dir = mkdtempSync(join(tmpdir(), `mallee-net-${id}-`));
   chmodSync(dir, 0o711); // libvirt's QEMU user reaches the node's instance files through it
   const feHome = join(dir, 'frontend');
   const nodeHome = join(dir, 'node1');
+  const node2Home = opts.node2 ? join(dir, 'node2') : '';
   const lv = join(nodeHome, 'libvirt-host');
-  for (const d of [feHome, nodeHome, ...['run', 'lib', 'etc', 'log', 'cache', 'sock'].map((s) => join(lv, s))]) mkdirSync(d, { recursive: true });
+  const lv2 = opts.node2 ? join(node2Home, 'libvirt-host') : '';
+  for (const d of [feHome, nodeHome, ...['run', 'lib', 'etc', 'log', 'cache', 'sock'].flatMap((s) => [join(lv, s), ...(lv2 ? [join(lv2, s)] : [])])]) mkdirSync(d, { recursive: true });
   const libvirtUri = `qemu:///system?socket=${join(lv, 'sock', 'libvirt-sock')}`;
+  const libvirtUri2 = lv2 ? `qemu:///system?socket=${join(lv2, 'sock', 'libvirt-sock')}` : '';
+  /** Where each daemon runs: its home, its namespace, its service directory. */
+  const placeOf = (svc: Daemon) => (svc === 'nc2' ? { home: node2Home, where: ns.node2!, service: 'nc', log: 'nc' }
+    : svc === 'nc' ? { home: nodeHome, where: ns.node, service: 'nc', log: 'nc' } : { home: feHome, where: ns.frontend, service: svc, log: svc });
   const pids = new Map<string, number>();
   // The front end's own tgtd (a real front end host has one): a management port no other tgtd on this machine uses.
   let tgtControlPort = 0;
@@ -145,16 +165,15 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
   const exec: Topology['exec'] = (name, argv, o = {}) => sh(['ip', 'netns', 'exec', name, ...argv], o);
 
   const topo: Topology = {
-    id, ns, dir, feHome, nodeHome, libvirtUri, env: {}, ec2Url: '', region: 'mallee', image: { emi: '', eki: '', eri: '' }, tgtControlPort,
+    id, ns, dir, feHome, nodeHome, libvirtUri, node2: { ns: ns.node2 ?? '', home: node2Home, libvirtUri: libvirtUri2 }, env: {}, ec2Url: '', region: 'mallee', image: { emi: '', eki: '', eri: '' }, tgtControlPort,
     exec,
     mallee: async (args) => (await exec(ns.frontend, [process.execPath, malleeBin, ...args, '--home', feHome], { timeoutMs: 300_000 })).stdout,
     startDaemon: async (svc, o = {}) => {
-      const home = svc === 'nc' ? nodeHome : feHome;
-      const where = svc === 'nc' ? ns.node : ns.frontend;
-      rmSync(join(home, 'run', `${svc}.url`), { force: true });
+      const { home, where, service } = placeOf(svc);
+      rmSync(join(home, 'run', `${service}.url`), { force: true });
       mkdirSync(join(home, 'log'), { recursive: true });
-      const log = openSync(join(home, 'log', `${svc}.log`), 'a');
-      const main = join(o.tree ?? repoRoot, `services/${svc}/dist/src/main.js`);
+      const log = openSync(join(home, 'log', `${service}.log`), 'a');
+      const main = join(o.tree ?? repoRoot, `services/${service}/dist/src/main.js`);
       const child = spawn('ip', ['netns', 'exec', where, process.execPath, main, '--home', home, '--conf', join(home, 'mallee.conf')], {
         detached: true, stdio: ['ignore', log, log], env: { ...process.env, ...o.env },
       });
@@ -162,11 +181,11 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       child.unref();
       pids.set(svc, child.pid!);
       for (let i = 0; i < 300; i++) {
-        if (existsSync(join(home, 'run', `${svc}.url`))) return child.pid!;
+        if (existsSync(join(home, 'run', `${service}.url`))) return child.pid!;
         if (!alive(child.pid!)) break;
         await sleep(100);
       }
-      throw new Error(`${svc} did not start in ${where}:\n${readFileSync(join(home, 'log', `${svc}.log`), 'utf8').slice(-3000)}`);
+      throw new Error(`${svc} did not start in ${where}:\n${readFileSync(join(home, 'log', `${service}.log`), 'utf8').slice(-3000)}`);
     },
     stopDaemon: async (svc, signal = 'SIGTERM') => {
       const pid = pids.get(svc);
@@ -181,28 +200,30 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       return pid && alive(pid) ? pid : undefined;
     },
     logs: () =>
-      [['clc', feHome], ['walrus', feHome], ...(opts.sc ? [['sc', feHome]] : []), ['cc', feHome], ['nc', nodeHome]]
-        .map(([s, h]) => {
+      [['clc', feHome], ['walrus', feHome], ...(opts.sc ? [['sc', feHome]] : []), ['cc', feHome], ['nc', nodeHome], ...(opts.node2 ? [['nc', node2Home, 'node2 ']] : [])]
+        .map(([s, h, label = '']) => {
           try {
-            return `--- ${s}.log\n${readFileSync(join(h!, 'log', `${s}.log`), 'utf8').split('\n').slice(-25).join('\n')}`;
+            return `--- ${label}${s}.log\n${readFileSync(join(h!, 'log', `${s}.log`), 'utf8').split('\n').slice(-25).join('\n')}`;
           } catch {
-            return `--- ${s}.log missing`;
+            return `--- ${label}${s}.log missing`;
           }
         })
         .join('\n'),
     teardown: async () => {
       const leftovers: string[] = [];
       // Guests first (they are the node libvirtd's only domains), then the daemons we started.
-      const doms = await sh(['virsh', '-c', libvirtUri, 'list', '--all', '--name'], { allowFail: true, timeoutMs: 20_000 });
-      for (const d of doms.stdout.split('\n').map((l) => l.trim()).filter(Boolean)) {
-        await sh(['virsh', '-c', libvirtUri, 'destroy', d], { allowFail: true, timeoutMs: 30_000 });
-        await sh(['virsh', '-c', libvirtUri, 'undefine', d], { allowFail: true, timeoutMs: 30_000 });
+      for (const uri of [libvirtUri, ...(libvirtUri2 ? [libvirtUri2] : [])]) {
+        const doms = await sh(['virsh', '-c', uri, 'list', '--all', '--name'], { allowFail: true, timeoutMs: 20_000 });
+        for (const d of doms.stdout.split('\n').map((l) => l.trim()).filter(Boolean)) {
+          await sh(['virsh', '-c', uri, 'destroy', d], { allowFail: true, timeoutMs: 30_000 });
+          await sh(['virsh', '-c', uri, 'undefine', d], { allowFail: true, timeoutMs: 30_000 });
+        }
       }
-      for (const svc of ['nc', 'cc', 'sc', 'walrus', 'clc'] as const) await topo.stopDaemon(svc);
+      for (const svc of ['nc2', 'nc', 'cc', 'sc', 'walrus', 'clc'] as const) await topo.stopDaemon(svc);
       // The cc leaves its network (dnsmasq included) up when it stops, on purpose; the test ends it.
       const dnsmasqDir = join(feHome, 'run', 'dnsmasq');
       const dnsmasqs = existsSync(dnsmasqDir) ? readdirSync(dnsmasqDir).filter((f) => f.endsWith('.pid')).map((f) => join(dnsmasqDir, f)) : [];
-      const ours = [...['libvirtd.pid', 'virtlogd.pid'].map((f) => join(lv, f)), join(dir, 'tgtd.pid'), join(dir, 'site-dnsmasq.pid'), ...dnsmasqs].map(readPid).filter((p): p is number => !!p && alive(p));
+      const ours = [...['libvirtd.pid', 'virtlogd.pid'].flatMap((f) => [join(lv, f), ...(lv2 ? [join(lv2, f)] : [])]), join(dir, 'tgtd.pid'), join(dir, 'site-dnsmasq.pid'), ...dnsmasqs].map(readPid).filter((p): p is number => !!p && alive(p));
       // tgtd runs as two processes (the pid file names one).
       const fePids = (await sh(['ip', 'netns', 'pids', ns.frontend], { allowFail: true })).stdout.split('\n').map(Number).filter((p) => p > 0);
       for (const pid of fePids) if (!ours.includes(pid) && readComm(pid) === 'tgtd') ours.push(pid);
@@ -211,7 +232,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       for (const pid of ours.filter(alive)) process.kill(pid, 'SIGKILL');
       // Whatever still runs inside our namespaces (dnsmasq, a QEMU, a client) was started by this run.
       for (const n of Object.values(ns)) {
-        const r = await sh(['ip', 'netns', 'pids', n], { allowFail: true });
+        const r = await sh(['ip', 'netns', 'pids', n!], { allowFail: true });
         for (const pid of r.stdout.split('\n').map(Number).filter((p) => p > 0)) {
           leftovers.push(`process ${pid} in ${n}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 80)}`);
           try {
@@ -221,7 +242,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
           }
         }
       }
-      for (const n of Object.values(ns)) await sh(['ip', 'netns', 'del', n], { allowFail: true });
+      for (const n of Object.values(ns)) await sh(['ip', 'netns', 'del', n!], { allowFail: true });
       if (tgtControlPort) for (const f of [`socket.${tgtControlPort}`, `socket.${tgtControlPort}.lock`]) rmSync(join('/var/run/tgtd', f), { force: true });
       if (!process.env.MALLEE_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
       return leftovers;
@@ -235,11 +256,23 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       await exec(n, ['ip', 'link', 'set', 'lo', 'up']);
     }
     await sh(['ip', 'link', 'add', `${id}pub0`, 'netns', ns.frontend, 'type', 'veth', 'peer', 'name', `${id}pub1`, 'netns', ns.internet]);
-    await sh(['ip', 'link', 'add', `${id}prv0`, 'netns', ns.frontend, 'type', 'veth', 'peer', 'name', `${id}prv1`, 'netns', ns.node]);
     const up = async (n: string, dev: string, cidr: string) => {
       await exec(n, ['ip', 'addr', 'add', cidr, 'dev', dev]);
       await exec(n, ['ip', 'link', 'set', dev, 'up']);
     };
+    if (opts.node2) {
+      // One private segment for the front end and both nodes: a bridge in the front end with a port per node.
+      await exec(ns.frontend, ['ip', 'link', 'add', `${id}prv0`, 'type', 'bridge']);
+      await sh(['ip', 'link', 'add', `${id}f1`, 'netns', ns.frontend, 'type', 'veth', 'peer', 'name', `${id}prv1`, 'netns', ns.node]);
+      await sh(['ip', 'link', 'add', `${id}f2`, 'netns', ns.frontend, 'type', 'veth', 'peer', 'name', `${id}prv2`, 'netns', ns.node2!]);
+      for (const port of [`${id}f1`, `${id}f2`]) {
+        await exec(ns.frontend, ['ip', 'link', 'set', port, 'master', `${id}prv0`]);
+        await exec(ns.frontend, ['ip', 'link', 'set', port, 'up']);
+      }
+      await up(ns.node2!, `${id}prv2`, `${ADDR.node2}/24`);
+    } else {
+      await sh(['ip', 'link', 'add', `${id}prv0`, 'netns', ns.frontend, 'type', 'veth', 'peer', 'name', `${id}prv1`, 'netns', ns.node]);
+    }
     await up(ns.frontend, `${id}pub0`, `${ADDR.frontendPublic}/24`);
     await up(ns.internet, `${id}pub1`, `${ADDR.internet}/24`);
     await up(ns.frontend, `${id}prv0`, `${ADDR.frontendPrivate}/24`);
@@ -265,21 +298,28 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
         '--port=0', '--no-ping', `--dhcp-range=${SITE.first},${SITE.last},255.255.255.0,1h`, `--dhcp-option=option:router,${SITE.router}`, `--dhcp-leasefile=${join(dir, 'site-dnsmasq.leases')}`]);
     }
 
-    // --- the node's own libvirtd (see the header) ---
-    cpSync('/etc/libvirt', join(lv, 'etc'), { recursive: true });
-    rmSync(join(lv, 'etc', 'qemu', 'networks', 'autostart'), { recursive: true, force: true });
-    writeFileSync(join(lv, 'libvirtd.conf'), `unix_sock_dir = "${join(lv, 'sock')}"\nunix_sock_rw_perms = "0770"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n`);
-    const mounts = [['run', '/run/libvirt'], ['lib', '/var/lib/libvirt'], ['etc', '/etc/libvirt'], ['log', '/var/log/libvirt'], ['cache', '/var/cache/libvirt']]
-      .map(([src, dst]) => `mkdir -p ${dst} && mount --bind ${join(lv, src!)} ${dst}`).join(' && ');
-    // This machine's /dev/kvm cannot run guests (the nc uses TCG): hidden from the node's libvirtd, which
-    // would otherwise spend minutes probing QEMU's KVM capabilities on its first start.
-    const noKvm = existsSync('/dev/kvm') ? ' && mount --bind /dev/null /dev/kvm' : '';
-    await exec(ns.node, ['sh', '-c', `${mounts}${noKvm} && virtlogd -d -p ${join(lv, 'virtlogd.pid')} && libvirtd -d -p ${join(lv, 'libvirtd.pid')} -f ${join(lv, 'libvirtd.conf')}`]);
-    for (let i = 0; i < 100 && !existsSync(join(lv, 'sock', 'libvirt-sock')); i++) await sleep(100);
-    if (!existsSync(join(lv, 'sock', 'libvirt-sock'))) throw new Error(`the node's libvirtd did not start (see ${join(lv, 'log')})`);
+    // --- each node's own libvirtd (see the header) ---
+    const startLibvirtd = async (where: string, lvDir: string, listen?: string) => {
+      cpSync('/etc/libvirt', join(lvDir, 'etc'), { recursive: true });
+      rmSync(join(lvDir, 'etc', 'qemu', 'networks', 'autostart'), { recursive: true, force: true });
+      const tcp = listen
+        ? `host_uuid = "${randomUUID()}"\nlisten_tls = 0\nlisten_tcp = 1\nlisten_addr = "${listen}"\nauth_tcp = "none"\n`
+        : '';
+      writeFileSync(join(lvDir, 'libvirtd.conf'), `unix_sock_dir = "${join(lvDir, 'sock')}"\nunix_sock_rw_perms = "0770"\nauth_unix_rw = "none"\nauth_unix_ro = "none"\n${tcp}`);
+      const mounts = [['run', '/run/libvirt'], ['lib', '/var/lib/libvirt'], ['etc', '/etc/libvirt'], ['log', '/var/log/libvirt'], ['cache', '/var/cache/libvirt']]
+        .map(([src, dst]) => `mkdir -p ${dst} && mount --bind ${join(lvDir, src!)} ${dst}`).join(' && ');
+      // This machine's /dev/kvm cannot run guests (the nc uses TCG): hidden from the node's libvirtd, which
+      // would otherwise spend minutes probing QEMU's KVM capabilities on its first start.
+      const noKvm = existsSync('/dev/kvm') ? ' && mount --bind /dev/null /dev/kvm' : '';
+      await exec(where, ['sh', '-c', `${mounts}${noKvm} && virtlogd -d -p ${join(lvDir, 'virtlogd.pid')} && libvirtd -d ${listen ? '-l ' : ''}-p ${join(lvDir, 'libvirtd.pid')} -f ${join(lvDir, 'libvirtd.conf')}`]);
+      for (let i = 0; i < 100 && !existsSync(join(lvDir, 'sock', 'libvirt-sock')); i++) await sleep(100);
+      if (!existsSync(join(lvDir, 'sock', 'libvirt-sock'))) throw new Error(`the libvirtd of ${where} did not start (see ${join(lvDir, 'log')})`);
+    };
+    await startLibvirtd(ns.node, lv, opts.node2 ? ADDR.node : undefined);
+    if (opts.node2) await startLibvirtd(ns.node2!, lv2, ADDR.node2);
     // A new libvirtd probes QEMU's capabilities at its first domain start (~40 s on a loaded host): have it do that
     // now, while the daemons start and the image is registered, rather than in the first RunInstances.
-    const probed = sh(['virsh', '-c', libvirtUri, 'domcapabilities', '--virttype', 'qemu'], { allowFail: true, timeoutMs: 300_000 });
+    const probed = Promise.all([libvirtUri, ...(libvirtUri2 ? [libvirtUri2] : [])].map((uri) => sh(['virsh', '-c', uri, 'domcapabilities', '--virttype', 'qemu'], { allowFail: true, timeoutMs: 300_000 })));
 
     // --- the front end's tgtd (its iSCSI portal on the private link, 10.99.0.1:3260, only in this namespace) ---
     if (opts.sc) {
@@ -303,10 +343,18 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       ...(mode === 'MANAGED-NOVLAN' ? { VNET_PRIVINTERFACE: `${id}nbr`, VNET_BRIDGE: `${id}nbr` } : { VNET_PRIVINTERFACE: `${id}prv1` }),
       ...(mode === 'SYSTEM' ? { VNET_BRIDGE: `${id}sbr` } : {}),
     }));
+    if (opts.node2) {
+      mkdirSync(node2Home, { recursive: true });
+      writeFileSync(join(node2Home, 'mallee.conf'), conf({
+        ...net, MALLEE_HOME: node2Home, BIND_ADDRESS: ADDR.node2, NC_PORT: PORTS.nc, HYPERVISOR: 'qemu', LIBVIRT_URI: libvirtUri2,
+        INSTANCE_PATH: join(node2Home, 'instances'), VNET_PRIVINTERFACE: `${id}prv2`, MAX_CORES: 8,
+      }));
+    }
     await topo.startDaemon('clc');
     await topo.startDaemon('walrus');
     await topo.startDaemon('cc');
     await topo.startDaemon('nc');
+    if (opts.node2) await topo.startDaemon('nc2');
     const key = (out: string) => {
       const k = out.split('\n').map((l) => l.trim()).filter((l) => /^[0-9a-f]{64}$/.test(l)).pop();
       if (!k) throw new Error(`no key in: ${out}`);
@@ -319,6 +367,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
     for (let i = 0; i < 50 && !existsSync(join(feHome, 'keys', 'admin.key')); i++) await sleep(100);
     writeKey(join(feHome, 'keys', 'cloud.key'), key(await topo.mallee(['register-cluster', 'mallee-1a', `http://${ADDR.frontendPrivate}:${PORTS.cc}`])));
     writeKey(join(nodeHome, 'keys', 'node.key'), key(await topo.mallee(['register-nodes', '--cluster', 'mallee-1a', '--name', 'node1', `http://${ADDR.node}:${PORTS.nc}`])));
+    if (opts.node2) writeKey(join(node2Home, 'keys', 'node.key'), key(await topo.mallee(['register-nodes', '--cluster', 'mallee-1a', '--name', 'node2', `http://${ADDR.node2}:${PORTS.nc}`])));
     // Walrus on the front end's private address: the node downloads images from it (presigned URLs).
     writeKey(join(feHome, 'keys', 'walrus.key'), key(await topo.mallee(['register-walrus', `http://${ADDR.frontendPrivate}:${PORTS.walrus}`])));
     if (opts.sc) {
@@ -329,7 +378,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
     for (let i = 0; ; i++) {
       const out = await topo.mallee(['describe-services', '--output', 'json']);
       const services = JSON.parse(out) as { type: string; state: string }[];
-      if (services.some((s) => s.type === 'nc') && services.some((s) => s.type === 'walrus') && (!opts.sc || services.some((s) => s.type === 'sc')) && services.every((s) => s.state === 'ENABLED')) break;
+      if (services.filter((s) => s.type === 'nc').length === (opts.node2 ? 2 : 1) && services.some((s) => s.type === 'walrus') && (!opts.sc || services.some((s) => s.type === 'sc')) && services.every((s) => s.state === 'ENABLED')) break;
       if (i > 120) throw new Error(`the cloud did not come up: ${out}`);
       await sleep(250);
     }

@@ -122,3 +122,21 @@ export const DescribeVolumesAdmin = defineOperation(
     controllers: z.array(z.object({ zone: z.string(), url: z.string(), state: z.string(), totalGiB: z.number().optional(), maxTotalGiB: z.number().optional(), maxVolumeGiB: z.number().optional(), detail: z.string().optional() })),
   }),
 );
+
+// --- live migration (issue 7) -------------------------------------------------------------------
+
+/**
+ * `mallee migrate-instance ID [--dest NODE]` (instanceId) and `mallee evacuate-node NODE` (sourceNode: every
+ * running instance of that node, one after another). Without dest the clc picks the ENABLED node of the
+ * instance's cluster with the most free memory that fits it. Each result says where it went or why not.
+ */
+export const MigrateInstances = defineOperation(
+  'MigrateInstances',
+  z.object({ instanceId: z.string().min(1).optional(), sourceNode: z.string().min(1).optional(), dest: z.string().min(1).optional() }),
+  z.object({
+    migrations: z.array(z.object({
+      instanceId: z.string(), source: z.string(), dest: z.string().optional(), ms: z.number().optional(),
+      volumes: z.array(z.string()).default([]), error: z.string().optional(),
+    })),
+  }),
+);

@@ -152,3 +152,20 @@ export const FreezeInstance = defineOperation(
   z.object({ consistency: snapshotConsistency, frozenMs: z.number().nonnegative() }),
 );
 export const ThawInstance = defineOperation('ThawInstance', z.object({ instanceId: z.string() }), z.object({ heldMs: z.number().nonnegative() }));
+
+// --- live migration (issue 7) --------------------------------------------------------------------
+
+/**
+ * Move a running instance to another node of this cluster without stopping it (libvirt live migration):
+ * its private address, MAC, DHCP lease, metadata and public-address mappings stay (they are the cc's);
+ * its attached volumes come exported to the destination (their targets' secrets sealed with the cluster key).
+ */
+export const MigrateInstance = defineOperation(
+  'MigrateInstance',
+  z.object({
+    instanceId: z.string(),
+    dest: z.string().min(1),
+    volumes: z.array(z.object({ volumeId: z.string(), device: z.string(), target: volumeTarget })).default([]),
+  }),
+  z.object({ instanceId: z.string(), source: z.string(), dest: z.string(), ms: z.number().nonnegative() }),
+);

@@ -4,9 +4,9 @@
 import { z } from 'zod';
 import { defineEc2Action, Ec2Error, errors, type Principal } from '@mallee/aws-protocol';
 import { cc, mapTargetSecret, openSecret, sc, sealSecret, WireError } from '@mallee/wire';
-import { instanceRow } from '../instances.js';
+import { instanceRow, type InstanceRow } from '../instances.js';
 import { ownInstances } from '../actions/context.js';
-import { attachmentOf, attachmentXml, ownVolumes, type AttachmentRow } from './records.js';
+import { attachmentOf, attachmentXml, ownVolumes, type AttachmentRow, type VolumeRow } from './records.js';
 import type { StorageContext } from './volume-actions.js';
 
 const DEVICE = /^\/dev\/(?:sd[b-z]|xvd[b-z]|vd[b-z])[0-9]*$/;
@@ -19,6 +19,23 @@ async function initiatorOf(s: StorageContext, zone: string, instanceId: string):
   const url = nodes.find((n) => n.node === node)?.url;
   if (!url) throw new Ec2Error('IncorrectInstanceState', `The node of instance '${instanceId}' is not known to its cluster now; try again.`);
   return new URL(url).hostname;
+}
+
+/**
+ * Volumes an AttachVolume or DetachVolume of this process is working on now. The storage poller leaves their
+ * `attaching`/`detaching` rows alone; any other such row was left by a clc that died mid-call (see poller.ts).
+ */
+const inFlight = new Map<string, number>();
+export const attachmentInFlight = (volumeId: string): boolean => inFlight.has(volumeId);
+async function working<T>(volumeId: string, work: () => Promise<T>): Promise<T> {
+  inFlight.set(volumeId, (inFlight.get(volumeId) ?? 0) + 1);
+  try {
+    return await work();
+  } finally {
+    const n = inFlight.get(volumeId)! - 1;
+    if (n) inFlight.set(volumeId, n);
+    else inFlight.delete(volumeId);
+  }
 }
 
 function wireToEc2(err: unknown, fallback: string): Ec2Error {
@@ -41,42 +58,47 @@ async function attachVolume(s: StorageContext, principal: Principal, input: { Vo
   const [inst] = ownInstances(db, principal, [input.InstanceId]);
   const device = input.Device;
   if (!DEVICE.test(device)) throw new Ec2Error('InvalidParameterValue', `Invalid value '${device}' for unixDevice. Attachment point ${device} is not a valid device name (use /dev/sdf…/dev/sdp or /dev/vdb…).`);
+  return working(vol!.volume_id, () => attach(s, vol!, inst!, device));
+}
+
+async function attach(s: StorageContext, vol: VolumeRow, inst: InstanceRow, device: string): Promise<Record<string, unknown>> {
+  const { db } = s;
   const now = new Date().toISOString();
   db.transaction(() => {
-    const v = db.prepare('SELECT status, zone FROM volumes WHERE volume_id = ?').get(vol!.volume_id) as { status: string; zone: string };
-    const other = attachmentOf(db, vol!.volume_id);
-    if (other) throw new Ec2Error('VolumeInUse', `${vol!.volume_id} is already attached to an instance (${other.instance_id})`);
-    if (v.status !== 'available') throw new Ec2Error('IncorrectState', `${vol!.volume_id} is not 'available' (it is '${v.status}').`);
-    const i = instanceRow(db, inst!.instance_id)!;
+    const v = db.prepare('SELECT status, zone FROM volumes WHERE volume_id = ?').get(vol.volume_id) as { status: string; zone: string };
+    const other = attachmentOf(db, vol.volume_id);
+    if (other) throw new Ec2Error('VolumeInUse', `${vol.volume_id} is already attached to an instance (${other.instance_id})`);
+    if (v.status !== 'available') throw new Ec2Error('IncorrectState', `${vol.volume_id} is not 'available' (it is '${v.status}').`);
+    const i = instanceRow(db, inst.instance_id)!;
     if (i.state !== 'running') throw new Ec2Error('IncorrectInstanceState', `Instance '${i.instance_id}' is not 'running'.`);
-    if (i.zone !== v.zone) throw new Ec2Error('InvalidVolume.ZoneMismatch', `The volume '${vol!.volume_id}' is not in the same availability zone as instance '${i.instance_id}'`);
+    if (i.zone !== v.zone) throw new Ec2Error('InvalidVolume.ZoneMismatch', `The volume '${vol.volume_id}' is not in the same availability zone as instance '${i.instance_id}'`);
     if (db.prepare('SELECT 1 FROM volume_attachments WHERE instance_id = ? AND device = ?').get(i.instance_id, device)) {
       throw new Ec2Error('InvalidParameterValue', `Invalid value '${device}' for unixDevice. Attachment point ${device} is already in use`);
     }
-    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time) VALUES (?, ?, ?, 'attaching', ?)").run(vol!.volume_id, i.instance_id, device, now);
-    db.prepare("UPDATE volumes SET status = 'in-use' WHERE volume_id = ?").run(vol!.volume_id);
+    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time) VALUES (?, ?, ?, 'attaching', ?)").run(vol.volume_id, i.instance_id, device, now);
+    db.prepare("UPDATE volumes SET status = 'in-use' WHERE volume_id = ?").run(vol.volume_id);
   })();
-  const zone = vol!.zone;
+  const zone = vol.zone;
   let initiator: string | undefined;
   try {
-    initiator = await initiatorOf(s, zone, inst!.instance_id);
-    db.prepare('UPDATE volume_attachments SET initiator = ? WHERE volume_id = ?').run(initiator, vol!.volume_id);
-    const { target } = await s.controllers.client(zone).call(sc.ExportVolume, { volumeId: vol!.volume_id, initiatorAddress: initiator });
+    initiator = await initiatorOf(s, zone, inst.instance_id);
+    db.prepare('UPDATE volume_attachments SET initiator = ? WHERE volume_id = ?').run(initiator, vol.volume_id);
+    const { target } = await s.controllers.client(zone).call(sc.ExportVolume, { volumeId: vol.volume_id, initiatorAddress: initiator });
     // Re-sealed for the next link: only the cc (and then the node) can read the CHAP secret (or cephx key).
     const scKey = s.controllers.get(zone)!.key;
     const cluster = s.clusters.get(zone);
     if (!cluster) throw new Ec2Error('IncorrectInstanceState', `The cluster of zone ${zone} is not registered.`);
     const { volume } = await s.clusters.client(zone).call(cc.AttachVolume, {
-      instanceId: inst!.instance_id, volumeId: vol!.volume_id, device,
+      instanceId: inst.instance_id, volumeId: vol.volume_id, device,
       target: mapTargetSecret(target, (sealed) => sealSecret(clusterKey(s, zone), openSecret(scKey, sealed))),
     });
-    db.prepare("UPDATE volume_attachments SET status = 'attached', guest_device = ? WHERE volume_id = ?").run(volume.guestDevice, vol!.volume_id);
+    db.prepare("UPDATE volume_attachments SET status = 'attached', guest_device = ? WHERE volume_id = ?").run(volume.guestDevice, vol.volume_id);
   } catch (err) {
     // An export the SC may still hold is removed by the poller (exports without an attachment).
-    await releaseAttachment(s, { volume_id: vol!.volume_id, initiator: initiator ?? null }, zone).catch(() => dropAttachment(s, vol!.volume_id));
-    throw wireToEc2(err, `Attaching ${vol!.volume_id} to ${inst!.instance_id} failed`);
+    await releaseAttachment(s, { volume_id: vol.volume_id, initiator: initiator ?? null }, zone).catch(() => dropAttachment(s, vol.volume_id));
+    throw wireToEc2(err, `Attaching ${vol.volume_id} to ${inst.instance_id} failed`);
   }
-  return attachmentXml(attachmentOf(db, vol!.volume_id)!);
+  return attachmentXml(attachmentOf(db, vol.volume_id)!);
 }
 
 export function clusterKey(s: StorageContext, zone: string): string {
@@ -112,28 +134,33 @@ async function detachVolume(s: StorageContext, principal: Principal, input: { Vo
   if (inst?.root_device_type === 'ebs' && att.device === inst.root_device_name && inst.state !== 'stopped' && inst.state !== 'terminated') {
     throw new Ec2Error('OperationNotPermitted', `Unable to detach root volume '${vol!.volume_id}' from instance '${inst.instance_id}'`);
   }
-  db.prepare("UPDATE volume_attachments SET status = 'detaching' WHERE volume_id = ?").run(vol!.volume_id);
+  return working(vol!.volume_id, () => detach(s, vol!, att, inst, force));
+}
+
+async function detach(s: StorageContext, vol: VolumeRow, att: AttachmentRow, inst: InstanceRow | undefined, force: boolean): Promise<Record<string, unknown>> {
+  const { db } = s;
+  db.prepare("UPDATE volume_attachments SET status = 'detaching' WHERE volume_id = ?").run(vol.volume_id);
   const reply = { ...attachmentXml({ ...att, status: 'detaching' }) };
-  if (inst && inst.state !== 'terminated' && s.clusters.get(vol!.zone)) {
+  if (inst && inst.state !== 'terminated' && s.clusters.get(vol.zone)) {
     try {
-      const { detached } = await s.clusters.client(vol!.zone).call(cc.DetachVolume, { instanceId: att.instance_id, volumeId: vol!.volume_id, force });
+      const { detached } = await s.clusters.client(vol.zone).call(cc.DetachVolume, { instanceId: att.instance_id, volumeId: vol.volume_id, force });
       if (!detached && !force) {
-        db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ?").run(vol!.volume_id);
-        throw new Ec2Error('IncorrectState', `The instance ${att.instance_id} did not release ${vol!.volume_id}; unmount it in the guest and retry, or detach with --force.`);
+        db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ?").run(vol.volume_id);
+        throw new Ec2Error('IncorrectState', `The instance ${att.instance_id} did not release ${vol.volume_id}; unmount it in the guest and retry, or detach with --force.`);
       }
     } catch (err) {
       const gone = err instanceof WireError && err.code === 'InvalidInstanceID.NotFound';
       if (!gone && !force) {
-        db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ?").run(vol!.volume_id);
-        throw wireToEc2(err, `Detaching ${vol!.volume_id} from ${att.instance_id} failed`);
+        db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ?").run(vol.volume_id);
+        throw wireToEc2(err, `Detaching ${vol.volume_id} from ${att.instance_id} failed`);
       }
     }
   }
   try {
-    await releaseAttachment(s, att, vol!.zone);
+    await releaseAttachment(s, att, vol.zone);
   } catch (err) {
     // The poller finishes the unexport; the volume stays 'detaching' until then.
-    throw wireToEc2(err, `Unexporting ${vol!.volume_id} failed`);
+    throw wireToEc2(err, `Unexporting ${vol.volume_id} failed`);
   }
   return reply;
 }

@@ -2,8 +2,9 @@
 // SCs, deletions they missed, exports nothing is attached through any more, and the attachments of
 // instances that are gone (or that a crash left half made).
 import type { Logger } from 'pino';
+import { dialectOf } from '@mallee/store';
 import { cc, sc, WireError } from '@mallee/wire';
-import { dropAttachment, releaseAttachment } from './attach.js';
+import { attachmentInFlight, dropAttachment, releaseAttachment } from './attach.js';
 import { finishSnapshotDelete } from './snapshot-actions.js';
 import { finishVolumeDelete, type StorageContext } from './volume-actions.js';
 import { settlePendingImages } from '../resources/index.js';
@@ -11,7 +12,12 @@ import { attachmentOf, snapshotRow, volumeRow, type AttachmentRow, type Snapshot
 import { unexportStopped } from './boot-volumes.js';
 import { instanceRow } from '../instances.js';
 
-/** An attach or detach older than this that no one finished (the clc died meanwhile) is settled by the poller. */
+/**
+ * An `attaching`/`detaching` row no AttachVolume/DetachVolume of this clc is working on was left by a clc that
+ * died mid-call (kill -9, a crash): the poller settles it at once where this clc is the only one (SQLite). Where
+ * several clcs share PostgreSQL, another one may still be working on it: settled once older than this (more than
+ * the longest such call, its wire timeouts included).
+ */
 const STALE_ATTACHMENT_MS = 120_000;
 
 export class StoragePoller {
@@ -110,7 +116,7 @@ export class StoragePoller {
     const { db, clusters } = this.s;
     const rows = db.prepare(`SELECT a.*, v.zone AS zone, i.state AS instance_state FROM volume_attachments a JOIN volumes v ON v.volume_id = a.volume_id
       LEFT JOIN instances i ON i.instance_id = a.instance_id`).all() as (AttachmentRow & { zone: string; instance_state: string | null })[];
-    const stale = Date.now() - STALE_ATTACHMENT_MS;
+    const stale = dialectOf(db) === 'sqlite' ? Infinity : Date.now() - STALE_ATTACHMENT_MS;
     for (const a of rows) {
       if (a.instance_state === 'stopped' && a.initiator) {
         // Read again: a StartInstances since the listing exports to its new node, and that must stay.
@@ -120,21 +126,30 @@ export class StoragePoller {
         continue;
       }
       const gone = a.instance_state === null || a.instance_state === 'terminated';
-      const stuck = a.status !== 'attached' && Date.parse(a.attach_time) < stale;
+      // Read again, as every await of this loop lets calls run: the listing may be older than the row (an attach
+      // that finished meanwhile), and a row a call of this clc is working on is that call's to finish.
+      const unchanged = () => {
+        const now = attachmentOf(db, a.volume_id);
+        return now !== undefined && now.instance_id === a.instance_id && now.status === a.status && !attachmentInFlight(a.volume_id);
+      };
+      const stuck = a.status !== 'attached' && unchanged() && Date.parse(a.attach_time) < stale;
       if (!gone && !stuck) continue;
-      if (stuck && !gone && a.status === 'attaching') {
-        // Did the node get it? Then the attach went through; else it did not happen.
-        const attached = await clusters.client(a.zone).call(cc.DescribeInstances, { instanceIds: [a.instance_id] })
-          .then((r) => r.instances.some((i) => i.volumes?.some((v) => v.volumeId === a.volume_id)), () => undefined);
-        if (attached === undefined) continue;
-        if (attached) {
-          db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ?").run(a.volume_id);
-          continue;
+      if (stuck && !gone) {
+        const node = clusters.client(a.zone);
+        if (a.status === 'attaching') {
+          // Did the node get it? Then the attach went through (so the cc says). Else it did not happen, and the node is
+          // told to drop it in case the cc's view is older than the node's.
+          const attached = await node.call(cc.DescribeInstances, { instanceIds: [a.instance_id] })
+            .then((r) => r.instances.some((i) => i.volumes?.some((v) => v.volumeId === a.volume_id)), () => undefined);
+          if (attached === undefined || !unchanged()) continue;
+          if (attached) {
+            db.prepare("UPDATE volume_attachments SET status = 'attached' WHERE volume_id = ? AND status = 'attaching'").run(a.volume_id);
+            continue;
+          }
         }
-      }
-      if (stuck && !gone && a.status === 'detaching') {
-        const ok = await clusters.client(a.zone).call(cc.DetachVolume, { instanceId: a.instance_id, volumeId: a.volume_id, force: true }).then(() => true, () => false);
-        if (!ok) continue;
+        const ok = await node.call(cc.DetachVolume, { instanceId: a.instance_id, volumeId: a.volume_id, force: true })
+          .then(() => true, (err: unknown) => err instanceof WireError && err.code === 'InvalidInstanceID.NotFound');
+        if (!ok || !unchanged()) continue;
       }
       this.log.info({ volumeId: a.volume_id, instanceId: a.instance_id, why: gone ? 'instance gone' : `stale ${a.status}` }, 'releasing a volume attachment');
       await releaseAttachment(this.s, a, a.zone).catch(() => (gone ? dropAttachment(this.s, a.volume_id) : undefined));

@@ -35,9 +35,13 @@ export async function createSnapshot(st: StorageContext, ctx: ActionContext, inp
       .run(snapshotId, principal.accountId, vol!.volume_id, vol!.size_gib, vol!.zone, input.Description ?? '', new Date().toISOString());
     applyTagSpecifications(db, principal.accountId, [snapshotId], 'snapshot', input.TagSpecification);
   })();
+  // The SC may have made it though its answer was lost: once it was asked, its copy is deleted as DeleteSnapshot's
+  // is (storage_deletions, finished by the poller), or its chunks and manifest outlive a snapshot no one can see.
+  let asked = false;
   const forget = () => db.transaction(() => {
     deleteTagsFor(db, snapshotId);
     db.prepare('DELETE FROM snapshots WHERE snapshot_id = ?').run(snapshotId);
+    if (asked) db.prepare("INSERT OR IGNORE INTO storage_deletions (kind, id, zone) VALUES ('snapshot', ?, ?)").run(snapshotId, vol!.zone);
   })();
   // A stopped instance's volumes have no guest writing to them: cut as detached ones.
   const attached = attachmentOf(db, vol!.volume_id);
@@ -55,10 +59,15 @@ export async function createSnapshot(st: StorageContext, ctx: ActionContext, inp
         throw new Ec2Error('IncorrectState', `Could not hold the I/O of ${att.instance_id} for a consistent snapshot of ${vol!.volume_id}: ${(err as Error).message}. Detach the volume or retry.`);
       }
     }
+    asked = true;
     const res = await controllers.client(vol!.zone).call(sc.CreateStorageSnapshot, { snapshotId, volumeId: vol!.volume_id, consistency });
     if (frozen) {
+      // The cut is taken: a thaw that fails (the cc or node away) does not undo it; the node thaws at the freeze timeout.
       frozen = false;
-      heldMs = (await clusters.client(vol!.zone).call(cc.ThawInstance, { instanceId: att!.instance_id })).heldMs;
+      heldMs = await clusters.client(vol!.zone).call(cc.ThawInstance, { instanceId: att!.instance_id }).then((r) => r.heldMs, (err: unknown) => {
+        ctx.log.error({ err, instanceId: att!.instance_id }, 'thawing the instance failed; its node thaws it at the freeze timeout');
+        return undefined;
+      });
     }
     recordScSnapshot(db, snapshotId, res.snapshot, heldMs);
   } catch (err) {

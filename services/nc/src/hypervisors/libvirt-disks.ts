@@ -35,8 +35,10 @@ export function instanceDir(instancePath: string, instanceId: string): string {
 }
 
 /** Paths of an instance's files (whether built yet or not). */
-export function instanceFiles(dir: string): Required<InstanceDisks> {
+export function instanceFiles(dir: string): Required<InstanceDisks> & { consoleEarlier: string } {
   return {
+    /** What the guest wrote on the console on the node it was migrated from (before console.log). */
+    consoleEarlier: join(dir, 'console-earlier.log'),
     dir,
     root: join(dir, 'root.qcow2'),
     swap: join(dir, 'swap.img'),
@@ -70,6 +72,8 @@ export async function buildInstanceDisks(
   cache: ImageCache,
   dir: string,
   spec: InstanceSpec,
+  /** For an incoming migration: swap and ephemeral0 left empty (the source's contents are copied into them). */
+  opts: { blank?: boolean } = {},
 ): Promise<InstanceDisks> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o755 });
@@ -92,13 +96,13 @@ export async function buildInstanceDisks(
     let left = allowance - rootBytes;
     if (left >= SWAP_MiB * MiB) {
       out.swap = files.swap;
-      work.push(sparseFile(files.swap, SWAP_MiB * MiB).then(() => run('mkswap', ['-q', files.swap]).then(() => undefined, () => undefined)));
+      work.push(sparseFile(files.swap, SWAP_MiB * MiB).then(() => (opts.blank ? undefined : run('mkswap', ['-q', files.swap]).then(() => undefined, () => undefined))));
       left -= SWAP_MiB * MiB;
     }
     if (left >= 16 * MiB) {
       out.ephemeral = files.ephemeral;
       // ext4 with lazy init writes a few MiB however large the (sparse) disk is.
-      work.push(sparseFile(files.ephemeral, left).then(() =>
+      work.push(sparseFile(files.ephemeral, left).then(() => opts.blank ? undefined :
         run('mkfs.ext4', ['-q', '-F', '-L', 'ephemeral0', '-E', 'lazy_itable_init=1,lazy_journal_init=1', files.ephemeral]).then(() => undefined, () => undefined)));
     }
   }

@@ -35,6 +35,7 @@ import { ImageCache, type ImageCacheStats } from './image-cache.js';
 import { buildInstanceDisks, instanceDir, instanceFiles, metadataServiceServes } from './libvirt-disks.js';
 import { buildDomainXml, parseDomainXml, type DomainDisk, type DomainType, type MalleeDomainMetadata } from './libvirt-domain-xml.js';
 import { chooseDomainType } from './libvirt-probe.js';
+import { LibvirtMigration } from './libvirt-migration.js';
 import { LibvirtVolumes, volumeDisks } from './libvirt-volumes.js';
 import { guestDevice } from './volume-devices.js';
 
@@ -70,6 +71,7 @@ export class LibvirtHypervisor implements Hypervisor {
   private readonly stopping = new Map<string, Promise<void>>();
   private initialised = false;
   readonly volumes: LibvirtVolumes;
+  readonly migration: LibvirtMigration;
 
   constructor(
     private readonly ctx: HypervisorContext,
@@ -92,6 +94,9 @@ export class LibvirtHypervisor implements Hypervisor {
       uri: this.conn.uri, stateDir: this.stateDir, owner: this.node, log: this.log,
       ownXml: (id) => this.domainXml(id),
       ownGuests: async () => (await this.ownDomains()).map((d) => ({ instanceId: d.meta.instanceId, xml: d.xml })),
+    });
+    this.migration = new LibvirtMigration({
+      conn: this.conn, volumes: this.volumes, cache: this.cache, instancePath: this.instancePath, owner: this.node, stateDir: this.stateDir, log: this.log,
     });
   }
 
@@ -331,12 +336,13 @@ export class LibvirtHypervisor implements Hypervisor {
     const xml = await this.conn.domainXml(instanceId);
     const meta = xml ? parseDomainXml(xml).metadata : undefined;
     if (!meta || meta.node !== this.node) throw new GuestNotFoundError(instanceId);
-    try {
-      return await readFile(instanceFiles(meta.instanceDir).consoleLog);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return Buffer.alloc(0);
+    const files = instanceFiles(meta.instanceDir);
+    const read = (file: string) => readFile(file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return Buffer.alloc(0);
       throw err;
-    }
+    });
+    // A migrated guest: what it wrote on the earlier node(s), then what it writes here.
+    return Buffer.concat([await read(files.consoleEarlier), await read(files.consoleLog)]);
   }
 
   async close(): Promise<void> {
