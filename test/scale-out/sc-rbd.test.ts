@@ -55,7 +55,7 @@ const ours = async () => (JSON.parse(await rbd('ls', '--format', 'json', pool)) 
 
 describe.skipIf(!conf || !tgtHere())('storage controller on Ceph RBD', () => {
   beforeAll(async () => {
-    t = await startTestSc({ SC_BACKEND: 'ceph-rbd', SC_CEPH_CONF: conf!, SC_CEPH_KEYRING: keyring!, SC_CEPH_USER: user, SC_CEPH_POOL: pool });
+    t = await startTestSc({ LOG_LEVEL: 'error', SC_BACKEND: 'ceph-rbd', SC_CEPH_CONF: conf!, SC_CEPH_KEYRING: keyring!, SC_CEPH_USER: user, SC_CEPH_POOL: pool });
     s3 = new S3Client(() => ({ walrusUrl: t.walrus.url, bucket: 'mallee-snapshots', accessKeyId: BLOCKSTORAGE.accessKeyId, secretAccessKey: BLOCKSTORAGE.secretAccessKey }));
   });
   afterAll(async () => {
@@ -113,6 +113,18 @@ describe.skipIf(!conf || !tgtHere())('storage controller on Ceph RBD', () => {
     const manifest = JSON.parse((await s3.get('mallee-snapshots', second.location.manifestKey)).toString()) as { format: string; segments: { snapshotId: string; fromSnapshotId?: string }[] };
     expect(manifest.format).toBe('mallee-rbd-diff-1');
     expect(manifest.segments.map((s) => [s.snapshotId, s.fromSnapshotId])).toEqual([['snap-000000b1', undefined], ['snap-000000b2', 'snap-000000b1']]);
+
+    // Two 4 KiB writes 1 MiB apart in an object never written before: rbd's own export-diff carries the MiB
+    // between them (zeros); what the sc uploads carries the 8 KiB.
+    await qemuIo(image(v), 'write -P 0x66 700M 4k', 'write -P 0x67 701M 4k');
+    await t.client.call(sc.CreateStorageSnapshot, { snapshotId: 'snap-000000b3', volumeId: v, consistency: 'crash' });
+    const third = await snapshotDone('snap-000000b3');
+    const raw = (await run('sh', ['-c', `rbd -c '${conf}' --id '${user}' --keyring '${keyring}' export-diff --no-progress --from-snap snap-000000b2 '${pool}/${image(v)}@snap-000000b3' - | wc -c`])).stdout;
+    expect(Number(raw)).toBeGreaterThan(1024 * 1024);
+    const m3 = JSON.parse((await s3.get('mallee-snapshots', third.location.manifestKey)).toString()) as { segments: { bytes: number }[] };
+    expect(m3.segments.at(-1)!.bytes).toBeGreaterThanOrEqual(8192);
+    expect(m3.segments.at(-1)!.bytes).toBeLessThan(16384);
+    expect(third.uploadedBytes).toBeLessThan(16384);
   });
 
   it('restores by cloning the RBD snapshot while it exists, by importing the diffs from Walrus once it is gone; both byte-identical', async () => {
@@ -142,6 +154,8 @@ describe.skipIf(!conf || !tgtHere())('storage controller on Ceph RBD', () => {
 
   it('deleting every snapshot and volume leaves no chunk in Walrus and no image of this SC in the pool', async () => {
     await t.client.call(sc.DeleteStorageSnapshot, { snapshotId: 'snap-000000b2' });
+    expect((await s3.list('mallee-snapshots', `${t.sc.prefix}/chunks/`)).length).toBeGreaterThan(0); // snap-000000b3's chain
+    await t.client.call(sc.DeleteStorageSnapshot, { snapshotId: 'snap-000000b3' });
     expect(await s3.list('mallee-snapshots', `${t.sc.prefix}/chunks/`)).toEqual([]);
     for (const v of ['vol-000000a2', 'vol-000000a3']) await t.client.call(sc.DeleteStorageVolume, { volumeId: v });
     expect(await ours()).toEqual([]);

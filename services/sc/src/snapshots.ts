@@ -101,6 +101,14 @@ async function forEachIndex(n: number, limit: number, signal: AbortSignal | unde
   if (signal?.aborted) throw new Error('snapshot upload cancelled');
 }
 
+/**
+ * A snapshot's chunk references copied to another: each chunk's refs grow by the rows naming it (a chunk
+ * may hold the same content at several indexes; release() takes one per row).
+ */
+function addRefsOf(db: Db, snapshotId: string): void {
+  db.prepare('UPDATE chunks SET refs = refs + (SELECT COUNT(*) FROM snapshot_chunks s WHERE s.snapshot_id = ? AND s.hash = chunks.hash) WHERE hash IN (SELECT hash FROM snapshot_chunks WHERE snapshot_id = ?)').run(snapshotId, snapshotId);
+}
+
 export function isZero(buf: Buffer): boolean {
   // 8 bytes at a time through a BigInt64 view would be faster; compare() against a zero page is simple and fast enough.
   for (let off = 0; off < buf.length; off += ZERO.length) {
@@ -187,7 +195,7 @@ export class SnapshotEngine {
       db.prepare(`INSERT INTO snapshots (snapshot_id, volume_id, size_gib, status, consistency, source_id, chunk_size, progress, created_at)
         VALUES (?, ?, ?, 'pending', ?, ?, ?, 0, ?)`).run(snapshotId, src.volume_id, src.size_gib, src.consistency, sourceId, src.chunk_size, new Date().toISOString());
       db.prepare('INSERT INTO snapshot_chunks (snapshot_id, idx, hash) SELECT ?, idx, hash FROM snapshot_chunks WHERE snapshot_id = ?').run(snapshotId, sourceId);
-      db.prepare('UPDATE chunks SET refs = refs + 1 WHERE hash IN (SELECT hash FROM snapshot_chunks WHERE snapshot_id = ?)').run(sourceId);
+      addRefsOf(db, sourceId);
     })();
     this.startUpload(snapshotId);
     await this.tasks.get(snapshotId)?.done.catch(() => undefined);
@@ -289,7 +297,7 @@ export class SnapshotEngine {
       const b = this.row(base);
       if (b?.status !== 'completed') return false;
       db.prepare('INSERT INTO snapshot_chunks (snapshot_id, idx, hash) SELECT ?, idx, hash FROM snapshot_chunks WHERE snapshot_id = ?').run(snapshotId, base);
-      db.prepare('UPDATE chunks SET refs = refs + 1 WHERE hash IN (SELECT hash FROM snapshot_chunks WHERE snapshot_id = ?)').run(base);
+      addRefsOf(db, base);
       return true;
     })();
     let segments: DiffSegment[] = [];

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rm, type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { compactZeros } from './rbd-diff.js';
 import type { DiffSnapshots, RbdLocation, VolumeBackend } from './types.js';
 
 const run = promisify(execFile);
@@ -223,7 +224,12 @@ export class RbdBackend implements VolumeBackend, DiffSnapshots {
     return extents.reduce((a, e) => a + e.length, 0);
   }
 
-  async *exportDiff(path: string, fromSnap?: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  /** export-diff with the zeros of its data records as zero records (rbd-diff.ts says why). */
+  exportDiff(path: string, fromSnap?: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    return compactZeros(this.rawExportDiff(path, fromSnap, signal));
+  }
+
+  private async *rawExportDiff(path: string, fromSnap?: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
     const child = spawn('rbd', this.args('export-diff', '--no-progress', ...(fromSnap ? ['--from-snap', fromSnap] : []), path, '-'), { stdio: ['ignore', 'pipe', 'pipe'], signal });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
