@@ -28,6 +28,31 @@ export function holdsLease(db: Db, key: string): boolean {
   return db instanceof PgDatabase ? db.tryLease(key) : true;
 }
 
+/**
+ * Marks `key` as being worked on by this process until the returned release is called, so that other
+ * processes on the same PostgreSQL database see it (othersWorkingOn); PostgreSQL lets go when the process
+ * dies. On SQLite (one process) nothing to do.
+ */
+export function markWorking(db: Db, key: string): () => void {
+  if (!(db instanceof PgDatabase)) return () => undefined;
+  db.advisoryLock(key);
+  return () => {
+    try {
+      db.advisoryUnlock(key);
+    } catch {
+      // the connection is gone, and the lock with it
+    }
+  };
+}
+
+/** Whether another process on the same PostgreSQL database has `key` marked (markWorking); never on SQLite. */
+export function othersWorkingOn(db: Db, key: string): boolean {
+  if (!(db instanceof PgDatabase)) return false;
+  if (!db.tryAdvisoryLock(key)) return true;
+  db.advisoryUnlock(key);
+  return false;
+}
+
 export interface Migration {
   /** Strictly increasing number; never reuse or edit an applied one, add a new one. */
   id: number;

@@ -1,6 +1,6 @@
 // What a clc killed in the middle of AttachVolume/DetachVolume leaves (`attaching`/`detaching` rows no call
-// will finish) and how its storage poller settles it: at the next round, not minutes later, where this clc is
-// the only one (SQLite) — while a call of this clc that is still running keeps its row, and a listing older than
+// will finish) and how its storage poller settles it: at the next round, not minutes later — while a call of
+// this clc (or, on PostgreSQL, of another clc: its mark in the database) that is still running keeps its row, and a listing older than
 // the row is not acted on. And a CreateSnapshot whose thaw or SC answer is lost: kept once cut, or deleted at the
 // SC. Against the clc's real schema with stand-ins for the cc (FakeCc) and the SC, built with the real `wire`
 // plugin; the real daemons killed with -9 mid-call run in test/faults/faults.test.ts.
@@ -10,13 +10,14 @@ import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Db } from '@mallee/store';
+import { dialectOf, markWorking, type Db } from '@mallee/store';
 import type { Ec2Action, Principal } from '@mallee/aws-protocol';
 import { handler, sc, sealSecret, wire, WireError } from '@mallee/wire';
 import { openClcDatabase } from '../src/daemon.js';
 import { Clusters } from '../src/clusters.js';
 import { ADMIN_ACCOUNT, accountByName } from '../src/accounts.js';
 import { StorageControllers, StoragePoller, storageActions } from '../src/storage/index.js';
+import { attachmentWorkKey } from '../src/storage/attach.js';
 import type { StorageContext } from '../src/storage/volume-actions.js';
 import { FakeCc, recordRunning } from './fake-cc.js';
 
@@ -147,6 +148,30 @@ describe('attachments a killed clc left half made', () => {
     await poller.pollAll();
     expect(stateOf('vol-000000c1')).toEqual({ volume: 'in-use', attachment: 'attached' });
     expect(unexported).toEqual([]);
+  });
+
+  it('on PostgreSQL, a row another clc is working on (its mark in the database) is kept; when that clc lets go or dies it is settled', async () => {
+    if (dialectOf(db) !== 'postgres') return; // one clc on SQLite: npm run test:scale-out runs this on PostgreSQL
+    const other = openClcDatabase(join(dir, 'clc.sqlite')); // another clc: its own session on the same database
+    try {
+      leftBehind('vol-000000e1', 'attaching', '/dev/sdf');
+      leftBehind('vol-000000e2', 'detaching', '/dev/sdg');
+      const release = markWorking(other, attachmentWorkKey('vol-000000e1'));
+      markWorking(other, attachmentWorkKey('vol-000000e2'));
+      fake.instances.get('i-0000000a')!.volumes = [{ volumeId: 'vol-000000e2', device: '/dev/sdg', guestDevice: 'vdg' }];
+      const poller = new StoragePoller(s, log);
+      await poller.pollAll();
+      expect([stateOf('vol-000000e1'), stateOf('vol-000000e2')]).toEqual([{ volume: 'in-use', attachment: 'attaching' }, { volume: 'in-use', attachment: 'detaching' }]);
+      release(); // its AttachVolume ended without finishing the row (it cannot, here): settled at the next round
+      await poller.pollAll();
+      expect(stateOf('vol-000000e1')).toEqual({ volume: 'available', attachment: null });
+      expect(stateOf('vol-000000e2')).toEqual({ volume: 'in-use', attachment: 'detaching' });
+      other.close(); // that clc died: PostgreSQL ends its session and its marks
+      await poller.pollAll();
+      expect(stateOf('vol-000000e2')).toEqual({ volume: 'available', attachment: null });
+    } finally {
+      if (other.open) other.close();
+    }
   });
 
   it('an attach that finishes while a round is under way is not taken for one left behind (the listing is older than the row, the cc\'s view older than the node)', async () => {

@@ -336,6 +336,20 @@ export class PgDatabase implements Db {
     return got === 1;
   }
 
+  /** Takes the session-level advisory lock `key`, waiting (lock_timeout) while another session holds it; re-entrant. */
+  advisoryLock(key: string): void {
+    this.query('SELECT pg_advisory_lock(hashtext($1))', [key], 'none');
+  }
+
+  /** Takes the session-level advisory lock `key` if no other session holds it (re-entrant): whether it did. */
+  tryAdvisoryLock(key: string): boolean {
+    return this.query('SELECT pg_try_advisory_lock(hashtext($1))', [key], 'pluck')[0] === 1;
+  }
+
+  advisoryUnlock(key: string): void {
+    this.query('SELECT pg_advisory_unlock(hashtext($1))', [key], 'none');
+  }
+
   pragma(source: string): unknown {
     // The SQLite tunables the daemons set have PostgreSQL equivalents set at connect (or none needed).
     if (/^\s*(foreign_keys|busy_timeout|synchronous|journal_mode)\s*=/i.test(source)) return undefined;

@@ -2,6 +2,7 @@
 // ACL for the node's address), then the cc has the node hot-plug it. The attachment row is written
 // first, in the transaction that checks the volume is free, so a volume is never attached twice.
 import { z } from 'zod';
+import { markWorking, othersWorkingOn, type Db } from '@mallee/store';
 import { defineEc2Action, Ec2Error, errors, type Principal } from '@mallee/aws-protocol';
 import { cc, mapTargetSecret, openSecret, sc, sealSecret, WireError } from '@mallee/wire';
 import { instanceRow, type InstanceRow } from '../instances.js';
@@ -22,12 +23,17 @@ async function initiatorOf(s: StorageContext, zone: string, instanceId: string):
 }
 
 /**
- * Volumes an AttachVolume or DetachVolume of this process is working on now. The storage poller leaves their
- * `attaching`/`detaching` rows alone; any other such row was left by a clc that died mid-call (see poller.ts).
+ * Volumes an AttachVolume or DetachVolume of this process is working on now, also marked in the database for
+ * other clcs on the same PostgreSQL (markWorking: an advisory lock, freed when this process dies). The storage
+ * poller leaves their `attaching`/`detaching` rows alone; any other such row was left by a clc that died
+ * mid-call (see poller.ts).
  */
 const inFlight = new Map<string, number>();
-export const attachmentInFlight = (volumeId: string): boolean => inFlight.has(volumeId);
-async function working<T>(volumeId: string, work: () => Promise<T>): Promise<T> {
+export const attachmentInFlight = (db: Db, volumeId: string): boolean => inFlight.has(volumeId) || othersWorkingOn(db, attachmentWorkKey(volumeId));
+/** The database mark of an AttachVolume/DetachVolume at work on a volume (exported for tests). */
+export const attachmentWorkKey = (volumeId: string) => `mallee-attachment-${volumeId}`;
+async function working<T>(db: Db, volumeId: string, work: () => Promise<T>): Promise<T> {
+  const release = markWorking(db, attachmentWorkKey(volumeId));
   inFlight.set(volumeId, (inFlight.get(volumeId) ?? 0) + 1);
   try {
     return await work();
@@ -35,6 +41,7 @@ async function working<T>(volumeId: string, work: () => Promise<T>): Promise<T> 
     const n = inFlight.get(volumeId)! - 1;
     if (n) inFlight.set(volumeId, n);
     else inFlight.delete(volumeId);
+    release();
   }
 }
 
@@ -58,7 +65,7 @@ async function attachVolume(s: StorageContext, principal: Principal, input: { Vo
   const [inst] = ownInstances(db, principal, [input.InstanceId]);
   const device = input.Device;
   if (!DEVICE.test(device)) throw new Ec2Error('InvalidParameterValue', `Invalid value '${device}' for unixDevice. Attachment point ${device} is not a valid device name (use /dev/sdf…/dev/sdp or /dev/vdb…).`);
-  return working(vol!.volume_id, () => attach(s, vol!, inst!, device));
+  return working(db, vol!.volume_id, () => attach(s, vol!, inst!, device));
 }
 
 async function attach(s: StorageContext, vol: VolumeRow, inst: InstanceRow, device: string): Promise<Record<string, unknown>> {
@@ -134,7 +141,7 @@ async function detachVolume(s: StorageContext, principal: Principal, input: { Vo
   if (inst?.root_device_type === 'ebs' && att.device === inst.root_device_name && inst.state !== 'stopped' && inst.state !== 'terminated') {
     throw new Ec2Error('OperationNotPermitted', `Unable to detach root volume '${vol!.volume_id}' from instance '${inst.instance_id}'`);
   }
-  return working(vol!.volume_id, () => detach(s, vol!, att, inst, force));
+  return working(db, vol!.volume_id, () => detach(s, vol!, att, inst, force));
 }
 
 async function detach(s: StorageContext, vol: VolumeRow, att: AttachmentRow, inst: InstanceRow | undefined, force: boolean): Promise<Record<string, unknown>> {

@@ -2,7 +2,6 @@
 // SCs, deletions they missed, exports nothing is attached through any more, and the attachments of
 // instances that are gone (or that a crash left half made).
 import type { Logger } from 'pino';
-import { dialectOf } from '@mallee/store';
 import { cc, sc, WireError } from '@mallee/wire';
 import { attachmentInFlight, dropAttachment, releaseAttachment } from './attach.js';
 import { finishSnapshotDelete } from './snapshot-actions.js';
@@ -12,13 +11,12 @@ import { attachmentOf, snapshotRow, volumeRow, type AttachmentRow, type Snapshot
 import { unexportStopped } from './boot-volumes.js';
 import { instanceRow } from '../instances.js';
 
-/**
- * An `attaching`/`detaching` row no AttachVolume/DetachVolume of this clc is working on was left by a clc that
- * died mid-call (kill -9, a crash): the poller settles it at once where this clc is the only one (SQLite). Where
- * several clcs share PostgreSQL, another one may still be working on it: settled once older than this (more than
- * the longest such call, its wire timeouts included).
+/*
+ * An `attaching`/`detaching` row no AttachVolume/DetachVolume is working on (of this clc, or — marked in the
+ * database, attach.ts — of another clc on the same PostgreSQL) was left by a clc that died mid-call (kill -9,
+ * a crash): the poller settles it at its next round. (Before the marks, several clcs on PostgreSQL waited
+ * 120 s, since another one might still be working on the row.)
  */
-const STALE_ATTACHMENT_MS = 120_000;
 
 export class StoragePoller {
   private running: Promise<void> | undefined;
@@ -116,7 +114,6 @@ export class StoragePoller {
     const { db, clusters } = this.s;
     const rows = db.prepare(`SELECT a.*, v.zone AS zone, i.state AS instance_state FROM volume_attachments a JOIN volumes v ON v.volume_id = a.volume_id
       LEFT JOIN instances i ON i.instance_id = a.instance_id`).all() as (AttachmentRow & { zone: string; instance_state: string | null })[];
-    const stale = dialectOf(db) === 'sqlite' ? Infinity : Date.now() - STALE_ATTACHMENT_MS;
     for (const a of rows) {
       if (a.instance_state === 'stopped' && a.initiator) {
         // Read again: a StartInstances since the listing exports to its new node, and that must stay.
@@ -130,9 +127,9 @@ export class StoragePoller {
       // that finished meanwhile), and a row a call of this clc is working on is that call's to finish.
       const unchanged = () => {
         const now = attachmentOf(db, a.volume_id);
-        return now !== undefined && now.instance_id === a.instance_id && now.status === a.status && !attachmentInFlight(a.volume_id);
+        return now !== undefined && now.instance_id === a.instance_id && now.status === a.status && !attachmentInFlight(db, a.volume_id);
       };
-      const stuck = a.status !== 'attached' && unchanged() && Date.parse(a.attach_time) < stale;
+      const stuck = a.status !== 'attached' && unchanged();
       if (!gone && !stuck) continue;
       if (stuck && !gone) {
         const node = clusters.client(a.zone);
