@@ -440,7 +440,10 @@ describe('kill -9 during a mixed workload', () => {
       const running = new Set(instancesOf(await cloud.client.ok('DescribeInstances')).filter((i) => i.state === 'running').map((i) => i.instanceId));
       const orphans = [...onNode].filter((id) => !running.has(id));
       const missing = [...running].filter((id) => !onNode.has(id));
-      return orphans.length === 0 && missing.length === 0 ? true : undefined;
+      if (orphans.length === 0 && missing.length === 0) return true;
+      // Said when it times out (the last error of eventually): which instances, and what the clc has of them.
+      const clcStates = new Map(instancesOf(await cloud.client.ok('DescribeInstances')).map((i) => [i.instanceId, i.state]));
+      throw new Error(`on the node but not running in the clc: ${orphans.map((id) => `${id} (clc: ${clcStates.get(id) ?? 'none'})`).join(', ') || 'none'}; running in the clc but not on the node: ${missing.join(', ') || 'none'}`);
     }, 120_000);
     // And all of it can be ended: terminate what runs, everything reaches terminated.
     const running = settled.filter((i) => i.state === 'running').map((i) => i.instanceId);
