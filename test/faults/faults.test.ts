@@ -526,6 +526,7 @@ describe('Walrus on a full disk', () => {
     stop?.();
     if (mounted) execFileSync('umount', ['-l', dir]);
     rmSync(dir, { recursive: true, force: true });
+    rmSync(join(tmpdir(), `mallee-faults-creds-${process.pid}.json`), { force: true });
   });
 
   const put = async (path: string, body: Buffer) => {

@@ -4,7 +4,7 @@
 // tampered, foreign-signed or foreign-wrapped bundles are refused and nothing is cached for them.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -27,8 +27,16 @@ async function keyPair(name: string): Promise<void> {
   await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(keys, `${name}-pk.pem`), '-out', join(keys, `${name}-cert.pem`), '-subj', `/CN=${name}`, '-days', '2']);
 }
 
+/** Temp dirs of this file, removed after it (the image cache and held-image dirs as well as the homes). */
+const temps: string[] = [];
+const ownTempDir = (prefix: string) => {
+  const d = tempDir(prefix);
+  temps.push(d);
+  return d;
+};
+
 beforeAll(async () => {
-  const home = tempDir('mallee-walrus-images-');
+  const home = ownTempDir('mallee-walrus-images-');
   keys = join(home, 'keys');
   mkdirSync(keys, { recursive: true });
   await Promise.all(['cloud', 'alice', 'bob', 'other-cloud'].map(keyPair));
@@ -38,6 +46,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await w?.close();
+  for (const d of temps) rmSync(d, { recursive: true, force: true });
 });
 
 /** A Walrus in `home` with the test cloud key, alice's and bob's certificates and an `images` bucket. */
@@ -163,7 +172,7 @@ describe('the decrypted-image cache (walrus.storagemaxcachesizeinmb)', () => {
 
   beforeAll(async () => {
     // Room for two of the three images.
-    bw = (await startImageWalrus(tempDir('mallee-walrus-cache-'), { imageCacheBytes: 15 * 1024 * 1024 })).w;
+    bw = (await startImageWalrus(ownTempDir('mallee-walrus-cache-'), { imageCacheBytes: 15 * 1024 * 1024 })).w;
     for (const [name, content] of Object.entries(images)) await upload(name, { to: bw, content });
   });
   afterAll(async () => {
@@ -186,7 +195,7 @@ describe('the decrypted-image cache (walrus.storagemaxcachesizeinmb)', () => {
     // A second cache over the same bundles, driven directly: holding an image is deterministic here,
     // where a response nobody reads may still have been sent whole into socket buffers.
     const cache = new DecryptedImageCache({
-      store: bw.daemon.store, dir: tempDir('mallee-walrus-held-'), cloudKey: () => pem('cloud-pk.pem'), verify: async () => 'test', maxBytes: () => 15 * 1024 * 1024,
+      store: bw.daemon.store, dir: ownTempDir('mallee-walrus-held-'), cloudKey: () => pem('cloud-pk.pem'), verify: async () => 'test', maxBytes: () => 15 * 1024 * 1024,
     });
     const key = (n: string) => `${n}/${n}.img.manifest.xml`;
     const a = await cache.open('images', key('a')); // held, and the least recently used from here on
