@@ -15,14 +15,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repoRoot, sleep } from './helpers/cloud.js';
-import { buildTopology, sh, type Topology } from './helpers/netns.js';
+import { buildTopology, netnsSuiteCanRun, sh, type Topology } from './helpers/netns.js';
 import { netnsTools, serveWithVolume, type NetnsTools } from './helpers/netns-guests.js';
 import { gapIn, readPolls } from './helpers/polls.js';
 
-const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
-const root = process.getuid?.() === 0;
-const canRun = libvirtHere && root && existsSync('/usr/sbin/dnsmasq') && existsSync('/usr/sbin/tgtd');
-if (!canRun) console.warn('migrate.test.ts skipped: needs root, libvirtd, dnsmasq, tgtd (test/run-all.sh installs them)');
+const canRun = netnsSuiteCanRun('migrate.test.ts', ['/usr/sbin/dnsmasq', '/usr/sbin/tgtd']);
 
 let t: Topology;
 let tools: NetnsTools;

@@ -7,16 +7,14 @@
 // network's guest, past the rules) and the node lets a guest send unicast frames only to its own network's
 // instances or non-instances (the CC), so an on-link route to another group's network gets nowhere.
 // Elastic IPs and the metadata service work as in MANAGED. One cloud, three guests.
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './helpers/cloud.js';
-import { buildTopology, type Topology } from './helpers/netns.js';
+import { buildTopology, netnsSuiteCanRun, type Topology } from './helpers/netns.js';
 import { guestAgentScript, guestGet, netnsTools, type NetnsTools } from './helpers/netns-guests.js';
 
-const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
-const canRun = libvirtHere && process.getuid?.() === 0 && existsSync('/usr/sbin/dnsmasq');
-if (!canRun) console.warn('network-novlan.test.ts skipped: needs root, libvirtd, dnsmasq (test/run-all.sh installs them)');
+const canRun = netnsSuiteCanRun('network-novlan.test.ts', ['/usr/sbin/dnsmasq']);
 
 let t: Topology;
 let tools: NetnsTools;

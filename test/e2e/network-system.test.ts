@@ -6,16 +6,14 @@
 // (an nftables set of MAC . source address on the bridge, as Eucalyptus's CC matched MACs in an ARP table). As in
 // Eucalyptus's SYSTEM mode there is no security-group enforcement and no elastic IP: the address actions answer
 // UnsupportedOperation. One cloud, two guests.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from './helpers/cloud.js';
-import { buildTopology, SITE, type Topology } from './helpers/netns.js';
+import { buildTopology, netnsSuiteCanRun, SITE, type Topology } from './helpers/netns.js';
 import { guestAgentScript, guestGet, netnsTools, type NetnsTools } from './helpers/netns-guests.js';
 
-const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
-const canRun = libvirtHere && process.getuid?.() === 0 && existsSync('/usr/sbin/dnsmasq') && existsSync('/usr/sbin/nft');
-if (!canRun) console.warn('network-system.test.ts skipped: needs root, libvirtd, dnsmasq, nft (test/run-all.sh installs them)');
+const canRun = netnsSuiteCanRun('network-system.test.ts', ['/usr/sbin/dnsmasq', '/usr/sbin/nft']);
 
 let t: Topology;
 let tools: NetnsTools;

@@ -9,17 +9,14 @@
 // boots beside them: it takes its key and user-data script from 169.254.169.254, and ssh with that key
 // reaches it through its public address.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repoRoot } from './helpers/cloud.js';
-import { buildTopology, sh, type Topology } from './helpers/netns.js';
+import { buildTopology, netnsSuiteCanRun, sh, type Topology } from './helpers/netns.js';
 import { guestAgentScript, guestGet, netnsTools, type NetnsTools } from './helpers/netns-guests.js';
 
-const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
-const root = process.getuid?.() === 0;
-const canRun = libvirtHere && root && existsSync('/usr/sbin/dnsmasq');
-if (!canRun) console.warn('network.test.ts skipped: needs root, libvirtd, dnsmasq (test/run-all.sh installs them)');
+const canRun = netnsSuiteCanRun('network.test.ts', ['/usr/sbin/dnsmasq']);
 
 let t: Topology;
 let tools: NetnsTools;

@@ -11,19 +11,16 @@
 // is printed and checked. The new tree is made by hard links (seconds, no second `npm ci`), with the two
 // changed files written as new files so the checkout's own build is never touched.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repoRoot, sleep } from './helpers/cloud.js';
-import { ADDR, buildTopology, sh, type Svc, type Topology } from './helpers/netns.js';
+import { ADDR, buildTopology, netnsSuiteCanRun, sh, type Svc, type Topology } from './helpers/netns.js';
 import { netnsTools, serveWithVolume, type NetnsTools } from './helpers/netns-guests.js';
 import { gapIn, readPolls } from './helpers/polls.js';
 
-const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
-const root = process.getuid?.() === 0;
-const canRun = libvirtHere && root && existsSync('/usr/sbin/dnsmasq') && existsSync('/usr/sbin/tgtd');
-if (!canRun) console.warn('upgrade.test.ts skipped: needs root, libvirtd, dnsmasq, tgtd (test/run-all.sh installs them)');
+const canRun = netnsSuiteCanRun('upgrade.test.ts', ['/usr/sbin/dnsmasq', '/usr/sbin/tgtd']);
 
 let t: Topology;
 let tools: NetnsTools;

@@ -23,6 +23,17 @@ import { malleeBin, parseEucarc, repoRoot, sleep } from './cloud.js';
 
 const execFileP = promisify(execFile);
 
+/**
+ * Whether this host can run a suite of the netns topology: root, libvirtd, and `programs` (full paths); when not,
+ * says so (as `<file> skipped: needs …`) and the suite skips.
+ */
+export function netnsSuiteCanRun(file: string, programs: string[]): boolean {
+  const libvirtHere = existsSync('/run/libvirt/libvirt-sock') || existsSync('/var/run/libvirt/libvirt-sock') || existsSync('/usr/sbin/libvirtd');
+  const ok = libvirtHere && process.getuid?.() === 0 && programs.every((p) => existsSync(p));
+  if (!ok) console.warn(`${file} skipped: needs root, libvirtd, ${programs.map((p) => p.split('/').pop()).join(', ')} (test/run-all.sh installs them)`);
+  return ok;
+}
+
 export async function sh(argv: string[], opts: { input?: string; timeoutMs?: number; allowFail?: boolean; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string; code: number }> {
   try {
     const p = execFileP(argv[0]!, argv.slice(1), { timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 << 20, ...(opts.env ? { env: opts.env } : {}) });
