@@ -313,11 +313,11 @@ export class PgDatabase implements Db {
 
   /** Holds a session-level advisory lock while fn runs (migrations of several daemons starting at once). */
   withAdvisoryLock<T>(key: string, fn: () => T): T {
-    this.query('SELECT pg_advisory_lock(hashtext($1))', [key], 'none');
+    this.advisoryLock(key);
     try {
       return fn();
     } finally {
-      this.query('SELECT pg_advisory_unlock(hashtext($1))', [key], 'none');
+      this.advisoryUnlock(key);
     }
   }
 
@@ -331,9 +331,9 @@ export class PgDatabase implements Db {
       this.query('SELECT 1', [], 'none'); // reconnects (and forgets the lease) if the session is gone
       if (this.leases.has(key)) return true;
     }
-    const [got] = this.query('SELECT pg_try_advisory_lock(hashtext($1))', [key], 'pluck');
-    if (got === 1) this.leases.add(key);
-    return got === 1;
+    const got = this.tryAdvisoryLock(key);
+    if (got) this.leases.add(key);
+    return got;
   }
 
   /** Takes the session-level advisory lock `key`, waiting (lock_timeout) while another session holds it; re-entrant. */
