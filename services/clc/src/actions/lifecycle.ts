@@ -6,6 +6,7 @@ import { defineEc2Action, Ec2Error, errors, type ActionContext } from '@mallee/a
 import { groupsOf, instanceRow, setState, specOf, type InstanceRow } from '../instances.js';
 import { findInstanceType } from '../instance-types.js';
 import { startNetworkFor } from './run-instances.js';
+import { attachmentsOfInstances } from '../storage/records.js';
 import { list, ownInstances, type Clc } from './context.js';
 import { stateXml } from './describe-instances.js';
 
@@ -119,7 +120,8 @@ export async function startInstances(clc: Clc, ids: string[], ctx: Pick<ActionCo
   if (wrong) throw new Ec2Error('IncorrectInstanceState', `The instance '${wrong.instance_id}' is not in a state from which it can be started.`);
   const toStart = rows.filter((r) => r.state === 'stopped');
   // Its root volume detached while it was stopped: nothing to boot (EC2's refusal, before anything changes).
-  const rootless = toStart.find((r) => !clc.db.prepare('SELECT 1 FROM volume_attachments WHERE instance_id = ? AND device = ?').get(r.instance_id, r.root_device_name));
+  const attached = attachmentsOfInstances(db, toStart.map((r) => r.instance_id));
+  const rootless = toStart.find((r) => !(attached.get(r.instance_id) ?? []).some((a) => a.device === r.root_device_name));
   if (rootless) throw new Ec2Error('InvalidParameterValue', `Invalid value '${rootless.instance_id}' for instanceId. Instance does not have a volume attached at root (${rootless.root_device_name}).`);
   const now = new Date().toISOString();
   const restart = db.prepare("UPDATE instances SET state = 'pending', state_reason = NULL, state_changed_at = @now, launch_time = @now, reported = 0, node = NULL WHERE instance_id = @id AND state = 'stopped'");
