@@ -116,7 +116,7 @@ async function migrateAndCheck(args: string[], from: 'node1' | 'node2', to: 'nod
   expect(after).toBeGreaterThan(before + took / 1000 - 1);
   // Its console output came along: GetConsoleOutput on the new node still shows its one boot.
   const output = String((await tools.aws(['ec2', 'get-console-output', '--instance-id', instanceId])).Output ?? '');
-  expect(output.match(new RegExp(`mallee: boot done ${instanceId}`, 'g'))).toHaveLength(1);
+  expect(output.match(new RegExp(`mallee: boot done ${instanceId}`, 'g')) ?? [], `console output (${output.length} chars) ends: ${output.slice(-800)}\n${t.logs()}`).toHaveLength(1);
   // The records: clc and cc say the new node, exactly once; EC2 shows the same instance, addresses, attachment.
   expect(clcNode(instanceId)).toBe(to);
   await eventually('the cc cache says the new node, once', async () => (JSON.stringify(ccCache(instanceId)) === JSON.stringify([to]) ? true : undefined), 10_000);

@@ -246,8 +246,10 @@ print(json.dumps({
 print(json.dumps(ec2.describe_snapshot_attribute(SnapshotId="${s}", Attribute="createVolumePermission")["CreateVolumePermissions"]))`).then((perms) => expect(perms).toEqual([{ UserId: o.accountId }]));
     const shared = await theirs();
     expect(shared).toMatchObject({ see: [s], describe: 'ok', create: 'ok', delete: 'InvalidSnapshot.NotFound' });
-    await py(`
+    // The volume made from the shared snapshot may still be restoring (creating): as in EC2, it can be deleted once available.
+    await py(`${wait}
 for v in ec2.describe_volumes()["Volumes"]:
+    wait_vol(v["VolumeId"])
     ec2.delete_volume(VolumeId=v["VolumeId"])
 print("{}")`, o);
     await py(`${wait}

@@ -29,6 +29,11 @@ export class NodeLink {
   private readonly cache = new Map<string, CachedInstance>();
   /** Instance ids whose entry changed since the last takeChanges(). */
   private readonly dirty = new Set<string>();
+  /**
+   * ms when the cc itself dropped an instance (it migrated away, its node said it is gone): an answer to a
+   * poll sent before then still lists it and must not bring it back. Cleared by the first poll sent after.
+   */
+  private readonly forgotten = new Map<string, number>();
   private polling: Promise<void> | undefined;
   private queued: Promise<void> | undefined;
 
@@ -59,7 +64,13 @@ export class NodeLink {
     this.put(instance, Date.now());
   }
 
+  /** The cc learned the instance is no longer on this node (it migrated away, the node said it is gone). */
   forget(instanceId: string): void {
+    this.forgotten.set(instanceId, Date.now());
+    this.drop(instanceId);
+  }
+
+  private drop(instanceId: string): void {
     if (this.cache.delete(instanceId)) this.dirty.add(instanceId);
   }
 
@@ -131,7 +142,12 @@ export class NodeLink {
       for (const [id, c] of this.cache) {
         // Entries the cc changed after this poll was sent are newer than the node's answer.
         if (c.touchedAt > startedAt) reported.delete(id);
-        else if (!reported.has(id)) this.forget(id);
+        else if (!reported.has(id)) this.drop(id);
+      }
+      for (const [id, at] of this.forgotten) {
+        // Dropped while this poll was out (at the same ms counts as after): the answer predates that.
+        if (at >= startedAt) reported.delete(id);
+        else this.forgotten.delete(id);
       }
       for (const i of reported.values()) this.put(i, startedAt);
       this.markSeen(onSeen);
