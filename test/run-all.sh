@@ -50,15 +50,17 @@ check "npm run typecheck" npm run -s typecheck
 # Built once here (cached per host), shared by every suite that boots the Debian guest.
 check "Debian 12 test guest (test/images/build-debian-image.sh)" bash test/images/build-debian-image.sh
 suite "unit tests (vitest.config.ts)" "$out/unit.json" npx vitest run
-# The end-to-end suites in two streams side by side (test/e2e/vitest.config.ts says why): the files that
+# The end-to-end suites in two streams side by side (test/e2e/vitest.config.ts says why): most files that
 # boot real guests one at a time in the foreground; beside them, one after another, the simulated-cloud
-# files, fuzzing and fault injection, each logged to test-output/<name>.log and printed when done.
+# files, fuzzing, fault injection and then the rest of the guest files, each logged to
+# test-output/<name>.log and printed when done.
 side=(
   "end-to-end suites, api group (test/e2e)|e2e-api|env MALLEE_E2E_GROUP=api npx vitest run --config test/e2e/vitest.config.ts"
   "fuzzing (test/fuzz, fixed seed)|fuzz|npx vitest run --config test/fuzz/vitest.config.ts"
   "fault injection (test/faults)|faults|npx vitest run --config test/faults/vitest.config.ts"
+  "end-to-end suites, guests beside (test/e2e)|e2e-guests-beside|env MALLEE_E2E_GROUP=guests-beside npx vitest run --config test/e2e/vitest.config.ts"
 )
-log "beside the guests group: ${#side[@]} suites, logs in $out/{e2e-api,fuzz,faults}.log"
+log "beside the guests group: ${#side[@]} suites, logs in $out/{e2e-api,fuzz,faults,e2e-guests-beside}.log"
 (
   for entry in "${side[@]}"; do
     IFS='|' read -r _ tag cmd <<<"$entry"
