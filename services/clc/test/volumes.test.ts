@@ -16,6 +16,7 @@ import { Clusters } from '../src/clusters.js';
 import { ADMIN_ACCOUNT, accountByName, createAccount } from '../src/accounts.js';
 import { StorageControllers } from '../src/storage/index.js';
 import { volumeActions } from '../src/storage/volume-actions.js';
+import { snapshotActions } from '../src/storage/snapshot-actions.js';
 
 let dir: string;
 let db: Db;
@@ -43,6 +44,11 @@ beforeEach(async () => {
         return { volume: { volumeId: req.volumeId, sizeGiB: req.sizeGiB, status: 'available' as const, progress: 100, exportedTo: [], createdAt: new Date().toISOString() } };
       }),
       handler(sc.DeleteStorageVolume, (req) => ({ volumeId: req.volumeId, deleted: true })),
+      // As the real SC answers when its point-in-time copy does not fit (services/sc/test/disk-full.test.ts).
+      handler(sc.CreateStorageSnapshot, (req) => {
+        throw new WireError('InsufficientStorage', `the storage controller has no room for the point-in-time copy of ${req.volumeId} (cp: No space left on device); free space in its home and retry`, 507);
+      }),
+      handler(sc.DeleteStorageSnapshot, (req) => ({ snapshotId: req.snapshotId, deleted: true })),
     ],
   });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -134,5 +140,15 @@ describe('CreateVolume ClientToken', () => {
     const next = await createVolume({ AvailabilityZone: 'zone-a', Size: '1', ClientToken: 'later' });
     expect(next.volumeId).not.toBe(v.volumeId);
     expect(created).toEqual([v.volumeId, next.volumeId]);
+  });
+});
+
+describe('CreateSnapshot on a full storage controller', () => {
+  it('is InsufficientVolumeCapacity with the SC\'s reason (not "unavailable"), and leaves no snapshot behind', async () => {
+    const v = await createVolume({ AvailabilityZone: 'zone-a', Size: '1' });
+    const a = snapshotActions({ db, controllers, clusters: new Clusters(db) }, 'mallee').find((x) => x.name === 'CreateSnapshot') as unknown as Ec2Action<unknown>;
+    const err = await codeOf(Promise.resolve().then(() => a.handler(a.input.parse({ VolumeId: v.volumeId }), { principal, log, requestId: 'test', apiVersion: '2016-11-15' })));
+    expect(err).toBe(`InsufficientVolumeCapacity: Snapshot of ${v.volumeId} not taken: the storage controller has no room for the point-in-time copy of ${v.volumeId} (cp: No space left on device); free space in its home and retry`);
+    expect(db.prepare('SELECT COUNT(*) FROM snapshots').pluck().get()).toBe(0);
   });
 });

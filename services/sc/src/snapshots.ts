@@ -173,8 +173,12 @@ export class SnapshotEngine {
     try {
       cut = await this.o.backend.cut(volumeId, snapshotId);
     } catch (err) {
-      this.fail(snapshotId, `the point-in-time copy failed: ${(err as Error).message}`);
-      throw new WireError('SnapshotFailed', `could not copy ${volumeId}: ${(err as Error).message}`, 500);
+      const message = commandError(err);
+      this.fail(snapshotId, `the point-in-time copy failed: ${message}`);
+      if (noSpace(message)) {
+        throw new WireError('InsufficientStorage', `the storage controller has no room for the point-in-time copy of ${volumeId} (${message}); free space in its home (delete volumes, snapshots or other files there) and retry`, 507);
+      }
+      throw new WireError('SnapshotFailed', `could not copy ${volumeId}: ${message}`, 500);
     }
     const cutMs = Number(process.hrtime.bigint() - started) / 1e6;
     db.prepare('UPDATE snapshots SET cut_path = ?, cut_ms = ? WHERE snapshot_id = ?').run(cut, cutMs, snapshotId);
@@ -575,4 +579,15 @@ export class SnapshotEngine {
     for (const t of this.tasks.values()) t.abort.abort();
     await Promise.allSettled([...this.tasks.values()].map((t) => t.done));
   }
+}
+
+/** What a failed command said (its stderr, not the "Command failed: …" line), else the error's message. */
+function commandError(err: unknown): string {
+  const e = err as Error & { stderr?: string };
+  return (e.stderr ?? '').trim() || e.message;
+}
+
+/** The disk (or the volume group) is full: ENOSPC from the kernel, cp's or LVM's words for it. */
+export function noSpace(message: string): boolean {
+  return /ENOSPC|No space left on device|insufficient free space/i.test(message);
 }

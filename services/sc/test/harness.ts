@@ -32,10 +32,12 @@ export interface TestSc {
   close(): Promise<void>;
 }
 
-export async function startTestSc(conf: Record<string, string | number> = {}): Promise<TestSc> {
-  const home = mkdtempSync(join(tmpdir(), 'mallee-sc-'));
+/** `home`: the SC's home (a given, empty directory, e.g. a small tmpfs; its Walrus then lives elsewhere). */
+export async function startTestSc(conf: Record<string, string | number> = {}, opts: { home?: string } = {}): Promise<TestSc> {
+  const home = opts.home ?? mkdtempSync(join(tmpdir(), 'mallee-sc-'));
+  const walrusHome = opts.home ? mkdtempSync(join(tmpdir(), 'mallee-sc-walrus-')) : join(home, 'walrus');
   const config = loadConfig({ env: {}, overrides: { LOG_LEVEL: 'silent', BIND_ADDRESS: '127.0.0.1', MALLEE_HOME: home, ...conf } });
-  const walrus = await startWalrus({ home: join(home, 'walrus'), config, port: 0, credentials: staticCredentials({ [BLOCKSTORAGE.accessKeyId]: BLOCKSTORAGE }) });
+  const walrus = await startWalrus({ home: walrusHome, config, port: 0, credentials: staticCredentials({ [BLOCKSTORAGE.accessKeyId]: BLOCKSTORAGE }) });
   const key = generateKey();
   writeKeyFile(scKeyFile(home), key);
   writeFileSync(blockStorageFile(home), JSON.stringify({ walrusUrl: walrus.url, bucket: 'mallee-snapshots', accessKeyId: BLOCKSTORAGE.accessKeyId, secretAccessKey: BLOCKSTORAGE.secretAccessKey }));
@@ -55,7 +57,8 @@ export async function startTestSc(conf: Record<string, string | number> = {}): P
       for (const target of await tgt.targets()) if (target.iqn.includes(`:${prefix}.`)) await tgt.deleteTarget(target.tid);
       for (const a of await tgt.accounts()) if (a.startsWith(`${prefix}.`)) await tgt.deleteAccount(a);
       await walrus.close();
-      rmSync(home, { recursive: true, force: true });
+      rmSync(walrusHome, { recursive: true, force: true });
+      if (!opts.home) rmSync(home, { recursive: true, force: true });
     },
   };
   t.client = new WireClient({ url: t.sc.url, from: 'clc', key });

@@ -73,6 +73,8 @@ export async function createSnapshot(st: StorageContext, ctx: ActionContext, inp
   } catch (err) {
     forget();
     if (err instanceof Ec2Error) throw err;
+    // A full SC is not an SC away: say so (its message tells the operator what to free).
+    if (err instanceof WireError && err.code === 'InsufficientStorage') throw new Ec2Error('InsufficientVolumeCapacity', `Snapshot of ${vol!.volume_id} not taken: ${err.message}`);
     throw scUnavailable(vol!.zone, err);
   } finally {
     if (frozen) {

@@ -59,7 +59,13 @@ export class FileBackend implements VolumeBackend {
 
   async cut(volumeId: string, snapshotId: string): Promise<string> {
     const dest = join(this.cuts, `${snapshotId}.img`);
-    await run('cp', ['--sparse=always', '--reflink=auto', this.path(volumeId), dest]);
+    try {
+      await run('cp', ['--sparse=always', '--reflink=auto', this.path(volumeId), dest]);
+    } catch (err) {
+      // A copy cut short (the disk filled up) must not keep the space it took.
+      await rm(dest, { force: true });
+      throw err;
+    }
     return dest;
   }
 
