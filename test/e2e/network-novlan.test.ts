@@ -157,7 +157,7 @@ describe.skipIf(!canRun)('MANAGED-NOVLAN: per-group networks on one untagged seg
         && !pids.includes('dnsmasq') && !eb.includes(t.id.toUpperCase()) && !nodeLinks.includes(`${t.id}t`) && nodeLinks.includes(`${t.id}nbr`);
       return clean ? true : undefined;
     }, 120_000).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; left:\n${seen}`);
+      throw new Error(`${(err as Error).message}; left:\n${seen}\n${t.logs()}`);
     });
     await aws(['ec2', 'release-address', '--public-ip', eip]);
   }, 180_000);

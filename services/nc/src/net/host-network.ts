@@ -129,11 +129,8 @@ export class HostNetwork {
       const tap = tapName(this.prefix, spec.instanceId);
       const chain = this.chainOf(tap);
       while (await this.run(['ebtables', '-D', 'FORWARD', '-i', tap, '-j', chain]).then(() => true, () => false));
-      // ebtables-nft deletes only empty chains.
-      for (const c of [chain, this.guardOf(tap)]) {
-        await this.run(['ebtables', '-F', c]).catch(() => undefined);
-        await this.run(['ebtables', '-X', c]).catch(() => undefined);
-      }
+      // ebtables-nft deletes only empty chains; the guard only once the tap's chain (its one user) is gone.
+      for (const c of [chain, this.guardOf(tap)]) await this.removeChain(c, spec.instanceId);
       if (spec.network!.mode === 'SYSTEM') {
         // The learning table goes with the node's last SYSTEM guest (its tap is gone by now, or about to be).
         const taps = [...(await readLinks(this.run)).keys()].filter((l) => l.startsWith(`${this.prefix}t`) && l !== tap);
@@ -215,6 +212,26 @@ export class HostNetwork {
 
   private chainOf(tap: string): string {
     return `${tap.toUpperCase()}`;
+  }
+
+  /**
+   * Flush and delete one ebtables chain, until it is gone: a delete that fails while the chain is still there is
+   * tried again, and said in the log if it never succeeds (a chain that does not exist is done).
+   */
+  private async removeChain(chain: string, instanceId: string): Promise<void> {
+    let last: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * attempt));
+      if ((await this.run(['ebtables', '-L', chain]).catch(() => undefined)) === undefined) return;
+      try {
+        await this.run(['ebtables', '-F', chain]);
+        await this.run(['ebtables', '-X', chain]);
+        return;
+      } catch (err) {
+        last = err;
+      }
+    }
+    this.log.warn({ err: last, instanceId, chain }, 'could not delete the guest\'s ebtables chain');
   }
 
   /** The destination guard of a guest on a shared segment (MANAGED-NOVLAN). */
