@@ -50,20 +50,24 @@ check "npm run typecheck" npm run -s typecheck
 # Built once here (cached per host), shared by every suite that boots the Debian guest.
 check "Debian 12 test guest (test/images/build-debian-image.sh)" bash test/images/build-debian-image.sh
 suite "unit tests (vitest.config.ts)" "$out/unit.json" npx vitest run
-# The end-to-end suites in two streams side by side (test/e2e/vitest.config.ts says why): most files that
-# boot real guests one at a time in the foreground; beside them, one after another, the simulated-cloud
-# files, fuzzing, fault injection and then the rest of the guest files, each logged to
-# test-output/<name>.log and printed when done.
+# The end-to-end suites in two streams side by side (test/e2e/vitest.config.ts says why). Foreground: the
+# timed netns files (guests-netns), then the other guest files (guests), one file at a time. Side: the
+# simulated-cloud files, fuzzing and fault injection, then, once guests-netns is done, the guests-beside
+# files; each logged to test-output/<name>.log and printed when done.
 side=(
   "end-to-end suites, api group (test/e2e)|e2e-api|env MALLEE_E2E_GROUP=api npx vitest run --config test/e2e/vitest.config.ts"
   "fuzzing (test/fuzz, fixed seed)|fuzz|npx vitest run --config test/fuzz/vitest.config.ts"
   "fault injection (test/faults)|faults|npx vitest run --config test/faults/vitest.config.ts"
   "end-to-end suites, guests beside (test/e2e)|e2e-guests-beside|env MALLEE_E2E_GROUP=guests-beside npx vitest run --config test/e2e/vitest.config.ts"
 )
-log "beside the guests group: ${#side[@]} suites, logs in $out/{e2e-api,fuzz,faults,e2e-guests-beside}.log"
+netns_done="$out/.guests-netns-done"
+rm -f "$netns_done"
+log "beside the guests groups: ${#side[@]} suites, logs in $out/{e2e-api,fuzz,faults,e2e-guests-beside}.log"
 (
   for entry in "${side[@]}"; do
     IFS='|' read -r _ tag cmd <<<"$entry"
+    # No guest file beside the timed netns files.
+    if [ "$tag" = e2e-guests-beside ]; then while [ ! -e "$netns_done" ]; do sleep 2; done; fi
     rm -f "$out/$tag.json" "$out/$tag.rc"
     # shellcheck disable=SC2086 # cmd is a word list of our own
     $cmd --reporter=default --reporter=json --outputFile="$PWD/$out/$tag.json" >"$out/$tag.log" 2>&1
@@ -71,15 +75,18 @@ log "beside the guests group: ${#side[@]} suites, logs in $out/{e2e-api,fuzz,fau
   done
 ) &
 side_pid=$!
+suite "end-to-end suites, guests-netns group (test/e2e)" "$out/e2e-guests-netns.json" env MALLEE_E2E_GROUP=guests-netns npx vitest run --config test/e2e/vitest.config.ts
+touch "$netns_done"
 suite "end-to-end suites, guests group (test/e2e)" "$out/e2e-guests.json" env MALLEE_E2E_GROUP=guests npx vitest run --config test/e2e/vitest.config.ts
 wait "$side_pid"
 for entry in "${side[@]}"; do
   IFS='|' read -r name tag _ <<<"$entry"
-  log "$name (ran beside the guests group)"
+  log "$name (ran beside the guests groups)"
   cat "$out/$tag.log"
   tally "$name" "$out/$tag.json" "$(cat "$out/$tag.rc" 2>/dev/null || echo 1)"
 done
 
+rm -f "$netns_done"
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -97,7 +97,10 @@ async function migrateAndCheck(args: string[], from: 'node1' | 'node2', to: 'nod
   const migrations = JSON.parse(r.stdout) as { instanceId: string; source: string; dest: string; ms: number; volumes: string[] }[];
   expect(migrations.map((m) => [m.instanceId, m.source, m.dest, m.volumes])).toEqual([[instanceId, from, to, [volumeId]]]);
   // The page keeps answering: a second after the command the poller has been answered again.
-  await eventually('the page answering through the EIP after the migration', async () => (polls().some((p) => p.ok && p.at > started + took) ? true : undefined), 30_000);
+  await eventually('the page answering through the EIP after the migration', async () => (polls().some((p) => p.ok && p.at > started + took) ? true : undefined), 30_000).catch(async (err: unknown) => {
+    const states = `${from}: ${await domState(from, instanceId)}, ${to}: ${await domState(to, instanceId)}`;
+    throw new Error(`${(err as Error).message}; the domain on ${states}; last polls ${JSON.stringify(polls().slice(-5))}\n${t.logs()}`);
+  });
   await sleep(1000);
   const g = gapIn(pollLog, started, Date.now());
   report.push(`${what}: ${(took / 1000).toFixed(1)} s for the command (migration ${(migrations[0]!.ms / 1000).toFixed(1)} s); longest gap between answered polls ${g.longestGapMs} ms, ${g.failedPolls} of ${g.polls} polls unanswered`);
