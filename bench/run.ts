@@ -8,8 +8,8 @@ import { join } from 'node:path';
 
 const dir = new URL('.', import.meta.url).pathname;
 const NOT_BENCHMARKS = new Set(['run.ts', 'lib.ts']);
-/** Run only when named: they need back-ends the all-in-one does not have (scale-out: PostgreSQL and Ceph). */
-const ONLY_WHEN_NAMED = new Set(['scale-out']);
+/** Run only when named: they need back-ends the all-in-one does not have (scale-out: PostgreSQL and Ceph; the ebs ones: Ceph). */
+const ONLY_WHEN_NAMED = new Set(['scale-out', 'ebs-rbd', 'ebs-guest-write']);
 const all = readdirSync(dir).filter((f) => f.endsWith('.ts') && !NOT_BENCHMARKS.has(f)).map((f) => f.slice(0, -3)).sort();
 const wanted = process.argv.slice(2);
 const unknown = wanted.filter((w) => !all.includes(w));
