@@ -107,8 +107,15 @@ export class Cluster {
 
   // --- node registry -------------------------------------------------------------------------
 
+  /**
+   * Register a node, or move a known one to a new url with a fresh key. Registering it again at the url it has
+   * answers the key it was issued: a registration whose answer was lost (the clc or this cc killed after the row
+   * was written) is retried by `mallee up` or the operator, and a new key there would never reach the node.
+   * Deregister and register again to issue a new key at the same url.
+   */
   registerNode(node: string, url: string): { node: string; key: string } {
-    const rec = this.o.registry.upsert(node, url, generateKey());
+    const known = this.o.registry.all().find((n) => n.name === node && n.url === url);
+    const rec = known ?? this.o.registry.upsert(node, url, generateKey());
     const existing = this.links.get(node);
     if (existing && existing.record.url === url) existing.record = rec;
     else {

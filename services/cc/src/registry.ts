@@ -58,7 +58,7 @@ export class NodeRegistry {
     }));
   }
 
-  /** Add a node, or move a known one to a new url; either way with the freshly issued key. */
+  /** Add a node, or move a known one to a new url; either way with the freshly issued key (cluster.registerNode keeps a known node's key at its url). */
   upsert(name: string, url: string, key: string): NodeRecord {
     const registeredAt = new Date().toISOString();
     this.db

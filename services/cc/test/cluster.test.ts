@@ -214,6 +214,25 @@ describe('cluster controller over the wire', () => {
     await expect(ccd.client.call(cc.DeregisterNode, { node: 'node1' })).rejects.toMatchObject({ code: 'NoSuchNode' });
   });
 
+  it('registering a node again at its url answers the key it was issued (a retry after a lost answer leaves the node ENABLED); a new url or deregister + register issues a new key', async () => {
+    const ccd = await startCc();
+    const n = await startNc('node1');
+    await ccd.register(n);
+    const issued = readKeyFile(nodeKeyFile(n.home));
+    // The answer to this one "is lost" (the clc or the cc killed after the row was written): the node keeps its
+    // installed key, and the cc must go on signing with that key, before and after a cc restart.
+    const again = await ccd.client.call(cc.RegisterNode, { node: 'node1', url: n.url });
+    expect(again.key).toBe(issued);
+    await ccd.restart();
+    await ccd.pollNow();
+    expect((await ccd.client.call(cc.DescribeNodes, {})).nodes[0]).toMatchObject({ node: 'node1', state: 'ENABLED' });
+    const moved = await ccd.client.call(cc.RegisterNode, { node: 'node1', url: n.url.replace('127.0.0.1', 'localhost') });
+    expect(moved.key).not.toBe(issued);
+    await ccd.client.call(cc.DeregisterNode, { node: 'node1' });
+    const fresh = await ccd.client.call(cc.RegisterNode, { node: 'node1', url: n.url });
+    expect([issued, moved.key]).not.toContain(fresh.key);
+  });
+
   it('refuses a wrong key and senders other than the clc', async () => {
     const ccd = await startCc();
     await expect(new WireClient({ url: ccd.url, from: 'clc', key: generateKey() }).call(cc.DescribeNodes, {})).rejects.toMatchObject({ code: 'SignatureDoesNotMatch' });
