@@ -7,14 +7,20 @@
 // and recovers when it returns. Walrus on a full disk (a small tmpfs home) answers clean S3 errors and
 // keeps what it had.
 //
-// Extension point: `FAULT_TARGETS`, `OPERATIONS` and `MIX` below are tables; net's addresses and iptables
-// rules are still to join (an operation with its bookkeeping, and a check of what the cc reconciled) —
-// see the README of test/faults.
+// Elastic IPs join the workload (AllocateAddress, AssociateAddress, DisassociateAddress, ReleaseAddress, and
+// the auto-assigned addresses of launches): the cloud runs MANAGED over a private interface that does not
+// exist, so the cc keeps its network state (what it would program into iptables) without touching the host;
+// the checks compare that state, read from the cc's database, with the clc's addresses. The iptables rules
+// themselves are exercised by the netns suites (network, upgrade), not under kill -9 here.
+//
+// Extension point: `FAULT_TARGETS`, `OPERATIONS` and `MIX` below are tables (an operation with its
+// bookkeeping, and a check of what the daemons reconciled) — see the README of test/faults.
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signV4 } from '@mallee/aws-protocol';
 import { nc, WireClient } from '@mallee/wire';
@@ -95,6 +101,62 @@ async function ec2(action: string, params: Record<string, string | number>): Pro
     return { outcome: 'unknown' };
   }
 }
+// ---- elastic IP bookkeeping --------------------------------------------------------------------
+
+// A pool smaller than the launches at 1,000 operations: auto-assignment runs it dry, as a busy cloud does.
+const POOL = Array.from({ length: 96 }, (_, i) => `198.51.100.${i + 1}`);
+/** Every address operation in the order they were sent (seq), so "the last associate to this instance" is known. */
+let addrSeq = 0;
+interface AddrOp { kind: 'associate' | 'disassociate' | 'release'; outcome: Outcome; instanceId?: string; seq: number }
+interface Addr { ip?: string; allocated: Outcome; seq: number; history: AddrOp[] }
+const addrs: Addr[] = [];
+/** What the workload may assume of an elastic address, as believed() does for volumes. */
+function believedAddr(a: Addr): 'allocated' | 'associated' | 'released' | 'unsure' {
+  if (a.allocated !== 'ack') return 'unsure';
+  const last = a.history.findLast((o) => o.outcome !== 'refused');
+  if (!last) return 'allocated';
+  if (last.outcome === 'unknown') return 'unsure';
+  // An instance terminated (or one whose termination is unknown) may have dropped it, or not yet.
+  if (last.kind === 'associate') return terminated.has(last.instanceId!) ? 'unsure' : 'associated';
+  return last.kind === 'release' ? 'released' : 'allocated';
+}
+
+/** The cc's address mappings as it last saved them (its `desired` network state: what it programs into iptables). */
+function ccAddressMappings(): Map<string, string> {
+  const db = new Database(join(cloud.home, 'cc.sqlite'), { readonly: true, fileMustExist: true });
+  try {
+    const raw = db.prepare("SELECT data FROM network_state WHERE key = 'desired'").pluck().get() as string | undefined;
+    const state = raw ? (JSON.parse(raw) as { addresses?: { publicIp: string; privateIp: string }[] }) : {};
+    return new Map((state.addresses ?? []).map((a) => [a.publicIp, a.privateIp]));
+  } finally {
+    db.close();
+  }
+}
+
+/** Public → private address of every running instance that has a public one, as the clc says. */
+async function clcAddressMappings(): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const i of instancesOf(await cloud.client.ok('DescribeInstances'))) {
+    if (i.state === 'running' && i.item.ipAddress) out.set(String(i.item.ipAddress), String(i.item.privateIpAddress));
+  }
+  return out;
+}
+
+/** The cc maps exactly the clc's public addresses to exactly their instances' private ones (none stale, none missing). */
+async function expectCcAddressesMatchClc(): Promise<void> {
+  let last = '';
+  await eventually('the cc maps the public addresses the clc has', async () => {
+    const clc = await clcAddressMappings();
+    const ccMap = ccAddressMappings();
+    const stale = [...ccMap].filter(([pub, priv]) => clc.get(pub) !== priv).map(([pub, priv]) => `${pub}→${priv}`);
+    const missing = [...clc].filter(([pub, priv]) => ccMap.get(pub) !== priv).map(([pub, priv]) => `${pub}→${priv}`);
+    last = `cc maps but the clc has not: ${stale.join(' ') || 'none'}; the clc has but the cc does not map: ${missing.join(' ') || 'none'}`;
+    return stale.length || missing.length ? undefined : true;
+  }, 60_000).catch((err: Error) => {
+    throw new Error(`${err.message}\n${last}`);
+  });
+}
+
 /** What the workload may assume of a volume: from its last acknowledged operation (an unknown one since makes it unsure). */
 function believed(v: Vol): 'available' | 'attached' | 'deleted' | 'unsure' {
   const last = v.history.findLast((o) => o.outcome !== 'refused');
@@ -201,10 +263,41 @@ const OPERATIONS = {
     snap.deleted = 'unknown';
     snap.deleted = (await ec2('DeleteSnapshot', { SnapshotId: snap.id! })).outcome;
   },
+  // Elastic IPs. AllocateAddress has no ClientToken (as in EC2): an unacknowledged one may have taken an address.
+  async allocateAddress() {
+    const a: Addr = { allocated: 'unknown', seq: addrSeq++, history: [] };
+    addrs.push(a);
+    const res = await ec2('AllocateAddress', {});
+    a.allocated = res.outcome;
+    if (res.outcome === 'ack') a.ip = String(res.xml!.publicIp);
+  },
+  async associateAddress(_worker: number, r: () => number) {
+    const a = pickOf(r, addrs.filter((x) => x.ip && (believedAddr(x) === 'allocated' || believedAddr(x) === 'associated')));
+    const instanceId = pickOf(r, launches.filter((l) => l.outcome === 'ack' && Date.now() - l.ackedAt! > 3000).flatMap((l) => l.ids).filter((id) => !terminated.has(id)));
+    if (!a || !instanceId) return;
+    const op: AddrOp = { kind: 'associate', outcome: 'unknown', instanceId, seq: addrSeq++ };
+    a.history.push(op);
+    op.outcome = (await ec2('AssociateAddress', { PublicIp: a.ip!, InstanceId: instanceId })).outcome;
+  },
+  async disassociateAddress(_worker: number, r: () => number) {
+    const a = pickOf(r, addrs.filter((x) => x.ip && believedAddr(x) === 'associated'));
+    if (!a) return;
+    const op: AddrOp = { kind: 'disassociate', outcome: 'unknown', seq: addrSeq++ };
+    a.history.push(op);
+    op.outcome = (await ec2('DisassociateAddress', { PublicIp: a.ip! })).outcome;
+  },
+  async releaseAddress(_worker: number, r: () => number) {
+    const a = pickOf(r, addrs.filter((x) => x.ip && believedAddr(x) === 'allocated'));
+    if (!a) return;
+    const op: AddrOp = { kind: 'release', outcome: 'unknown', seq: addrSeq++ };
+    a.history.push(op);
+    op.outcome = (await ec2('ReleaseAddress', { PublicIp: a.ip! })).outcome;
+  },
 };
 const MIX: [keyof typeof OPERATIONS, number][] = [
-  ['put', 20], ['delete', 8], ['run', 18], ['terminate', 10],
-  ['createVolume', 10], ['attachVolume', 9], ['detachVolume', 6], ['deleteVolume', 6], ['createSnapshot', 9], ['deleteSnapshot', 4],
+  ['put', 16], ['delete', 7], ['run', 17], ['terminate', 10],
+  ['createVolume', 9], ['attachVolume', 8], ['detachVolume', 6], ['deleteVolume', 5], ['createSnapshot', 8], ['deleteSnapshot', 3],
+  ['allocateAddress', 4], ['associateAddress', 4], ['disassociateAddress', 2], ['releaseAddress', 1],
 ];
 
 function pick(r: () => number): keyof typeof OPERATIONS {
@@ -249,7 +342,14 @@ async function expectChunksMatchSnapshots(): Promise<number> {
 
 beforeAll(async () => {
   // Volumes are sparse 1 GiB files: the storage limit is not what is under test.
-  cloud = await startCloud({ conf: { SIM_CORES: 512, SIM_MEM: 512 * 1024, SIM_DISK: 512 * 20, SC_MAX_TOTAL_STORAGE_GB: 400 } });
+  // MANAGED over an interface that does not exist: addresses and groups are kept (and saved by the cc) but
+  // nothing on the host is touched. One network of 1,024 addresses holds every instance of the default group.
+  cloud = await startCloud({
+    conf: {
+      SIM_CORES: 512, SIM_MEM: 512 * 1024, SIM_DISK: 512 * 20, SC_MAX_TOTAL_STORAGE_GB: 400,
+      VNET_MODE: 'MANAGED', VNET_PRIVINTERFACE: 'mallee-none0', VNET_ADDRSPERNET: 1024, VNET_PUBLICIPS: `${POOL[0]}-${POOL.at(-1)}`,
+    },
+  });
   image = await registerTestImage(cloud, 'faults-images/img.manifest.xml', 'faults');
   const bucket = new URL(`${cloud.env.S3_URL}/faults`);
   const s = signV4({ method: 'PUT', path: bucket.pathname, headers: { host: bucket.host, 'x-amz-content-sha256': createHash('sha256').update('').digest('hex') }, accessKeyId: cloud.env.AWS_ACCESS_KEY_ID!, secretAccessKey: cloud.env.AWS_SECRET_ACCESS_KEY!, region: cloud.region, service: 's3', doubleEncodePath: false });
@@ -319,7 +419,7 @@ describe('kill -9 during a mixed workload', () => {
     expect(kills).toHaveLength(FAULT_TARGETS.length + 1);
     const acked = launches.filter((l) => l.outcome === 'ack').length;
     console.log(`kills: ${kills.join(', ')}; launches acknowledged ${acked}/${launches.length}; S3 ops acknowledged ${[...keyHistory.values()].flat().filter((o) => o.outcome === 'ack').length}/${[...keyHistory.values()].flat().length}`);
-    console.log(`EBS calls: ${[...tally].sort().map(([k, n]) => `${k} ×${n}`).join(', ')}`);
+    console.log(`EBS and address calls: ${[...tally].sort().map(([k, n]) => `${k} ×${n}`).join(', ')}`);
     expect(acked).toBeGreaterThan(0);
   }, 600_000);
 
@@ -428,6 +528,55 @@ describe('kill -9 during a mixed workload', () => {
     await expectChunksMatchSnapshots();
   });
 
+  it('every elastic IP is where its acknowledged operations left it, none is held twice or by a gone instance, and the cc maps exactly what the clc has', async () => {
+    await eventually('every instance running or terminated', async () => (instancesOf(await cloud.client.ok('DescribeInstances')).every((i) => i.state === 'running' || i.state === 'terminated') ? true : undefined), 180_000);
+    // The administrator's view of the whole pool (`euca-describe-addresses verbose`): each address once, held by "nobody",
+    // "available (account)" or "i-… (account)".
+    const pool = items((await cloud.client.ok('DescribeAddresses', { 'PublicIp.1': 'verbose' })).addressesSet);
+    expect(pool.map((x) => String(x.publicIp)).sort()).toEqual([...POOL].sort());
+    const listed = items((await cloud.client.ok('DescribeAddresses')).addressesSet);
+    const ips = listed.map((x) => String(x.publicIp));
+    expect(ips.filter((ip, i) => ips.indexOf(ip) !== i), 'listed twice').toEqual([]);
+    const byIp = new Map(listed.map((x) => [String(x.publicIp), x]));
+    const instances = new Map(instancesOf(await cloud.client.ok('DescribeInstances')).map((i) => [i.instanceId, i]));
+    // Held only by an instance that runs, and that instance shows it as its public address.
+    for (const x of pool) {
+      const holder = /^(i-[0-9a-f]+)/.exec(String(x.instanceId))?.[1];
+      if (!holder) continue;
+      const i = instances.get(holder);
+      expect([i?.state, i?.item.ipAddress], `${String(x.publicIp)} held by ${String(x.instanceId)}`).toEqual(['running', x.publicIp]);
+    }
+    // Each running instance shows at most the one address the pool says it holds.
+    for (const [id, i] of instances) {
+      if (i.state !== 'running' || !i.item.ipAddress) continue;
+      expect(String(pool.find((x) => x.publicIp === i.item.ipAddress)?.instanceId ?? ''), `${id} shows ${String(i.item.ipAddress)}`).toMatch(new RegExp(`^${id} `));
+    }
+    // Nothing allocated that no AllocateAddress accounts for (an unacknowledged one may have taken one address).
+    const acked = new Set(addrs.filter((a) => a.ip).map((a) => a.ip!));
+    expect(ips.filter((ip) => !acked.has(ip)).length, `elastic addresses no acknowledged allocation made: ${ips.filter((ip) => !acked.has(ip)).join(' ')}`).toBeLessThanOrEqual(addrs.filter((a) => a.allocated === 'unknown').length);
+    for (const a of addrs.filter((x) => x.ip)) {
+      const got = byIp.get(a.ip!);
+      const what = `${a.ip}: allocate:ack ${a.history.map((o) => `${o.kind}${o.instanceId ? `(${o.instanceId})` : ''}:${o.outcome}`).join(' ')} → ${got ? String(got.instanceId) || 'unassociated' : 'absent'}`;
+      const last = a.history.findLast((o) => o.outcome !== 'refused');
+      // After a release, a later allocation (of this address, or one whose answer was lost) may hold it again.
+      const retaken = last && addrs.some((o) => o.seq > last.seq && (o.ip === a.ip || o.allocated === 'unknown'));
+      const believed = believedAddr(a);
+      if (believed === 'released') {
+        if (!retaken) expect(got, what).toBeUndefined();
+      } else if (believed === 'allocated') {
+        expect(got, what).toBeDefined();
+        expect(String(got?.instanceId ?? ''), what).toBe('');
+      } else if (believed === 'associated') {
+        // Unless another address was associated with the same instance since (it took this one's place).
+        const displaced = addrs.some((o) => o !== a && o.history.some((h) => h.kind === 'associate' && h.instanceId === last!.instanceId && h.seq > last!.seq && h.outcome !== 'refused'));
+        expect(got, what).toBeDefined();
+        if (!displaced && instances.get(last!.instanceId!)?.state === 'running') expect(String(got?.instanceId), what).toBe(last!.instanceId);
+      } else if (!a.history.some((o) => o.kind === 'release')) expect(got, what).toBeDefined();
+    }
+    console.log(`addresses: ${addrs.length} allocations (${acked.size} acknowledged), ${addrs.reduce((n, a) => n + a.history.length, 0)} later ops; now ${listed.length} elastic, ${pool.filter((x) => /^i-/.test(String(x.instanceId))).length} of ${POOL.length} held by instances`);
+    await expectCcAddressesMatchClc();
+  });
+
   it('every instance reaches a final state, acknowledged terminations are terminated, and the node runs exactly what the clc says', async () => {
     const settled = await eventually('every instance running or terminated', async () => {
       const all = instancesOf(await cloud.client.ok('DescribeInstances'));
@@ -451,6 +600,18 @@ describe('kill -9 during a mixed workload', () => {
       await cloud.client.ok('TerminateInstances', Object.fromEntries(running.slice(i, i + 50).map((id, j) => [`InstanceId.${j + 1}`, id])));
     }
     await eventually('every instance terminated', async () => (instancesOf(await cloud.client.ok('DescribeInstances')).every((i) => i.state === 'terminated') ? true : undefined), 120_000);
+  });
+
+  it('and the addresses can be ended: released, the whole pool is free again and the cc maps nothing', async () => {
+    for (const x of items((await cloud.client.ok('DescribeAddresses')).addressesSet)) {
+      // Disassociated by the terminations above: released as they are.
+      expect(String(x.instanceId ?? ''), String(x.publicIp)).toBe('');
+      await cloud.client.ok('ReleaseAddress', { PublicIp: String(x.publicIp) });
+    }
+    const pool = items((await cloud.client.ok('DescribeAddresses', { 'PublicIp.1': 'verbose' })).addressesSet);
+    expect(pool.filter((x) => x.instanceId !== 'nobody').map((x) => `${String(x.publicIp)} ${String(x.instanceId)}`)).toEqual([]);
+    await expectCcAddressesMatchClc();
+    expect(ccAddressMappings().size).toBe(0);
   });
 
   it('and the volumes and snapshots can be ended: once their instances are gone they are deleted, and no target or chunk is left', async () => {
