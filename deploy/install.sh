@@ -130,9 +130,12 @@ ensure_dir() {
   [ "$(stat -c %U:%G "$dir")" = "$owner" ] || { chown "$owner" "$dir"; note "chown $owner $dir"; }
 }
 ensure_dir "$R$etc" 755 root:root
-ensure_dir "$R$state" 750 "$user:$group"
+# On a node, libvirt's QEMU user (libvirt-qemu) must pass through the home to the instances and the image cache:
+# o+x, as the nc would otherwise set at its start (and a later install run would take away again under running guests).
+homemode=$([ "$role" = frontend ] && echo 750 || echo 751)
+ensure_dir "$R$state" "$homemode" "$user:$group"
 for d in keys run log; do ensure_dir "$R$state/$d" "$([ $d = keys ] && echo 700 || echo 750)" "$user:$group"; done
-[ "$role" = frontend ] || ensure_dir "$R$state/instances" 750 root:root
+[ "$role" = frontend ] || ensure_dir "$R$state/instances" 751 root:root
 
 conf="$R$etc/mallee.conf"
 # set_conf FILE KEY VALUE: the key's line becomes KEY="VALUE" (appended when the example has no such key).
