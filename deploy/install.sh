@@ -130,11 +130,12 @@ ensure_dir() {
   [ "$(stat -c %U:%G "$dir")" = "$owner" ] || { chown "$owner" "$dir"; note "chown $owner $dir"; }
 }
 ensure_dir "$R$etc" 755 root:root
-# On a node, libvirt's QEMU user (libvirt-qemu) must pass through the home to the instances and the image cache:
-# o+x, as the nc would otherwise set at its start (and a later install run would take away again under running guests).
-homemode=$([ "$role" = frontend ] && echo 750 || echo 751)
-ensure_dir "$R$state" "$homemode" "$user:$group"
-for d in keys run log; do ensure_dir "$R$state/$d" "$([ $d = keys ] && echo 700 || echo 750)" "$user:$group"; done
+# The home and run/ are o+x (passed through, not listed): on a front end the cc's dnsmasq, which drops to its own
+# user, reads its hosts files under run/dnsmasq (with 750 it answered no guest's DHCP); on a node libvirt's QEMU user
+# (libvirt-qemu) reaches the instances and the image cache (the nc widened it at its start, a later install run
+# narrowed it again under running guests). keys/ stays 700.
+ensure_dir "$R$state" 751 "$user:$group"
+for d in keys run log; do ensure_dir "$R$state/$d" "$(case $d in keys) echo 700 ;; run) echo 751 ;; *) echo 750 ;; esac)" "$user:$group"; done
 [ "$role" = frontend ] || ensure_dir "$R$state/instances" 751 root:root
 
 conf="$R$etc/mallee.conf"

@@ -81,8 +81,8 @@ describe('deploy/install.sh', () => {
     const uid = Number(execFileSync('id', ['-u', USER]).toString());
     expect(statSync(home).uid).toBe(uid);
     expect(statSync(join(home, 'keys')).mode & 0o777).toBe(0o700);
-    // A node's home and instances: QEMU (libvirt-qemu) passes through them to the guests' files, and nothing more.
-    expect([statSync(home).mode & 0o777, statSync(join(home, 'instances')).mode & 0o777]).toEqual([0o751, 0o751]);
+    // Passed through, not listed: by QEMU (libvirt-qemu) to the guests' files, by the cc's dnsmasq to its hosts files.
+    expect([home, join(home, 'run'), join(home, 'instances')].map((d) => statSync(d).mode & 0o777)).toEqual([0o751, 0o751, 0o751]);
     const units = readdirSync(join(root, 'etc/systemd/system')).sort();
     const scBuilt = existsSync(join(repoRoot, 'services/sc/dist/src/main.js'));
     expect(units).toEqual(['mallee-cc.service', 'mallee-clc.service', 'mallee-nc.service', ...(scBuilt ? ['mallee-sc.service'] : []), 'mallee-walrus.service', 'mallee.target']);
