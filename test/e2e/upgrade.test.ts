@@ -1,9 +1,12 @@
 // Rolling upgrade with guests running, proven through an elastic IP (issue 7): the seed topology in
-// network namespaces (helpers/netns.ts, with the sc and its own tgtd on the front end), one real guest
+// network namespaces (helpers/netns.ts, with the sc and its own tgtd on the front end), each host installed
+// first by deploy/install.sh into a root of its own (the front end --role frontend, the node --role node;
+// the daemons run from the installed trees, registration as on separate hosts), one real guest
 // (QEMU/TCG) with an EBS volume holding data and serving its HTTP page through an EIP, and a client in
 // `internet` that GETs the page every 100 ms, each poll a new connection (helpers/http-poller.mjs).
-// Then clc, cc, sc, walrus and nc are restarted one by one onto a newer build: a copy of the built tree
-// at another path whose wire protocol is version N+1 (so upgraded daemons talk to old ones across one
+// Then the newer build is installed on both hosts by its own deploy/install.sh while everything runs (only
+// the files that changed are written), and clc, cc, sc, walrus and nc are restarted one by one onto it: a copy
+// of the built tree at another path whose wire protocol is version N+1 (so upgraded daemons talk to old ones across one
 // version of skew) and whose clc has one more database migration (so a forward migration runs on the
 // start of the new build, under a running cloud). Each restart must keep the guest (same libvirt domain
 // id, no second boot on its console), its volume (attached, the data read back from the iSCSI target with
@@ -45,6 +48,9 @@ async function makeNextTree(dir: string): Promise<number> {
     if (e === '.git' || e === 'test-output' || e === 'test' || e === 'bench') continue;
     await sh(['cp', '-al', join(repoRoot, e), join(dir, e)]);
   }
+  // The image builders are part of an installed tree (`mallee test-image`).
+  mkdirSync(join(dir, 'test'));
+  await sh(['cp', '-al', join(repoRoot, 'test/images'), join(dir, 'test/images')]);
   // Files the new build changes are written anew (never through a hard link into this checkout).
   const protocol = join(dir, 'packages/wire/dist/src/protocol.js');
   const src = readFileSync(protocol, 'utf8');
@@ -109,7 +115,7 @@ beforeAll(async () => {
   const started = Date.now();
   const took: string[] = [];
   const phase = (what: string) => took.push(`${what} ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  t = await buildTopology({ sc: true });
+  t = await buildTopology({ sc: true, install: true });
   phase('cloud up');
   tools = netnsTools(t);
   tools.startGuestControl();
@@ -144,12 +150,23 @@ afterAll(async () => {
 
 describe.skipIf(!canRun)('rolling upgrade: clc, cc, sc, walrus and nc restarted one by one onto a newer build, a guest serving through its EIP all along', () => {
   const order: Svc[] = ['clc', 'cc', 'sc', 'walrus', 'nc'];
+  it('the newer build is installed on the front end and the node by its deploy/install.sh under the running cloud: only the two changed files are written', async () => {
+    const from = Date.now();
+    for (const [root, role] of [[t.roots.frontend, 'frontend'], [t.roots.node1, 'node']] as const) {
+      const r = await sh(['bash', join(nextTree, 'deploy/install.sh'), '--root', root, '--role', role, '--user', 'daemon', '--no-apt', '--no-build'], { timeoutMs: 300_000 });
+      expect(`${r.stdout}${r.stderr}`, `install.sh --role ${role}`).toMatch(/tree: 2 written, 0 removed, \d+ unchanged/);
+    }
+    const g = gapIn(pollLog, from, Date.now());
+    expect([g.polls > 0, g.failedPolls]).toEqual([true, 0]);
+    expect(readFileSync(join(t.roots.frontend, 'opt/mallee/packages/wire/dist/src/protocol.js'), 'utf8')).toContain(`BUILD_WIRE_VERSION = ${nextWire};`);
+  }, 300_000);
+
   for (const svc of order) {
-    it(`${svc}: restarted on the newer build (wire N+1); the guest, its volume and its address stay, the page keeps answering`, async () => {
+    it(`${svc}: restarted on the newer build (wire N+1) as installed; the guest, its volume and its address stay, the page keeps answering`, async () => {
       const before = await netState();
       const from = Date.now();
       await t.stopDaemon(svc, 'SIGTERM');
-      await t.startDaemon(svc, { tree: nextTree });
+      await t.startDaemon(svc);
       await eventually(`every component ENABLED after the ${svc} restart`, allEnabled, 120_000).catch((err: unknown) => {
         throw new Error(`${(err as Error).message}\n${t.logs()}`);
       });
@@ -186,7 +203,7 @@ print(json.dumps([i['State']['Name'], i.get('PublicIpAddress'), [[a['InstanceId'
     await t.exec(t.ns.node, ['ebtables', '-X', chain]);
     await eventually('the page gone with the tap off its bridge', async () => ((await tools.fromInternet(eip)) === undefined ? true : undefined), 10_000);
     const from = Date.now();
-    await t.startDaemon('nc', { tree: nextTree });
+    await t.startDaemon('nc');
     await eventually('the page back after the nc restart', () => tools.fromInternet(eip), 60_000);
     console.log(`upgrade.test.ts: nc start on a node that lost the guest's tap and rules: page back ${Date.now() - from} ms after the start`);
     const link = JSON.parse((await t.exec(t.ns.node, ['ip', '-j', 'link', 'show', tap])).stdout) as { master?: string }[];

@@ -9,6 +9,11 @@
 //                  hosts on one switch do. Each node's libvirtd gets its own host UUID and listens on TCP at its
 //                  private address without authentication (auth_tcp = "none": the test topology's stand-in for
 //                  the TLS a real deployment configures), so one node's libvirtd can migrate a guest to the other's.
+// With `install: true` each host is first installed by deploy/install.sh into a root of its own (--root
+// <dir>/hosts/<host>, its role, no apt, no build; as an operator installs a front end and a node): its
+// daemons run from that root's /opt/mallee, its home is that root's /var/lib/mallee (mallee.conf a link to
+// its /etc/mallee/mallee.conf, which the topology then edits as an operator does), and `mallee` is the
+// front end's installed command.
 // The node's guests must have their taps in <id>-node1, next to its bridges; libvirtd creates taps in
 // its own network namespace, so the node runs its own libvirtd there, in a private mount namespace
 // (its own /run/libvirt, /var/lib/libvirt, /etc/libvirt, /var/log/libvirt, /var/cache/libvirt), and
@@ -77,6 +82,8 @@ export interface Topology {
   feHome: string;
   nodeHome: string;
   libvirtUri: string;
+  /** With `install: true`: each host's root (its /opt/mallee, /etc/mallee, /var/lib/mallee; else empty strings). */
+  roots: { frontend: string; node1: string; node2: string };
   /** With `node2: true`: the second node's namespace, home and libvirtd (else empty strings). */
   node2: { ns: string; home: string; libvirtUri: string };
   /** eucarc variables for clients in the internet namespace (EC2_URL on the front end's public address). */
@@ -140,6 +147,8 @@ export interface TopologyOptions {
   mode?: 'MANAGED' | 'MANAGED-NOVLAN' | 'SYSTEM';
   /** a second node host, <id>-node2 (see the header; MANAGED only) */
   node2?: boolean;
+  /** each host installed by deploy/install.sh into its own root first (see the header) */
+  install?: boolean;
 }
 
 /**
@@ -156,17 +165,35 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
   if (opts.node2) ns.node2 = `${id}-node2`;
   const dir = mkdtempSync(join(tmpdir(), `mallee-net-${id}-`));
   chmodSync(dir, 0o711); // libvirt's QEMU user reaches the node's instance files through it
-  const feHome = join(dir, 'frontend');
-  const nodeHome = join(dir, 'node1');
-  const node2Home = opts.node2 ? join(dir, 'node2') : '';
+  /** An installed host's root (`install: true`): its /opt/mallee, /etc/mallee and /var/lib/mallee. */
+  const hostRoot = (host: 'frontend' | 'node1' | 'node2') => join(dir, 'hosts', host);
+  const homeOf = (host: 'frontend' | 'node1' | 'node2') => (opts.install ? join(hostRoot(host), 'var/lib/mallee') : join(dir, host));
+  if (opts.install) {
+    const hosts: ['frontend' | 'node1' | 'node2', 'frontend' | 'node'][] = [['frontend', 'frontend'], ['node1', 'node'], ...(opts.node2 ? [['node2', 'node'] satisfies ['node2', 'node']] : [])];
+    for (const [host, role] of hosts) {
+      mkdirSync(hostRoot(host), { recursive: true, mode: 0o755 });
+      // An existing unprivileged account stands in for the "mallee" user (a --root install creates none).
+      const r = await sh(['bash', join(repoRoot, 'deploy/install.sh'), '--root', hostRoot(host), '--role', role, '--user', 'daemon', '--no-apt', '--no-build'], { timeoutMs: 300_000, allowFail: true });
+      if (r.code !== 0) {
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`deploy/install.sh --role ${role} for ${host} failed:\n${r.stdout}\n${r.stderr}`);
+      }
+    }
+  }
+  const feHome = homeOf('frontend');
+  const nodeHome = homeOf('node1');
+  const node2Home = opts.node2 ? homeOf('node2') : '';
+  /** The tree a host's daemons run from: its installed /opt/mallee, or this checkout. */
+  const treeOf = (host: 'frontend' | 'node1' | 'node2') => (opts.install ? join(hostRoot(host), 'opt/mallee') : repoRoot);
+  const cli = join(treeOf('frontend'), 'packages/cli/dist/src/main.js');
   const lv = join(nodeHome, 'libvirt-host');
   const lv2 = opts.node2 ? join(node2Home, 'libvirt-host') : '';
   for (const d of [feHome, nodeHome, ...['run', 'lib', 'etc', 'log', 'cache', 'sock'].flatMap((s) => [join(lv, s), ...(lv2 ? [join(lv2, s)] : [])])]) mkdirSync(d, { recursive: true });
   const libvirtUri = `qemu:///system?socket=${join(lv, 'sock', 'libvirt-sock')}`;
   const libvirtUri2 = lv2 ? `qemu:///system?socket=${join(lv2, 'sock', 'libvirt-sock')}` : '';
   /** Where each daemon runs: its home, its namespace, its service directory. */
-  const placeOf = (svc: Daemon) => (svc === 'nc2' ? { home: node2Home, where: ns.node2!, service: 'nc', log: 'nc' }
-    : svc === 'nc' ? { home: nodeHome, where: ns.node, service: 'nc', log: 'nc' } : { home: feHome, where: ns.frontend, service: svc, log: svc });
+  const placeOf = (svc: Daemon) => (svc === 'nc2' ? { home: node2Home, where: ns.node2!, service: 'nc', log: 'nc', tree: treeOf('node2') }
+    : svc === 'nc' ? { home: nodeHome, where: ns.node, service: 'nc', log: 'nc', tree: treeOf('node1') } : { home: feHome, where: ns.frontend, service: svc, log: svc, tree: treeOf('frontend') });
   const pids = new Map<string, number>();
   // The front end's own tgtd (a real front end host has one): a management port no other tgtd on this machine uses.
   let tgtControlPort = 0;
@@ -176,15 +203,17 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
   const exec: Topology['exec'] = (name, argv, o = {}) => sh(['ip', 'netns', 'exec', name, ...argv], o);
 
   const topo: Topology = {
-    id, ns, dir, feHome, nodeHome, libvirtUri, node2: { ns: ns.node2 ?? '', home: node2Home, libvirtUri: libvirtUri2 }, env: {}, ec2Url: '', region: 'mallee', image: { emi: '', eki: '', eri: '' }, tgtControlPort,
+    id, ns, dir, feHome, nodeHome, libvirtUri,
+    roots: opts.install ? { frontend: hostRoot('frontend'), node1: hostRoot('node1'), node2: opts.node2 ? hostRoot('node2') : '' } : { frontend: '', node1: '', node2: '' },
+    node2: { ns: ns.node2 ?? '', home: node2Home, libvirtUri: libvirtUri2 }, env: {}, ec2Url: '', region: 'mallee', image: { emi: '', eki: '', eri: '' }, tgtControlPort,
     exec,
-    mallee: async (args) => (await exec(ns.frontend, [process.execPath, malleeBin, ...args, '--home', feHome], { timeoutMs: 300_000 })).stdout,
+    mallee: async (args) => (await exec(ns.frontend, [process.execPath, opts.install ? cli : malleeBin, ...args, '--home', feHome], { timeoutMs: 300_000 })).stdout,
     startDaemon: async (svc, o = {}) => {
-      const { home, where, service } = placeOf(svc);
+      const { home, where, service, tree } = placeOf(svc);
       rmSync(join(home, 'run', `${service}.url`), { force: true });
       mkdirSync(join(home, 'log'), { recursive: true });
       const log = openSync(join(home, 'log', `${service}.log`), 'a');
-      const main = join(o.tree ?? repoRoot, `services/${service}/dist/src/main.js`);
+      const main = join(o.tree ?? tree, `services/${service}/dist/src/main.js`);
       const child = spawn('ip', ['netns', 'exec', where, process.execPath, main, '--home', home, '--conf', join(home, 'mallee.conf')], {
         detached: true, stdio: ['ignore', log, log], env: { ...process.env, ...o.env },
       });
