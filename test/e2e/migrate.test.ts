@@ -8,15 +8,16 @@
 // answered polls is printed and checked; the guest must not have restarted (its uptime goes on, its console
 // output, carried along, shows one boot), its volume's data must read back from the target with the page
 // cache dropped, the clc's, the cc's and the SC's records must say node2; restarts of the nc and the cc change nothing; `mallee evacuate-node node2` brings
-// it back; the refusals are AWS-style and precise.
+// it back; the refusals are AWS-style and precise. Last, an EBS-backed instance (its root an iSCSI volume, no local
+// root disk) migrates too: its root volume is exported to the destination and reopened there like any attached volume.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repoRoot, sleep } from './helpers/cloud.js';
 import { buildTopology, netnsSuiteCanRun, sh, type Topology } from './helpers/netns.js';
-import { netnsTools, serveWithVolume, type NetnsTools } from './helpers/netns-guests.js';
+import { guestAgentScript, netnsTools, serveWithVolume, type NetnsTools } from './helpers/netns-guests.js';
 import { gapIn, readPolls } from './helpers/polls.js';
 
 const canRun = netnsSuiteCanRun('migrate.test.ts', ['/usr/sbin/dnsmasq', '/usr/sbin/tgtd']);
@@ -46,8 +47,8 @@ async function domState(node: 'node1' | 'node2', id: string): Promise<string> {
 const polls = () => readPolls(pollLog);
 
 /** The guest's uptime in seconds (from /proc/uptime), through its control loop. */
-async function uptime(): Promise<number> {
-  return Number((await tools.inGuest(instanceId, 'cut -d" " -f1 /proc/uptime', 60_000)).trim());
+async function uptime(id = instanceId): Promise<number> {
+  return Number((await tools.inGuest(id, 'cut -d" " -f1 /proc/uptime', 60_000)).trim());
 }
 
 /** `mallee …` in the front end; the exit code and both streams (the command may fail on purpose). */
@@ -74,9 +75,9 @@ function ccCache(id: string): string[] {
   }
 }
 
-async function exportedTo(): Promise<string[]> {
+async function exportedTo(id = volumeId): Promise<string[]> {
   const out = JSON.parse(await t.mallee(['describe-volumes', '--verbose', '--output', 'json'])) as { volumes: { volumeId: string; exportedTo?: string }[] };
-  return (out.volumes.find((v) => v.volumeId === volumeId)?.exportedTo ?? '').split(/[ ,]+/).filter(Boolean).sort();
+  return (out.volumes.find((v) => v.volumeId === id)?.exportedTo ?? '').split(/[ ,]+/).filter(Boolean).sort();
 }
 
 async function describe1(): Promise<{ state: string; privateIp: string; publicIp: string; volumes: string[][] }> {
@@ -230,4 +231,53 @@ describe.skipIf(!canRun)('live migration between the nodes of a cluster, a guest
   it('mallee evacuate-node node2: the instance comes back to node1 the same way', async () => {
     await migrateAndCheck(['evacuate-node', 'node2'], 'node2', 'node1', 'evacuate-node node2 → node1');
   }, 600_000);
+
+  it('an EBS-backed instance (root on an iSCSI volume) migrates live: its uptime goes on, its root volume\'s data reads back on the other node, exported there only', async () => {
+    const { aws } = tools;
+    const volumeState = async (id: string) => ((await aws(['ec2', 'describe-volumes', '--volume-ids', id])).Volumes as { State: string }[])[0]?.State;
+    // The root snapshot: an empty 1 GiB volume's; the image boots the test kernel and initramfs with it as vda.
+    const seed = String((await aws(['ec2', 'create-volume', '--size', '1', '--availability-zone', 'mallee-1a'])).VolumeId);
+    await eventually(`${seed} available`, async () => ((await volumeState(seed)) === 'available' ? true : undefined), 120_000);
+    const snap = String((await aws(['ec2', 'create-snapshot', '--volume-id', seed])).SnapshotId);
+    await eventually(`${snap} completed`, async () => (((await aws(['ec2', 'describe-snapshots', '--snapshot-ids', snap])).Snapshots as { State: string }[])[0]!.State === 'completed' ? true : undefined), 180_000);
+    await aws(['ec2', 'delete-volume', '--volume-id', seed]);
+    const emi = String((await aws(['ec2', 'register-image', '--name', 'migrate-ebs', '--architecture', 'x86_64', '--root-device-name', '/dev/sda1',
+      '--block-device-mappings', `DeviceName=/dev/sda1,Ebs={SnapshotId=${snap}}`, '--kernel-id', t.image.eki, '--ramdisk-id', t.image.eri])).ImageId);
+    writeFileSync(join(t.dir, 'user-data-ebs.sh'), guestAgentScript('mallee-migrate-ebs'));
+    const id = ((await aws(['ec2', 'run-instances', '--image-id', emi, '--instance-type', 't1.micro', '--user-data', `file://${join(t.dir, 'user-data-ebs.sh')}`])).Instances as { InstanceId: string }[])[0]!.InstanceId;
+    await eventually(`${id} polling the control server`, async () => (tools.polling(id) ? true : undefined), 240_000);
+    const described = ((await aws(['ec2', 'describe-instances', '--instance-ids', id])).Reservations as { Instances: { RootDeviceType: string; BlockDeviceMappings: { DeviceName: string; Ebs: { VolumeId: string } }[] }[] }[])[0]!.Instances[0]!;
+    expect(described.RootDeviceType).toBe('ebs');
+    const root = described.BlockDeviceMappings.find((m) => m.DeviceName === '/dev/sda1')!.Ebs.VolumeId;
+    const from = clcNode(id) as 'node1' | 'node2';
+    const to = from === 'node1' ? 'node2' : 'node1';
+    // 4 MiB of data on the root volume itself (vda; this guest runs from its initramfs), past its first 8 MiB.
+    const sum = (await tools.inGuest(id, 'dd if=/dev/urandom of=/tmp/d bs=1M count=4 2>/dev/null; dd if=/tmp/d of=/dev/vda bs=1M seek=8 oflag=direct conv=fsync 2>/dev/null; md5sum < /tmp/d | cut -c1-32', 60_000)).trim();
+    expect(sum).toMatch(/^[0-9a-f]{32}$/);
+    const before = await uptime(id);
+    const started = Date.now();
+    const r = await malleeResult(['migrate-instance', id, '--dest', to, '--output', 'json']);
+    const took = Date.now() - started;
+    expect(r.code, `${r.stderr}\n${t.logs()}`).toBe(0);
+    const m = (JSON.parse(r.stdout) as { instanceId: string; source: string; dest: string; ms: number; volumes: string[] }[])[0]!;
+    expect([m.instanceId, m.source, m.dest, m.volumes]).toEqual([id, from, to, [root]]);
+    report.push(`EBS-backed ${from} → ${to}: ${(took / 1000).toFixed(1)} s for the command (migration ${(m.ms / 1000).toFixed(1)} s)`);
+    console.log(`migrate.test.ts: ${report[report.length - 1]}`);
+    expect(await domState(to, id)).toBe('running');
+    expect(await domains(from)).not.toContain(id);
+    // No root disk file anywhere: the root is the volume on both sides.
+    expect(existsSync(join(homeOf(to), 'instances', id, 'root.qcow2'))).toBe(false);
+    expect(await uptime(id)).toBeGreaterThan(before + took / 1000 - 1);
+    expect(clcNode(id)).toBe(to);
+    // Read back past the guest's page cache, through the destination's own export; a new write lands.
+    const back = await tools.inGuest(id, 'dd if=/dev/vda bs=1M skip=8 count=4 iflag=direct 2>/dev/null | md5sum | cut -c1-32; dd if=/dev/urandom of=/dev/vda bs=1M seek=16 count=1 oflag=direct conv=fsync 2>/dev/null && echo wrote', 60_000);
+    expect(back.trim().split('\n')).toEqual([sum, 'wrote']);
+    const host = to === 'node1' ? '10.99.0.2' : '10.99.0.3';
+    await eventually(`the root volume exported to ${host} only`, async () => (JSON.stringify(await exportedTo(root)) === JSON.stringify([host]) ? true : undefined), 30_000);
+    // Ended: terminated, its root volume deleted with it (DeleteOnTermination); the image and snapshot are the test's.
+    await aws(['ec2', 'terminate-instances', '--instance-ids', id]);
+    await eventually(`${root} deleted with ${id}`, async () => ((await aws(['ec2', 'describe-volumes', '--filters', `Name=volume-id,Values=${root}`])).Volumes as unknown[]).length === 0 ? true : undefined, 120_000);
+    await aws(['ec2', 'deregister-image', '--image-id', emi]);
+    await aws(['ec2', 'delete-snapshot', '--snapshot-id', snap]);
+  }, 900_000);
 });

@@ -60,7 +60,7 @@ async function migrateOne(d: MigrationDeps, row: InstanceRow, asked?: string): P
   const { db } = d;
   const id = row.instance_id;
   if (row.state !== 'running') throw new WireError('IncorrectInstanceState', `instance ${id} is ${row.state}; only a running instance can be migrated`, 409);
-  if (row.root_device_type === 'ebs') throw new WireError('UnsupportedOperation', `instance ${id} boots from an EBS volume; live migration moves instance-store instances only (stop it and start it instead)`);
+  // An EBS-backed instance's root volume is one of its attachments: exported to the destination and reopened there as the others.
   const zone = row.zone;
   if (!d.clusters.get(zone)) throw new WireError('IncorrectState', `the cluster of zone ${zone} is not registered`, 409);
   const { instances } = await d.clusters.client(zone).call(cc.DescribeInstances, { instanceIds: [id] });

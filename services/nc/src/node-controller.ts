@@ -511,12 +511,11 @@ export class NodeController {
     return t;
   }
 
-  /** The launch as this node ran it, for the destination to prepare (a running instance-store instance only). */
+  /** The launch as this node ran it, for the destination to prepare (a running instance; an EBS-backed one's root volume is reopened there like its other volumes). */
   migrationSource(instanceId: string): { spec: InstanceSpec; launchTime: string } {
     this.migrationDriver();
     const t = this.migratable(instanceId);
     if (!t.spec) throw new WireError('IncorrectInstanceState', `instance ${instanceId} has no launch record on this node (found on the host without one); it cannot be migrated`, 409);
-    if (bootsFromVolume(t.spec)) throw new WireError('UnsupportedOperation', `instance ${instanceId} boots from an EBS volume; live migration moves instance-store instances only`, 400);
     return { spec: t.spec, launchTime: t.launchTime };
   }
 
