@@ -33,6 +33,13 @@ export const configSchema = z.object({
   MAX_MEM: z.coerce.number().int().nonnegative().default(0),
   MAX_DISK: z.coerce.number().int().nonnegative().default(0),
   SCHEDPOLICY: z.enum(['GREEDY', 'ROUNDROBIN', 'POWERSAVE']).default('GREEDY'),
+  /**
+   * Live migration (the cc's): the destination node's libvirtd as the source node's libvirtd reaches it, {host}
+   * the destination's registered address — qemu+tcp (libvirtd listen_tcp, on a private link only), qemu+tls
+   * (listen_tls with certificates) or qemu+ssh://root@{host}/system.
+   */
+  MIGRATE_LIBVIRT_URI: z.string().default('qemu+tcp://{host}/system')
+    .refine((u) => u.includes('{host}') && /^qemu(\+[a-z]+)?:\/\//.test(u), 'a libvirt URI such as qemu+tls://{host}/system, with {host} for the destination node'),
   HYPERVISOR: z.enum(['simulated', 'libvirt', 'kvm', 'qemu']).default('libvirt'),
   /** Simulated hypervisor: milliseconds from ncRunInstance until the guest is running. */
   SIM_BOOT_DELAY: z.coerce.number().int().nonnegative().default(500),

@@ -23,6 +23,8 @@ export interface ClusterOptions {
   currentPolicy?: () => Promise<SchedPolicy>;
   /** The cluster's key (keys/cloud.key): opens the CHAP secrets of an EBS-backed launch, re-sealed for its node. */
   cloudKey?: () => string | undefined;
+  /** Live migration: the destination's libvirtd as the source's reaches it, {host} its address (MIGRATE_LIBVIRT_URI). */
+  migrateLibvirtUri?: string;
 }
 
 /** Resources promised to a launch the node may not have counted yet. */
@@ -492,7 +494,8 @@ export class Cluster {
       const host = new URL(dest.record.url).hostname.replace(/^\[|\]$/g, '');
       let moved: Res<typeof nc.ncMigrateInstance>;
       try {
-        moved = await source.client.call(nc.ncMigrateInstance, { instanceId: id, libvirtUri: `qemu+tcp://${host}/system`, migrateUri: `tcp://${host}`, destination }, { timeoutMs: 900_000 });
+        const libvirtUri = (this.o.migrateLibvirtUri ?? 'qemu+tcp://{host}/system').split('{host}').join(host.includes(':') ? `[${host}]` : host);
+        moved = await source.client.call(nc.ncMigrateInstance, { instanceId: id, libvirtUri, migrateUri: `tcp://${host.includes(':') ? `[${host}]` : host}`, destination }, { timeoutMs: 900_000 });
       } catch (err) {
         await dest.client.call(nc.ncFinishMigration, { instanceId: id, succeeded: false }, { timeoutMs: 60_000 }).catch((e: unknown) => this.o.log.warn({ err: e, instanceId: id }, 'could not tell the destination the migration failed'));
         throw err;

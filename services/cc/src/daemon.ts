@@ -58,6 +58,7 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     registry: new NodeRegistry(db), policy: config.SCHEDPOLICY, pollIntervalMs: config.POLL_INTERVAL * 1000, log, network,
     currentPolicy: () => properties.get(clusterProperties.schedulingPolicy),
     cloudKey: () => readKeyFile(keyFile),
+    migrateLibvirtUri: config.MIGRATE_LIBVIRT_URI,
   });
   const app = buildServer({ logger: log, cluster, network, keyFor: (from) => (from === CC_CALLER ? readKeyFile(keyFile) : undefined) });
   let url: string;

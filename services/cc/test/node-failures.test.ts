@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { WireError, cc, handler, nc, wire, type NodeInstance } from '@mallee/wire';
+import { WireError, cc, handler, nc, wire, type InstanceSpec, type NodeInstance } from '@mallee/wire';
 import { cleanup, m1small, specs, startCc, startNc } from './harness.js';
 
 const fakes: FastifyInstance[] = [];
@@ -72,5 +72,52 @@ describe('cluster controller when nodes misbehave', () => {
     await n.start();
     await ccd.pollNow();
     expect((await ccd.client.call(cc.TerminateInstances, { instanceIds: [s!.instanceId], force: false })).instances[0]).toMatchObject({ state: 'shutting-down' });
+  });
+});
+
+/**
+ * A stand-in node for live migration (the real two-node path runs in test/e2e/migrate.test.ts with libvirt): it
+ * runs `running` (the source) or nothing, and records the ncMigrateInstance it is asked for.
+ */
+async function migratingNode(running: InstanceSpec[]): Promise<{ url: string; setKey(k: string): void; asked: { libvirtUri: string; migrateUri: string }[] }> {
+  let key: string | undefined;
+  const asked: { libvirtUri: string; migrateUri: string }[] = [];
+  const app = Fastify();
+  const room = { max: 64, available: 64 };
+  const launchTime = new Date().toISOString();
+  const instances = (): NodeInstance[] => running.map((s) => ({ instanceId: s.instanceId, reservationId: s.reservationId, ownerId: s.ownerId, imageId: s.imageId, state: 'running', vmType: s.vmType, launchTime }));
+  await app.register(wire, {
+    keyFor: (from) => (from === 'cc' ? key : undefined),
+    handlers: [
+      handler(nc.ncDescribeResource, () => ({ status: 'enabled' as const, hypervisor: 'fake', cores: room, memoryMiB: { max: 65536, available: 65536 }, diskGiB: room })),
+      handler(nc.ncDescribeInstances, () => ({ instances: instances() })),
+      handler(nc.ncMigrationSource, (req) => ({ spec: running.find((s) => s.instanceId === req.instanceId)!, launchTime })),
+      handler(nc.ncPrepareMigration, () => ({ destination: { instanceDir: '/nowhere', owner: 'fake', disks: [] } })),
+      handler(nc.ncMigrateInstance, (req) => {
+        asked.push({ libvirtUri: req.libvirtUri, migrateUri: req.migrateUri });
+        running.splice(0);
+        return { instanceId: req.instanceId, ms: 1 };
+      }),
+      handler(nc.ncFinishMigration, () => ({})),
+    ],
+  });
+  fakes.push(app);
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { url, setKey: (k) => (key = k), asked };
+}
+
+describe('live migration as the cc asks for it', () => {
+  it('the source node is told the destination libvirtd by MIGRATE_LIBVIRT_URI, {host} the destination\'s registered address', async () => {
+    const ccd = await startCc({ MIGRATE_LIBVIRT_URI: 'qemu+tls://{host}/system?no_verify=0' });
+    const [spec] = specs(1);
+    const source = await migratingNode([spec!]);
+    const dest = await migratingNode([]);
+    source.setKey((await ccd.client.call(cc.RegisterNode, { node: 'src', url: source.url })).key);
+    // The destination registered by name: {host} is the host of its registered URL.
+    dest.setKey((await ccd.client.call(cc.RegisterNode, { node: 'dst', url: dest.url.replace('127.0.0.1', 'localhost') })).key);
+    await ccd.pollNow();
+    const res = await ccd.client.call(cc.MigrateInstance, { instanceId: spec!.instanceId, dest: 'dst', volumes: [] });
+    expect([res.source, res.dest]).toEqual(['src', 'dst']);
+    expect(source.asked).toEqual([{ libvirtUri: 'qemu+tls://localhost/system?no_verify=0', migrateUri: 'tcp://localhost' }]);
   });
 });

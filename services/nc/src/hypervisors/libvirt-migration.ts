@@ -10,7 +10,7 @@
 //   overlay's own clusters and the swap/ephemeral contents over NBD while the guest runs, then its memory,
 //   and the guest resumes on the destination. The iSCSI disks are not copied: the destination's QEMU
 //   opens the same volume through its own export. Same tap name, same bridge name, same MAC there.
-// The source libvirtd must reach the destination's (qemu+tcp here; TLS or ssh in a real deployment: see
+// The source libvirtd must reach the destination's (the cc's MIGRATE_LIBVIRT_URI: qemu+tcp here, TLS or ssh in a real deployment: see
 // DESIGN.md) and the destination's QEMU must accept the migration stream and NBD on its private address.
 import { execFile } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
