@@ -1,12 +1,12 @@
 // Starting and stopping the CC: node registry, polling, wire server, run files. Used by main.ts,
 // the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { clcUrlOf, type MalleeConfig } from '@mallee/config';
 import { clcPropertyReader, clusterProperties } from '@mallee/properties';
 import { openDatabase } from '@mallee/store';
-import { readKeyFile } from '@mallee/wire';
+import { readKeyFile, writeRunFile } from '@mallee/wire';
 import { Cluster } from './cluster.js';
 import { CC_CALLER } from './handlers.js';
 import { networkMigrations, NetworkManager } from './net/manager.js';
@@ -73,8 +73,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     throw err;
   }
   cluster.start();
-  writeFileSync(join(runDir, 'cc.url'), url + '\n');
-  writeFileSync(join(runDir, 'cc.pid'), `${process.pid}\n`);
+  writeRunFile(join(runDir, 'cc.pid'), String(process.pid));
+  writeRunFile(join(runDir, 'cc.url'), url);
   log.info({ url, home, policy: config.SCHEDPOLICY, zone: config.ZONE }, 'cluster controller listening');
 
   let closing: Promise<void> | undefined;

@@ -1,13 +1,13 @@
 // Starting and stopping the clc: database, admin account and keys, cluster poller, HTTP server and
 // run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { cloudProperties } from '@mallee/properties';
 import { openDaemonDatabase, type Db } from '@mallee/store';
 import { DaemonMetrics } from '@mallee/telemetry';
-import { admin, generateKey, readKeyFile, walrus, writeKeyFile } from '@mallee/wire';
+import { admin, generateKey, readKeyFile, walrus, writeKeyFile, writeRunFile } from '@mallee/wire';
 import { credentialLookup, ensureAdminAccount, walrusCredential } from './accounts.js';
 import { accountCertificates, ensureCloudCa } from './certificates.js';
 import { coreActions, type Clc } from './actions/index.js';
@@ -150,8 +150,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   const storageTimer = setInterval(() => void storagePoller.pollAll(), config.POLL_INTERVAL * 1000);
   storageTimer.unref();
   void storagePoller.pollAll();
-  writeFileSync(join(runDir, 'clc.url'), url + '\n');
-  writeFileSync(join(runDir, 'clc.pid'), `${process.pid}\n`);
+  writeRunFile(join(runDir, 'clc.pid'), String(process.pid));
+  writeRunFile(join(runDir, 'clc.url'), url);
   log.info({ url, home, region: config.REGION }, 'cloud controller listening');
 
   let closing: Promise<void> | undefined;

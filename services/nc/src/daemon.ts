@@ -1,11 +1,11 @@
 // Starting and stopping the NC: driver, reconciliation, wire server, run files. Used by main.ts,
 // the all-in-one launcher and the tests (in-process, port 0).
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { MalleeConfig } from '@mallee/config';
 import { openDatabase } from '@mallee/store';
-import { openSecret, readKeyFile } from '@mallee/wire';
+import { openSecret, readKeyFile, writeRunFile } from '@mallee/wire';
 import { loadHypervisor } from './hypervisors/index.js';
 import { LaunchRecords, migrations } from './launch-records.js';
 import { HostNetwork } from './net/host-network.js';
@@ -66,8 +66,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
   let url: string;
   try {
     url = await app.listen({ port: opts.port ?? config.NC_PORT, host: config.BIND_ADDRESS });
-    writeFileSync(join(runDir, 'nc.url'), url + '\n');
-    writeFileSync(join(runDir, 'nc.pid'), `${process.pid}\n`);
+    writeRunFile(join(runDir, 'nc.pid'), String(process.pid));
+    writeRunFile(join(runDir, 'nc.url'), url);
     log.info({ url, home }, 'node controller listening; starting the hypervisor');
     const t0 = Date.now();
     starting = 'initialising the hypervisor';

@@ -1,13 +1,13 @@
 // Starting and stopping the SC: database, backend probe, tgtd and snapshot recovery, wire server, run
 // files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { clcUrlOf, type MalleeConfig } from '@mallee/config';
 import { clcPropertyReader, storageProperties } from '@mallee/properties';
 import { openDaemonDatabase, type Db } from '@mallee/store';
-import { readKeyFile, sc } from '@mallee/wire';
+import { readKeyFile, sc, writeRunFile } from '@mallee/wire';
 import { createBackend } from './backends/index.js';
 import { ChunkStore } from './chunks.js';
 import { Exports } from './exports.js';
@@ -126,8 +126,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     snapshotsRecovered = await recover(() => controller.recoverSnapshots(), 'snapshot recovery');
   })();
   timer.unref();
-  writeFileSync(join(runDir, 'sc.url'), url + '\n');
-  writeFileSync(join(runDir, 'sc.pid'), `${process.pid}\n`);
+  writeRunFile(join(runDir, 'sc.pid'), String(process.pid));
+  writeRunFile(join(runDir, 'sc.url'), url);
   log.info({ url, home, backend: backend.name, prefix, zone: config.ZONE }, 'storage controller listening');
 
   let closing: Promise<void> | undefined;

@@ -1,6 +1,6 @@
 // Starting and stopping Walrus: walrus.sqlite, the object store (with crash recovery), the S3
 // endpoint, run files. Used by main.ts, the all-in-one launcher and the tests (in-process, port 0).
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pino, type Logger } from 'pino';
@@ -8,7 +8,7 @@ import type { CredentialLookup } from '@mallee/aws-protocol';
 import { clcUrlOf, type MalleeConfig } from '@mallee/config';
 import { openDaemonDatabase } from '@mallee/store';
 import { clcPropertyReader, walrusProperties } from '@mallee/properties';
-import { readKeyFile, walrus } from '@mallee/wire';
+import { readKeyFile, walrus, writeRunFile } from '@mallee/wire';
 import { cachedLookup, clcLookup } from './credentials.js';
 import { DecryptedImageCache } from './images/decrypt.js';
 import { clcCertificates, imageLinkHandlers, manifestVerifier, type CertificateSource } from './images/link.js';
@@ -120,8 +120,8 @@ export async function startDaemon(opts: StartOptions): Promise<RunningDaemon> {
     db.close();
     throw err;
   }
-  writeFileSync(join(runDir, 'walrus.url'), url + '\n');
-  writeFileSync(join(runDir, 'walrus.pid'), `${process.pid}\n`);
+  writeRunFile(join(runDir, 'walrus.pid'), String(process.pid));
+  writeRunFile(join(runDir, 'walrus.url'), url);
   log.info({ url, home }, 'walrus listening');
 
   let closing: Promise<void> | undefined;
