@@ -37,6 +37,8 @@ const LOST_AFTER_POLLS = 3;
 const STALE_LAUNCH_MS = 10_000;
 /** Polls in a row the cc must report an instance the clc has as terminated before the clc terminates it there again. */
 const ZOMBIE_AFTER_POLLS = 2;
+/** How long a discarded launch is remembered once its cc no longer runs it (a cc down longer than this keeps it unknown). */
+const DISCARD_KEEP_MS = 24 * 3600_000;
 
 export class ClusterPoller {
   private timer: NodeJS.Timeout | undefined;
@@ -219,9 +221,11 @@ export class ClusterPoller {
   /**
    * Instances the cc runs that the clc does not have as live. One the clc has as terminated (it was lost and given up
    * on, or its launch was written off) is terminated at the cc once two polls in a row show it: EC2 never brings a
-   * terminated instance back, and its addresses may already be another's. One the clc has no record of at all (a clc
-   * restored from an older backup) is not touched: it is logged once and counted (`mallee_clc_unknown_instances`),
-   * for the admin to look at; its owner may still be using it.
+   * terminated instance back, and its addresses may already be another's. One whose launch RunInstances discarded
+   * (`discarded_launches`: the cc failed or was killed mid-launch, and was down when told to drop it) is terminated
+   * at once: nobody was ever told it exists. One the clc has no record of at all (a clc restored from an older
+   * backup) is not touched: it is logged once and counted (`mallee_clc_unknown_instances`), for the admin to look
+   * at; its owner may still be using it.
    */
   private async settleOrphans(zone: string, reports: CcInstance[]): Promise<void> {
     const { db, clusters, log, dispatcher } = this.o;
@@ -233,8 +237,20 @@ export class ClusterPoller {
     const zombies: string[] = [];
     const unknown = new Set<string>();
     const seen = new Set<string>();
+    const notKnown = live.filter((r) => !rows.has(r.instanceId)).map((r) => r.instanceId);
+    const discarded = new Set(notKnown.length
+      ? db.prepare('SELECT instance_id FROM discarded_launches WHERE instance_id IN (SELECT value FROM json_each(?))').pluck().all(JSON.stringify(notKnown)) as string[]
+      : []);
+    // Discarded launches the cc no longer runs (gone, or terminated) are forgotten after a while.
+    const reported = reports.filter((r) => r.state === 'pending' || r.state === 'running').map((r) => r.instanceId);
+    db.prepare('DELETE FROM discarded_launches WHERE zone = ? AND discarded_at < ? AND instance_id NOT IN (SELECT value FROM json_each(?))')
+      .run(zone, new Date(Date.now() - DISCARD_KEEP_MS).toISOString(), JSON.stringify(reported));
     for (const r of live) {
       const state = rows.get(r.instanceId);
+      if (state === undefined && discarded.has(r.instanceId)) {
+        zombies.push(r.instanceId);
+        continue;
+      }
       if (state === undefined) {
         unknown.add(r.instanceId);
         if (!this.unknown.get(zone)?.has(r.instanceId)) {
@@ -252,7 +268,7 @@ export class ClusterPoller {
     if (unknown.size) this.unknown.set(zone, unknown);
     else this.unknown.delete(zone);
     if (!zombies.length) return;
-    log.warn({ zone, instanceIds: zombies }, 'the cluster still runs instances this clc has as terminated; terminating them there');
+    log.warn({ zone, instanceIds: zombies }, 'the cluster still runs instances this clc has as terminated or whose launch it discarded; terminating them there');
     try {
       await clusters.client(zone).call(cc.TerminateInstances, { instanceIds: zombies, force: false });
       for (const id of zombies) this.zombiePolls.delete(id);

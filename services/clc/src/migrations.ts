@@ -151,5 +151,21 @@ export const walrusMigration: Migration = {
   `,
 };
 
+/**
+ * Launches RunInstances gave up on (their rows deleted): a cc that was unreachable when the clc told it to drop them
+ * may still have started them, and the cluster poller terminates one it finds running.
+ */
+export const discardedLaunchesMigration: Migration = {
+  id: 9,
+  name: 'discarded launches',
+  up: `
+    CREATE TABLE discarded_launches (
+      instance_id  TEXT PRIMARY KEY,
+      zone         TEXT NOT NULL,
+      discarded_at TEXT NOT NULL
+    );
+  `,
+};
+
 /** Every migration of the clc database, in order. */
-export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration, storageMigration, networkMigration, bootVolumesMigration, volumeClientTokenMigration];
+export const clcMigrations: Migration[] = [coreMigration, resourcesMigration, propertiesMigration, walrusMigration, storageMigration, networkMigration, bootVolumesMigration, volumeClientTokenMigration, discardedLaunchesMigration];

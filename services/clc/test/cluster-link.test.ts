@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { clcMigrations } from '../src/migrations.js';
 import { insertReservation, type NewInstance } from '../src/instances.js';
 import { instancesOf, items, startFakeCloud, type TestCloud } from './harness.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { FakeCc } from './fake-cc.js';
 
 let cloud: TestCloud & { cc: FakeCc };
@@ -217,6 +218,27 @@ describe('orphans: instances a cluster runs that the clc does not have as live',
     cloud.cc.instances.delete(id!);
     await cloud.poll();
     expect(terminationsOf(id!)).toBe(1);
+  });
+
+  it('one whose launch RunInstances discarded (the cc died after placing it, and was down when told to drop it) is terminated at the cc once it is seen', async () => {
+    cloud.cc.dieAfterPlacing = true;
+    const res = await cloud.ec2.call('RunInstances', { ImageId: image, MinCount: 1, MaxCount: 1 });
+    expect([res.status, res.code]).toEqual([500, 'InsufficientInstanceCapacity']);
+    // The launch left nothing visible; the cc (it placed it before it died) holds it, and the clc remembers it.
+    expect(await describeAll()).toEqual([]);
+    const [id] = [...cloud.cc.instances.keys()];
+    expect(cloud.clc.db.prepare('SELECT instance_id FROM discarded_launches').pluck().all()).toEqual([id]);
+    // The clc's TerminateInstances right after the failure reached a cc that was down (the fake counts it, failed).
+    await sleep(200);
+    expect(terminationsOf(id!)).toBe(1);
+    // The cc comes back running it: a guest nobody was told of. It goes at the first poll that sees it.
+    cloud.cc.down = false;
+    cloud.cc.instances.get(id!)!.state = 'running';
+    await cloud.poll();
+    expect(terminationsOf(id!)).toBe(2);
+    expect(cloud.cc.instances.get(id!)!.state).toBe('shutting-down');
+    expect(await describeAll()).toEqual([]);
+    expect(await metric('mallee_clc_unknown_instances')).toEqual([]);
   });
 
   it('one the clc has no record of is left running, logged and counted in mallee_clc_unknown_instances', async () => {

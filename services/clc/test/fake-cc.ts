@@ -19,6 +19,8 @@ export class FakeCc {
   beforeDescribe: (() => Promise<void>) | undefined;
   /** Set to make ThawInstance fail (the cc or node went away while the guest was held). */
   thawDown = false;
+  /** Set to have the next RunInstances place its instances and then fail, the cc down from then (killed before it answered). */
+  dieAfterPlacing = false;
   /** Volumes attached but not reported yet (the cc's view of its nodes lags behind them). */
   readonly unreported = new Set<string>();
   key = generateKey();
@@ -47,6 +49,11 @@ export class FakeCc {
           if (known + fits < req.minCount) throw new WireError('InsufficientInstanceCapacity', `only ${known + fits} of ${req.minCount} fit`, 500);
           for (const spec of fresh.slice(0, fits)) this.instances.set(spec.instanceId, { spec, state: 'pending', node: 'node1' });
           this.capacity -= fits;
+          if (this.dieAfterPlacing) {
+            this.dieAfterPlacing = false;
+            this.down = true;
+            throw new WireError('ServiceUnavailable', 'fake cc died after placing the launch', 503);
+          }
           return { placed: req.instances.filter((i) => this.instances.has(i.instanceId)).map((i) => ({ instanceId: i.instanceId, node: 'node1' })) };
         }),
         handler(cc.TerminateInstances, (req) => {

@@ -186,8 +186,15 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
 
   let placed: Set<string>;
   const discard = (ids: string[]) => {
+    if (!ids.length) return;
     // Root volumes made for instances that never were go with them (the storage poller deletes them).
     if (rootVolumeIds.length) db.prepare('UPDATE volume_attachments SET delete_on_termination = 1 WHERE instance_id IN (SELECT value FROM json_each(?))').run(JSON.stringify(ids));
+    // Remembered before the rows go: a cc that acted before failing, and is down when told to drop them, may run them
+    // later; the cluster poller terminates those (it leaves alone instances the clc never knew).
+    const remember = db.prepare('INSERT INTO discarded_launches (instance_id, zone, discarded_at) VALUES (?, ?, ?) ON CONFLICT (instance_id) DO NOTHING');
+    db.transaction(() => {
+      for (const id of ids) remember.run(id, zone, new Date().toISOString());
+    })();
     deleteInstances(db, ids);
   };
   try {
