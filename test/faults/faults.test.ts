@@ -29,7 +29,7 @@ import { eventually, freePortBase, sleep, startCloud, type Cloud } from '../e2e/
 import { registerTestImage } from '../e2e/helpers/images.js';
 import { scTargetsOf, snapshotStoreOf } from '../e2e/helpers/ebs.js';
 
-const OPS = Number(process.env.MALLEE_FAULT_OPS ?? 400);
+const OPS = Number(process.env.MALLEE_FAULT_OPS ?? 1000);
 const SEED = Number(process.env.MALLEE_FAULT_SEED ?? 8);
 
 /** A small seeded PRNG (mulberry32): the same seed gives the same workload and kill points. */
