@@ -116,11 +116,10 @@ export class Cluster {
    * Deregister and register again to issue a new key at the same url.
    */
   registerNode(node: string, url: string): { node: string; key: string } {
-    const known = this.o.registry.all().find((n) => n.name === node && n.url === url);
-    const rec = known ?? this.o.registry.upsert(node, url, generateKey());
     const existing = this.links.get(node);
-    if (existing && existing.record.url === url) existing.record = rec;
-    else {
+    // Known at this url: its record (and key) stays.
+    const rec = existing && existing.record.url === url ? existing.record : this.o.registry.upsert(node, url, generateKey());
+    if (rec !== existing?.record) {
       // A node that moved keeps its last known instances until it answers at the new address.
       const link = new NodeLink(rec, this.timeoutMs);
       if (existing) link.restore([...existing.instances()]);
@@ -491,11 +490,12 @@ export class Cluster {
       const { destination } = await dest.client.call(nc.ncPrepareMigration, { spec, launchTime, volumes }, { timeoutMs: 600_000 }).catch((err: unknown) => {
         throw this.unsupported(err, dest.name);
       });
-      const host = new URL(dest.record.url).hostname.replace(/^\[|\]$/g, '');
+      // As a URL has it: an IPv6 address keeps its brackets.
+      const host = new URL(dest.record.url).hostname;
       let moved: Res<typeof nc.ncMigrateInstance>;
       try {
-        const libvirtUri = (this.o.migrateLibvirtUri ?? 'qemu+tcp://{host}/system').split('{host}').join(host.includes(':') ? `[${host}]` : host);
-        moved = await source.client.call(nc.ncMigrateInstance, { instanceId: id, libvirtUri, migrateUri: `tcp://${host.includes(':') ? `[${host}]` : host}`, destination }, { timeoutMs: 900_000 });
+        const libvirtUri = (this.o.migrateLibvirtUri ?? 'qemu+tcp://{host}/system').split('{host}').join(host);
+        moved = await source.client.call(nc.ncMigrateInstance, { instanceId: id, libvirtUri, migrateUri: `tcp://${host}`, destination }, { timeoutMs: 900_000 });
       } catch (err) {
         await dest.client.call(nc.ncFinishMigration, { instanceId: id, succeeded: false }, { timeoutMs: 60_000 }).catch((e: unknown) => this.o.log.warn({ err: e, instanceId: id }, 'could not tell the destination the migration failed'));
         throw err;

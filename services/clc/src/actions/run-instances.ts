@@ -192,8 +192,9 @@ export async function runInstances(clc: Clc, input: RunInstancesInput, ctx: Pick
     // Remembered before the rows go: a cc that acted before failing, and is down when told to drop them, may run them
     // later; the cluster poller terminates those (it leaves alone instances the clc never knew).
     const remember = db.prepare('INSERT INTO discarded_launches (instance_id, zone, discarded_at) VALUES (?, ?, ?) ON CONFLICT (instance_id) DO NOTHING');
+    const at = new Date().toISOString();
     db.transaction(() => {
-      for (const id of ids) remember.run(id, zone, new Date().toISOString());
+      for (const id of ids) remember.run(id, zone, at);
     })();
     deleteInstances(db, ids);
   };
