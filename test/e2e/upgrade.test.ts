@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, repoRoot, sleep } from './helpers/cloud.js';
-import { ADDR, buildTopology, netnsSuiteCanRun, sh, type Svc, type Topology } from './helpers/netns.js';
+import { ADDR, buildTopology, installHost, netnsSuiteCanRun, sh, type Svc, type Topology } from './helpers/netns.js';
 import { netnsTools, serveWithVolume, type NetnsTools } from './helpers/netns-guests.js';
 import { gapIn, readPolls } from './helpers/polls.js';
 
@@ -153,7 +153,8 @@ describe.skipIf(!canRun)('rolling upgrade: clc, cc, sc, walrus and nc restarted 
   it('the newer build is installed on the front end and the node by its deploy/install.sh under the running cloud: only the two changed files are written', async () => {
     const from = Date.now();
     for (const [root, role] of [[t.roots.frontend, 'frontend'], [t.roots.node1, 'node']] as const) {
-      const r = await sh(['bash', join(nextTree, 'deploy/install.sh'), '--root', root, '--role', role, '--user', 'daemon', '--no-apt', '--no-build'], { timeoutMs: 300_000 });
+      const r = await installHost(nextTree, root, role);
+      expect(r.code, `install.sh --role ${role}: ${r.stderr}`).toBe(0);
       expect(`${r.stdout}${r.stderr}`, `install.sh --role ${role}`).toMatch(/tree: 2 written, 0 removed, \d+ unchanged/);
     }
     const g = gapIn(pollLog, from, Date.now());

@@ -52,6 +52,14 @@ export async function sh(argv: string[], opts: { input?: string; timeoutMs?: num
   }
 }
 
+/**
+ * deploy/install.sh of `tree` into a host's root (--root, a role, no apt, no build): a fresh install, or an upgrade
+ * of one. An existing unprivileged account stands in for the "mallee" user (a --root install creates none).
+ */
+export function installHost(tree: string, root: string, role: 'frontend' | 'node'): Promise<{ stdout: string; stderr: string; code: number }> {
+  return sh(['bash', join(tree, 'deploy/install.sh'), '--root', root, '--role', role, '--user', 'daemon', '--no-apt', '--no-build'], { timeoutMs: 300_000, allowFail: true });
+}
+
 export const ADDR = {
   frontendPublic: '198.51.100.1',
   internet: '198.51.100.2',
@@ -172,8 +180,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
     const hosts: ['frontend' | 'node1' | 'node2', 'frontend' | 'node'][] = [['frontend', 'frontend'], ['node1', 'node'], ...(opts.node2 ? [['node2', 'node'] satisfies ['node2', 'node']] : [])];
     for (const [host, role] of hosts) {
       mkdirSync(hostRoot(host), { recursive: true, mode: 0o755 });
-      // An existing unprivileged account stands in for the "mallee" user (a --root install creates none).
-      const r = await sh(['bash', join(repoRoot, 'deploy/install.sh'), '--root', hostRoot(host), '--role', role, '--user', 'daemon', '--no-apt', '--no-build'], { timeoutMs: 300_000, allowFail: true });
+      const r = await installHost(repoRoot, hostRoot(host), role);
       if (r.code !== 0) {
         rmSync(dir, { recursive: true, force: true });
         throw new Error(`deploy/install.sh --role ${role} for ${host} failed:\n${r.stdout}\n${r.stderr}`);
