@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { openDatabase, dialectOf, schemaVersion, MigrationError, PgDatabase, type Db, type Migration } from '../src/index.js';
+import { openDatabase, dialectOf, schemaVersion, MigrationError, PgDatabase, holdsLease, markWorking, othersWorkingOn, type Db, type Migration } from '../src/index.js';
 
 const pgUrl = process.env.MALLEE_TEST_PG_URL;
 const opened: Db[] = [];
@@ -163,6 +163,26 @@ describe.each(kinds)('store on %s', (kind) => {
     const sorted = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     expect(db.prepare('SELECT id FROM things ORDER BY id').pluck().all()).toEqual(sorted);
     expect(db.prepare('SELECT id FROM things WHERE id > ? ORDER BY id').pluck().all('a')).toEqual(sorted.filter((k) => Buffer.compare(Buffer.from(k), Buffer.from('a')) > 0));
+  });
+});
+
+describe.skipIf(!pgUrl)('PostgreSQL leases', () => {
+  it('a lease is one schema\'s: two sessions of one schema never both hold it, sessions of two schemas each hold their own', () => {
+    const a = `lease${process.pid}a`, b = `lease${process.pid}b`;
+    const [a1, a2, b1] = [open('postgres', schema, a), open('postgres', schema, a), open('postgres', schema, b)];
+    expect(holdsLease(a1, 'poller')).toBe(true);
+    expect(holdsLease(a2, 'poller')).toBe(false);
+    // Another cloud in the same database (the scale-out suite runs one per schema): its own lease.
+    expect(holdsLease(b1, 'poller')).toBe(true);
+    expect(holdsLease(a1, 'poller')).toBe(true);
+    const release = markWorking(a1, 'vol-1');
+    expect(othersWorkingOn(a2, 'vol-1')).toBe(true);
+    expect(othersWorkingOn(b1, 'vol-1')).toBe(false);
+    release();
+    expect(othersWorkingOn(a2, 'vol-1')).toBe(false);
+    // The holder's session ends: the next ask of another takes the lease.
+    a1.close();
+    expect(holdsLease(a2, 'poller')).toBe(true);
   });
 });
 

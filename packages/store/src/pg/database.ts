@@ -336,18 +336,24 @@ export class PgDatabase implements Db {
     return got;
   }
 
-  /** Takes the session-level advisory lock `key`, waiting (lock_timeout) while another session holds it; re-entrant. */
-  advisoryLock(key: string): void {
-    this.query('SELECT pg_advisory_lock(hashtext($1))', [key], 'none');
+  // Advisory locks are the database's, not a schema's: each key is this schema's own, so that daemons of
+  // clouds (or test clouds) sharing one database in schemas of their own never hold each other's leases.
+  private lockId(key: string): string {
+    return `${this.opts.schema}/${key}`;
   }
 
-  /** Takes the session-level advisory lock `key` if no other session holds it (re-entrant): whether it did. */
+  /** Takes the session-level advisory lock `key` (this schema's), waiting (lock_timeout) while another session holds it; re-entrant. */
+  advisoryLock(key: string): void {
+    this.query('SELECT pg_advisory_lock(hashtext($1))', [this.lockId(key)], 'none');
+  }
+
+  /** Takes the session-level advisory lock `key` (this schema's) if no other session holds it (re-entrant): whether it did. */
   tryAdvisoryLock(key: string): boolean {
-    return this.query('SELECT pg_try_advisory_lock(hashtext($1))', [key], 'pluck')[0] === 1;
+    return this.query('SELECT pg_try_advisory_lock(hashtext($1))', [this.lockId(key)], 'pluck')[0] === 1;
   }
 
   advisoryUnlock(key: string): void {
-    this.query('SELECT pg_advisory_unlock(hashtext($1))', [key], 'none');
+    this.query('SELECT pg_advisory_unlock(hashtext($1))', [this.lockId(key)], 'none');
   }
 
   pragma(source: string): unknown {
