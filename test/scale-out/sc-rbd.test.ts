@@ -152,6 +152,35 @@ describe.skipIf(!conf || !tgtHere())('storage controller on Ceph RBD', () => {
     expect(await md5Of(image('vol-000000a3'))).toBe(await md5Of(image('vol-000000a2')));
   });
 
+  it('DeleteStorageVolume waits out a watcher that closes the image within seconds, and fails naming the watcher while one holds on', async () => {
+    // qemu-io reading commands from its stdin keeps the image open (a watch), as a guest's QEMU does until its disk is unplugged.
+    const holdOpen = (volumeId: string) => {
+      const child = spawn('qemu-io', ['-f', 'raw', qemuPath(image(volumeId))], { stdio: ['pipe', 'ignore', 'ignore'] });
+      return { child, closed: new Promise((r) => child.once('exit', r)) };
+    };
+    const watched = async (volumeId: string) => (JSON.parse(await rbd('status', '--format', 'json', `${pool}/${image(volumeId)}`)) as { watchers: unknown[] }).watchers.length > 0;
+    for (const v of ['vol-000000b1', 'vol-000000b2']) await t.client.call(sc.CreateStorageVolume, { volumeId: v, sizeGiB: 1 });
+
+    const brief = holdOpen('vol-000000b1');
+    await until('a watcher on vol-000000b1', async () => ((await watched('vol-000000b1')) ? true : undefined), 20_000);
+    setTimeout(() => brief.child.stdin.end('quit\n'), 1500);
+    await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-000000b1' });
+    await brief.closed;
+    expect((await ours()).includes(image('vol-000000b1'))).toBe(false);
+
+    const stays = holdOpen('vol-000000b2');
+    await until('a watcher on vol-000000b2', async () => ((await watched('vol-000000b2')) ? true : undefined), 20_000);
+    const err = await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-000000b2' }).then(() => undefined, (e: Error) => e);
+    expect(err).toMatchObject({ code: 'VolumeInUse' });
+    expect(err?.message).toContain('"watchers":[{');
+    expect((await ours()).includes(image('vol-000000b2'))).toBe(true);
+    stays.child.stdin.end('quit\n');
+    await stays.closed;
+    // Asked again (as the clc's poller does), it goes.
+    await t.client.call(sc.DeleteStorageVolume, { volumeId: 'vol-000000b2' });
+    expect((await ours()).includes(image('vol-000000b2'))).toBe(false);
+  }, 120_000);
+
   it('deleting every snapshot and volume leaves no chunk in Walrus and no image of this SC in the pool', async () => {
     await t.client.call(sc.DeleteStorageSnapshot, { snapshotId: 'snap-000000b2' });
     expect((await s3.list('mallee-snapshots', `${t.sc.prefix}/chunks/`)).length).toBeGreaterThan(0); // snap-000000b3's chain

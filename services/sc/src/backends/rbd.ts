@@ -8,8 +8,12 @@ import { readFileSync } from 'node:fs';
 import { mkdir, rm, type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { WireError } from '@mallee/wire';
 import { compactZeros } from './rbd-diff.js';
 import type { DiffSnapshots, RbdLocation, VolumeBackend } from './types.js';
+
+/** Tries of `rbd rm` while the image still has a watcher: 7.5 s of waiting in all (0.5, 1, … 2.5 s). */
+const WATCHED_RM_ATTEMPTS = 6;
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -164,7 +168,21 @@ export class RbdBackend implements VolumeBackend, DiffSnapshots {
       throw err;
     }
     for (const s of snaps) await this.removeSnap(image, s.name, s.protected === 'true');
-    await this.rbd('rm', '--no-progress', `${this.o.pool}/${image}`);
+    // A client that closed the image a moment ago (QEMU after a detach) can still show as its watcher for a
+    // little while: ask again for a few seconds before failing (the clc asks again at its next poll).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.rbd('rm', '--no-progress', `${this.o.pool}/${image}`);
+        return;
+      } catch (err) {
+        if (!/still open|watchers/.test((err as Error).message)) throw err;
+        if (attempt >= WATCHED_RM_ATTEMPTS) {
+          const status = await this.rbd('status', '--format', 'json', `${this.o.pool}/${image}`).catch(() => '');
+          throw new WireError('VolumeInUse', `RBD image ${this.o.pool}/${image} is still open by a client (rbd status: ${status.trim() || 'unknown'}); ask again once it has closed it`, 409);
+        }
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
   }
 
   private async removeSnap(image: string, snap: string, isProtected: boolean): Promise<void> {
