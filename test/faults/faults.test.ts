@@ -8,10 +8,11 @@
 // keeps what it had.
 //
 // Elastic IPs join the workload (AllocateAddress, AssociateAddress, DisassociateAddress, ReleaseAddress, and
-// the auto-assigned addresses of launches): the cloud runs MANAGED over a private interface that does not
-// exist, so the cc keeps its network state (what it would program into iptables) without touching the host;
-// the checks compare that state, read from the cc's database, with the clc's addresses. The iptables rules
-// themselves are exercised by the netns suites (network, upgrade), not under kill -9 here.
+// the auto-assigned addresses of launches). The whole cloud runs in a network namespace of its own (a veth
+// from this host reaches its BIND_ADDRESS), MANAGED over empty bridges standing in for the private and public interfaces there, so the cc
+// programs real iptables rules, bridges and public addresses while it is killed: the checks compare the cc's
+// saved network state, the namespace's iptables (each hook once, one DNAT and one SNAT per mapped address,
+// nothing stale) and the public interface's addresses with the clc's addresses.
 //
 // Extension point: `FAULT_TARGETS`, `OPERATIONS` and `MIX` below are tables (an operation with its
 // bookkeeping, and a check of what the daemons reconciled) — see the README of test/faults.
@@ -50,6 +51,65 @@ const FAULT_TARGETS = ['clc', 'walrus', 'sc', 'cc', 'nc'] as const;
 type Target = (typeof FAULT_TARGETS)[number];
 
 const pidOf = (svc: Target) => Number(readFileSync(join(cloud.home, 'run', `${svc}.pid`), 'utf8'));
+
+// ---- the cloud's network namespace -----------------------------------------------------------
+// A veth pair: this host's end 10.250.<n>.1, the namespace's end (every daemon's BIND_ADDRESS) 10.250.<n>.2;
+// the cc's VNET_PRIVINTERFACE and VNET_PUBINTERFACE are empty bridges in it (this kernel has no dummy devices) (guests are simulated: nothing
+// crosses them). Only this namespace is touched; it goes, with whatever runs in it, at the end.
+const NS = `mallee-faults-${process.pid}`;
+const NET = `10.250.${process.pid % 250}`;
+const VETH = `mflt${process.pid % 100000}`;
+const PREFIX = 'flt';
+const inNs = (...argv: string[]) => execFileSync('ip', ['netns', 'exec', NS, ...argv], { encoding: 'utf8' });
+
+function buildNetns(): void {
+  removeNetns();
+  const ip = (...a: string[]) => execFileSync('ip', a, { stdio: 'pipe' });
+  ip('netns', 'add', NS);
+  ip('link', 'add', `${VETH}h`, 'type', 'veth', 'peer', 'name', `${VETH}n`);
+  ip('link', 'set', `${VETH}n`, 'netns', NS);
+  ip('addr', 'add', `${NET}.1/30`, 'dev', `${VETH}h`);
+  ip('link', 'set', `${VETH}h`, 'up');
+  inNs('ip', 'link', 'set', 'lo', 'up');
+  inNs('ip', 'addr', 'add', `${NET}.2/30`, 'dev', `${VETH}n`);
+  inNs('ip', 'link', 'set', `${VETH}n`, 'up');
+  for (const [dev, addr] of [['fltpriv0', '10.251.0.1/24'], ['fltpub0', '203.0.113.1/24']] as const) {
+    inNs('ip', 'link', 'add', dev, 'type', 'bridge');
+    inNs('ip', 'addr', 'add', addr, 'dev', dev);
+    inNs('ip', 'link', 'set', dev, 'up');
+  }
+}
+
+function removeNetns(): void {
+  if (!existsSync(`/run/netns/${NS}`)) return;
+  // What `mallee down` leaves running on purpose (the cc's dnsmasq keeps serving guests across its restarts).
+  const pids = execFileSync('ip', ['netns', 'pids', NS], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+  execFileSync('ip', ['netns', 'del', NS]);
+  try {
+    execFileSync('ip', ['link', 'del', `${VETH}h`], { stdio: 'pipe' });
+  } catch {
+    // went with the namespace's end
+  }
+}
+
+/** What the cc has programmed in the namespace: its hooks, DNAT and SNAT rules, and the public interface's addresses. */
+function ccRules(): { hooks: string[]; dnat: string[]; snat: string[]; published: string[]; groupChains: string[] } {
+  const lines = inNs('iptables-save').split('\n');
+  const hooks = lines.filter((l) => new RegExp(`^-A (INPUT|FORWARD|PREROUTING|POSTROUTING) -j ${PREFIX}-`).test(l));
+  const dnat = lines.flatMap((l) => { const m = new RegExp(`^-A ${PREFIX}-PRE -d (\\S+)/32 -j DNAT --to-destination (\\S+)$`).exec(l); return m ? [`${m[1]}→${m[2]}`] : []; });
+  const snat = lines.flatMap((l) => { const m = new RegExp(`^-A ${PREFIX}-POST -s (\\S+)/32 .* -j SNAT --to-source (\\S+)$`).exec(l); return m ? [`${m[2]}→${m[1]}`] : []; });
+  const groupChains = lines.flatMap((l) => { const m = new RegExp(`^:(${PREFIX}-G\\d+) `).exec(l); return m ? [m[1]!] : []; });
+  const shown = JSON.parse(inNs('ip', '-j', '-4', 'addr', 'show', 'dev', 'fltpub0')) as { addr_info?: { local: string; prefixlen: number }[] }[];
+  const published = (shown[0]?.addr_info ?? []).filter((a) => a.prefixlen === 32).map((a) => a.local);
+  return { hooks, dnat, snat, published, groupChains };
+}
 
 // ---- S3 with SigV4 ---------------------------------------------------------------------------
 
@@ -142,7 +202,11 @@ async function clcAddressMappings(): Promise<Map<string, string>> {
   return out;
 }
 
-/** The cc maps exactly the clc's public addresses to exactly their instances' private ones (none stale, none missing). */
+/**
+ * The cc maps exactly the clc's public addresses to exactly their instances' private ones (none stale, none
+ * missing): in its saved state, in the namespace's iptables (each of Mallee's four hooks once, one DNAT and one
+ * SNAT per address) and on the public interface.
+ */
 async function expectCcAddressesMatchClc(): Promise<void> {
   let last = '';
   await eventually('the cc maps the public addresses the clc has', async () => {
@@ -150,8 +214,22 @@ async function expectCcAddressesMatchClc(): Promise<void> {
     const ccMap = ccAddressMappings();
     const stale = [...ccMap].filter(([pub, priv]) => clc.get(pub) !== priv).map(([pub, priv]) => `${pub}→${priv}`);
     const missing = [...clc].filter(([pub, priv]) => ccMap.get(pub) !== priv).map(([pub, priv]) => `${pub}→${priv}`);
-    last = `cc maps but the clc has not: ${stale.join(' ') || 'none'}; the clc has but the cc does not map: ${missing.join(' ') || 'none'}`;
-    return stale.length || missing.length ? undefined : true;
+    const want = [...clc].map(([pub, priv]) => `${pub}→${priv}`).sort();
+    const rules = ccRules();
+    const off: string[] = [];
+    if (rules.hooks.length !== 4) {
+      const per = new Map<string, number>();
+      for (const h of rules.hooks) per.set(h.split(' ')[1]!, (per.get(h.split(' ')[1]!) ?? 0) + 1);
+      off.push(`hooks (one each wanted): ${['INPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING'].map((c) => `${c}×${per.get(c) ?? 0}`).join(' ')}`);
+    }
+    for (const [kind, got] of [['DNAT', rules.dnat], ['SNAT', rules.snat]] as const) {
+      if (JSON.stringify([...got].sort()) !== JSON.stringify(want)) off.push(`${kind} rules ${[...got].sort().join(' ') || 'none'}`);
+    }
+    const pubs = [...clc.keys()].sort();
+    if (JSON.stringify([...rules.published].sort()) !== JSON.stringify(pubs)) off.push(`on fltpub0: ${[...rules.published].sort().join(' ') || 'none'}`);
+    last = `cc maps but the clc has not: ${stale.join(' ') || 'none'}; the clc has but the cc does not map: ${missing.join(' ') || 'none'}; ` +
+      `the clc has ${want.join(' ') || 'none'}; iptables and addresses: ${off.join('; ') || 'as the clc has'}`;
+    return stale.length || missing.length || off.length ? undefined : true;
   }, 60_000).catch((err: Error) => {
     throw new Error(`${err.message}\n${last}`);
   });
@@ -342,12 +420,16 @@ async function expectChunksMatchSnapshots(): Promise<number> {
 
 beforeAll(async () => {
   // Volumes are sparse 1 GiB files: the storage limit is not what is under test.
-  // MANAGED over an interface that does not exist: addresses and groups are kept (and saved by the cc) but
-  // nothing on the host is touched. One network of 1,024 addresses holds every instance of the default group.
+  // MANAGED over the namespace's stand-in interfaces (VXLAN: this kernel has no 802.1Q). One network of 1,024
+  // addresses holds every instance of the default group.
+  buildNetns();
   cloud = await startCloud({
+    netns: NS,
     conf: {
+      BIND_ADDRESS: `${NET}.2`,
       SIM_CORES: 512, SIM_MEM: 512 * 1024, SIM_DISK: 512 * 20, SC_MAX_TOTAL_STORAGE_GB: 400,
-      VNET_MODE: 'MANAGED', VNET_PRIVINTERFACE: 'mallee-none0', VNET_ADDRSPERNET: 1024, VNET_PUBLICIPS: `${POOL[0]}-${POOL.at(-1)}`,
+      VNET_MODE: 'MANAGED', VNET_ENCAP: 'vxlan', VNET_PREFIX: PREFIX, VNET_PRIVINTERFACE: 'fltpriv0', VNET_PUBINTERFACE: 'fltpub0',
+      VNET_ADDRSPERNET: 1024, VNET_PUBLICIPS: `${POOL[0]}-${POOL.at(-1)}`,
     },
   });
   image = await registerTestImage(cloud, 'faults-images/img.manifest.xml', 'faults');
@@ -357,6 +439,7 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(async () => {
   await cloud?.stop();
+  removeNetns();
 });
 
 describe('kill -9 during a mixed workload', () => {
@@ -612,6 +695,8 @@ describe('kill -9 during a mixed workload', () => {
     expect(pool.filter((x) => x.instanceId !== 'nobody').map((x) => `${String(x.publicIp)} ${String(x.instanceId)}`)).toEqual([]);
     await expectCcAddressesMatchClc();
     expect(ccAddressMappings().size).toBe(0);
+    // Nor does iptables: no address rule, no public address, no group chain of a network no instance uses.
+    expect(ccRules()).toMatchObject({ dnat: [], snat: [], published: [], groupChains: [] });
   });
 
   it('and the volumes and snapshots can be ended: once their instances are gone they are deleted, and no target or chunk is left', async () => {

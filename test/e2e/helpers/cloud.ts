@@ -31,9 +31,12 @@ export async function freePortBase(): Promise<number> {
   throw new Error('no five consecutive free ports found');
 }
 
-export async function mallee(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000): Promise<{ stdout: string; stderr: string }> {
+/** Runs the mallee CLI (in network namespace `netns` when given: the daemons it starts run there too). */
+export async function mallee(args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 120_000, netns?: string): Promise<{ stdout: string; stderr: string }> {
   try {
-    return await run(process.execPath, [malleeBin, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 });
+    const argv = [process.execPath, malleeBin, ...args];
+    const [cmd, ...rest] = netns ? ['ip', 'netns', 'exec', netns, ...argv] : argv;
+    return await run(cmd!, rest, { env: { ...process.env, ...env }, timeout: timeoutMs, maxBuffer: 16 << 20 });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };
     throw new Error(`mallee ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
@@ -63,7 +66,8 @@ export interface Cloud {
   stop(): Promise<void>;
 }
 
-export async function startCloud(opts: { pollInterval?: number; /** mallee.conf keys as MALLEE_<KEY> env for every daemon */ conf?: Record<string, string | number>; /** libvirt: real guests, and `up` registers the test image */ hypervisor?: 'simulated' | 'libvirt'; /** false: `up --no-test-image` */ testImage?: boolean } = {}): Promise<Cloud> {
+export async function startCloud(opts: { pollInterval?: number; /** mallee.conf keys as MALLEE_<KEY> env for every daemon */ conf?: Record<string, string | number>; /** libvirt: real guests, and `up` registers the test image */ hypervisor?: 'simulated' | 'libvirt'; /** false: `up --no-test-image` */ testImage?: boolean;
+  /** Run every daemon in this network namespace (its BIND_ADDRESS, in conf, reachable from this host) */ netns?: string } = {}): Promise<Cloud> {
   const confEnv = Object.fromEntries(Object.entries(opts.conf ?? {}).map(([k, v]) => [`MALLEE_${k}`, String(v)]));
   const home = mkdtempSync(join(tmpdir(), 'mallee-e2e-'));
   const base = await freePortBase();
@@ -78,10 +82,10 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
       })
       .join('\n');
   try {
-    await mallee(['up', '--home', home, '--hypervisor', opts.hypervisor ?? 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1), ...(opts.testImage === false ? ['--no-test-image'] : [])], confEnv);
+    await mallee(['up', '--home', home, '--hypervisor', opts.hypervisor ?? 'simulated', '--detach', '--port-base', String(base), '--poll-interval', String(opts.pollInterval ?? 1), ...(opts.testImage === false ? ['--no-test-image'] : [])], confEnv, undefined, opts.netns);
   } catch (err) {
     const message = `${(err as Error).message}\n${logs()}`;
-    await mallee(['down', '--home', home]).catch(() => {});
+    await mallee(['down', '--home', home], {}, undefined, opts.netns).catch(() => {});
     rmSync(home, { recursive: true, force: true });
     throw new Error(message);
   }
@@ -92,10 +96,10 @@ export async function startCloud(opts: { pollInterval?: number; /** mallee.conf 
     ec2Url: env.EC2_URL!,
     region: env.AWS_DEFAULT_REGION!,
     client: new Ec2Client(env.EC2_URL!, { accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY! }, env.AWS_DEFAULT_REGION!),
-    mallee: (args, timeoutMs) => mallee([...args, '--home', home], confEnv, timeoutMs),
+    mallee: (args, timeoutMs) => mallee([...args, '--home', home], confEnv, timeoutMs, opts.netns),
     logs,
     stop: async () => {
-      await mallee(['down', '--home', home]).catch(() => {});
+      await mallee(['down', '--home', home], {}, undefined, opts.netns).catch(() => {});
       if (opts.hypervisor === 'libvirt') await removeGuestsOf(home);
       // The sc leaves its exports in tgtd on purpose (guests keep their volumes across an sc restart):
       // a test's cloud takes those of its home with it.
