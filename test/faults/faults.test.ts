@@ -100,15 +100,22 @@ function removeNetns(): void {
 }
 
 /** What the cc has programmed in the namespace: its hooks, DNAT and SNAT rules, and the public interface's addresses. */
-function ccRules(): { hooks: string[]; dnat: string[]; snat: string[]; published: string[]; groupChains: string[] } {
+function ccRules(): { hooks: string[]; dnat: string[]; snat: string[]; published: string[]; groupChains: string[]; ingress: Map<string, string[]> } {
   const lines = inNs('iptables-save').split('\n');
   const hooks = lines.filter((l) => new RegExp(`^-A (INPUT|FORWARD|PREROUTING|POSTROUTING) -j ${PREFIX}-`).test(l));
   const dnat = lines.flatMap((l) => { const m = new RegExp(`^-A ${PREFIX}-PRE -d (\\S+)/32 -j DNAT --to-destination (\\S+)$`).exec(l); return m ? [`${m[1]}→${m[2]}`] : []; });
   const snat = lines.flatMap((l) => { const m = new RegExp(`^-A ${PREFIX}-POST -s (\\S+)/32 .* -j SNAT --to-source (\\S+)$`).exec(l); return m ? [`${m[2]}→${m[1]}`] : []; });
   const groupChains = lines.flatMap((l) => { const m = new RegExp(`^:(${PREFIX}-G\\d+) `).exec(l); return m ? [m[1]!] : []; });
+  // Each group chain's tcp rules of RULE_PORTS, as `port from cidr` (a duplicate shows twice).
+  const ingress = new Map<string, string[]>(groupChains.map((g) => [g, []]));
+  for (const l of lines) {
+    const m = new RegExp(`^-A (${PREFIX}-G\\d+) -s (\\S+) -p tcp -m tcp --dport (\\d+) -j ACCEPT$`).exec(l);
+    if (m && RULE_PORTS.includes(Number(m[3]))) ingress.get(m[1]!)?.push(`${m[3]} from ${m[2]}`);
+  }
+  for (const list of ingress.values()) list.sort();
   const shown = JSON.parse(inNs('ip', '-j', '-4', 'addr', 'show', 'dev', 'fltpub0')) as { addr_info?: { local: string; prefixlen: number }[] }[];
   const published = (shown[0]?.addr_info ?? []).filter((a) => a.prefixlen === 32).map((a) => a.local);
-  return { hooks, dnat, snat, published, groupChains };
+  return { hooks, dnat, snat, published, groupChains, ingress };
 }
 
 // ---- S3 with SigV4 ---------------------------------------------------------------------------
@@ -151,12 +158,12 @@ const tally = new Map<string, number>();
 
 const tagSpec = (type: string, value: string) => ({ 'TagSpecification.1.ResourceType': type, 'TagSpecification.1.Tag.1.Key': TAG, 'TagSpecification.1.Tag.1.Value': value });
 const pickOf = <T>(r: () => number, xs: T[]): T | undefined => (xs.length ? xs[Math.floor(r() * xs.length)] : undefined);
-async function ec2(action: string, params: Record<string, string | number>): Promise<{ outcome: Outcome; xml?: Record<string, unknown> }> {
+async function ec2(action: string, params: Record<string, string | number>): Promise<{ outcome: Outcome; xml?: Record<string, unknown>; code?: string }> {
   try {
     const res = await cloud.client.call(action, params);
     const key = `${action} ${res.status === 200 ? 'ok' : res.code ?? res.status}`;
     tally.set(key, (tally.get(key) ?? 0) + 1);
-    return { outcome: outcomeOf(res.status), xml: res.xml };
+    return { outcome: outcomeOf(res.status), xml: res.xml, ...(res.code ? { code: res.code } : {}) };
   } catch {
     return { outcome: 'unknown' };
   }
@@ -179,6 +186,47 @@ function believedAddr(a: Addr): 'allocated' | 'associated' | 'released' | 'unsur
   // An instance terminated (or one whose termination is unknown) may have dropped it, or not yet.
   if (last.kind === 'associate') return terminated.has(last.instanceId!) ? 'unsure' : 'associated';
   return last.kind === 'release' ? 'released' : 'allocated';
+}
+
+// ---- security group bookkeeping ------------------------------------------------------------------
+
+// Ingress rules of the default group (every instance's): tcp to one of 12 ports from a CIDR of its own, authorized
+// and revoked at random. Operations on one port never overlap (each waits for the one before), so the last one
+// that answered says what the rule is: acknowledged, or refused as InvalidPermission.Duplicate (it is there) or
+// .NotFound (it is not); an unknown outcome leaves it unsure.
+const RULE_PORTS = Array.from({ length: 12 }, (_, i) => 7000 + i);
+const ruleCidr = (port: number) => `10.${200 + (port % 4)}.0.0/16`;
+interface RuleOp { kind: 'authorize' | 'revoke'; outcome: Outcome; code?: string }
+const ruleHistory = new Map<number, RuleOp[]>();
+const ruleTurn = new Map<number, Promise<void>>();
+function believedRule(port: number): 'present' | 'absent' | 'unsure' {
+  const last = ruleHistory.get(port)?.at(-1);
+  if (!last) return 'absent';
+  if (last.outcome === 'ack') return last.kind === 'authorize' ? 'present' : 'absent';
+  if (last.code === 'InvalidPermission.Duplicate') return 'present';
+  if (last.code === 'InvalidPermission.NotFound') return 'absent';
+  return 'unsure';
+}
+async function ruleOp(kind: RuleOp['kind'], r: () => number): Promise<void> {
+  const port = RULE_PORTS[Math.floor(r() * RULE_PORTS.length)]!;
+  const before = ruleTurn.get(port) ?? Promise.resolve();
+  const mine = before.then(async () => {
+    const op: RuleOp = { kind, outcome: 'unknown' };
+    (ruleHistory.get(port) ?? ruleHistory.set(port, []).get(port)!).push(op);
+    const res = await ec2(kind === 'authorize' ? 'AuthorizeSecurityGroupIngress' : 'RevokeSecurityGroupIngress',
+      { GroupName: 'default', IpProtocol: 'tcp', FromPort: port, ToPort: port, CidrIp: ruleCidr(port) });
+    op.outcome = res.outcome;
+    if (res.code) op.code = res.code;
+  });
+  ruleTurn.set(port, mine);
+  await mine;
+}
+
+/** The default group's tcp rules of RULE_PORTS as the clc lists them: `port from cidr`. */
+async function clcRules(): Promise<string[]> {
+  const groups = items((await cloud.client.ok('DescribeSecurityGroups', { 'GroupName.1': 'default' })).securityGroupInfo);
+  return items(groups[0]?.ipPermissions).filter((p) => p.ipProtocol === 'tcp' && p.fromPort === p.toPort && RULE_PORTS.includes(Number(p.fromPort)))
+    .flatMap((p) => items(p.ipRanges).map((x) => `${String(p.fromPort)} from ${String(x.cidrIp)}`)).sort();
 }
 
 /** The cc's address mappings as it last saved them (its `desired` network state: what it programs into iptables). */
@@ -371,11 +419,18 @@ const OPERATIONS = {
     a.history.push(op);
     op.outcome = (await ec2('ReleaseAddress', { PublicIp: a.ip! })).outcome;
   },
+  async authorize(_worker: number, r: () => number) {
+    await ruleOp('authorize', r);
+  },
+  async revoke(_worker: number, r: () => number) {
+    await ruleOp('revoke', r);
+  },
 };
 const MIX: [keyof typeof OPERATIONS, number][] = [
-  ['put', 16], ['delete', 7], ['run', 17], ['terminate', 10],
+  ['put', 14], ['delete', 6], ['run', 17], ['terminate', 10],
   ['createVolume', 9], ['attachVolume', 8], ['detachVolume', 6], ['deleteVolume', 5], ['createSnapshot', 8], ['deleteSnapshot', 3],
   ['allocateAddress', 4], ['associateAddress', 4], ['disassociateAddress', 2], ['releaseAddress', 1],
+  ['authorize', 2], ['revoke', 1],
 ];
 
 function pick(r: () => number): keyof typeof OPERATIONS {
@@ -658,6 +713,30 @@ describe('kill -9 during a mixed workload', () => {
     }
     console.log(`addresses: ${addrs.length} allocations (${acked.size} acknowledged), ${addrs.reduce((n, a) => n + a.history.length, 0)} later ops; now ${listed.length} elastic, ${pool.filter((x) => /^i-/.test(String(x.instanceId))).length} of ${POOL.length} held by instances`);
     await expectCcAddressesMatchClc();
+  });
+
+  it('every security group rule is where its last answered operation left it, and the group\'s chain in iptables has exactly the clc\'s rules', async () => {
+    const clc = await clcRules();
+    for (const port of RULE_PORTS) {
+      const believed = believedRule(port);
+      const listed = clc.includes(`${port} from ${ruleCidr(port)}`);
+      const what = `tcp ${port}: ${(ruleHistory.get(port) ?? []).map((o) => `${o.kind}:${o.outcome}${o.code ? `(${o.code})` : ''}`).join(' ') || 'never touched'}`;
+      if (believed !== 'unsure') expect(listed, what).toBe(believed === 'present');
+    }
+    // Every instance of the workload is in the default group: while any runs, its network has the one group chain
+    // (and with none running, there is none).
+    let last = '';
+    await eventually('the default group\'s chain has the clc\'s rules', async () => {
+      const want = await clcRules();
+      const running = instancesOf(await cloud.client.ok('DescribeInstances')).filter((i) => i.state === 'running').length;
+      const rules = ccRules();
+      last = `${running} instances running; the clc lists ${want.join(', ') || 'none'}; iptables has ${[...rules.ingress].map(([g, l]) => `${g}: ${l.join(', ') || 'none'}`).join('; ') || 'no group chain'}`;
+      if (running === 0) return rules.groupChains.length === 0 ? true : undefined;
+      return rules.groupChains.length === 1 && JSON.stringify(rules.ingress.get(rules.groupChains[0]!)) === JSON.stringify(want) ? true : undefined;
+    }, 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n${last}`);
+    });
+    console.log(`rules: ${[...ruleHistory.values()].reduce((n, h) => n + h.length, 0)} operations on ${ruleHistory.size} ports; the default group has ${clc.length} of them`);
   });
 
   it('every instance reaches a final state, acknowledged terminations are terminated, and the node runs exactly what the clc says', async () => {
