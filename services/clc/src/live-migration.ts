@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Clusters } from './clusters.js';
 import { instanceRow, type InstanceRow } from './instances.js';
 import type { StorageControllers } from './storage/controllers.js';
+import { workingOnVolumes } from './storage/attach.js';
 
 export interface MigrationDeps {
   db: Db;
@@ -79,31 +80,35 @@ async function migrateOne(d: MigrationDeps, row: InstanceRow, asked?: string): P
         .catch((err: unknown) => d.log.warn({ err, volumeId: a.volume_id }, 'could not unexport from the destination; the storage poller retries'));
     }
   };
-  try {
-    for (const a of atts) {
-      // Both exports stand during the move (the storage poller keeps every export of an attachment without an initiator).
-      setInitiator.run(null, a.volume_id);
-      const ctl = d.controllers.get(a.zone);
-      if (!ctl) throw new WireError('IncorrectState', `the storage controller of zone ${a.zone} is not registered`, 409);
-      const { target } = await d.controllers.client(a.zone).call(sc.ExportVolume, { volumeId: a.volume_id, initiatorAddress: dest.host });
-      volumes.push({ volumeId: a.volume_id, device: a.device, target: mapTargetSecret(target, (sealed) => sealSecret(clusterKey, openSecret(ctl.key, sealed))) });
-    }
-    const res = await d.clusters.client(zone).call(cc.MigrateInstance, { instanceId: id, dest: dest.node, volumes }, { timeoutMs: 1_200_000 });
-    db.prepare('UPDATE instances SET node = ? WHERE instance_id = ?').run(res.dest, id);
-    for (const a of atts) {
-      setInitiator.run(dest.host, a.volume_id);
-      if (a.initiator && a.initiator !== dest.host) {
-        await d.controllers.client(a.zone).call(sc.UnexportVolume, { volumeId: a.volume_id, initiatorAddress: a.initiator })
-          .catch((err: unknown) => d.log.warn({ err, volumeId: a.volume_id }, 'could not unexport from the source node; the storage poller retries'));
+  // The storage poller leaves these attachments to this call while it runs (their initiator is unset during the
+  // move); one a dead clc left unset is given the instance's node by the poller.
+  return workingOnVolumes(db, atts.map((a) => a.volume_id), async () => {
+    try {
+      for (const a of atts) {
+        // Both exports stand during the move (the storage poller keeps every export of an attachment without an initiator).
+        setInitiator.run(null, a.volume_id);
+        const ctl = d.controllers.get(a.zone);
+        if (!ctl) throw new WireError('IncorrectState', `the storage controller of zone ${a.zone} is not registered`, 409);
+        const { target } = await d.controllers.client(a.zone).call(sc.ExportVolume, { volumeId: a.volume_id, initiatorAddress: dest.host });
+        volumes.push({ volumeId: a.volume_id, device: a.device, target: mapTargetSecret(target, (sealed) => sealSecret(clusterKey, openSecret(ctl.key, sealed))) });
       }
+      const res = await d.clusters.client(zone).call(cc.MigrateInstance, { instanceId: id, dest: dest.node, volumes }, { timeoutMs: 1_200_000 });
+      db.prepare('UPDATE instances SET node = ? WHERE instance_id = ?').run(res.dest, id);
+      for (const a of atts) {
+        setInitiator.run(dest.host, a.volume_id);
+        if (a.initiator && a.initiator !== dest.host) {
+          await d.controllers.client(a.zone).call(sc.UnexportVolume, { volumeId: a.volume_id, initiatorAddress: a.initiator })
+            .catch((err: unknown) => d.log.warn({ err, volumeId: a.volume_id }, 'could not unexport from the source node; the storage poller retries'));
+        }
+      }
+      d.log.info({ instanceId: id, source: res.source, dest: res.dest, ms: res.ms, volumes: atts.map((a) => a.volume_id) }, 'instance migrated');
+      d.pollSoon();
+      return { instanceId: id, source: res.source, dest: res.dest, ms: res.ms, volumes: atts.map((a) => a.volume_id) };
+    } catch (err) {
+      await undo();
+      throw err;
     }
-    d.log.info({ instanceId: id, source: res.source, dest: res.dest, ms: res.ms, volumes: atts.map((a) => a.volume_id) }, 'instance migrated');
-    d.pollSoon();
-    return { instanceId: id, source: res.source, dest: res.dest, ms: res.ms, volumes: atts.map((a) => a.volume_id) };
-  } catch (err) {
-    await undo();
-    throw err;
-  }
+  });
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

@@ -17,7 +17,7 @@ import { openClcDatabase } from '../src/daemon.js';
 import { Clusters } from '../src/clusters.js';
 import { ADMIN_ACCOUNT, accountByName } from '../src/accounts.js';
 import { StorageControllers, StoragePoller, storageActions } from '../src/storage/index.js';
-import { attachmentWorkKey } from '../src/storage/attach.js';
+import { attachmentWorkKey, workingOnVolumes } from '../src/storage/attach.js';
 import type { StorageContext } from '../src/storage/volume-actions.js';
 import { FakeCc, recordRunning } from './fake-cc.js';
 
@@ -29,6 +29,9 @@ let s: StorageContext;
 let principal: Principal;
 /** What the stand-in SC was asked to unexport, and an ExportVolume held until the test lets it answer. */
 const unexported: string[] = [];
+/** Where the stand-in SC says each volume is exported (DescribeStorageVolumes), and each UnexportVolume as volume@initiator. */
+const exportedTo = new Map<string, string[]>();
+const unexportedFrom: string[] = [];
 let exportHeld: Promise<void> | undefined;
 let scKey = '';
 /** Snapshots the stand-in SC holds; while `loseAnswer`, it makes one and then fails the call (its answer lost). */
@@ -45,6 +48,8 @@ beforeEach(async () => {
   fake.key = clusters.register('zone-a', fake.url);
   const controllers = new StorageControllers(db, 5000);
   unexported.length = 0;
+  unexportedFrom.length = 0;
+  exportedTo.clear();
   exportHeld = undefined;
   scSnapshots.clear();
   loseAnswer = false;
@@ -53,7 +58,7 @@ beforeEach(async () => {
     keyFor: (from) => (from === 'clc' ? scKey : undefined),
     handlers: [
       handler(sc.DescribeStorageVolumes, () => ({
-        volumes: (db.prepare('SELECT volume_id FROM volumes').pluck().all() as string[]).map((volumeId) => ({ volumeId, sizeGiB: 1, status: 'available' as const, progress: 100, exportedTo: [], createdAt: new Date().toISOString() })),
+        volumes: (db.prepare('SELECT volume_id FROM volumes').pluck().all() as string[]).map((volumeId) => ({ volumeId, sizeGiB: 1, status: 'available' as const, progress: 100, exportedTo: exportedTo.get(volumeId) ?? [], createdAt: new Date().toISOString() })),
         totalGiB: 0, maxTotalGiB: 0, maxVolumeGiB: 0,
       })),
       handler(sc.ExportVolume, async (req) => {
@@ -69,6 +74,8 @@ beforeEach(async () => {
       handler(sc.DescribeStorageSnapshots, () => ({ snapshots: [] })),
       handler(sc.UnexportVolume, (req) => {
         unexported.push(req.volumeId);
+        unexportedFrom.push(`${req.volumeId}@${req.initiatorAddress ?? '*'}`);
+        exportedTo.set(req.volumeId, (exportedTo.get(req.volumeId) ?? []).filter((i) => req.initiatorAddress !== undefined && i !== req.initiatorAddress));
         return {};
       }),
     ],
@@ -193,6 +200,38 @@ describe('attachments a killed clc left half made', () => {
     expect(stateOf('vol-000000d2')).toEqual({ volume: 'in-use', attachment: 'attached' });
     expect(stateOf('vol-000000d1')).toEqual({ volume: 'available', attachment: null });
     expect(unexported).toEqual(['vol-000000d1']);
+  });
+});
+
+describe('an attachment a live migration left without its node', () => {
+  it('a clc that died mid-migration (initiator unset, exported to both nodes): the poller gives it the instance\'s node and drops the other export', async () => {
+    const now = new Date().toISOString();
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES ('vol-000000f1', ?, 'zone-a', 1, 'in-use', ?)").run(principal.accountId, now);
+    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time, initiator) VALUES ('vol-000000f1', 'i-0000000a', '/dev/sdf', 'attached', ?, NULL)").run(now);
+    // The instance is on node1 (127.0.0.1, as the cc lists its nodes); the source node it left was 10.0.0.9.
+    exportedTo.set('vol-000000f1', ['10.0.0.9', '127.0.0.1']);
+    const poller = new StoragePoller(s, log);
+    await poller.pollAll();
+    expect(db.prepare("SELECT initiator FROM volume_attachments WHERE volume_id = 'vol-000000f1'").pluck().get()).toBe('127.0.0.1');
+    await poller.pollAll();
+    expect(unexportedFrom).toEqual(['vol-000000f1@10.0.0.9']);
+    expect(stateOf('vol-000000f1')).toEqual({ volume: 'in-use', attachment: 'attached' });
+  });
+
+  it('one a migration of this clc is still moving (marked, as live-migration.ts does) keeps both exports', async () => {
+    const now = new Date().toISOString();
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES ('vol-000000f2', ?, 'zone-a', 1, 'in-use', ?)").run(principal.accountId, now);
+    db.prepare("INSERT INTO volume_attachments (volume_id, instance_id, device, status, attach_time, initiator) VALUES ('vol-000000f2', 'i-0000000a', '/dev/sdf', 'attached', ?, NULL)").run(now);
+    exportedTo.set('vol-000000f2', ['10.0.0.9', '127.0.0.1']);
+    let letGo!: () => void;
+    const moving = workingOnVolumes(db, ['vol-000000f2'], () => new Promise<void>((resolve) => (letGo = resolve)));
+    const poller = new StoragePoller(s, log);
+    await poller.pollAll();
+    await poller.pollAll();
+    expect(db.prepare("SELECT initiator FROM volume_attachments WHERE volume_id = 'vol-000000f2'").pluck().get()).toBeNull();
+    expect(unexportedFrom).toEqual([]);
+    letGo();
+    await moving;
   });
 });
 

@@ -13,7 +13,7 @@ import type { StorageContext } from './volume-actions.js';
 const DEVICE = /^\/dev\/(?:sd[b-z]|xvd[b-z]|vd[b-z])[0-9]*$/;
 
 /** The address the instance's node connects to the portal from: the host of its registered URL. */
-async function initiatorOf(s: StorageContext, zone: string, instanceId: string): Promise<string> {
+export async function initiatorOf(s: StorageContext, zone: string, instanceId: string): Promise<string> {
   const client = s.clusters.client(zone);
   const [{ instances }, { nodes }] = await Promise.all([client.call(cc.DescribeInstances, { instanceIds: [instanceId] }), client.call(cc.DescribeNodes, {})]);
   const node = instances.find((i) => i.instanceId === instanceId)?.node;
@@ -32,6 +32,11 @@ const inFlight = new Map<string, number>();
 export const attachmentInFlight = (db: Db, volumeId: string): boolean => inFlight.has(volumeId) || othersWorkingOn(db, attachmentWorkKey(volumeId));
 /** The database mark of an AttachVolume/DetachVolume at work on a volume (exported for tests). */
 export const attachmentWorkKey = (volumeId: string) => `mallee-attachment-${volumeId}`;
+/** Runs `work` with these volumes marked as being worked on (the storage poller leaves their attachments alone). */
+export function workingOnVolumes<T>(db: Db, volumeIds: readonly string[], work: () => Promise<T>): Promise<T> {
+  return volumeIds.reduceRight<() => Promise<T>>((inner, id) => () => working(db, id, inner), work)();
+}
+
 async function working<T>(db: Db, volumeId: string, work: () => Promise<T>): Promise<T> {
   const release = markWorking(db, attachmentWorkKey(volumeId));
   inFlight.set(volumeId, (inFlight.get(volumeId) ?? 0) + 1);

@@ -3,7 +3,7 @@
 // instances that are gone (or that a crash left half made).
 import type { Logger } from 'pino';
 import { cc, sc, WireError } from '@mallee/wire';
-import { attachmentInFlight, dropAttachment, releaseAttachment } from './attach.js';
+import { attachmentInFlight, dropAttachment, initiatorOf, releaseAttachment } from './attach.js';
 import { finishSnapshotDelete } from './snapshot-actions.js';
 import { finishVolumeDelete, type StorageContext } from './volume-actions.js';
 import { settlePendingImages } from '../resources/index.js';
@@ -129,6 +129,15 @@ export class StoragePoller {
         const now = attachmentOf(db, a.volume_id);
         return now !== undefined && now.instance_id === a.instance_id && now.status === a.status && !attachmentInFlight(db, a.volume_id);
       };
+      if (a.status === 'attached' && a.initiator === null && a.instance_state === 'running' && unchanged()) {
+        // A live migration unsets the initiator while both nodes' exports stand; one whose clc died mid-move is
+        // given the node the instance runs on now, and the next round's export pass drops the other node's export.
+        const host = await initiatorOf(this.s, a.zone, a.instance_id).catch(() => undefined);
+        if (host && unchanged() && db.prepare('UPDATE volume_attachments SET initiator = ? WHERE volume_id = ? AND initiator IS NULL').run(host, a.volume_id).changes) {
+          this.log.warn({ volumeId: a.volume_id, instanceId: a.instance_id, initiator: host }, 'an attachment a migration left without its node: it is the node\'s the instance runs on');
+        }
+        continue;
+      }
       const stuck = a.status !== 'attached' && unchanged();
       if (!gone && !stuck) continue;
       if (stuck && !gone) {
