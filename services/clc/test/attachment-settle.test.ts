@@ -32,6 +32,9 @@ const unexported: string[] = [];
 /** Where the stand-in SC says each volume is exported (DescribeStorageVolumes), and each UnexportVolume as volume@initiator. */
 const exportedTo = new Map<string, string[]>();
 const unexportedFrom: string[] = [];
+/** DeleteStorageVolume calls the stand-in SC got; while `refuseDeletes`, it refuses them as an SC on RBD does for an image still open. */
+let deleteCalls = 0;
+let refuseDeletes = false;
 let exportHeld: Promise<void> | undefined;
 let scKey = '';
 /** Snapshots the stand-in SC holds; while `loseAnswer`, it makes one and then fails the call (its answer lost). */
@@ -50,6 +53,8 @@ beforeEach(async () => {
   unexported.length = 0;
   unexportedFrom.length = 0;
   exportedTo.clear();
+  deleteCalls = 0;
+  refuseDeletes = false;
   exportHeld = undefined;
   scSnapshots.clear();
   loseAnswer = false;
@@ -72,6 +77,11 @@ beforeEach(async () => {
       }),
       handler(sc.DeleteStorageSnapshot, (req) => ({ snapshotId: req.snapshotId, deleted: scSnapshots.delete(req.snapshotId) })),
       handler(sc.DescribeStorageSnapshots, () => ({ snapshots: [] })),
+      handler(sc.DeleteStorageVolume, (req) => {
+        deleteCalls++;
+        if (refuseDeletes) throw new WireError('VolumeInUse', `RBD image of ${req.volumeId} is still open by a client`, 409);
+        return { volumeId: req.volumeId, deleted: true };
+      }),
       handler(sc.UnexportVolume, (req) => {
         unexported.push(req.volumeId);
         unexportedFrom.push(`${req.volumeId}@${req.initiatorAddress ?? '*'}`);
@@ -232,6 +242,27 @@ describe('an attachment a live migration left without its node', () => {
     expect(unexportedFrom).toEqual([]);
     letGo();
     await moving;
+  });
+});
+
+describe('a volume delete the SC refuses for now', () => {
+  it('is asked again after a pause that grows, not at every round, and the row goes once the SC deletes it', async () => {
+    db.prepare("INSERT INTO volumes (volume_id, account_id, zone, size_gib, status, create_time) VALUES ('vol-000000ab', ?, 'zone-a', 1, 'available', ?)").run(principal.accountId, new Date().toISOString());
+    refuseDeletes = true;
+    await call('DeleteVolume', { VolumeId: 'vol-000000ab' });
+    expect(deleteCalls).toBe(1);
+    expect(stateOf('vol-000000ab').volume).toBe('deleting');
+    const poller = new StoragePoller(s, log);
+    await poller.pollAll(); // refused again: now paused for 2 s
+    expect(deleteCalls).toBe(2);
+    await poller.pollAll();
+    await poller.pollAll();
+    expect(deleteCalls).toBe(2);
+    refuseDeletes = false;
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await poller.pollAll();
+    expect(deleteCalls).toBe(3);
+    expect(stateOf('vol-000000ab').volume).toBeUndefined();
   });
 });
 

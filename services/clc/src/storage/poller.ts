@@ -18,8 +18,13 @@ import { instanceRow } from '../instances.js';
  * 120 s, since another one might still be working on the row.)
  */
 
+/** The longest pause before a volume delete the SC refused is asked again. */
+const REFUSED_DELETE_MAX_PAUSE_MS = 30_000;
+
 export class StoragePoller {
   private running: Promise<void> | undefined;
+  /** Volumes whose delete the SC refused, with when to ask again. */
+  private readonly refusedDeletes = new Map<string, { tries: number; until: number }>();
 
   /** `leading`: asked before each round, whether this clc moves states along (PollerLease); else a round only refreshes each SC's contact. */
   constructor(private readonly s: StorageContext, private readonly log: Logger, private readonly leading: () => boolean = () => true) {}
@@ -95,7 +100,17 @@ export class StoragePoller {
         }
       }
     }
-    for (const row of db.prepare("SELECT * FROM volumes WHERE zone = ? AND status = 'deleting'").all(zone) as VolumeRow[]) await finishVolumeDelete(this.s, row);
+    for (const row of db.prepare("SELECT * FROM volumes WHERE zone = ? AND status = 'deleting'").all(zone) as VolumeRow[]) {
+      // A delete the SC refused (it waits several seconds itself first) is asked again after a growing pause, not every round.
+      const pause = this.refusedDeletes.get(row.volume_id);
+      if (pause && Date.now() < pause.until) continue;
+      const r = await finishVolumeDelete(this.s, row);
+      if (!r.refused) this.refusedDeletes.delete(row.volume_id);
+      else {
+        const tries = (pause?.tries ?? 0) + 1;
+        this.refusedDeletes.set(row.volume_id, { tries, until: Date.now() + Math.min(REFUSED_DELETE_MAX_PAUSE_MS, 1000 * 2 ** tries) });
+      }
+    }
     const snaps = new Map(snapshots.map((x) => [x.snapshotId, x]));
     for (const row of db.prepare("SELECT * FROM snapshots WHERE zone = ? AND status = 'pending'").all(zone) as SnapshotRow[]) {
       const x = snaps.get(row.snapshot_id);

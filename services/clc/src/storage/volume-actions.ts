@@ -131,18 +131,21 @@ async function deleteVolume(s: StorageContext, principal: Principal, id: string 
   return { return: true };
 }
 
-/** The SC deletes; then the row goes. An SC that does not answer now is asked again by the poller. */
-export async function finishVolumeDelete(s: StorageContext, v: VolumeRow): Promise<boolean> {
+/**
+ * The SC deletes; then the row goes. An SC that does not answer now, or refuses for now (an RBD image a client
+ * still has open: VolumeInUse), is asked again by the poller: `refused` says which it was.
+ */
+export async function finishVolumeDelete(s: StorageContext, v: VolumeRow): Promise<{ deleted: boolean; refused?: boolean }> {
   try {
     await s.controllers.client(v.zone).call(sc.DeleteStorageVolume, { volumeId: v.volume_id });
   } catch (err) {
-    if (!(err instanceof WireError && err.code === 'NoSuchEntity')) return false;
+    if (!(err instanceof WireError && err.code === 'NoSuchEntity')) return { deleted: false, refused: err instanceof WireError && err.code === 'VolumeInUse' };
   }
   s.db.transaction(() => {
     deleteTagsFor(s.db, v.volume_id);
     s.db.prepare('DELETE FROM volumes WHERE volume_id = ?').run(v.volume_id);
   })();
-  return true;
+  return { deleted: true };
 }
 
 const VOLUME_FILTERS: Record<string, (v: VolumeView) => unknown> = {
