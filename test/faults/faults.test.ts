@@ -8,11 +8,12 @@
 // keeps what it had.
 //
 // Elastic IPs join the workload (AllocateAddress, AssociateAddress, DisassociateAddress, ReleaseAddress, and
-// the auto-assigned addresses of launches). The whole cloud runs in a network namespace of its own (a veth
-// from this host reaches its BIND_ADDRESS), MANAGED over empty bridges standing in for the private and public interfaces there, so the cc
-// programs real iptables rules, bridges and public addresses while it is killed: the checks compare the cc's
-// saved network state, the namespace's iptables (each hook once, one DNAT and one SNAT per mapped address,
-// nothing stale) and the public interface's addresses with the clc's addresses.
+// the auto-assigned addresses of launches), and so do security group rules. The whole cloud runs in a network
+// namespace of its own (a veth from this host reaches its BIND_ADDRESS), MANAGED over empty bridges standing in
+// for the private and public interfaces, so the cc programs real iptables rules, bridges and public addresses
+// while it is killed: the checks compare the cc's saved network state, the namespace's iptables (each hook once,
+// one DNAT and one SNAT per mapped address, the default group's rules, nothing stale) and the public interface's
+// addresses with the clc's.
 //
 // Extension point: `FAULT_TARGETS`, `OPERATIONS` and `MIX` below are tables (an operation with its
 // bookkeeping, and a check of what the daemons reconciled) — see the README of test/faults.
@@ -27,6 +28,7 @@ import { signV4 } from '@mallee/aws-protocol';
 import { nc, WireClient } from '@mallee/wire';
 import { instancesOf, items } from '../e2e/helpers/ec2-client.js';
 import { eventually, freePortBase, sleep, startCloud, type Cloud } from '../e2e/helpers/cloud.js';
+import { deleteNetns } from '../e2e/helpers/netns.js';
 import { registerTestImage } from '../e2e/helpers/images.js';
 import { scTargetsOf, snapshotStoreOf } from '../e2e/helpers/ebs.js';
 
@@ -53,17 +55,18 @@ type Target = (typeof FAULT_TARGETS)[number];
 const pidOf = (svc: Target) => Number(readFileSync(join(cloud.home, 'run', `${svc}.pid`), 'utf8'));
 
 // ---- the cloud's network namespace -----------------------------------------------------------
-// A veth pair: this host's end 10.250.<n>.1, the namespace's end (every daemon's BIND_ADDRESS) 10.250.<n>.2;
-// the cc's VNET_PRIVINTERFACE and VNET_PUBINTERFACE are empty bridges in it (this kernel has no dummy devices) (guests are simulated: nothing
-// crosses them). Only this namespace is touched; it goes, with whatever runs in it, at the end.
+// A veth pair: this host's end 10.250.<n>.1, the namespace's end (every daemon's BIND_ADDRESS) 10.250.<n>.2.
+// The cc's VNET_PRIVINTERFACE and VNET_PUBINTERFACE are empty bridges in it: this kernel has no dummy devices, and
+// guests are simulated, so nothing crosses them. Only this namespace is touched; it goes, with whatever runs in
+// it, at the end.
 const NS = `mallee-faults-${process.pid}`;
 const NET = `10.250.${process.pid % 250}`;
 const VETH = `mflt${process.pid % 100000}`;
 const PREFIX = 'flt';
 const inNs = (...argv: string[]) => execFileSync('ip', ['netns', 'exec', NS, ...argv], { encoding: 'utf8' });
 
-function buildNetns(): void {
-  removeNetns();
+async function buildNetns(): Promise<void> {
+  await removeNetns();
   const ip = (...a: string[]) => execFileSync('ip', a, { stdio: 'pipe' });
   ip('netns', 'add', NS);
   ip('link', 'add', `${VETH}h`, 'type', 'veth', 'peer', 'name', `${VETH}n`);
@@ -80,18 +83,10 @@ function buildNetns(): void {
   }
 }
 
-function removeNetns(): void {
+async function removeNetns(): Promise<void> {
   if (!existsSync(`/run/netns/${NS}`)) return;
-  // What `mallee down` leaves running on purpose (the cc's dnsmasq keeps serving guests across its restarts).
-  const pids = execFileSync('ip', ['netns', 'pids', NS], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  execFileSync('ip', ['netns', 'del', NS]);
+  // With what `mallee down` leaves running on purpose (the cc's dnsmasq keeps serving guests across its restarts).
+  await deleteNetns(NS);
   try {
     execFileSync('ip', ['link', 'del', `${VETH}h`], { stdio: 'pipe' });
   } catch {
@@ -99,17 +94,26 @@ function removeNetns(): void {
   }
 }
 
-/** What the cc has programmed in the namespace: its hooks, DNAT and SNAT rules, and the public interface's addresses. */
+/** The lines of `iptables-save` ccRules reads (Mallee's chains of prefix PREFIX). */
+const RULE_LINE = {
+  hook: new RegExp(`^-A (INPUT|FORWARD|PREROUTING|POSTROUTING) -j ${PREFIX}-`),
+  dnat: new RegExp(`^-A ${PREFIX}-PRE -d (\\S+)/32 -j DNAT --to-destination (\\S+)$`),
+  snat: new RegExp(`^-A ${PREFIX}-POST -s (\\S+)/32 .* -j SNAT --to-source (\\S+)$`),
+  groupChain: new RegExp(`^:(${PREFIX}-G\\d+) `),
+  ingress: new RegExp(`^-A (${PREFIX}-G\\d+) -s (\\S+) -p tcp -m tcp --dport (\\d+) -j ACCEPT$`),
+};
+
+/** What the cc has programmed in the namespace: its hooks, DNAT and SNAT rules, group chains and the public interface's addresses. */
 function ccRules(): { hooks: string[]; dnat: string[]; snat: string[]; published: string[]; groupChains: string[]; ingress: Map<string, string[]> } {
   const lines = inNs('iptables-save').split('\n');
-  const hooks = lines.filter((l) => new RegExp(`^-A (INPUT|FORWARD|PREROUTING|POSTROUTING) -j ${PREFIX}-`).test(l));
-  const dnat = lines.flatMap((l) => { const m = new RegExp(`^-A ${PREFIX}-PRE -d (\\S+)/32 -j DNAT --to-destination (\\S+)$`).exec(l); return m ? [`${m[1]}→${m[2]}`] : []; });
-  const snat = lines.flatMap((l) => { const m = new RegExp(`^-A ${PREFIX}-POST -s (\\S+)/32 .* -j SNAT --to-source (\\S+)$`).exec(l); return m ? [`${m[2]}→${m[1]}`] : []; });
-  const groupChains = lines.flatMap((l) => { const m = new RegExp(`^:(${PREFIX}-G\\d+) `).exec(l); return m ? [m[1]!] : []; });
+  const hooks = lines.filter((l) => RULE_LINE.hook.test(l));
+  const dnat = lines.flatMap((l) => { const m = RULE_LINE.dnat.exec(l); return m ? [`${m[1]}→${m[2]}`] : []; });
+  const snat = lines.flatMap((l) => { const m = RULE_LINE.snat.exec(l); return m ? [`${m[2]}→${m[1]}`] : []; });
+  const groupChains = lines.flatMap((l) => { const m = RULE_LINE.groupChain.exec(l); return m ? [m[1]!] : []; });
   // Each group chain's tcp rules of RULE_PORTS, as `port from cidr` (a duplicate shows twice).
   const ingress = new Map<string, string[]>(groupChains.map((g) => [g, []]));
   for (const l of lines) {
-    const m = new RegExp(`^-A (${PREFIX}-G\\d+) -s (\\S+) -p tcp -m tcp --dport (\\d+) -j ACCEPT$`).exec(l);
+    const m = RULE_LINE.ingress.exec(l);
     if (m && RULE_PORTS.includes(Number(m[3]))) ingress.get(m[1]!)?.push(`${m[3]} from ${m[2]}`);
   }
   for (const list of ingress.values()) list.sort();
@@ -267,7 +271,7 @@ async function expectCcAddressesMatchClc(): Promise<void> {
     const off: string[] = [];
     if (rules.hooks.length !== 4) {
       const per = new Map<string, number>();
-      for (const h of rules.hooks) per.set(h.split(' ')[1]!, (per.get(h.split(' ')[1]!) ?? 0) + 1);
+      for (const chain of rules.hooks.map((h) => h.split(' ')[1]!)) per.set(chain, (per.get(chain) ?? 0) + 1);
       off.push(`hooks (one each wanted): ${['INPUT', 'FORWARD', 'PREROUTING', 'POSTROUTING'].map((c) => `${c}×${per.get(c) ?? 0}`).join(' ')}`);
     }
     for (const [kind, got] of [['DNAT', rules.dnat], ['SNAT', rules.snat]] as const) {
@@ -477,7 +481,7 @@ beforeAll(async () => {
   // Volumes are sparse 1 GiB files: the storage limit is not what is under test.
   // MANAGED over the namespace's stand-in interfaces (VXLAN: this kernel has no 802.1Q). One network of 1,024
   // addresses holds every instance of the default group.
-  buildNetns();
+  await buildNetns();
   cloud = await startCloud({
     netns: NS,
     conf: {
@@ -494,7 +498,7 @@ beforeAll(async () => {
 }, 180_000);
 afterAll(async () => {
   await cloud?.stop();
-  removeNetns();
+  await removeNetns();
 });
 
 describe('kill -9 during a mixed workload', () => {

@@ -53,6 +53,25 @@ export async function sh(argv: string[], opts: { input?: string; timeoutMs?: num
 }
 
 /**
+ * Kills (SIGKILL) whatever still runs in network namespace `name`, then deletes it. Returns what was running
+ * there (pid and command line), for the caller to report.
+ */
+export async function deleteNetns(name: string): Promise<string[]> {
+  const left: string[] = [];
+  const r = await sh(['ip', 'netns', 'pids', name], { allowFail: true });
+  for (const pid of r.stdout.split('\n').map(Number).filter((p) => p > 0)) {
+    left.push(`process ${pid} in ${name}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 80)}`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await sh(['ip', 'netns', 'del', name], { allowFail: true });
+  return left;
+}
+
+/**
  * deploy/install.sh of `tree` into a host's root (--root, a role, no apt, no build): a fresh install, or an upgrade
  * of one. An existing unprivileged account stands in for the "mallee" user (a --root install creates none).
  */
@@ -278,18 +297,7 @@ export async function buildTopology(opts: TopologyOptions = {}): Promise<Topolog
       for (let i = 0; i < 30 && ours.some(alive); i++) await sleep(100);
       for (const pid of ours.filter(alive)) process.kill(pid, 'SIGKILL');
       // Whatever still runs inside our namespaces (dnsmasq, a QEMU, a client) was started by this run.
-      for (const n of Object.values(ns)) {
-        const r = await sh(['ip', 'netns', 'pids', n!], { allowFail: true });
-        for (const pid of r.stdout.split('\n').map(Number).filter((p) => p > 0)) {
-          leftovers.push(`process ${pid} in ${n}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 80)}`);
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-      }
-      for (const n of Object.values(ns)) await sh(['ip', 'netns', 'del', n!], { allowFail: true });
+      for (const n of Object.values(ns)) leftovers.push(...(await deleteNetns(n!)));
       if (tgtControlPort) for (const f of [`socket.${tgtControlPort}`, `socket.${tgtControlPort}.lock`]) rmSync(join('/var/run/tgtd', f), { force: true });
       if (!process.env.MALLEE_E2E_KEEP) rmSync(dir, { recursive: true, force: true });
       return leftovers;

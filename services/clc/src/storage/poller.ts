@@ -104,8 +104,7 @@ export class StoragePoller {
       // A delete the SC refused (it waits several seconds itself first) is asked again after a growing pause, not every round.
       const pause = this.refusedDeletes.get(row.volume_id);
       if (pause && Date.now() < pause.until) continue;
-      const r = await finishVolumeDelete(this.s, row);
-      if (!r.refused) this.refusedDeletes.delete(row.volume_id);
+      if ((await finishVolumeDelete(this.s, row)) !== 'refused') this.refusedDeletes.delete(row.volume_id);
       else {
         const tries = (pause?.tries ?? 0) + 1;
         this.refusedDeletes.set(row.volume_id, { tries, until: Date.now() + Math.min(REFUSED_DELETE_MAX_PAUSE_MS, 1000 * 2 ** tries) });

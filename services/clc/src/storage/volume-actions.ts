@@ -132,20 +132,20 @@ async function deleteVolume(s: StorageContext, principal: Principal, id: string 
 }
 
 /**
- * The SC deletes; then the row goes. An SC that does not answer now, or refuses for now (an RBD image a client
- * still has open: VolumeInUse), is asked again by the poller: `refused` says which it was.
+ * The SC deletes; then the row goes. An SC that does not answer now ('failed'), or refuses for now ('refused': an
+ * RBD image a client still has open, VolumeInUse), is asked again by the poller.
  */
-export async function finishVolumeDelete(s: StorageContext, v: VolumeRow): Promise<{ deleted: boolean; refused?: boolean }> {
+export async function finishVolumeDelete(s: StorageContext, v: VolumeRow): Promise<'deleted' | 'refused' | 'failed'> {
   try {
     await s.controllers.client(v.zone).call(sc.DeleteStorageVolume, { volumeId: v.volume_id });
   } catch (err) {
-    if (!(err instanceof WireError && err.code === 'NoSuchEntity')) return { deleted: false, refused: err instanceof WireError && err.code === 'VolumeInUse' };
+    if (!(err instanceof WireError && err.code === 'NoSuchEntity')) return err instanceof WireError && err.code === 'VolumeInUse' ? 'refused' : 'failed';
   }
   s.db.transaction(() => {
     deleteTagsFor(s.db, v.volume_id);
     s.db.prepare('DELETE FROM volumes WHERE volume_id = ?').run(v.volume_id);
   })();
-  return { deleted: true };
+  return 'deleted';
 }
 
 const VOLUME_FILTERS: Record<string, (v: VolumeView) => unknown> = {
