@@ -123,18 +123,12 @@ async function migrateAndCheck(args: string[], from: 'node1' | 'node2', to: 'nod
   const boots = (out: string) => (out.match(new RegExp(`mallee: boot done ${instanceId}`, 'g')) ?? []).length;
   const output = await consoleNow();
   if (boots(output) !== 1) {
-    // Seen once in a full run on a loaded host: 0 chars right after evacuate-node, cause not found (every daemon's
-    // log was quiet). Said here with what the destination has; the check is then that it comes within 15 s.
+    // Said with what the destination has. Once seen (empty under load after evacuate-node): the source's driver took
+    // the domain, shut off at the switch-over, for a powered-off guest and deleted its directory under migrateOut.
     const dir = join(homeOf(to), 'instances', instanceId);
     const files = (await sh(['ls', '-la', dir], { allowFail: true })).stdout;
-    const serial = (await sh(['virsh', '-c', uri(to), 'dumpxml', instanceId], { allowFail: true })).stdout.match(/<(serial|console)[\s\S]*?<\/\1>/g)?.join('\n') ?? 'no serial in the XML';
     const state = ((await tools.aws(['ec2', 'describe-instances', '--instance-ids', instanceId])).Reservations as { Instances: { State: { Name: string } }[] }[])[0]?.Instances[0]?.State.Name;
-    const seen = `${what}: the console output was ${output.length} chars at first (the clc says ${state}); ${dir}:\n${files}\n${serial}`;
-    console.log(`migrate.test.ts: ${seen}`);
-    let last = output;
-    await eventually('the console output with its one boot', async () => (boots(last = await consoleNow()) === 1 ? true : undefined), 15_000).catch(() => {
-      expect.fail(`${seen}\nstill ${last.length} chars, ending: ${last.slice(-800)}\n${t.logs()}`);
-    });
+    expect.fail(`${what}: the console output has ${boots(output)} boots in ${output.length} chars (the clc says ${state}), ending: ${output.slice(-800)}\n${dir}:\n${files}\n${t.logs()}`);
   }
   // The records: clc and cc say the new node, exactly once; EC2 shows the same instance, addresses, attachment.
   expect(clcNode(instanceId)).toBe(to);

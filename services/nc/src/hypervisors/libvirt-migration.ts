@@ -79,6 +79,13 @@ export function rewriteForDestination(xml: string, from: { instanceDir: string; 
 }
 
 export class LibvirtMigration implements HypervisorMigration {
+  /**
+   * Guests being migrated away. From the switch-over until migrateOut has read and removed the source's files the
+   * source domain shows shut off, which the driver must not take for a power-off: reaping it deleted the instance
+   * directory under migrateOut, and the console output with it (seen under load: GetConsoleOutput empty after a move).
+   */
+  readonly leaving = new Set<string>();
+
   constructor(private readonly o: LibvirtMigrationOptions) {}
 
   async prepareIncoming(spec: InstanceSpec, volumes: VolumeAttachmentSpec[]): Promise<nc.MigrationDestination> {
@@ -107,11 +114,20 @@ export class LibvirtMigration implements HypervisorMigration {
     const xml = await this.virsh('dumpxml', '--migratable', instanceId).catch(() => undefined);
     const meta = xml ? parseDomainXml(xml).metadata : undefined;
     if (!xml || meta?.node !== this.o.owner) throw new GuestNotFoundError(instanceId);
-    const destXml = rewriteForDestination(xml, { instanceDir: meta.instanceDir, owner: this.o.owner }, to.destination);
+    this.leaving.add(instanceId);
+    try {
+      return await this.handOver(instanceId, xml, meta.instanceDir, to);
+    } finally {
+      this.leaving.delete(instanceId);
+    }
+  }
+
+  private async handOver(instanceId: string, xml: string, dir: string, to: { libvirtUri: string; migrateUri: string; destination: nc.MigrationDestination }): Promise<{ console: Buffer }> {
+    const destXml = rewriteForDestination(xml, { instanceDir: dir, owner: this.o.owner }, to.destination);
     const copy = localDisks(xml);
-    const dir = join(this.o.stateDir, 'tmp');
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    const file = join(dir, `migrate-${instanceId}-${process.pid}-${Date.now()}.xml`);
+    const tmp = join(this.o.stateDir, 'tmp');
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
+    const file = join(tmp, `migrate-${instanceId}-${process.pid}-${Date.now()}.xml`);
     await writeFile(file, destXml, { mode: 0o600 });
     const started = Date.now();
     try {
@@ -127,10 +143,10 @@ export class LibvirtMigration implements HypervisorMigration {
     }
     this.o.log.info({ instanceId, to: to.libvirtUri, ms: Date.now() - started, copied: copy }, 'guest migrated away');
     // Gone from here: its files and secrets go too (the destination has its own); its console so far goes with the answer.
-    const files = instanceFiles(meta.instanceDir);
+    const files = instanceFiles(dir);
     const earlier = await readFile(files.consoleEarlier).catch(() => Buffer.alloc(0));
     const console = Buffer.concat([earlier, await readFile(files.consoleLog).catch(() => Buffer.alloc(0))]);
-    await rm(meta.instanceDir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
     for (const v of to.destination.disks) await this.o.volumes.undefineSecret(instanceId, v.volumeId);
     return { console: console.subarray(Math.max(0, console.length - CONSOLE_KEEP_BYTES)) };
   }

@@ -313,6 +313,7 @@ export class LibvirtHypervisor implements Hypervisor {
       const g: GuestStatus = { instanceId: id, state: 'running', cores: cores || meta.cores, memoryMiB: memoryMiB || meta.memoryMiB };
       if (this.stopping.has(id) || state === DomainState.SHUTDOWN) g.state = 'shutting-down';
       else if (this.launching.has(id)) g.state = 'pending';
+      else if (this.migration.leaving.has(id)) g.state = 'running'; // shut off here once it runs on the destination: not a power-off
       else if (state === DomainState.SHUTOFF || state === DomainState.CRASHED) {
         // The guest powered itself off (or crashed, or the host rebooted): an instance-store instance
         // is then terminated, as on EC2; its domain and disks are cleaned up now.
@@ -326,7 +327,7 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   private reap(instanceId: string): void {
-    if (this.stopping.has(instanceId)) return;
+    if (this.stopping.has(instanceId) || this.migration.leaving.has(instanceId)) return;
     this.terminateInstance(instanceId, { force: true }).catch((err: unknown) =>
       this.log.error({ instanceId, err: (err as Error).message }, 'cleaning up a powered-off guest failed'),
     );
