@@ -1,7 +1,7 @@
 // The Cluster Controller's logic: its nodes, polling them, placing instances on them and routing
 // per-instance operations to the node that runs the instance (Eucalyptus cluster/handlers.c).
 import type { Logger } from 'pino';
-import { bootsFromVolume, mapTargetSecret, nc, resealSecret, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeResources, type Operation, type VmType } from '@mallee/wire';
+import { bootsFromVolume, mapTargetSecret, nc, resealSecret, WireError, generateKey, type cc, type InstanceSpec, type InstanceStateName, type NodeInstance, type NodeResources, type Operation, type VmType } from '@mallee/wire';
 import type { NetworkManager } from './net/manager.js';
 import { NodeLink } from './node-link.js';
 import type { NodeRegistry } from './registry.js';
@@ -454,7 +454,12 @@ export class Cluster {
 
   // --- live migration (issue 7) ----------------------------------------------------------------
 
-  private readonly migrating = new Set<string>();
+  /**
+   * Instances being migrated, with the source's view of each when the move began. Between the source letting go
+   * and the destination confirming (ncFinishMigration, slow on a loaded node) neither node reports the instance;
+   * DescribeInstances reports it from here meanwhile, or the clc would take it for gone and terminate it (it did).
+   */
+  private readonly migrating = new Map<string, { node: string; view: NodeInstance }>();
 
   /**
    * Move a running instance to another node: read its launch from the source, have the destination prepare
@@ -473,7 +478,7 @@ export class Cluster {
     if (dest.state !== 'ENABLED') throw new WireError('IncorrectState', `node ${req.dest} is ${dest.state}${dest.detail ? ` (${dest.detail})` : ''}; migrate to an ENABLED node`, 409);
     if (source.state !== 'ENABLED') throw new WireError('IncorrectState', `node ${source.name}, where ${id} runs, is ${source.state}; it cannot migrate it now`, 409);
     if (this.migrating.has(id)) throw new WireError('IncorrectInstanceState', `instance ${id} is already being migrated`, 409);
-    this.migrating.add(id);
+    this.migrating.set(id, { node: source.name, view: inst });
     const started = Date.now();
     try {
       const { spec, launchTime } = await source.client.call(nc.ncMigrationSource, { instanceId: id }).catch((err: unknown) => {
@@ -500,7 +505,20 @@ export class Cluster {
         await dest.client.call(nc.ncFinishMigration, { instanceId: id, succeeded: false }, { timeoutMs: 60_000 }).catch((e: unknown) => this.o.log.warn({ err: e, instanceId: id }, 'could not tell the destination the migration failed'));
         throw err;
       }
-      const { instance } = await dest.client.call(nc.ncFinishMigration, { instanceId: id, succeeded: true, ...(moved.console ? { console: moved.console } : {}) }, { timeoutMs: 60_000 });
+      // The guest runs on the destination now, whatever its NC answers: a busy one (its libvirtd serialising jobs) is
+      // asked again (ncFinishMigration is idempotent) rather than the move called off with the guest already there.
+      const finish = { instanceId: id, succeeded: true, ...(moved.console ? { console: moved.console } : {}) };
+      let instance: Res<typeof nc.ncFinishMigration>['instance'];
+      for (let attempt = 1; ; attempt++) {
+        try {
+          ({ instance } = await dest.client.call(nc.ncFinishMigration, finish, { timeoutMs: 120_000 }));
+          break;
+        } catch (err) {
+          if ((err as WireError).code !== 'ServiceUnavailable' || attempt === 5) throw err;
+          this.o.log.warn({ instanceId: id, dest: dest.name, attempt, err: (err as Error).message }, 'the destination did not confirm the migrated guest; asking again');
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      }
       if (instance) dest.learn(instance);
       source.forget(id);
       this.scheduleFlush();
@@ -533,6 +551,11 @@ export class Cluster {
           byId.set(i.instanceId, { ...i, node: l.name, ...(l.unreachableSince !== undefined ? { nodeUnreachableSince: l.unreachableSince } : {}) });
         }
       }
+    }
+    for (const [id, m] of this.migrating) {
+      if (wanted && !wanted.has(id)) continue;
+      const seen = byId.get(id);
+      if (!seen || seen.state === 'terminated') byId.set(id, { ...m.view, node: m.node });
     }
     return { instances: [...byId.values()] };
   }

@@ -77,33 +77,58 @@ describe('cluster controller when nodes misbehave', () => {
 
 /**
  * A stand-in node for live migration (the real two-node path runs in test/e2e/migrate.test.ts with libvirt): it
- * runs `running` (the source) or nothing, and records the ncMigrateInstance it is asked for.
+ * runs `running` (the source) or nothing, records the ncMigrateInstance it is asked for, and as a destination
+ * confirms an arrival once `finishGate` resolves, the first `dropFinish` confirmations cut off.
  */
-async function migratingNode(running: InstanceSpec[]): Promise<{ url: string; setKey(k: string): void; asked: { libvirtUri: string; migrateUri: string }[] }> {
+async function migratingNode(running: InstanceSpec[], opts: { finishGate?: Promise<void>; dropFinish?: number } = {}): Promise<{ url: string; setKey(k: string): void; asked: { libvirtUri: string; migrateUri: string }[]; finishes: number }> {
   let key: string | undefined;
   const asked: { libvirtUri: string; migrateUri: string }[] = [];
   const app = Fastify();
   const room = { max: 64, available: 64 };
   const launchTime = new Date().toISOString();
-  const instances = (): NodeInstance[] => running.map((s) => ({ instanceId: s.instanceId, reservationId: s.reservationId, ownerId: s.ownerId, imageId: s.imageId, state: 'running', vmType: s.vmType, launchTime }));
+  const view = (s: InstanceSpec): NodeInstance => ({ instanceId: s.instanceId, reservationId: s.reservationId, ownerId: s.ownerId, imageId: s.imageId, state: 'running', vmType: s.vmType, launchTime });
+  const instances = (): NodeInstance[] => running.map(view);
+  const incoming: InstanceSpec[] = [];
+  const seen = { finishes: 0 };
+  // The first `dropFinish` ncFinishMigration requests have their connection cut before any answer (a node gone away).
+  let drop = opts.dropFinish ?? 0;
+  app.addHook('preHandler', async (req, reply) => {
+    if (drop > 0 && String(req.body).includes('ncFinishMigration')) {
+      drop--;
+      reply.hijack();
+      req.raw.socket.destroy();
+      return reply;
+    }
+  });
   await app.register(wire, {
     keyFor: (from) => (from === 'cc' ? key : undefined),
     handlers: [
       handler(nc.ncDescribeResource, () => ({ status: 'enabled' as const, hypervisor: 'fake', cores: room, memoryMiB: { max: 65536, available: 65536 }, diskGiB: room })),
       handler(nc.ncDescribeInstances, () => ({ instances: instances() })),
       handler(nc.ncMigrationSource, (req) => ({ spec: running.find((s) => s.instanceId === req.instanceId)!, launchTime })),
-      handler(nc.ncPrepareMigration, () => ({ destination: { instanceDir: '/nowhere', owner: 'fake', disks: [] } })),
+      handler(nc.ncPrepareMigration, (req) => {
+        incoming.push(req.spec);
+        return { destination: { instanceDir: '/nowhere', owner: 'fake', disks: [] } };
+      }),
       handler(nc.ncMigrateInstance, (req) => {
         asked.push({ libvirtUri: req.libvirtUri, migrateUri: req.migrateUri });
         running.splice(0);
         return { instanceId: req.instanceId, ms: 1 };
       }),
-      handler(nc.ncFinishMigration, () => ({})),
+      // The destination reports the guest once it has confirmed its arrival (after finishGate, when given).
+      handler(nc.ncFinishMigration, async (req) => {
+        seen.finishes++;
+        await opts.finishGate;
+        const arrived = incoming.find((x) => x.instanceId === req.instanceId);
+        if (!arrived) return {};
+        running.push(arrived);
+        return { instance: view(arrived) };
+      }),
     ],
   });
   fakes.push(app);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  return { url, setKey: (k) => (key = k), asked };
+  return { url, setKey: (k) => (key = k), asked, get finishes() { return seen.finishes; } };
 }
 
 describe('live migration as the cc asks for it', () => {
@@ -119,5 +144,44 @@ describe('live migration as the cc asks for it', () => {
     const res = await ccd.client.call(cc.MigrateInstance, { instanceId: spec!.instanceId, dest: 'dst', volumes: [] });
     expect([res.source, res.dest]).toEqual(['src', 'dst']);
     expect(source.asked).toEqual([{ libvirtUri: 'qemu+tls://localhost/system?no_verify=0', migrateUri: 'tcp://localhost' }]);
+  });
+
+  it('reports the instance all through the move, also while neither node does (the destination slow to confirm)', async () => {
+    const ccd = await startCc();
+    const [spec] = specs(1);
+    let confirm = () => {};
+    const source = await migratingNode([spec!]);
+    const dest = await migratingNode([], { finishGate: new Promise<void>((r) => (confirm = r)) });
+    source.setKey((await ccd.client.call(cc.RegisterNode, { node: 'src', url: source.url })).key);
+    dest.setKey((await ccd.client.call(cc.RegisterNode, { node: 'dst', url: dest.url })).key);
+    await ccd.pollNow();
+    const where = async () => (await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances.map((i) => [i.instanceId, i.node, i.state]);
+    const moving = ccd.client.call(cc.MigrateInstance, { instanceId: spec!.instanceId, dest: 'dst', volumes: [] });
+    // The source has let go (its ncMigrateInstance answered) and the destination has not confirmed: polls see it on neither.
+    for (let i = 0; i < 50 && source.asked.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(source.asked).toHaveLength(1);
+    await ccd.pollNow();
+    expect(await where()).toEqual([[spec!.instanceId, 'src', 'running']]);
+    expect((await ccd.client.call(cc.DescribeInstances, { instanceIds: [spec!.instanceId] })).instances).toHaveLength(1);
+    confirm();
+    expect((await moving).dest).toBe('dst');
+    await ccd.pollNow();
+    expect(await where()).toEqual([[spec!.instanceId, 'dst', 'running']]);
+  });
+
+  it('a destination that does not answer its confirmation is asked again: the guest is there, the move stands', async () => {
+    const ccd = await startCc();
+    const [spec] = specs(1);
+    const source = await migratingNode([spec!]);
+    // Two cuts: the wire client's own resend on a closed connection, then the cc's next attempt gets through.
+    const dest = await migratingNode([], { dropFinish: 2 });
+    source.setKey((await ccd.client.call(cc.RegisterNode, { node: 'src', url: source.url })).key);
+    dest.setKey((await ccd.client.call(cc.RegisterNode, { node: 'dst', url: dest.url })).key);
+    await ccd.pollNow();
+    const res = await ccd.client.call(cc.MigrateInstance, { instanceId: spec!.instanceId, dest: 'dst', volumes: [] });
+    expect([res.source, res.dest]).toEqual(['src', 'dst']);
+    expect(dest.finishes).toBe(1);
+    await ccd.pollNow();
+    expect((await ccd.client.call(cc.DescribeInstances, { instanceIds: [] })).instances.map((i) => [i.node, i.state])).toEqual([['dst', 'running']]);
   });
 });
