@@ -222,7 +222,6 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
   }, 120_000);
 
-
   it('a guest shut off while it is migrated away is the migration\'s: reported running and its files kept until the move is over', async () => {
     // The source side of a live migration after the switch-over: the domain shows shut off until libvirt undefines
     // it and migrateOut has read the console and removed the directory. Two libvirtds are the e2e suite's
@@ -244,6 +243,7 @@ describe.skipIf(skipReason !== undefined)('libvirt driver with real guests (QEMU
     expect(await hv.domainXml(s.instanceId)).toBeUndefined();
     expect(existsSync(join(home, 'instances', s.instanceId))).toBe(false);
   }, 120_000);
+
   it('boots a whole-disk image without kernel or ramdisk; the guest learns its id from the config drive', async () => {
     const hv = await driver(tempHome());
     const s = spec({ imageId: 'emi-dsk00001' }, 256, 0);

@@ -327,7 +327,7 @@ export class LibvirtHypervisor implements Hypervisor {
   }
 
   private reap(instanceId: string): void {
-    if (this.stopping.has(instanceId) || this.migration.leaving.has(instanceId)) return;
+    if (this.stopping.has(instanceId)) return;
     this.terminateInstance(instanceId, { force: true }).catch((err: unknown) =>
       this.log.error({ instanceId, err: (err as Error).message }, 'cleaning up a powered-off guest failed'),
     );
